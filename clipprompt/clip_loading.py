@@ -1,0 +1,105 @@
+"""Load a CLIP model from a published name or a local checkpoint file.
+
+`MODEL.BACKBONE.NAME` is either one of `clip.available_models()` (downloaded once into a cache
+folder) or a path to a checkpoint: an OpenAI JIT archive or a plain state dict. Either way the
+model is rebuilt with `clip.model.build_model`, so every trainer sees the same eager `clip.model.CLIP`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+import zipfile
+from pathlib import Path
+
+import torch
+
+from ._clip import clip, clip_model
+from .errors import UserError
+
+CACHE_ENV = "CLIP_CACHE_DIR"
+
+
+class BackboneError(UserError):
+    """A backbone name or checkpoint that cannot give a CLIP model."""
+
+
+def default_cache_dir() -> str:
+    """Where named models are downloaded: `$CLIP_CACHE_DIR`, else `~/.cache/clip` (clip's own)."""
+    return os.environ.get(CACHE_ENV) or os.path.expanduser("~/.cache/clip")
+
+
+def resolve_checkpoint(name: str, cache_dir: str | None = None) -> str:
+    """Return a local file for `name`, downloading a published model on first use."""
+    path = Path(os.path.expanduser(str(name)))
+    if path.is_file():
+        return str(path)
+    if name in clip.available_models():
+        return clip._download(clip._MODELS[name], cache_dir or default_cache_dir())
+    raise BackboneError(
+        f"MODEL.BACKBONE.NAME {name!r} is neither a CLIP model name nor an existing file. "
+        f"Known names: {', '.join(clip.available_models())}; or give the path to a checkpoint file."
+    )
+
+
+def read_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """Read CLIP weights from a JIT archive or a (possibly wrapped) plain state dict, on the CPU."""
+    if _is_torchscript(path):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated, not gone
+            return torch.jit.load(path, map_location="cpu").state_dict()
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated file, foreign pickle, not a torch file at all
+        raise BackboneError(
+            f"Cannot read CLIP weights from {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}. "
+            "Expected an OpenAI CLIP JIT archive or a state dict saved with torch.save; "
+            "the file may be truncated (delete it to re-download a named model)."
+        ) from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or "token_embedding.weight" not in obj:
+        raise BackboneError(
+            f"{path} does not hold CLIP weights (no 'token_embedding.weight' key); "
+            "expected the state dict of a clip.model.CLIP."
+        )
+    return obj
+
+
+def _is_torchscript(path: str) -> bool:
+    """OpenAI's JIT archives are zip files with TorchScript code inside; state dicts have none."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist())
+
+
+def build_clip(state_dict: dict[str, torch.Tensor]) -> clip_model.CLIP:
+    """Build an eager CLIP in fp32 with the checkpoint's exact values.
+
+    `build_model` infers the shapes and returns fp16 weights; the weights are loaded again
+    into the fp32 model so that an fp32 checkpoint is not rounded through fp16.
+    """
+    weights = {k: v for k, v in state_dict.items() if k not in ("input_resolution", "context_length", "vocab_size")}
+    try:
+        model = clip_model.build_model(dict(state_dict)).float()
+        model.load_state_dict(weights)
+    except (KeyError, RuntimeError) as exc:
+        raise BackboneError(f"The checkpoint is not a complete CLIP state dict: {exc}") from None
+    return model.eval()
+
+
+def load_clip(
+    name: str,
+    *,
+    cache_dir: str | None = None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> clip_model.CLIP:
+    """Load CLIP `name` (model name or file) onto `device`; `dtype` float16 uses CLIP's own recipe."""
+    model = build_clip(read_state_dict(resolve_checkpoint(name, cache_dir))).to(device)
+    if dtype == torch.float16:
+        clip_model.convert_weights(model)  # matmul weights in fp16, LayerNorms and embeddings in fp32
+    elif dtype != torch.float32:
+        raise ValueError(f"CLIP weights are kept in float32 or float16, not {dtype}; use autocast for bf16")
+    return model

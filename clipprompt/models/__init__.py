@@ -1,0 +1,8 @@
+"""Prompt-tuning methods as plain PyTorch modules over a frozen CLIP (no Dassl here)."""
+
+from .base import PromptedCLIP
+from .cocoop import CoCoOp
+from .coop import CoOp
+from .zeroshot import ZeroshotCLIP
+
+__all__ = ["PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp"]

@@ -1,0 +1,65 @@
+"""CoCoOp (Zhou et al., CVPR 2022): the context is shifted by one vector computed from the image."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .._clip import clip_model
+from ..encoders import TextEncoder
+from ..prompts import ClassPrompts, init_context
+from .base import PromptedCLIP, normalize
+
+
+def encode_prompt_grid(text_encoder: TextEncoder, prompts: Tensor, eos_positions: Tensor, chunk: int) -> Tensor:
+    """Text features (B, n_cls, E) of per-image prompts (B, n_cls, L, width), `chunk` prompts a pass.
+
+    Image-conditioned methods need one text pass per (image, class) pair; batching them into
+    chunks bounds memory without changing any value.
+    """
+    batch, n_cls = prompts.shape[:2]
+    flat = prompts.reshape(batch * n_cls, *prompts.shape[2:])
+    eos = eos_positions.repeat(batch)
+    step = max(1, chunk) if chunk > 0 else flat.shape[0]
+    features = [text_encoder(flat[i : i + step], eos[i : i + step]) for i in range(0, flat.shape[0], step)]
+    return torch.cat(features).reshape(batch, n_cls, -1)
+
+
+class MetaNet(nn.Sequential):
+    """Bottleneck MLP from an image feature to `out_dim` (CoCoOp's meta-net; MPL's FTP widens it)."""
+
+    def __init__(self, in_dim: int, out_dim: int, reduction: int = 16):
+        hidden = max(1, in_dim // reduction)
+        super().__init__(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
+
+
+class CoCoOp(PromptedCLIP):
+    """ctx_j + π(v) for every token j, π a meta-net on the frozen image feature v."""
+
+    def __init__(
+        self,
+        clip: clip_model.CLIP,
+        classnames: Sequence[str],
+        n_ctx: int = 4,
+        ctx_init: str = "a photo of a",
+        text_chunk: int = 0,
+        fused: bool = True,
+    ):
+        super().__init__(clip, classnames, fused=fused)
+        self.ctx = nn.Parameter(init_context(self.text_encoder, n_ctx, ctx_init))
+        self.prompts = ClassPrompts(self.text_encoder, self.classnames, self.ctx.shape[0])
+        self.meta_net = MetaNet(clip.text_projection.shape[1], self.text_encoder.width)
+        self.text_chunk = text_chunk
+
+    def image_context(self, image_features: Tensor) -> Tensor:
+        """Per-image context (B, n, width)."""
+        shift = self.meta_net(image_features.float())
+        return self.ctx + shift.unsqueeze(1)
+
+    def forward(self, images: Tensor) -> Tensor:
+        image_features = normalize(self.image_encoder(images))
+        prompts = self.prompts.assemble(self.image_context(image_features))
+        text = normalize(encode_prompt_grid(self.text_encoder, prompts, self.prompts.eos_positions, self.text_chunk))
+        return self.logit_scale * torch.einsum("bd,bcd->bc", image_features, text.to(image_features.dtype))

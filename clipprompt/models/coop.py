@@ -1,0 +1,35 @@
+"""CoOp (Zhou et al., IJCV 2022): one learned context shared by all classes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from .._clip import clip_model
+from ..prompts import ClassPrompts, init_context
+from .base import PromptedCLIP, normalize
+
+
+class CoOp(PromptedCLIP):
+    """`[SOS] ctx_1..ctx_n <class>. [EOS]` with ctx learned; class token at the end."""
+
+    def __init__(
+        self,
+        clip: clip_model.CLIP,
+        classnames: Sequence[str],
+        n_ctx: int = 16,
+        ctx_init: str = "",
+        fused: bool = True,
+    ):
+        super().__init__(clip, classnames, fused=fused)
+        self.ctx = nn.Parameter(init_context(self.text_encoder, n_ctx, ctx_init))
+        self.prompts = ClassPrompts(self.text_encoder, self.classnames, self.ctx.shape[0])
+
+    def class_text_features(self) -> Tensor:
+        embeddings = self.prompts.assemble(self.ctx)
+        return normalize(self.text_encoder(embeddings, self.prompts.eos_positions))
+
+    def forward(self, images: Tensor) -> Tensor:
+        image_features = normalize(self.image_encoder(images))
+        return self.logit_scale * image_features @ self.text_features().t().to(image_features.dtype)

@@ -1,0 +1,27 @@
+"""Zero-shot CLIP with the dataset's hand-crafted template: the reference point, nothing trained."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor
+
+from .._clip import clip_model
+from ..prompts import cut_after_eos, tokenize
+from .base import PromptedCLIP, normalize
+
+
+class ZeroshotCLIP(PromptedCLIP):
+    """Logits against `template.format(class name)` for each class, e.g. "a photo of a {}."."""
+
+    def __init__(self, clip: clip_model.CLIP, classnames: Sequence[str], template: str = "a photo of a {}.", fused: bool = True):
+        super().__init__(clip, classnames, fused=fused)
+        texts = [template.format(name.replace("_", " ")) for name in self.classnames]
+        self.register_buffer("tokens", cut_after_eos(tokenize(texts)), persistent=False)
+
+    def class_text_features(self) -> Tensor:
+        return normalize(self.text_encoder.encode_tokens(self.tokens))
+
+    def forward(self, images: Tensor) -> Tensor:
+        image_features = normalize(self.image_encoder(images))
+        return self.logit_scale * image_features @ self.text_features().t().to(image_features.dtype)

@@ -1,0 +1,105 @@
+"""Class prompts as token embeddings with slots for learnable context vectors.
+
+CoOp-style prompts read `[SOS] ctx_1 .. ctx_n <class name>. [EOS]`. The frozen parts (SOS
+before the slots; class name, '.', EOS after them) depend only on the class list, so they are
+non-persistent buffers: checkpoints never hold them, and a model trained on base classes can be
+rebuilt for new classes and load the same weights.
+
+Prompts are cut after the longest EOS of the class list: the text encoder is causal, so the
+tokens after EOS never reach the EOS feature, and a 77-token pass becomes a ~10-20-token one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ._clip import clip
+from .encoders import TextEncoder
+from .errors import UserError
+
+PLACEHOLDER = "X"
+
+
+class PromptLengthError(UserError, ValueError):
+    """A prompt that does not fit CLIP's context window."""
+
+
+def tokenize(texts: Sequence[str], context_length: int = 77) -> Tensor:
+    """`clip.tokenize`, with an error that names the text which does not fit."""
+    try:
+        return clip.tokenize(list(texts), context_length=context_length)
+    except RuntimeError:
+        longest = max(texts, key=lambda t: len(clip._tokenizer.encode(t)))
+        n_tokens = len(clip._tokenizer.encode(longest)) + 2
+        raise PromptLengthError(
+            f"The prompt {longest!r} has {n_tokens} tokens with SOS/EOS, more than the "
+            f"{context_length}-token context of CLIP's text encoder; shorten the context (N_CTX / CTX_INIT)."
+        ) from None
+
+
+def cut_after_eos(tokens: Tensor) -> Tensor:
+    """Drop the padding columns after the longest EOS (the highest token id in each row)."""
+    return tokens[:, : int(tokens.argmax(dim=-1).max()) + 1]
+
+
+def context_from_words(text_encoder: TextEncoder, words: str) -> Tensor:
+    """Initial context vectors (n, width) from the embeddings of `words`, e.g. "a photo of a"."""
+    words = words.replace("_", " ").strip()
+    tokens = tokenize([words], text_encoder.context_length)
+    n_ctx = int(tokens.argmax(dim=-1)) - 1
+    with torch.no_grad():
+        return text_encoder.embed(tokens)[0, 1 : 1 + n_ctx].float().clone()
+
+
+def init_context(text_encoder: TextEncoder, n_ctx: int, ctx_init: str = "", std: float = 0.02) -> Tensor:
+    """Context vectors from `ctx_init` words if given (n = their token count), else N(0, std²)."""
+    if ctx_init:
+        return context_from_words(text_encoder, ctx_init)
+    if n_ctx < 1:
+        raise ValueError(f"N_CTX must be at least 1, got {n_ctx}")
+    return torch.randn(n_ctx, text_encoder.width) * std
+
+
+class ClassPrompts(nn.Module):
+    """Frozen embeddings of `[SOS] <n slots> <class name>. [EOS]` for each class.
+
+    `assemble(ctx)` fills the slots: ctx of shape (..., n, width) gives (..., n_cls, L, width),
+    so one shared context (CoOp) or one per image (CoCoOp, MPL) use the same code.
+    """
+
+    def __init__(self, text_encoder: TextEncoder, classnames: Sequence[str], n_ctx: int, cut: bool = True):
+        super().__init__()
+        if not classnames:
+            raise ValueError("The class list is empty: nothing to build prompts for")
+        self.n_ctx = n_ctx
+        self.classnames = [name.replace("_", " ") for name in classnames]
+        slots = " ".join([PLACEHOLDER] * n_ctx)
+        tokens = tokenize([f"{slots} {name}." for name in self.classnames], text_encoder.context_length)
+        if cut:
+            tokens = cut_after_eos(tokens)
+        with torch.no_grad():
+            embeddings = text_encoder.embed(tokens)
+        self.register_buffer("tokens", tokens, persistent=False)
+        self.register_buffer("eos_positions", tokens.argmax(dim=-1), persistent=False)
+        self.register_buffer("prefix", embeddings[:, :1].clone(), persistent=False)
+        self.register_buffer("suffix", embeddings[:, 1 + n_ctx :].clone(), persistent=False)
+
+    @property
+    def num_classes(self) -> int:
+        return self.prefix.shape[0]
+
+    @property
+    def length(self) -> int:
+        return self.tokens.shape[1]
+
+    def assemble(self, ctx: Tensor) -> Tensor:
+        """Prompt embeddings (..., n_cls, L, width) with `ctx` (..., n, width) in the slots."""
+        batch = ctx.shape[:-2]
+        n_cls = self.num_classes
+        ctx = ctx.unsqueeze(-3).expand(*batch, n_cls, *ctx.shape[-2:])
+        prefix = self.prefix.expand(*batch, *self.prefix.shape)
+        suffix = self.suffix.expand(*batch, *self.suffix.shape)
+        return torch.cat([prefix, ctx.to(prefix.dtype), suffix], dim=-2)
