@@ -1,0 +1,204 @@
+"""Dassl glue shared by every CLIP trainer here: build, train step, evaluation, checkpoints.
+
+A trainer subclasses `ClipTrainer`, is registered with `@TRAINER_REGISTRY.register()`, and
+implements `build_custom_model(clip, classnames)` returning a `clipprompt.models.PromptedCLIP`.
+Its config node is `TRAINER.<CLASS NAME IN UPPER CASE>` and must hold at least `PREC`.
+Everything else (precision, optimizer, schedule, caching, checkpoints) lives here once.
+"""
+
+from __future__ import annotations
+
+import os.path as osp
+import random
+import warnings
+
+import numpy as np
+import torch
+from dassl.optim import build_optimizer
+
+from clipprompt.checkpoint import atomic_write, find_checkpoint, load_checkpoint, save_checkpoint
+from clipprompt.clip_loading import load_clip
+from clipprompt.config import check_precision
+from clipprompt.errors import ConfigError, UserError
+from clipprompt.models import PromptedCLIP
+from clipprompt.optim import build_lr_scheduler_from_cfg
+from clipprompt.precision import resolve_precision
+
+from ._dassl import TrainerX
+
+MODEL_NAME = "model"  # checkpoints go to <output>/model/model.pth.tar-<epoch>
+
+
+class ClipTrainer(TrainerX):
+    """A frozen CLIP with a method's learnable parts, trained with Dassl's loop."""
+
+    model: PromptedCLIP
+
+    @classmethod
+    def config_node_name(cls) -> str:
+        return cls.__name__.upper()
+
+    @property
+    def trainer_cfg(self):
+        return self.cfg.TRAINER[self.config_node_name()]
+
+    def check_cfg(self, cfg) -> None:
+        name = self.config_node_name()
+        if name not in cfg.TRAINER:
+            raise ConfigError(f"No TRAINER.{name} config node: register one with @register_trainer_config({name!r}).")
+        check_precision(cfg.TRAINER[name].PREC, name)
+
+    def build_custom_model(self, clip, classnames) -> PromptedCLIP:
+        raise NotImplementedError
+
+    def build_model(self) -> None:
+        cfg = self.cfg
+        self.precision = resolve_precision(self.trainer_cfg.PREC, self.device)
+        print(f"Loading CLIP {cfg.MODEL.BACKBONE.NAME} (precision {self.precision.name})")
+        clip = load_clip(
+            cfg.MODEL.BACKBONE.NAME,
+            cache_dir=cfg.MODEL.BACKBONE.CACHE_DIR or None,
+            device=self.device,
+            dtype=self.precision.weight_dtype,
+        )
+        check_input_size(cfg.INPUT.SIZE, clip.visual.input_resolution)
+        print(f"Building {type(self).__name__} for {len(self.dm.dataset.classnames)} classes")
+        self.model = self.build_custom_model(clip, self.dm.dataset.classnames).to(self.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        print(f"Trainable parameters: {sum(p.numel() for p in params):,}")
+        self.optim = build_optimizer(params, cfg.OPTIM) if params else None
+        self.sched = build_lr_scheduler_from_cfg(self.optim, cfg.OPTIM) if params else None
+        self.register_model(MODEL_NAME, self.model, self.optim, self.sched)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.uses_grad_scaler)
+        if torch.cuda.device_count() > 1:
+            warnings.warn(
+                f"{torch.cuda.device_count()} GPUs are visible; training uses one "
+                "(no nn.DataParallel). Set CUDA_VISIBLE_DEVICES to choose it.",
+                stacklevel=2,
+            )
+
+    # ---- training and evaluation -------------------------------------------------------
+
+    def forward_backward(self, batch) -> dict[str, float]:
+        images, labels = self.parse_batch_train(batch)[:2]
+        with self.precision.autocast():
+            loss, summary = self.model.loss(images, labels)
+        self.model_zero_grad()
+        self.detect_anomaly(loss)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optim)
+        self.scaler.update()
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return summary
+
+    def model_inference(self, images):
+        with self.precision.autocast():
+            return self.model(images).float()
+
+    @torch.no_grad()
+    def test(self, split=None):
+        """Dassl's evaluation, with class-only text features computed once for the whole split."""
+        self.set_model_mode("eval")
+        with self.precision.autocast(), self.model.cached_text_features():
+            return super().test(split)
+
+    # ---- checkpoints ---------------------------------------------------------------------
+
+    def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
+        state = {
+            "state_dict": self.model.trainable_state_dict(),
+            "epoch": epoch + 1,
+            "optimizer": self.optim.state_dict() if self.optim else None,
+            "scheduler": self.sched.state_dict() if self.sched else None,
+            "scaler": self.scaler.state_dict(),
+            "val_result": val_result,
+            "rng": rng_state(),
+            "trainer": type(self).__name__,
+        }
+        folder = osp.join(directory, MODEL_NAME)
+        if model_name:  # e.g. model-best.pth.tar
+            path = osp.join(folder, model_name)
+            atomic_write(path, lambda tmp: torch.save(state, tmp))
+        else:
+            path = save_checkpoint(folder, state, epoch + 1)
+        print(f"Checkpoint saved to {path}")
+
+    def _load(self, path: str) -> dict:
+        state = load_checkpoint(path)
+        saved_by = state.get("trainer")
+        if saved_by and saved_by != type(self).__name__:
+            raise UserError(f"{path} was saved by trainer {saved_by}, not {type(self).__name__}.")
+        try:
+            self.model.load_trainable_state_dict(state["state_dict"])
+        except ValueError as exc:
+            raise UserError(f"{path}: {exc}") from None
+        return state
+
+    def load_model(self, directory, epoch=None):
+        """Load `<directory>/model/model.pth.tar-<epoch>`, the latest saved if `epoch` is None."""
+        if not directory:
+            print("No --model-dir given: evaluating the model as built")
+            return
+        folder = osp.join(directory, MODEL_NAME)
+        best = osp.join(folder, "model-best.pth.tar")
+        if epoch is None and self.cfg.TEST.FINAL_MODEL == "best_val" and osp.isfile(best):
+            path = best
+        else:
+            path = find_checkpoint(folder, epoch)
+        state = self._load(path)
+        print(f"Loaded {path} (epoch {state['epoch']})")
+
+    def resume_model_if_exist(self, directory):
+        folder = osp.join(directory, MODEL_NAME)
+        try:
+            path = find_checkpoint(folder)
+        except UserError:
+            print("No checkpoint found, train from scratch")
+            return 0
+        state = self._load(path)
+        if self.optim is not None and state.get("optimizer"):
+            self.optim.load_state_dict(state["optimizer"])
+        if self.sched is not None and state.get("scheduler"):
+            self.sched.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        if state.get("rng"):
+            set_rng_state(state["rng"])
+        print(f"Resumed from {path}: continuing at epoch {state['epoch'] + 1}")
+        return state["epoch"]
+
+
+def check_input_size(size, resolution: int) -> None:
+    if tuple(size) != (resolution, resolution):
+        raise ConfigError(
+            f"INPUT.SIZE {tuple(size)} does not match the backbone's input resolution {resolution}; "
+            f'set INPUT.SIZE "({resolution}, {resolution})".'
+        )
+
+
+def rng_state() -> dict:
+    """Python, NumPy and torch RNG states as plain values and tensors (weights_only-safe)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(keys.copy()), "pos": pos, "has_gauss": has_gauss, "gauss": gauss},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(_as_tuples(state["python"]))
+    np_state = state["numpy"]
+    np.random.set_state(("MT19937", np_state["keys"].numpy(), np_state["pos"], np_state["has_gauss"], np_state["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuples(value):
+    """random.setstate wants the nested tuples that a save-load round trip may turn into lists."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
