@@ -1,0 +1,38 @@
+"""Exceptions of the data layer.
+
+Both are :class:`clipprompt.errors.UserError`, so ``train.py`` reports them as
+one line instead of a traceback: they are caused by the user's data or
+config, not by a bug.
+"""
+from __future__ import annotations
+
+import os
+
+from clipprompt.errors import UserError
+
+
+class DataConfigError(UserError, ValueError):
+    """A dataset setting that cannot work: unknown name, bad ``SUBSAMPLE_CLASSES``."""
+
+
+class DatasetError(UserError, RuntimeError):
+    """A dataset file or folder is missing or unusable.
+
+    The message always carries three things, so a user can fix the problem
+    without reading our code: the path we looked at, what should be there,
+    and where to get it (usually a ``DATASETS.md`` section).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], expected: str, hint: str = "") -> None:
+        # Pass every field to RuntimeError so the exception survives pickling
+        # (e.g. when raised inside a DataLoader worker).
+        super().__init__(os.fspath(path), expected, hint)
+        self.path = os.fspath(path)
+        self.expected = expected
+        self.hint = hint
+
+    def __str__(self) -> str:
+        message = f"{self.path}: expected {self.expected}"
+        if self.hint:
+            message += f"; {self.hint}"
+        return message
