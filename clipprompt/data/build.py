@@ -1,0 +1,145 @@
+"""One call from a dataset name to ready-to-use splits, without Dassl.
+
+The Dassl glue in ``datasets/`` only converts the result to ``Datum``
+objects, so everything that can go wrong is testable here.
+"""
+from __future__ import annotations
+
+import os
+from typing import TypedDict
+
+from .catalog import DatasetSpec, Layout, get_spec
+from .errors import DatasetError
+from .fewshot import load_or_create_few_shot
+from .records import (
+    Record,
+    read_classnames,
+    read_fgvc_aircraft,
+    read_imagenet,
+    read_index_folders,
+    read_split_file,
+    read_wnid_folders,
+)
+from .subsample import subsample_classes
+
+IMAGENET_DIR = "imagenet"
+
+
+class DatasetSplits(TypedDict):
+    """What :func:`build_splits` returns; labels are ``0..len(classnames)-1``."""
+
+    train: list[Record]
+    val: list[Record]
+    test: list[Record]
+    classnames: list[str]
+    template: str
+
+
+def dataset_paths(spec: DatasetSpec, root: str) -> tuple[str, str]:
+    """Absolute ``(dataset_dir, image_dir)`` of ``spec`` under the data root."""
+    dataset_dir = os.path.join(os.path.abspath(os.path.expanduser(root)), spec.dataset_dir)
+    image_dir = os.path.join(dataset_dir, spec.image_dir) if spec.image_dir else dataset_dir
+    return dataset_dir, image_dir
+
+
+def variant_classnames_path(spec: DatasetSpec, root: str) -> str:
+    """ImageNet's ``classnames.txt`` for a variant.
+
+    CoOp's instructions copy it into the variant's folder; if that copy is
+    absent we fall back to ``$DATA/imagenet/classnames.txt``.
+    """
+    dataset_dir, _ = dataset_paths(spec, root)
+    local = os.path.join(dataset_dir, "classnames.txt")
+    if os.path.isfile(local):
+        return local
+    shared = os.path.join(os.path.abspath(os.path.expanduser(root)), IMAGENET_DIR, "classnames.txt")
+    if os.path.isfile(shared):
+        return shared
+    raise DatasetError(
+        local,
+        f"ImageNet's classnames.txt here or at {shared}",
+        f"see DATASETS.md#imagenet and {spec.docs}",
+    )
+
+
+def read_raw_splits(spec: DatasetSpec, root: str) -> dict[str, list[Record]]:
+    """Full train/val/test of a dataset as stored on disk, before few-shot and subsampling.
+
+    Test-only variants return their images as ``test`` and empty train/val.
+    """
+    dataset_dir, image_dir = dataset_paths(spec, root)
+    hint = spec.hint
+    if not os.path.isdir(dataset_dir):
+        raise DatasetError(dataset_dir, f"the {spec.name} dataset folder", hint)
+
+    if spec.layout is Layout.SPLIT_JSON:
+        assert spec.split_file is not None
+        return read_split_file(os.path.join(dataset_dir, spec.split_file), image_dir, hint=hint)
+    if spec.layout is Layout.FGVC_TXT:
+        return read_fgvc_aircraft(dataset_dir, image_dir, hint=hint)
+    if spec.layout is Layout.IMAGENET:
+        return read_imagenet(dataset_dir, image_dir, hint=hint)
+
+    classnames_path = variant_classnames_path(spec, root)
+    classnames = read_classnames(classnames_path, hint=hint)
+    reader = read_wnid_folders if spec.layout is Layout.WNID_FOLDERS else read_index_folders
+    test = reader(image_dir, classnames, classnames_path=classnames_path, hint=hint)
+    return {"train": [], "val": [], "test": test}
+
+
+def collect_classnames(*splits: list[Record], source: str, hint: str) -> list[str]:
+    """Class names indexed by label, checking labels are ``0..n-1`` and names consistent."""
+    names: dict[int, str] = {}
+    for split in splits:
+        for record in split:
+            known = names.setdefault(record.label, record.classname)
+            if known != record.classname:
+                raise DatasetError(source, f"one class name per label, label {record.label} "
+                                   f"is both {known!r} and {record.classname!r}", hint)
+    missing = sorted(set(range(len(names))) - set(names))
+    if missing:
+        raise DatasetError(source, f"labels 0..{len(names) - 1} with no gaps, "
+                           f"missing {missing[:5]}", hint)
+    return [names[label] for label in range(len(names))]
+
+
+def build_splits(
+    name: str,
+    root: str,
+    num_shots: int = -1,
+    seed: int = 1,
+    subsample: str = "all",
+) -> DatasetSplits:
+    """Read, few-shot sample and class-subsample a dataset, the CoOp way.
+
+    ``num_shots < 1`` keeps all training images; few-shot splits are cached
+    under ``<dataset_dir>/split_fewshot/``. Test-only ImageNet variants
+    ignore ``num_shots`` and return their test set as ``train`` too (Dassl
+    needs a non-empty ``train_x`` to count classes) and an empty ``val``.
+    """
+    spec = get_spec(name)
+    dataset_dir, image_dir = dataset_paths(spec, root)
+    raw = read_raw_splits(spec, root)
+    train, val, test = raw["train"], raw["val"], raw["test"]
+
+    if spec.test_only:
+        train = test
+    elif num_shots >= 1:
+        keep_val = spec.layout is Layout.IMAGENET  # its val is the test set: never shrink it
+        few_train, few_val = load_or_create_few_shot(
+            os.path.join(dataset_dir, "split_fewshot"),
+            image_dir,
+            train,
+            None if keep_val else val,
+            num_shots,
+            seed,
+        )
+        train, val = few_train, (val if keep_val else few_val or [])
+
+    train, val, test = subsample_classes(train, val, test, subsample=subsample)
+    if not test:
+        raise DatasetError(image_dir, f"at least one {spec.name} test image", spec.hint)
+    classnames = collect_classnames(train, val, test, source=dataset_dir, hint=spec.hint)
+    return DatasetSplits(
+        train=train, val=val, test=test, classnames=classnames, template=spec.template
+    )
