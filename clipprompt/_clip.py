@@ -10,6 +10,7 @@ import warnings
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     import clip  # noqa: F401
+    from clip import clip as clip_api  # noqa: F401  (the download helpers live here)
     from clip import model as clip_model  # noqa: F401
 
-__all__ = ["clip", "clip_model"]
+__all__ = ["clip", "clip_api", "clip_model"]

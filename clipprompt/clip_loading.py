@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ._clip import clip, clip_model
+from ._clip import clip, clip_api, clip_model
 from .errors import UserError
 
 CACHE_ENV = "CLIP_CACHE_DIR"
@@ -35,7 +35,7 @@ def resolve_checkpoint(name: str, cache_dir: str | None = None) -> str:
     if path.is_file():
         return str(path)
     if name in clip.available_models():
-        return clip._download(clip._MODELS[name], cache_dir or default_cache_dir())
+        return clip_api._download(clip_api._MODELS[name], cache_dir or default_cache_dir())
     raise BackboneError(
         f"MODEL.BACKBONE.NAME {name!r} is neither a CLIP model name nor an existing file. "
         f"Known names: {', '.join(clip.available_models())}; or give the path to a checkpoint file."

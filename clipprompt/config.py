@@ -100,8 +100,8 @@ def iter_keys(node: CN, prefix: str = "") -> Iterator[str]:
             yield path
 
 
-def _unknown_key_error(cfg: CN, exc: KeyError, source: str) -> ConfigError:
-    match = re.search(r"Non-existent config key: (\S+)", str(exc))
+def _unknown_key_error(cfg: CN, exc: Exception, source: str) -> ConfigError:
+    match = re.search(r"Non-existent (?:config )?key: ([\w.]+)", str(exc))
     key = match.group(1) if match else str(exc)
     close = difflib.get_close_matches(key, list(iter_keys(cfg)), n=1, cutoff=0.6)
     hint = f" Did you mean {close[0]}?" if close else ""
@@ -126,7 +126,7 @@ def merge_from_list(cfg: CN, opts: Sequence[str]) -> None:
         raise ConfigError(f"Config overrides come in KEY VALUE pairs; got an odd number: {' '.join(opts)}")
     try:
         cfg.merge_from_list(list(opts))
-    except KeyError as exc:
+    except (KeyError, AssertionError) as exc:  # yacs asserts on unknown keys given as a list
         raise _unknown_key_error(cfg, exc, "on the command line") from None
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

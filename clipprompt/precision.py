@@ -40,7 +40,8 @@ def resolve_precision(name: str, device: torch.device | str) -> Precision:
     """Map `PREC` to a Precision for `device`, falling back to fp32 where the CPU cannot follow.
 
     - fp32: fp32 weights, no autocast.
-    - fp16: fp16 weights (the CoOp recipe); CUDA only, fp32 on the CPU with a warning.
+    - fp16: fp16 weights (the CoOp recipe) and fp16 autocast, so the learned fp32 modules
+            meet fp16 activations without hand casts; CUDA only, fp32 on the CPU with a warning.
     - amp:  fp32 weights, fp16 autocast and a grad scaler; CUDA only, fp32 on the CPU with a warning.
     - bf16: fp32 weights, bf16 autocast; works on the CPU and the GPU.
     """
@@ -56,7 +57,7 @@ def resolve_precision(name: str, device: torch.device | str) -> Precision:
         )
         name = "fp32"
     if name == "fp16":
-        return Precision(name, device_type, weight_dtype=torch.float16)
+        return Precision(name, device_type, weight_dtype=torch.float16, autocast_dtype=torch.float16)
     if name == "amp":
         return Precision(name, device_type, autocast_dtype=torch.float16)
     if name == "bf16":

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ._clip import clip
+from ._clip import clip, clip_api
 from .encoders import TextEncoder
 from .errors import UserError
 
@@ -32,8 +32,9 @@ def tokenize(texts: Sequence[str], context_length: int = 77) -> Tensor:
     try:
         return clip.tokenize(list(texts), context_length=context_length)
     except RuntimeError:
-        longest = max(texts, key=lambda t: len(clip._tokenizer.encode(t)))
-        n_tokens = len(clip._tokenizer.encode(longest)) + 2
+        lengths = [len(clip_api._tokenizer.encode(text)) + 2 for text in texts]  # + SOS, EOS
+        n_tokens = max(lengths)
+        longest = texts[lengths.index(n_tokens)]
         raise PromptLengthError(
             f"The prompt {longest!r} has {n_tokens} tokens with SOS/EOS, more than the "
             f"{context_length}-token context of CLIP's text encoder; shorten the context (N_CTX / CTX_INIT)."
