@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 import torch
+from tqdm import tqdm
 from dassl.optim import build_optimizer
 
 from clipprompt.checkpoint import atomic_write, find_checkpoint, load_checkpoint, save_checkpoint
@@ -23,6 +24,7 @@ from clipprompt.errors import ConfigError, UserError
 from clipprompt.models import PromptedCLIP
 from clipprompt.optim import build_lr_scheduler_from_cfg
 from clipprompt.precision import resolve_precision
+from clipprompt.results import write_result
 
 from ._dassl import TrainerX
 
@@ -69,6 +71,7 @@ class ClipTrainer(TrainerX):
         self.optim = build_optimizer(params, cfg.OPTIM) if params else None
         self.sched = build_lr_scheduler_from_cfg(self.optim, cfg.OPTIM) if params else None
         self.register_model(MODEL_NAME, self.model, self.optim, self.sched)
+        self.model_epoch = 0  # epochs of training behind the current weights
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.uses_grad_scaler)
         if torch.cuda.device_count() > 1:
             warnings.warn(
@@ -98,10 +101,43 @@ class ClipTrainer(TrainerX):
 
     @torch.no_grad()
     def test(self, split=None):
-        """Dassl's evaluation, with class-only text features computed once for the whole split."""
+        """Evaluate on `split` (TEST.SPLIT by default) with text features computed once.
+
+        Class-only text features are computed once for the whole split, not per batch. An
+        evaluation of the test split also writes `result.json` to the output folder.
+        """
         self.set_model_mode("eval")
+        self.evaluator.reset()
+        split = split or self.cfg.TEST.SPLIT
+        loader = self.val_loader if split == "val" and self.val_loader is not None else self.test_loader
+        split = "val" if loader is self.val_loader else "test"
+        print(f"Evaluate on the *{split}* set")
         with self.precision.autocast(), self.model.cached_text_features():
-            return super().test(split)
+            for batch in tqdm(loader, desc=f"Evaluating ({split})", dynamic_ncols=True):
+                images, labels = self.parse_batch_test(batch)
+                self.evaluator.process(self.model_inference(images), labels)
+        results = self.evaluator.evaluate()
+        for key, value in results.items():
+            self.write_scalar(f"{split}/{key}", value, self.epoch)
+        if split == "test":
+            self.write_result(results, num_images=len(loader.dataset))
+        return list(results.values())[0]
+
+    def write_result(self, metrics, num_images: int) -> None:
+        cfg = self.cfg
+        run = {
+            "trainer": type(self).__name__,
+            "dataset": cfg.DATASET.NAME,
+            "subsample_classes": cfg.DATASET.SUBSAMPLE_CLASSES,
+            "num_shots": cfg.DATASET.NUM_SHOTS,
+            "seed": cfg.SEED,
+            "backbone": cfg.MODEL.BACKBONE.NAME,
+            "num_classes": self.model.num_classes,
+            "num_images": num_images,
+            "epoch": self.model_epoch,  # epochs the evaluated weights were trained for
+        }
+        path = write_result(cfg.OUTPUT_DIR, metrics, run, cfg.dump())
+        print(f"Result written to {path}")
 
     # ---- checkpoints ---------------------------------------------------------------------
 
@@ -116,6 +152,7 @@ class ClipTrainer(TrainerX):
             "rng": rng_state(),
             "trainer": type(self).__name__,
         }
+        self.model_epoch = epoch + 1
         folder = osp.join(directory, MODEL_NAME)
         if model_name:  # e.g. model-best.pth.tar
             path = osp.join(folder, model_name)
@@ -133,6 +170,7 @@ class ClipTrainer(TrainerX):
             self.model.load_trainable_state_dict(state["state_dict"])
         except ValueError as exc:
             raise UserError(f"{path}: {exc}") from None
+        self.model_epoch = state["epoch"]
         return state
 
     def load_model(self, directory, epoch=None):
