@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Base-to-new, step 2: evaluate the model trained on base classes on the new classes.
+# Loads the last checkpoint training saved, or epoch $LOADEP when set.
+#   bash scripts/common/base2new_test.sh TRAINER CFG DATASET SEED [KEY VALUE ...]
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+usage_unless 4 "TRAINER CFG DATASET SEED [KEY VALUE ...]" "$@"
+TRAINER=$1 CFG=$2 DATASET=$3 SEED=$4
+shift 4
+MODEL_DIR=$OUTPUT/base2new/train_base/$DATASET/shots_$SHOTS/$TRAINER/$CFG/seed$SEED
+DIR=$OUTPUT/base2new/test_new/$DATASET/shots_$SHOTS/$TRAINER/$CFG/seed$SEED
+finished "$DIR" && exit 0
+train_py --seed "$SEED" --trainer "$TRAINER" \
+  --dataset-config-file "configs/datasets/$DATASET.yaml" \
+  --config-file "configs/trainers/$TRAINER/$CFG.yaml" \
+  --output-dir "$DIR" \
+  --model-dir "$MODEL_DIR" ${LOADEP:+--load-epoch "$LOADEP"} --eval-only \
+  DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES new "$@"

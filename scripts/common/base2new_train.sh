@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Base-to-new, step 1: train TRAINER on the base classes of DATASET, then evaluate on base.
+#   bash scripts/common/base2new_train.sh TRAINER CFG DATASET SEED [KEY VALUE ...]
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+usage_unless 4 "TRAINER CFG DATASET SEED [KEY VALUE ...]" "$@"
+TRAINER=$1 CFG=$2 DATASET=$3 SEED=$4
+shift 4
+DIR=$OUTPUT/base2new/train_base/$DATASET/shots_$SHOTS/$TRAINER/$CFG/seed$SEED
+finished "$DIR" && exit 0
+train_py --seed "$SEED" --trainer "$TRAINER" \
+  --dataset-config-file "configs/datasets/$DATASET.yaml" \
+  --config-file "configs/trainers/$TRAINER/$CFG.yaml" \
+  --output-dir "$DIR" \
+  DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES base "$@"

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Few-shot: train TRAINER with SHOTS images per class on all classes of DATASET, then evaluate.
+#   bash scripts/common/few_shot.sh TRAINER CFG DATASET SEED SHOTS [KEY VALUE ...]
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+usage_unless 5 "TRAINER CFG DATASET SEED SHOTS [KEY VALUE ...]" "$@"
+TRAINER=$1 CFG=$2 DATASET=$3 SEED=$4 SHOTS=$5
+shift 5
+DIR=$OUTPUT/few_shot/$DATASET/shots_$SHOTS/$TRAINER/$CFG/seed$SEED
+finished "$DIR" && exit 0
+train_py --seed "$SEED" --trainer "$TRAINER" \
+  --dataset-config-file "configs/datasets/$DATASET.yaml" \
+  --config-file "configs/trainers/$TRAINER/$CFG.yaml" \
+  --output-dir "$DIR" \
+  DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES all "$@"

@@ -1,0 +1,41 @@
+# Shared by the protocol scripts: settings from the environment and the skip/resume rule.
+#
+#   DATA     datasets root                       (default: ./data in the repository)
+#   OUTPUT   root of all run folders             (default: ./output in the repository)
+#   SHOTS    training shots per class            (default: 16)
+#   PYTHON   interpreter                         (default: python)
+#
+# A run folder holding result.json is finished and skipped; a folder without it is an
+# interrupted run, and running the same command again resumes it from its last checkpoint.
+
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$REPO"
+DATA=${DATA:-$REPO/data}
+OUTPUT=${OUTPUT:-$REPO/output}
+SHOTS=${SHOTS:-16}
+PYTHON=${PYTHON:-python}
+
+usage_unless() {  # usage_unless N "ARGS" "$@": exit with usage unless at least N arguments
+  local need=$1 usage=$2
+  shift 2
+  if [ "$#" -lt "$need" ]; then
+    echo "usage: bash ${0#"$REPO"/} $usage" >&2
+    exit 2
+  fi
+}
+
+finished() {  # finished DIR: true (and says so) when DIR holds a finished run
+  if [ -f "$1/result.json" ]; then
+    echo "Skipping: $1 already holds a finished run (delete the folder to run it again)."
+    return 0
+  fi
+  if [ -d "$1" ]; then
+    echo "Resuming the unfinished run in $1"
+  fi
+  return 1
+}
+
+train_py() {  # train_py ARGS...: train.py with the datasets root
+  "$PYTHON" train.py --root "$DATA" "$@"
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Cross-dataset and domain generalization, step 2: evaluate the ImageNet model on DATASET
+# (the 10 other datasets, or imagenetv2 / imagenet_sketch / imagenet_a / imagenet_r).
+# Loads the last checkpoint training saved, or epoch $LOADEP when set.
+#   bash scripts/common/xd_test.sh TRAINER CFG DATASET SEED [KEY VALUE ...]
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+usage_unless 4 "TRAINER CFG DATASET SEED [KEY VALUE ...]" "$@"
+TRAINER=$1 CFG=$2 DATASET=$3 SEED=$4
+shift 4
+MODEL_DIR=$OUTPUT/xd/train/${SOURCE_DATASET:-imagenet}/shots_$SHOTS/$TRAINER/$CFG/seed$SEED
+DIR=$OUTPUT/xd/test/$DATASET/shots_$SHOTS/$TRAINER/$CFG/seed$SEED
+finished "$DIR" && exit 0
+train_py --seed "$SEED" --trainer "$TRAINER" \
+  --dataset-config-file "configs/datasets/$DATASET.yaml" \
+  --config-file "configs/trainers/$TRAINER/$CFG.yaml" \
+  --output-dir "$DIR" \
+  --model-dir "$MODEL_DIR" ${LOADEP:+--load-epoch "$LOADEP"} --eval-only \
+  DATASET.SUBSAMPLE_CLASSES all "$@"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Cross-dataset and domain generalization, step 1: train on all ImageNet classes.
+#   bash scripts/common/xd_train.sh TRAINER CFG SEED [KEY VALUE ...]
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+usage_unless 3 "TRAINER CFG SEED [KEY VALUE ...]" "$@"
+TRAINER=$1 CFG=$2 SEED=$3
+shift 3
+DATASET=${SOURCE_DATASET:-imagenet}
+DIR=$OUTPUT/xd/train/$DATASET/shots_$SHOTS/$TRAINER/$CFG/seed$SEED
+finished "$DIR" && exit 0
+train_py --seed "$SEED" --trainer "$TRAINER" \
+  --dataset-config-file "configs/datasets/$DATASET.yaml" \
+  --config-file "configs/trainers/$TRAINER/$CFG.yaml" \
+  --output-dir "$DIR" \
+  DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES all "$@"
