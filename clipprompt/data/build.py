@@ -20,7 +20,7 @@ from .records import (
     read_split_file,
     read_wnid_folders,
 )
-from .subsample import subsample_classes
+from .subsample import check_subsample, subsample_classes
 
 IMAGENET_DIR = "imagenet"
 
@@ -118,6 +118,7 @@ def build_splits(
     needs a non-empty ``train_x`` to count classes) and an empty ``val``.
     """
     spec = get_spec(name)
+    check_subsample(subsample)
     dataset_dir, image_dir = dataset_paths(spec, root)
     raw = read_raw_splits(spec, root)
     train, val, test = raw["train"], raw["val"], raw["test"]

@@ -17,12 +17,17 @@ from .records import Record
 SUBSAMPLE_CHOICES = ("all", "base", "new")
 
 
-def select_labels(labels: Sequence[int], subsample: str) -> list[int]:
-    """The sorted original labels kept by ``subsample``."""
+def check_subsample(subsample: str) -> None:
+    """Fail early, before any work, on a value other than all/base/new."""
     if subsample not in SUBSAMPLE_CHOICES:
         raise DataConfigError(
             f"subsample must be one of {', '.join(map(repr, SUBSAMPLE_CHOICES))}, got {subsample!r}"
         )
+
+
+def select_labels(labels: Sequence[int], subsample: str) -> list[int]:
+    """The sorted original labels kept by ``subsample``."""
+    check_subsample(subsample)
     ordered = sorted(set(labels))
     if subsample == "all":
         return ordered
