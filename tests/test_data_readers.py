@@ -102,7 +102,8 @@ def test_imagenetv2_folder_index_is_the_classnames_line(tmp_path):
 
 def test_variant_prefers_its_own_classnames_copy(tmp_path):
     dataset_dir = make_tiny_dataset(tmp_path, "ImageNetSketch", num_classes=2)
-    (dataset_dir / "classnames.txt").write_text(f"{tiny_wnid(0)} goldfish\n{tiny_wnid(1)} great white shark\n")
+    own_copy = f"{tiny_wnid(0)} goldfish\n{tiny_wnid(1)} great white shark\n"
+    (dataset_dir / "classnames.txt").write_text(own_copy)
     assert build_splits("ImageNetSketch", str(tmp_path))["classnames"] == ["goldfish", "great white shark"]
 
 
