@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def setup_cfg(args: argparse.Namespace):
-    from dassl.config import get_cfg_default
+    from trainers._dassl import get_cfg_default
 
     cfg = add_project_config(get_cfg_default())
     if args.dataset_config_file:
@@ -73,8 +73,7 @@ def setup_cfg(args: argparse.Namespace):
 
 def check_registered(cfg) -> None:
     """One clear line for an unknown trainer or dataset, listing the registered ones."""
-    from dassl.data.datasets import DATASET_REGISTRY
-    from dassl.engine import TRAINER_REGISTRY
+    from trainers._dassl import DATASET_REGISTRY, TRAINER_REGISTRY
 
     for kind, name, registry, flag in (
         ("trainer", cfg.TRAINER.NAME, TRAINER_REGISTRY, "--trainer"),
@@ -88,11 +87,11 @@ def check_registered(cfg) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
+
+    import trainers  # noqa: F401  (registers the trainers; imports Dassl without its side effects)
+    import datasets  # noqa: F401  (registers the CoOp datasets)
     from dassl.engine import build_trainer
     from dassl.utils import set_random_seed, setup_logger
-
-    import datasets  # noqa: F401  (registers the CoOp datasets)
-    import trainers  # noqa: F401  (registers the trainers)
 
     cfg = setup_cfg(args)
     check_registered(cfg)

@@ -81,7 +81,7 @@ def find_checkpoint(directory: str | os.PathLike, epoch: int | None = None) -> s
     if path is not None and Path(path).is_file():
         return str(path)
     epochs = saved_epochs(directory)
-    wanted = "any checkpoint" if epoch is None else f"a checkpoint of epoch {epoch}"
+    wanted = "checkpoint" if epoch is None else f"checkpoint of epoch {epoch}"
     if epochs:
         have = "saved epochs: " + ", ".join(map(str, epochs))
     elif directory.is_dir():

@@ -144,7 +144,7 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path):
 def test_missing_epoch_lists_what_exists(tmp_path):
     folder = tmp_path / "model"
     save_checkpoint(folder, {"state_dict": {}, "epoch": 2}, 2)
-    with pytest.raises(CheckpointError, match=r"No a checkpoint of epoch 5 .*saved epochs: 2"):
+    with pytest.raises(CheckpointError, match=r"No checkpoint of epoch 5 .*saved epochs: 2"):
         find_checkpoint(folder, 5)
     with pytest.raises(CheckpointError, match="does not exist"):
         find_checkpoint(tmp_path / "nowhere")

@@ -2,12 +2,18 @@
 
 Importing Dassl imports its WILDS datasets module, which calls `logging.disable(WARNING)`
 for the whole process and so hides every library's warnings. Re-enable logging right after.
+Everything of Dassl's that this project uses is imported from here.
 """
 
 import logging
+import warnings
 
-import dassl  # noqa: F401  (triggers the logging.disable)
-from dassl.data.datasets import DATASET_REGISTRY  # noqa: F401
-from dassl.engine import TRAINER_REGISTRY, TrainerX  # noqa: F401
+with warnings.catch_warnings():
+    # WILDS' dependency `outdated` imports the deprecated pkg_resources
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    import dassl  # noqa: F401  (triggers the logging.disable)
+    from dassl.config import get_cfg_default  # noqa: F401
+    from dassl.data.datasets import DATASET_REGISTRY  # noqa: F401
+    from dassl.engine import TRAINER_REGISTRY, TrainerX  # noqa: F401
 
 logging.disable(logging.NOTSET)
