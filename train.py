@@ -12,7 +12,9 @@ key, missing data, unusable checkpoint) print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+from pathlib import Path
 
 from clipprompt.config import add_project_config, merge_from_file, merge_from_list
 from clipprompt.errors import ConfigError, UserError
@@ -36,6 +38,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model-dir", type=str, default="", help="load the model from this directory for evaluation")
     parser.add_argument("--load-epoch", type=int, help="epoch of the checkpoint to load (default: the last saved)")
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="start again in an output folder that holds a finished run (deletes its checkpoints and result)",
+    )
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser.parse_args(argv)
 
@@ -71,6 +77,25 @@ def setup_cfg(args: argparse.Namespace):
     return cfg
 
 
+def check_output_dir(cfg, args: argparse.Namespace) -> None:
+    """Never overwrite a finished run by accident; an unfinished one is resumed by Dassl."""
+    from clipprompt.results import RESULT_FILE
+    from trainers.base import MODEL_NAME
+
+    out = Path(cfg.OUTPUT_DIR)
+    if not (out / RESULT_FILE).is_file() or args.resume:
+        return
+    if not args.overwrite:
+        raise ConfigError(
+            f"{out} already holds a finished run ({RESULT_FILE}); choose another --output-dir, "
+            "or pass --overwrite to start again there (its checkpoints and result are deleted)."
+        )
+    (out / RESULT_FILE).unlink()
+    if not args.eval_only and (out / MODEL_NAME).is_dir():
+        shutil.rmtree(out / MODEL_NAME)
+    print(f"--overwrite: removed the previous result and checkpoints in {out}")
+
+
 def check_registered(cfg) -> None:
     """One clear line for an unknown trainer or dataset, listing the registered ones."""
     from trainers._dassl import DATASET_REGISTRY, TRAINER_REGISTRY
@@ -95,6 +120,7 @@ def main(argv=None) -> int:
 
     cfg = setup_cfg(args)
     check_registered(cfg)
+    check_output_dir(cfg, args)
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
@@ -113,9 +139,17 @@ def main(argv=None) -> int:
     return 0
 
 
+def user_message(exc: UserError) -> str:
+    """The message alone, also for an error re-raised from a data-loader worker."""
+    message = str(exc).strip()
+    if "Original Traceback" in message:  # torch's worker re-raise: keep the original last line
+        message = message.splitlines()[-1].split(": ", 1)[-1]
+    return message
+
+
 if __name__ == "__main__":
     try:
         sys.exit(main())
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {user_message(exc)}", file=sys.stderr)
         sys.exit(2)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
+from trainers._dassl import DATASET_REGISTRY, DatasetBase, Datum  # Dassl, minus its import side effects
 
 from clipprompt.data import CATALOG, DatasetSpec, Record, build_splits, dataset_paths
 

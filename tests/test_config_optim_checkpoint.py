@@ -17,6 +17,7 @@ def dassl_like_cfg() -> CN:
     cfg.MODEL = CN({"BACKBONE": CN({"NAME": "", "PRETRAINED": True})})
     cfg.TRAINER = CN({"NAME": ""})
     cfg.OPTIM = CN({"MAX_EPOCH": 10, "LR": 0.002})
+    cfg.DATALOADER = CN({"NUM_WORKERS": 4})
     return add_project_config(cfg)
 
 

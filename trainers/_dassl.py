@@ -6,14 +6,20 @@ Everything of Dassl's that this project uses is imported from here.
 """
 
 import logging
+import os
 import warnings
+
+# WILDS' dependency `outdated` checks PyPI for a newer WILDS in a background thread on import
+os.environ.setdefault("OUTDATED_IGNORE", "1")
 
 with warnings.catch_warnings():
     # WILDS' dependency `outdated` imports the deprecated pkg_resources
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     import dassl  # noqa: F401  (triggers the logging.disable)
     from dassl.config import get_cfg_default  # noqa: F401
-    from dassl.data.datasets import DATASET_REGISTRY  # noqa: F401
+    from dassl.data import DataManager  # noqa: F401
+    from dassl.data.data_manager import DatasetWrapper  # noqa: F401
+    from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum  # noqa: F401
     from dassl.engine import TRAINER_REGISTRY, TrainerX  # noqa: F401
 
 logging.disable(logging.NOTSET)

@@ -26,7 +26,8 @@ from clipprompt.optim import build_lr_scheduler_from_cfg
 from clipprompt.precision import resolve_precision
 from clipprompt.results import write_result
 
-from ._dassl import TrainerX
+from ._dassl import DataManager, TrainerX
+from .data import CheckedDatasetWrapper
 
 MODEL_NAME = "model"  # checkpoints go to <output>/model/model.pth.tar-<epoch>
 
@@ -52,6 +53,15 @@ class ClipTrainer(TrainerX):
 
     def build_custom_model(self, clip, classnames) -> PromptedCLIP:
         raise NotImplementedError
+
+    def build_data_loader(self) -> None:
+        """Dassl's loaders, reading images through `CheckedDatasetWrapper`."""
+        dm = DataManager(self.cfg, dataset_wrapper=CheckedDatasetWrapper)
+        self.train_loader_x, self.train_loader_u = dm.train_loader_x, dm.train_loader_u
+        self.val_loader, self.test_loader = dm.val_loader, dm.test_loader
+        self.num_classes, self.num_source_domains = dm.num_classes, dm.num_source_domains
+        self.lab2cname = dm.lab2cname
+        self.dm = dm
 
     def build_model(self) -> None:
         cfg = self.cfg

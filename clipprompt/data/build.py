@@ -12,6 +12,7 @@ from .catalog import DatasetSpec, Layout, get_spec
 from .errors import DatasetError
 from .fewshot import load_or_create_few_shot
 from .records import (
+    check_images_exist,
     Record,
     read_classnames,
     read_fgvc_aircraft,
@@ -138,6 +139,7 @@ def build_splits(
         train, val = few_train, (val if keep_val else few_val or [])
 
     train, val, test = subsample_classes(train, val, test, subsample=subsample)
+    check_images_exist([*train, *val, *test], spec.split_file or dataset_dir, spec.hint)
     if not test:
         raise DatasetError(image_dir, f"at least one {spec.name} test image", spec.hint)
     classnames = collect_classnames(train, val, test, source=dataset_dir, hint=spec.hint)

@@ -62,6 +62,21 @@ def _check_first_images(splits: dict[str, list[Record]], source: str, hint: str)
             )
 
 
+def check_images_exist(records: list[Record], source: str, hint: str = "") -> None:
+    """Every image a split names must exist; name the first few that do not.
+
+    Dassl's ``Datum`` would otherwise stop on the first one with a bare assertion.
+    """
+    missing = [r.impath for r in records if not os.path.isfile(r.impath)]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise DatasetError(
+            source,
+            f"image files for every entry, but {len(missing)} of {len(records)} do not exist: {shown}",
+            hint,
+        )
+
+
 def read_split_file(split_path: str, image_dir: str, *, hint: str = "") -> dict[str, list[Record]]:
     """Read a CoOp ``split_zhou_*.json`` file.
 
