@@ -9,8 +9,8 @@ from torch import Tensor, nn
 
 from .._clip import clip_model
 from ..encoders import TextEncoder
-from ..prompts import ClassPrompts, init_context
-from .base import PromptedCLIP, normalize
+from .base import normalize
+from .coop import CoOp
 
 
 def encode_prompt_grid(text_encoder: TextEncoder, prompts: Tensor, eos_positions: Tensor, chunk: int) -> Tensor:
@@ -35,7 +35,7 @@ class MetaNet(nn.Sequential):
         super().__init__(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
 
 
-class CoCoOp(PromptedCLIP):
+class CoCoOp(CoOp):
     """ctx_j + π(v) for every token j, π a meta-net on the frozen image feature v."""
 
     def __init__(
@@ -47,11 +47,12 @@ class CoCoOp(PromptedCLIP):
         text_chunk: int = 0,
         fused: bool = True,
     ):
-        super().__init__(clip, classnames, fused=fused)
-        self.ctx = nn.Parameter(init_context(self.text_encoder, n_ctx, ctx_init))
-        self.prompts = ClassPrompts(self.text_encoder, self.classnames, self.ctx.shape[0])
+        super().__init__(clip, classnames, n_ctx=n_ctx, ctx_init=ctx_init, fused=fused)
         self.meta_net = MetaNet(clip.text_projection.shape[1], self.text_encoder.width)
         self.text_chunk = text_chunk
+
+    def class_text_features(self) -> None:
+        return None  # the prompts depend on the image: nothing to cache per class
 
     def image_context(self, image_features: Tensor) -> Tensor:
         """Per-image context (B, n, width)."""

@@ -9,9 +9,6 @@ shift 4
 MODEL_DIR=$OUTPUT/base2new/train_base/$DATASET/shots_$SHOTS/$TRAINER/$CFG/seed$SEED
 DIR=$OUTPUT/base2new/test_new/$DATASET/shots_$SHOTS/$TRAINER/$CFG/seed$SEED
 finished "$DIR" && exit 0
-train_py --seed "$SEED" --trainer "$TRAINER" \
-  --dataset-config-file "configs/datasets/$DATASET.yaml" \
-  --config-file "configs/trainers/$TRAINER/$CFG.yaml" \
-  --output-dir "$DIR" \
+train_py "$TRAINER" "$CFG" "$DATASET" "$DIR" --seed "$SEED" \
   --model-dir "$MODEL_DIR" ${LOADEP:+--load-epoch "$LOADEP"} --eval-only \
   DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES new "$@"

@@ -7,8 +7,5 @@ TRAINER=$1 CFG=$2 DATASET=$3 SEED=$4 SHOTS=$5
 shift 5
 DIR=$OUTPUT/few_shot/$DATASET/shots_$SHOTS/$TRAINER/$CFG/seed$SEED
 finished "$DIR" && exit 0
-train_py --seed "$SEED" --trainer "$TRAINER" \
-  --dataset-config-file "configs/datasets/$DATASET.yaml" \
-  --config-file "configs/trainers/$TRAINER/$CFG.yaml" \
-  --output-dir "$DIR" \
+train_py "$TRAINER" "$CFG" "$DATASET" "$DIR" --seed "$SEED" \
   DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES all "$@"

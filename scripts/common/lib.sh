@@ -36,6 +36,11 @@ finished() {  # finished DIR: true (and says so) when DIR holds a finished run
   return 1
 }
 
-train_py() {  # train_py ARGS...: train.py with the datasets root
-  "$PYTHON" train.py --root "$DATA" "$@"
+train_py() {  # train_py TRAINER CFG DATASET DIR [OPTIONS...] [KEY VALUE...]
+  local trainer=$1 cfg=$2 dataset=$3 dir=$4
+  shift 4
+  "$PYTHON" train.py --root "$DATA" --trainer "$trainer" \
+    --dataset-config-file "configs/datasets/$dataset.yaml" \
+    --config-file "configs/trainers/$trainer/$cfg.yaml" \
+    --output-dir "$dir" "$@"
 }

@@ -8,8 +8,5 @@ shift 3
 DATASET=${SOURCE_DATASET:-imagenet}
 DIR=$OUTPUT/xd/train/$DATASET/shots_$SHOTS/$TRAINER/$CFG/seed$SEED
 finished "$DIR" && exit 0
-train_py --seed "$SEED" --trainer "$TRAINER" \
-  --dataset-config-file "configs/datasets/$DATASET.yaml" \
-  --config-file "configs/trainers/$TRAINER/$CFG.yaml" \
-  --output-dir "$DIR" \
+train_py "$TRAINER" "$CFG" "$DATASET" "$DIR" --seed "$SEED" \
   DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES all "$@"

@@ -7,8 +7,5 @@ CFG=$1 DATASET=$2 SUBSAMPLE=${3:-all}
 shift $(( $# >= 3 ? 3 : 2 ))
 DIR=$OUTPUT/zeroshot/$DATASET/$SUBSAMPLE/ZeroshotCLIP/$CFG
 finished "$DIR" && exit 0
-train_py --trainer ZeroshotCLIP \
-  --dataset-config-file "configs/datasets/$DATASET.yaml" \
-  --config-file "configs/trainers/ZeroshotCLIP/$CFG.yaml" \
-  --output-dir "$DIR" --eval-only \
+train_py ZeroshotCLIP "$CFG" "$DATASET" "$DIR" --eval-only \
   DATASET.SUBSAMPLE_CLASSES "$SUBSAMPLE" "$@"
