@@ -7,6 +7,7 @@ rebuilt for new classes and load the same weights.
 
 Prompts are cut after the longest EOS of the class list: the text encoder is causal, so the
 tokens after EOS never reach the EOS feature, and a 77-token pass becomes a ~10-20-token one.
+`cut = False` restores the full 77-token pass (the CoOp code's), to compare against.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._clip import clip, clip_api
@@ -79,14 +81,17 @@ class ClassPrompts(nn.Module):
         self.classnames = [name.replace("_", " ") for name in classnames]
         slots = " ".join([PLACEHOLDER] * n_ctx)
         tokens = tokenize([f"{slots} {name}." for name in self.classnames], text_encoder.context_length)
-        if cut:
-            tokens = cut_after_eos(tokens)
+        self.context_length = tokens.shape[1]
+        self.cut = cut
+        tokens = cut_after_eos(tokens)
         with torch.no_grad():
             embeddings = text_encoder.embed(tokens)
-        self.register_buffer("tokens", tokens, persistent=False)
+            padding = text_encoder.embed(torch.zeros(1, dtype=torch.long, device=tokens.device))[0]
+        self.register_buffer("cut_tokens", tokens, persistent=False)
         self.register_buffer("eos_positions", tokens.argmax(dim=-1), persistent=False)
         self.register_buffer("prefix", embeddings[:, :1].clone(), persistent=False)
         self.register_buffer("suffix", embeddings[:, 1 + n_ctx :].clone(), persistent=False)
+        self.register_buffer("padding", padding, persistent=False)  # token 0 fills every slot after EOS
 
     @property
     def num_classes(self) -> int:
@@ -94,7 +99,13 @@ class ClassPrompts(nn.Module):
 
     @property
     def length(self) -> int:
-        return self.tokens.shape[1]
+        """Tokens per prompt: up to the longest EOS when `cut`, else CLIP's full context."""
+        return self.cut_tokens.shape[1] if self.cut else self.context_length
+
+    @property
+    def tokens(self) -> Tensor:
+        pad = self.length - self.cut_tokens.shape[1]
+        return F.pad(self.cut_tokens, (0, pad)) if pad else self.cut_tokens
 
     def assemble(self, ctx: Tensor) -> Tensor:
         """Prompt embeddings (..., n_cls, L, width) with `ctx` (..., n, width) in the slots."""
@@ -103,4 +114,8 @@ class ClassPrompts(nn.Module):
         ctx = ctx.unsqueeze(-3).expand(*batch, n_cls, *ctx.shape[-2:])
         prefix = self.prefix.expand(*batch, *self.prefix.shape)
         suffix = self.suffix.expand(*batch, *self.suffix.shape)
-        return torch.cat([prefix, ctx.to(prefix.dtype), suffix], dim=-2)
+        parts = [prefix, ctx.to(prefix.dtype), suffix]
+        pad = self.length - self.cut_tokens.shape[1]
+        if pad:  # the uncut (slow) path: the full context, padding embeddings after EOS
+            parts.append(self.padding.expand(*batch, n_cls, pad, self.padding.shape[-1]))
+        return torch.cat(parts, dim=-2)

@@ -123,3 +123,18 @@ def test_word_context_matches_the_tokenizer(tiny_clip):
     ctx = context_from_words(encoder, "a photo of a")
     tokens = clip.tokenize(["a photo of a"])
     torch.testing.assert_close(ctx, encoder.embed(tokens)[0, 1:5])
+
+
+@pytest.mark.parametrize("model_class", [ZeroshotCLIP, CoOp, CoCoOp])
+def test_fast_paths_give_the_slow_paths_outputs(tiny_clip, images, model_class):
+    """EOS cut and fused attention against the 77-token pass through CLIP's own block forward."""
+    torch.manual_seed(0)
+    model = model_class(tiny_clip, BASE)
+    with torch.no_grad():
+        fast = model(images)
+        slow = model.configure(eos_cut=False, fused=False)(images)
+        assert all(m.length == 77 for m in model.modules() if hasattr(m, "cut"))
+        assert not model.text_encoder.fused and not model.image_encoder.fused
+        mixed = model.configure(eos_cut=True, fused=False)(images)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(mixed, slow, rtol=1e-5, atol=1e-4)

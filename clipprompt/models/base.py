@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from .._clip import clip_model
 from ..encoders import ImageEncoder, TextEncoder
+from ..prompts import ClassPrompts
 
 
 class PromptedCLIP(nn.Module):
@@ -31,6 +32,22 @@ class PromptedCLIP(nn.Module):
         self.image_encoder = ImageEncoder(clip.visual, fused=fused).requires_grad_(False)
         self.register_buffer("logit_scale", clip.logit_scale.detach().exp().float(), persistent=False)
         self._text_cache: Tensor | None = None
+        self.eos_cut = True
+
+    def configure(self, *, eos_cut: bool | None = None, fused: bool | None = None) -> "PromptedCLIP":
+        """Turn the exact fast paths on or off, to compare them with the slow paths.
+
+        eos_cut: text prompts end after the longest EOS (False: CLIP's full 77 tokens).
+        fused: attention through scaled_dot_product_attention (False: CLIP's block forward).
+        """
+        for module in self.modules():
+            if eos_cut is not None and isinstance(module, ClassPrompts):
+                module.cut = eos_cut
+            if fused is not None and isinstance(module, (TextEncoder, ImageEncoder)):
+                module.fused = fused
+        if eos_cut is not None:
+            self.eos_cut = eos_cut
+        return self
 
     @property
     def num_classes(self) -> int:

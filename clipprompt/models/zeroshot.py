@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch.nn.functional as F
 from torch import Tensor
 
 from .._clip import clip_model
@@ -20,7 +21,8 @@ class ZeroshotCLIP(PromptedCLIP):
         self.register_buffer("tokens", cut_after_eos(tokenize(texts)), persistent=False)
 
     def class_text_features(self) -> Tensor:
-        return normalize(self.text_encoder.encode_tokens(self.tokens))
+        tokens = self.tokens if self.eos_cut else F.pad(self.tokens, (0, self.text_encoder.context_length - self.tokens.shape[1]))
+        return normalize(self.text_encoder.encode_tokens(tokens))
 
     def forward(self, images: Tensor) -> Tensor:
         image_features = normalize(self.image_encoder(images))
