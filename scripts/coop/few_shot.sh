@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# CoOp: few_shot (see scripts/common/few_shot.sh). CFG overrides the config.
+#   bash scripts/coop/few_shot.sh DATASET SEED SHOTS [KEY VALUE ...]
+CFG=${CFG:-vit_b16_ep50}
+exec bash "$(dirname "$0")/../common/few_shot.sh" CoOp "$CFG" "$@"
