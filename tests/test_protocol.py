@@ -1,0 +1,141 @@
+"""The protocol driver: plans, a fake runner for failures, and one real base-to-new run (Dassl)."""
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clipprompt import benchmarks, protocol
+from clipprompt.testing import make_tiny_dataset
+from clipprompt.testing.markers import requires_dassl
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def scripts(runs):
+    return [" ".join([run.script.name, *run.args]) for run in runs]
+
+
+def test_dataset_lists_come_from_the_catalog():
+    assert len(benchmarks.BASE2NEW) == 11 and len(benchmarks.XD_TARGETS) == 10 and len(benchmarks.DG_TARGETS) == 4
+    assert benchmarks.SOURCE not in benchmarks.XD_TARGETS
+    assert set(benchmarks.BASE2NEW + benchmarks.DG_TARGETS) <= set(benchmarks.CONFIG_OF.values())
+
+
+def test_plans():
+    base2new = protocol.plan("base2new", "coop")
+    assert len(base2new) == 11 * 3 * 2
+    assert scripts(base2new[:2]) == ["base2new_train.sh imagenet 1", "base2new_test.sh imagenet 1"]
+    assert base2new[1].after is base2new[0]
+    xd = protocol.plan("xd", "cocoop", seeds=[1, 2])
+    assert scripts(xd)[:3] == ["xd_train.sh 1", "xd_test.sh caltech101 1", "xd_test.sh oxford_pets 1"]
+    assert len(xd) == 2 * 11 and xd[0].script.parent.name == "cocoop"
+    dg = protocol.plan("dg", "coop", seeds=[1])
+    assert scripts(dg) == ["xd_train.sh 1", *(f"xd_test.sh {d} 1" for d in benchmarks.DG_TARGETS)]
+    few = protocol.plan("few_shot", "coop", datasets=["dtd"], seeds=[1, 2], shots=[1, 16])
+    assert scripts(few) == ["few_shot.sh dtd 1 1", "few_shot.sh dtd 2 1", "few_shot.sh dtd 1 16", "few_shot.sh dtd 2 16"]
+    assert len(protocol.plan("few_shot", "coop")) == 11 * 5 * 3
+
+
+def test_evaluation_only_method_runs_once_per_dataset_without_seeds():
+    assert scripts(protocol.plan("base2new", "zeroshot", datasets=["dtd", "eurosat"])) == [
+        "base2new_test.sh dtd", "base2new_test.sh eurosat"]
+    assert scripts(protocol.plan("dg", "zeroshot")) == [
+        "xd_test.sh imagenet", *(f"xd_test.sh {d}" for d in benchmarks.DG_TARGETS)]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["base2new", "cop"], "No method scripts in scripts/cop/. Did you mean coop?"),
+    (["few_shot", "zeroshot"], "scripts/zeroshot/ has no few_shot.sh"),
+    (["base2new", "coop", "--datasets", "caltech"], "Unknown dataset 'caltech'. Did you mean caltech101?"),
+])
+def test_bad_names_exit_2_with_one_line(args, message, capsys):
+    assert protocol.main(args, runner=lambda cmd: pytest.fail("ran")) == 2
+    assert message in capsys.readouterr().err
+
+
+class FakeRunner:
+    def __init__(self, fail=()):
+        self.fail, self.commands = set(fail), []
+
+    def __call__(self, command):
+        self.commands.append(command)
+        call = " ".join([Path(command[1]).name, *command[2:]])
+        return 3 if any(call.startswith(f) for f in self.fail) else 0
+
+
+def test_continues_past_failures_and_lists_them(capsys):
+    runner = FakeRunner(fail=["base2new_train.sh dtd 2", "base2new_test.sh eurosat 1"])
+    code = protocol.main(["base2new", "coop", "--datasets", "dtd", "eurosat", "--seeds", "1", "2",
+                          "--", "OPTIM.MAX_EPOCH", "1"], runner=runner)
+    assert code == 1
+    ran = [" ".join([Path(c[1]).name, *c[2:]]) for c in runner.commands]
+    assert ran == [  # the test of dtd seed 2 is not run: its training failed; everything else is
+        "base2new_train.sh dtd 1 OPTIM.MAX_EPOCH 1", "base2new_test.sh dtd 1 OPTIM.MAX_EPOCH 1",
+        "base2new_train.sh dtd 2 OPTIM.MAX_EPOCH 1",
+        "base2new_train.sh eurosat 1 OPTIM.MAX_EPOCH 1", "base2new_test.sh eurosat 1 OPTIM.MAX_EPOCH 1",
+        "base2new_train.sh eurosat 2 OPTIM.MAX_EPOCH 1", "base2new_test.sh eurosat 2 OPTIM.MAX_EPOCH 1",
+    ]
+    out = capsys.readouterr().out
+    summary = out[out.index("5 of 8 runs finished."):]
+    assert summary.splitlines()[1:] == [
+        "3 failed or not run:",
+        "  scripts/coop/base2new_train.sh dtd 2: failed (exit status 3)",
+        "  scripts/coop/base2new_test.sh dtd 2: not run (its training failed)",
+        "  scripts/coop/base2new_test.sh eurosat 1: failed (exit status 3)",
+    ]
+
+
+def test_all_finished_exits_0(capsys):
+    runner = FakeRunner()
+    assert protocol.main(["dg", "coop", "--seeds", "1"], runner=runner) == 0
+    assert len(runner.commands) == 5 and "5 of 5 runs finished." in capsys.readouterr().out
+
+
+def test_overrides_come_in_pairs_and_dry_run_prints(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        protocol.main(["xd", "coop", "--", "OPTIM.MAX_EPOCH"], runner=FakeRunner())
+    assert exit_.value.code == 2
+    assert protocol.main(["xd", "coop", "--seeds", "1", "--datasets", "dtd", "--dry-run", "--",
+                          "INPUT.SIZE", "(32, 32)"], runner=lambda c: pytest.fail("ran")) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "bash scripts/coop/xd_train.sh 1 INPUT.SIZE '(32, 32)'",
+        "bash scripts/coop/xd_test.sh dtd 1 INPUT.SIZE '(32, 32)'",
+    ]
+
+
+def test_every_wrapper_names_an_existing_config():
+    for method in ("coop", "cocoop", "zeroshot"):
+        for script in (REPO / "scripts" / method).glob("*.sh"):
+            text = script.read_text()
+            trainer = {"coop": "CoOp", "cocoop": "CoCoOp", "zeroshot": "ZeroshotCLIP"}[method]
+            cfg = text.split("CFG=${CFG:-")[1].split("}")[0]
+            assert (REPO / "configs/trainers" / trainer / f"{cfg}.yaml").is_file(), script
+
+
+@requires_dassl
+def test_base2new_end_to_end_then_the_report(tmp_path, tiny_clip_path):
+    data = tmp_path / "data"
+    make_tiny_dataset(str(data), "Caltech101", num_classes=6, images_per_class=6)
+    env = {**os.environ, "DATA": str(data), "OUTPUT": str(tmp_path / "output"), "SHOTS": "2",
+           "PYTHON": sys.executable, "PYTHONWARNINGS": "ignore::UserWarning"}
+    overrides = ["MODEL.BACKBONE.NAME", tiny_clip_path, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
+                 "DATALOADER.TEST.BATCH_SIZE", "8", "OPTIM.MAX_EPOCH", "1"]
+    run = subprocess.run([sys.executable, "-m", "clipprompt.protocol", "base2new", "coop", "--datasets", "caltech101",
+                          "--seeds", "1", "--", *overrides], cwd=REPO, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "2 of 2 runs finished." in run.stdout
+
+    table = subprocess.run([sys.executable, "-m", "clipprompt.report", str(tmp_path / "output"), "--compare"],
+                           cwd=REPO, capture_output=True, text=True)
+    assert table.returncode == 0, table.stderr
+    text = table.stdout
+    assert "### Base-to-new: CoOp (vit_b16_ep50, 2 shots)" in text
+    caltech = next(line for line in text.splitlines() if line.startswith("| caltech101 |"))
+    cells = [c.strip() for c in caltech.strip("|").split("|")]
+    assert all(c.replace(".", "").isdigit() for c in cells[1:]), caltech  # Base, New, HM from the runs
+    assert "| imagenet | – | – | – |" in text and "| Average (11) | – | – | – |" in text
+    assert "CoOp: CoOp (vit_b16_ep50, 2 shots) | – |" in text
