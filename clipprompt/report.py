@@ -1,0 +1,419 @@
+"""Results tables from an output tree: seeds averaged, as markdown or CSV.
+
+    python -m clipprompt.report OUTPUT_DIR [--protocol base2new|xd|dg|few_shot|all]
+                                [--format markdown|csv] [--compare]
+
+Every run folder of the layout `scripts/common/` writes is read: its `result.json` (full
+precision), or, only when that is absent, the last `* accuracy: X%` line of its newest Dassl
+log (`log.txt`, or `log.txt-<timestamp>`, which Dassl starts when `log.txt` exists; one
+decimal). Runs are grouped by protocol, trainer, config and shots; each cell is the mean over
+seeds ± their sample standard deviation. A dataset, seed or run that is missing is a gap
+("–" in markdown, an empty field in CSV), never a zero, and cells with fewer seeds than
+their table's other cells say how many they have.
+
+Base-to-new: per dataset Base, New and HM (of the averaged Base and New), and the average over
+the 11 datasets, its HM computed from the averaged Base and New as the papers do. Cross-dataset
+and domain generalization: one row per method, the source (ImageNet) and each target, and the
+average over the targets. Few-shot: per dataset accuracy at each number of shots. An average
+is a gap unless every dataset it covers has a number. `--compare` adds the published averages
+(`clipprompt/published/`) and our difference from them.
+
+Dassl-free: only the standard library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import re
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from . import benchmarks
+
+RESULT_FILE = "result.json"
+PUBLISHED = Path(__file__).resolve().parent / "published"
+GAP = "–"
+_ACCURACY = re.compile(r"^\* accuracy: ([0-9.]+)%", re.MULTILINE)
+_LOG = re.compile(r"^log\.txt(-.+)?$")
+#: Our trainer names -> the method names of the published tables.
+PUBLISHED_NAME = {"ZeroshotCLIP": "CLIP (zero-shot)"}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One finished evaluation, located by its folder in the output tree."""
+
+    protocol: str  # base2new, xd, dg, few_shot
+    part: str  # base2new: base / new; xd, dg: source / target; few_shot: shots_<K>
+    trainer: str
+    config: str
+    shots: int | None  # training shots (None for zero-shot)
+    dataset: str  # config stem, e.g. caltech101
+    seed: int | None  # None for zero-shot
+    accuracy: float
+    source: str  # "result.json" or the log file's name
+    path: str
+
+
+def _int(text: str, prefix: str) -> int | None:
+    return int(text[len(prefix):]) if text.startswith(prefix) and text[len(prefix):].isdigit() else None
+
+
+def locate(parts: Sequence[str]) -> list[dict] | None:
+    """What a run folder holds, from the tail of its path; None for folders of another layout.
+
+    A zero-shot ImageNet evaluation is the source column of both xd and dg, so a list.
+    """
+    p = list(parts)
+    if len(p) >= 7 and p[-7] == "base2new" and p[-6] in ("train_base", "test_new"):
+        shots, seed = _int(p[-4], "shots_"), _int(p[-1], "seed")
+        if shots is None or seed is None:
+            return None
+        part = "base" if p[-6] == "train_base" else "new"
+        return [dict(protocol="base2new", part=part, dataset=p[-5], shots=shots, trainer=p[-3], config=p[-2], seed=seed)]
+    if len(p) >= 7 and p[-7] == "xd" and p[-6] in ("train", "test"):
+        shots, seed = _int(p[-4], "shots_"), _int(p[-1], "seed")
+        if shots is None or seed is None:
+            return None
+        run = dict(dataset=p[-5], shots=shots, trainer=p[-3], config=p[-2], seed=seed)
+        if p[-6] == "train":
+            return [dict(run, protocol="xd", part="source"), dict(run, protocol="dg", part="source")]
+        protocol = "dg" if p[-5] in benchmarks.DG_TARGETS else "xd"
+        return [dict(run, protocol=protocol, part="target")]
+    if len(p) >= 6 and p[-6] == "few_shot":
+        shots, seed = _int(p[-4], "shots_"), _int(p[-1], "seed")
+        if shots is None or seed is None:
+            return None
+        return [dict(protocol="few_shot", part=f"shots_{shots}", dataset=p[-5], shots=shots,
+                     trainer=p[-3], config=p[-2], seed=seed)]
+    if len(p) >= 5 and p[-5] == "zeroshot":
+        run = dict(dataset=p[-4], shots=None, trainer=p[-2], config=p[-1], seed=None)
+        if p[-3] in ("base", "new"):
+            return [dict(run, protocol="base2new", part=p[-3])]
+        if p[-3] == "all":
+            if p[-4] == benchmarks.SOURCE:
+                return [dict(run, protocol="xd", part="source"), dict(run, protocol="dg", part="source")]
+            return [dict(run, protocol="dg" if p[-4] in benchmarks.DG_TARGETS else "xd", part="target")]
+    return None
+
+
+def log_accuracy(folder: Path) -> tuple[float, str] | None:
+    """The last test accuracy printed in the newest of the folder's Dassl logs that has one."""
+    logs = sorted((f for f in folder.iterdir() if f.is_file() and _LOG.match(f.name)),
+                  key=lambda f: (f.name != "log.txt", f.name))  # log.txt, then log.txt-<timestamp> in time order
+    for log in reversed(logs):
+        found = _ACCURACY.findall(log.read_text(errors="replace"))
+        if found:
+            return float(found[-1]), log.name
+    return None
+
+
+def scan(root: str | Path, warn=None) -> list[Record]:
+    """Every finished run under `root`: result.json where there is one, else a log's accuracy."""
+    root = Path(root)
+    records = []
+    folders = {p.parent for p in root.rglob(RESULT_FILE)} | {p.parent for p in root.rglob("log.txt*")}
+    for folder in sorted(folders):
+        where = locate(folder.resolve().parts)
+        if where is None:
+            continue
+        result = folder / RESULT_FILE
+        if result.is_file():
+            try:
+                accuracy, source = float(json.loads(result.read_text())["metrics"]["accuracy"]), RESULT_FILE
+            except (ValueError, KeyError, TypeError) as error:
+                if warn:
+                    warn(f"skipping unreadable {result}: {error}")
+                continue
+        else:
+            found = log_accuracy(folder)
+            if found is None:  # training never finished: an interrupted run, not a result
+                continue
+            accuracy, source = found
+        records += [Record(accuracy=accuracy, source=source, path=str(folder), **w) for w in where]
+    return records
+
+
+# -- statistics --------------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    """The accuracies of one table cell, by seed."""
+
+    by_seed: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.by_seed)
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.by_seed.values()) if self.by_seed else None
+
+    @property
+    def std(self) -> float | None:
+        return statistics.stdev(self.by_seed.values()) if self.n >= 2 else None
+
+
+def hm(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None:
+        return None
+    return 2 * a * b / (a + b) if a + b else 0.0
+
+
+def average(values: Iterable[float | None]) -> float | None:
+    """Mean of the values, or None (a gap) if any is missing."""
+    values = list(values)
+    return None if not values or any(v is None for v in values) else statistics.fmean(values)
+
+
+@dataclass(frozen=True)
+class Group:
+    protocol: str
+    trainer: str
+    config: str
+    shots: int | None
+
+    @property
+    def title(self) -> str:
+        shots = "" if self.shots is None or self.protocol == "few_shot" else f", {self.shots} shots"
+        return f"{self.trainer} ({self.config}{shots})"
+
+
+def group(records: Iterable[Record]) -> dict[Group, dict[tuple[str, str], Cell]]:
+    """protocol/trainer/config/shots -> (dataset, part) -> Cell."""
+    groups: dict[Group, dict[tuple[str, str], Cell]] = {}
+    for r in records:
+        shots = None if r.protocol == "few_shot" else r.shots
+        cells = groups.setdefault(Group(r.protocol, r.trainer, r.config, shots), {})
+        cells.setdefault((r.dataset, r.part), Cell()).by_seed[r.seed] = r.accuracy
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0].protocol, kv[0].trainer, kv[0].config, kv[0].shots or 0)))
+
+
+# -- tables ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Value:
+    """A number in a table: mean ± std over n of the table's seeds (std None for one seed)."""
+
+    mean: float | None
+    std: float | None = None
+    n: int | None = None
+    seeds: tuple = ()
+
+
+def _value(cell: Cell | None) -> Value:
+    if cell is None or cell.n == 0:
+        return Value(None)
+    return Value(cell.mean, cell.std, cell.n, tuple(sorted(cell.by_seed, key=lambda s: (s is None, s))))
+
+
+@dataclass
+class Table:
+    title: str
+    protocol: str
+    group: Group | None
+    columns: list[str]  # first column is the row label
+    rows: list[list]  # label (str), then Value or str per column
+    seeds: int = 0  # seeds of the table's most complete cell: fewer is flagged
+    row_groups: list = field(default_factory=list)  # per row, when rows are methods (xd, dg, compare)
+
+
+def _datasets(expected: Sequence[str], present: Iterable[str]) -> list[str]:
+    return list(expected) + sorted(set(present) - set(expected))
+
+
+def base2new_table(g: Group, cells: dict) -> Table:
+    datasets = _datasets(benchmarks.BASE2NEW, (d for d, _ in cells))
+    rows, bases, news = [], [], []
+    for d in datasets:
+        base, new = _value(cells.get((d, "base"))), _value(cells.get((d, "new")))
+        rows.append([d, base, new, Value(hm(base.mean, new.mean))])
+        if d in benchmarks.BASE2NEW:
+            bases.append(base.mean)
+            news.append(new.mean)
+    b, n = average(bases), average(news)
+    rows.append([f"Average ({len(benchmarks.BASE2NEW)})", Value(b), Value(n), Value(hm(b, n))])
+    return Table(f"Base-to-new: {g.title}", "base2new", g, ["dataset", "Base", "New", "HM"], rows,
+                 max((c.n for c in cells.values()), default=0))
+
+
+def transfer_tables(protocol: str, groups: dict) -> list[Table]:
+    targets = benchmarks.XD_TARGETS if protocol == "xd" else benchmarks.DG_TARGETS
+    mine = {g: c for g, c in groups.items() if g.protocol == protocol}
+    if not mine:
+        return []
+    extra = sorted({d for c in mine.values() for d, part in c if part == "target"} - set(targets))
+    columns = ["method", f"{benchmarks.SOURCE} (source)", *targets, *extra, f"Average ({len(targets)})"]
+    rows, row_groups = [], []
+    for g, cells in mine.items():
+        row_groups.append(g)
+        values = [_value(cells.get((d, "target"))) for d in (*targets, *extra)]
+        rows.append([g.title, _value(cells.get((benchmarks.SOURCE, "source"))), *values,
+                     Value(average(v.mean for v in values[:len(targets)]))])
+    name = "Cross-dataset transfer" if protocol == "xd" else "Domain generalization"
+    seeds = max((c.n for cells in mine.values() for c in cells.values()), default=0)
+    return [Table(f"{name} (trained on {benchmarks.SOURCE})", protocol, None, columns, rows, seeds, row_groups)]
+
+
+def few_shot_table(g: Group, cells: dict) -> Table:
+    shots = sorted(set(benchmarks.SHOTS) | {int(p[len("shots_"):]) for _, p in cells})
+    datasets = _datasets(benchmarks.FEW_SHOT, (d for d, _ in cells))
+    rows = [[d, *(_value(cells.get((d, f"shots_{k}"))) for k in shots)] for d in datasets]
+    in_average = [r for r in rows if r[0] in benchmarks.FEW_SHOT]
+    rows.append([f"Average ({len(benchmarks.FEW_SHOT)})",
+                 *(Value(average(r[i + 1].mean for r in in_average)) for i in range(len(shots)))])
+    return Table(f"Few-shot: {g.title}", "few_shot", g, ["dataset", *(f"{k} shots" for k in shots)], rows,
+                 max((c.n for c in cells.values()), default=0))
+
+
+def tables(records: Iterable[Record], protocol: str = "all") -> list[Table]:
+    groups = group(records)
+    out: list[Table] = []
+    for p in benchmarks.PROTOCOLS if protocol == "all" else [protocol]:
+        if p == "base2new":
+            out += [base2new_table(g, c) for g, c in groups.items() if g.protocol == p]
+        elif p == "few_shot":
+            out += [few_shot_table(g, c) for g, c in groups.items() if g.protocol == p]
+        else:
+            out += transfer_tables(p, groups)
+    return out
+
+
+# -- published numbers -------------------------------------------------------------------------
+
+
+def published(protocol: str = "base2new") -> list[dict]:
+    path = PUBLISHED / f"{protocol}.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def compare_table(base2new: list[Table]) -> Table:
+    """Our 11-dataset averages beside the published ones, with the difference (ours − published)."""
+    ours = {}
+    for t in base2new:
+        ours.setdefault(PUBLISHED_NAME.get(t.group.trainer, t.group.trainer), []).append(t)
+    rows, row_groups = [], []
+    rows_published = published("base2new")
+    names = [p["method"] for p in rows_published] + sorted(set(ours) - {p["method"] for p in rows_published})
+    by_name = {p["method"]: p for p in rows_published}
+    for name in names:
+        pub = by_name.get(name)
+        status = pub["status"] if pub else "none"
+        numbers = [float(pub[k]) if pub and pub[k] else None for k in ("base", "new", "hm")]
+        label = {"derived": f"{name} (derived)", "unknown": f"{name} (unknown)"}.get(status, name)
+        for t in ours.get(name, [None]):
+            mine = [v.mean for v in t.rows[-1][1:]] if t else [None, None, None]
+            pub_cells = [Value(x) if x is not None else ("unknown" if status == "unknown" else "") for x in numbers]
+            diffs = [Value(m - x) if m is not None and x is not None else "" for m, x in zip(mine, numbers)]
+            row_groups.append(t.group if t else Group("base2new", name, "", None))
+            rows.append([label if t is None else f"{label}: {t.group.title}", *(Value(m) for m in mine),
+                         *pub_cells, *diffs, status, pub["source"] if pub else ""])
+    columns = ["method", "Base", "New", "HM", "published Base", "published New", "published HM",
+               "Δ Base", "Δ New", "Δ HM", "published status", "published source"]
+    return Table(f"Base-to-new, average over {len(benchmarks.BASE2NEW)} datasets: ours vs published",
+                 "base2new_compare", None, columns, rows, row_groups=row_groups)
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def _cell(value, table_seeds: int) -> str:
+    if isinstance(value, str):
+        return value
+    if value.mean is None:
+        return GAP
+    text = f"{value.mean:.2f}"
+    if value.std is not None:
+        text += f" ± {value.std:.2f}"
+    if value.n is not None and value.n < table_seeds:
+        text += f" ({value.n} seed{'s' if value.n > 1 else ''})"
+    return text
+
+
+def markdown(tables_: list[Table], records: list[Record]) -> str:
+    out = []
+    for t in tables_:
+        out += [f"### {t.title}", "", "| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
+        out += ["| " + " | ".join([row[0], *(_cell(v, t.seeds) for v in row[1:])]) + " |" for row in t.rows]
+        if t.seeds > 1:
+            out.append(f"\nMean ± sample std over {t.seeds} seeds; fewer seeds are marked; {GAP}: no run.")
+        elif t.seeds == 1:
+            out.append(f"\nOne seed per cell; {GAP}: no run.")
+        out.append("")
+    logs = [r for r in records if r.source != RESULT_FILE]
+    if logs:
+        out.append(f"{len(logs)} run(s) read from Dassl logs (one decimal), having no result.json: "
+                   + ", ".join(sorted({r.path for r in logs})))
+    return "\n".join(out).rstrip() + "\n"
+
+
+def to_csv(tables_: list[Table]) -> str:
+    """One tidy CSV: one line per table cell, the numbers at full precision, gaps empty.
+
+    `dataset` is the row's dataset (or the column's, in the cross-dataset and DG tables, whose rows
+    are methods); `measure` is what the number is (Base, New, HM, accuracy, "4 shots", ...).
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["table", "trainer", "config", "shots", "dataset", "measure",
+                     "mean", "std", "n_seeds", "seeds", "text"])
+    fmt = lambda x: "" if x is None else repr(x)  # noqa: E731
+    for t in tables_:
+        for i, row in enumerate(t.rows):
+            g = t.row_groups[i] if t.row_groups else t.group
+            for column, value in zip(t.columns[1:], row[1:]):
+                if t.protocol in ("xd", "dg"):
+                    dataset, measure = column.replace(" (source)", ""), "accuracy"
+                elif t.protocol == "base2new_compare":
+                    dataset, measure = f"Average ({len(benchmarks.BASE2NEW)})", column
+                else:
+                    dataset, measure = row[0], column
+                shots = "" if g.shots is None else g.shots
+                head = [t.protocol, g.trainer, g.config, shots, dataset, measure]
+                if isinstance(value, str):
+                    writer.writerow([*head, "", "", "", "", value])
+                else:
+                    seeds = " ".join("" if s is None else str(s) for s in value.seeds)
+                    writer.writerow([*head, fmt(value.mean), fmt(value.std),
+                                     "" if value.n is None else value.n, seeds, ""])
+    return buffer.getvalue()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m clipprompt.report", description=__doc__.split("\n\n")[2])
+    parser.add_argument("output_dir", help="the OUTPUT folder of the protocol scripts (or any folder above run folders)")
+    parser.add_argument("--protocol", choices=[*benchmarks.PROTOCOLS, "all"], default="all")
+    parser.add_argument("--format", choices=["markdown", "csv"], default="markdown")
+    parser.add_argument("--compare", action="store_true", help="add the published base-to-new averages and our difference")
+    args = parser.parse_args(argv)
+    root = Path(args.output_dir)
+    if not root.is_dir():
+        print(f"error: {root} is not a folder", file=sys.stderr)
+        return 2
+    records = scan(root, warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+    found = tables(records, args.protocol)
+    if args.compare and args.protocol in ("base2new", "all"):
+        found.append(compare_table([t for t in found if t.protocol == "base2new"]))
+    elif args.compare:
+        print(f"note: no published numbers for protocol {args.protocol} in {PUBLISHED}", file=sys.stderr)
+    if not found:
+        print(f"No finished runs of protocol {args.protocol} under {root}", file=sys.stderr)
+        return 1
+    sys.stdout.write(markdown(found, records) if args.format == "markdown" else to_csv(found))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
