@@ -709,7 +709,8 @@ def verify(spec: DatasetSpec, root: str, num_classes: int | None, *, open_images
 def _print_report(spec: DatasetSpec, report: Report) -> None:
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
     status = "OK" if report.ok else "FAILED"
-    print(f"{spec.name}: {status} ({report.classes} classes; {counts})", flush=True)
+    found = f" ({report.classes} classes; {counts})" if report.counts else ""
+    print(f"{spec.name}: {status}{found}", flush=True)
     for problem in report.problems:
         print(f"  problem: {problem}")
     for path in report.missing:
