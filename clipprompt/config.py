@@ -59,12 +59,16 @@ def cocoop_config() -> CN:
 @register_trainer_config("SEP")
 def sep_config() -> CN:
     node = CN()
-    node.N_CTX = 6
-    node.N_CTX_V = 4
-    node.CTX_INIT = ""
-    node.LAYERS = None  # block indices with a Token Fusion Module; None = every block but the first
+    node.N_CTX = 6  # learnable text context vectors (the TFMs read the N_CTX tokens after them)
+    node.N_CTX_V = 4  # learnable visual prompt tokens = salient image tokens selected per layer
+    node.CTX_INIT = ""  # initialise the text context from these words (then N_CTX = their token count)
+    node.LAYERS = None  # block indices with a Token Fusion Module, e.g. [4, 8]; None = every block but the first
     node.W = 8.0  # textual consistency weight
     node.W_V = 6.0  # visual consistency weight
+    node.VISUAL_SELECTION = ""  # image (top-k tokens of each image) or batch; "" = image, batch with OFFICIAL_COMPAT
+    node.OFFICIAL_COMPAT = False  # the authors' code: TFM attention across the batch, one token set per batch
+    node.TEMPLATE = ""  # hand-crafted template for t_hand, e.g. "a photo of a {}."; "" = the dataset's
+    node.ADAM_EPS = 1e-3  # eps of Adam-family optimizers (the authors' OPTIM.EPS; Dassl's default is 1e-8)
     node.PREC = "fp16"
     return node
 

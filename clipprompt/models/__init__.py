@@ -3,6 +3,7 @@
 from .base import PromptedCLIP
 from .cocoop import CoCoOp
 from .coop import CoOp
+from .sep import SEP
 from .zeroshot import ZeroshotCLIP
 
-__all__ = ["PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp"]
+__all__ = ["PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp", "SEP"]

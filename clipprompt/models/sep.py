@@ -1,0 +1,416 @@
+"""SEP, Self-Enhanced Prompt Tuning (Yao et al., arXiv 2405.15549), as specified in shared/method/SEP.md.
+
+Learnable prompt tokens on both encoders are made input-aware: before each chosen block, a
+Token Fusion Module (TFM) fuses a few pre-trained tokens of the current input (the tokens right
+after the text prompt: class name, '.', EOS, padding; the most salient tokens of each image) with
+the current prompt tokens, and the fused tokens take the prompt positions. Prompted features are
+averaged with frozen CLIP features; the loss adds text and image consistency terms and a
+prototype classifier on image features.
+
+    model = SEP(clip, classnames, template="a photo of a {}.")
+    model.init_prototypes(class_means)          # before training: frozen class-mean features
+    loss, scalars = model.loss(images, labels)
+    with model.cached_text_features():          # evaluation: text features once per test set
+        logits = model(images)
+
+`official_compat=True` reproduces the authors' code where it differs from the method as
+described: TFM attention runs across the samples of a batch (across classes on the text side,
+across images on the visual side), and visual tokens are selected once per batch.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .._clip import clip_model
+from ..encoders import ImageEncoder, TextEncoder
+from ..errors import ConfigError
+from ..prompts import ClassPrompts, PromptLengthError, cut_after_eos, init_context, tokenize
+from .base import PromptedCLIP, accuracy, normalize
+
+SELECTIONS = ("image", "batch")
+TFM_HIDDEN = 256  # width of the TFM's MLP bottleneck
+TFM_SCALE_INIT = 0.75  # initial value of the TFM's mixing scalars s1, s2
+PROTO_SCALE = 10.0  # temperature of the prototype classifier's cosine logits
+PROTO_WEIGHT = 0.5  # weight of each of the two prototype cross-entropies
+
+
+class TokenFusion(nn.Module):
+    """Token Fusion Module: fuse pre-trained tokens S (B, k, w) with prompt tokens P (B, n, w).
+
+        Z     = s1 * S + (1 - s1) * MHA(query=LN1(P), key=LN1(S), value=LN1(S))
+        P_new = s2 * Z + (1 - s2) * MLP(LN2(Z))
+
+    Attention runs over the tokens of each sample. With `cross_sample=True` (the authors' code,
+    which passes batch-first tensors to a sequence-first attention) it runs over the samples of
+    the batch instead, separately for each token slot; then k must equal n.
+    """
+
+    def __init__(self, width: int, hidden: int = TFM_HIDDEN, cross_sample: bool = False):
+        super().__init__()
+        heads = max(1, width // 64)
+        if width % heads:
+            heads = 1
+        self.cross_sample = cross_sample
+        self.ln_1 = nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, heads, dropout=0.0, bias=True, batch_first=True)
+        self.ln_2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(
+            nn.Linear(width, hidden, bias=False), clip_model.QuickGELU(), nn.Linear(hidden, width, bias=False)
+        )
+        self.s1 = nn.Parameter(torch.tensor(TFM_SCALE_INIT))
+        self.s2 = nn.Parameter(torch.tensor(TFM_SCALE_INIT))
+
+    def forward(self, selected: Tensor, prompts: Tensor) -> Tensor:
+        """Fused prompt tokens with the shape of `selected` (= the prompts' shape), in fp32 or autocast dtype."""
+        dtype = self.ln_1.weight.dtype  # the TFM's own dtype, whatever the encoder runs in
+        s, p = selected.to(dtype), prompts.to(dtype)
+        if self.cross_sample:
+            s, p = s.transpose(0, 1), p.transpose(0, 1)
+        key = self.ln_1(s)
+        attended = self.attn(self.ln_1(p), key, key, need_weights=False)[0]
+        z = self.s1 * s + (1 - self.s1) * attended
+        out = self.s2 * z + (1 - self.s2) * self.mlp(self.ln_2(z))
+        return out.transpose(0, 1) if self.cross_sample else out
+
+
+def make_fusion_modules(width: int, count: int, cross_sample: bool) -> nn.ModuleList:
+    """`count` TFMs starting from identical weights (the authors deep-copy one module)."""
+    if count == 0:
+        return nn.ModuleList()
+    first = TokenFusion(width, cross_sample=cross_sample)
+    return nn.ModuleList([first] + [copy.deepcopy(first) for _ in range(count - 1)])
+
+
+def salient_token_indices(tokens: Tensor, k: int, per_image: bool = True) -> Tensor:
+    """Indices of the k tokens with the largest mean squared activation.
+
+    tokens (B, T, w) -> (B, k) with `per_image`, else (k,): one set from the batch-mean saliency.
+    The saliency is computed in fp32 (squares of ViT activations overflow fp16).
+    """
+    saliency = tokens.float().pow(2).mean(dim=-1)  # (B, T)
+    if not per_image:
+        saliency = saliency.mean(dim=0)
+    return saliency.topk(k, dim=-1).indices
+
+
+def check_layers(layers: Sequence[int] | int | None, depths: dict[str, int]) -> dict[str, list[int]]:
+    """Block indices with a TFM for each branch; None = every block but the first, per branch."""
+    if layers is None:
+        return {branch: list(range(1, depth)) for branch, depth in depths.items()}
+    if isinstance(layers, int) and not isinstance(layers, bool):
+        layers = [layers]
+    if not isinstance(layers, (list, tuple)) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in layers
+    ):
+        raise ConfigError(
+            f"TRAINER.SEP.LAYERS must be a list of block indices such as [1, 2, 3] (or None for every "
+            f"block but the first), got {layers!r}."
+        )
+    layers = list(layers)
+    duplicates = sorted({i for i in layers if layers.count(i) > 1})
+    if duplicates:
+        raise ConfigError(f"TRAINER.SEP.LAYERS lists block {duplicates[0]} more than once: {layers}.")
+    for branch, depth in depths.items():
+        bad = [i for i in layers if not 0 <= i < depth]
+        if bad:
+            raise ConfigError(
+                f"TRAINER.SEP.LAYERS {layers} holds {bad[0]}, out of range for the {branch} encoder "
+                f"of this CLIP ({depth} blocks): indices must be in 0..{depth - 1}."
+            )
+    return {branch: layers for branch in depths}
+
+
+class TextPromptLearner(nn.Module):
+    """`[SOS] ctx_1..ctx_n <class name>. [EOS]`; TFMs fuse the n tokens after the prompt into it."""
+
+    def __init__(
+        self,
+        text_encoder: TextEncoder,
+        classnames: Sequence[str],
+        n_ctx: int,
+        ctx_init: str,
+        layers: list[int],
+        cross_sample: bool,
+    ):
+        super().__init__()
+        if not ctx_init and (not isinstance(n_ctx, int) or n_ctx < 1):
+            raise ConfigError(f"TRAINER.SEP.N_CTX must be a positive integer, got {n_ctx!r}.")
+        self.ctx = nn.Parameter(init_context(text_encoder, n_ctx, ctx_init))
+        n_ctx = self.ctx.shape[0]
+        context = text_encoder.context_length
+        if layers and 1 + 2 * n_ctx > context:
+            raise PromptLengthError(
+                f"TRAINER.SEP.N_CTX {n_ctx} is too long: the TFMs read the {n_ctx} tokens after the "
+                f"prompt, so 1 + 2 * N_CTX = {1 + 2 * n_ctx} must fit CLIP's {context}-token context "
+                f"(N_CTX at most {(context - 1) // 2})."
+            )
+        self.prompts = ClassPrompts(text_encoder, classnames, n_ctx)  # errors if a class does not fit
+        # The causal pass runs up to the longest EOS, and at least to the selected slice n+1..2n,
+        # which may reach into the padding (token 0) after EOS.
+        self.min_length = 1 + 2 * n_ctx if layers else 0
+        with torch.no_grad():
+            device = text_encoder.token_embedding.weight.device
+            padding = text_encoder.embed(torch.zeros(1, dtype=torch.long, device=device))
+        self.register_buffer("padding", padding, persistent=False)
+        self.layers = list(layers)
+        self.fusion = make_fusion_modules(text_encoder.width, len(layers), cross_sample)
+
+    @property
+    def n_ctx(self) -> int:
+        return self.ctx.shape[0]
+
+    def _inject(self, fusion: TokenFusion):
+        n = self.n_ctx
+
+        def inject(x: Tensor) -> Tensor:
+            fused = fusion(x[:, 1 + n : 1 + 2 * n], x[:, 1 : 1 + n]).to(x.dtype)
+            return torch.cat([x[:, :1], fused, x[:, 1 + n :]], dim=1)
+
+        return inject
+
+    def forward(self, text_encoder: TextEncoder) -> Tensor:
+        """Prompted text features (n_cls, embed_dim), not normalized."""
+        injections = {layer: self._inject(f) for layer, f in zip(self.layers, self.fusion)}
+        return text_encoder(self.embeddings(), self.prompts.eos_positions, injections)
+
+    def embeddings(self) -> Tensor:
+        """Prompt embeddings (n_cls, L, width), L = max(longest EOS + 1, 1 + 2n)."""
+        prompts = self.prompts.assemble(self.ctx)
+        missing = self.min_length - prompts.shape[1]
+        if missing > 0:
+            padding = self.padding.to(prompts.dtype).expand(prompts.shape[0], missing, -1)
+            prompts = torch.cat([prompts, padding], dim=1)
+        return prompts
+
+
+class VisualPromptLearner(nn.Module):
+    """n_v prompt tokens appended after the positional embedding; TFMs fuse salient tokens into them."""
+
+    def __init__(
+        self,
+        image_encoder: ImageEncoder,
+        n_ctx: int,
+        layers: list[int],
+        per_image: bool,
+        cross_sample: bool,
+    ):
+        super().__init__()
+        n_tokens = image_encoder.visual.positional_embedding.shape[0]  # CLS + patches
+        if not isinstance(n_ctx, int) or not 1 <= n_ctx <= n_tokens:
+            raise ConfigError(
+                f"TRAINER.SEP.N_CTX_V must be an integer in 1..{n_tokens} (the CLS and patch tokens "
+                f"it selects from), got {n_ctx!r}."
+            )
+        self.ctx = nn.Parameter(torch.randn(n_ctx, image_encoder.width) * 0.02)
+        self.layers = list(layers)
+        self.per_image = per_image
+        self.fusion = make_fusion_modules(image_encoder.width, len(layers), cross_sample)
+
+    @property
+    def n_ctx(self) -> int:
+        return self.ctx.shape[0]
+
+    def _inject(self, fusion: TokenFusion):
+        n = self.n_ctx
+
+        def inject(x: Tensor) -> Tensor:
+            pretrained, prompts = x[:, :-n], x[:, -n:]
+            index = salient_token_indices(pretrained, n, self.per_image)
+            if self.per_image:
+                selected = pretrained.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+            else:
+                selected = pretrained[:, index]
+            return torch.cat([pretrained, fusion(selected, prompts).to(x.dtype)], dim=1)
+
+        return inject
+
+    def forward(self, image_encoder: ImageEncoder, images: Tensor) -> Tensor:
+        """Prompted image features (B, embed_dim), not normalized."""
+        injections = {layer: self._inject(f) for layer, f in zip(self.layers, self.fusion)}
+        return image_encoder(images, prompts=self.ctx.unsqueeze(0), injections=injections)
+
+
+class SEP(PromptedCLIP):
+    """SEP over a frozen CLIP: prompts and TFMs on both encoders, frozen-feature fusion, prototypes.
+
+    Trainable: text context, visual prompts, the TFMs in use, and the prototype classifier
+    `prototypes` (n_cls, embed_dim). The prototypes are class-dependent and used in training
+    only, so `trainable_state_dict()` leaves them out: a checkpoint trained on base classes
+    loads into a model built for new classes.
+    """
+
+    def __init__(
+        self,
+        clip: clip_model.CLIP,
+        classnames: Sequence[str],
+        template: str = "a photo of a {}.",
+        n_ctx: int = 6,
+        n_ctx_v: int = 4,
+        ctx_init: str = "",
+        layers: Sequence[int] | int | None = None,
+        w: float = 8.0,
+        w_v: float = 6.0,
+        selection: str | None = None,
+        official_compat: bool = False,
+        frozen_fusion: bool = True,
+        fused: bool = True,
+    ):
+        super().__init__(clip, classnames, fused=fused)
+        selection = selection or ("batch" if official_compat else "image")
+        if selection not in SELECTIONS:
+            raise ConfigError(
+                f"TRAINER.SEP.VISUAL_SELECTION is {selection!r}; use 'image' (top-k tokens of each image), "
+                "'batch' (one top-k set per batch, the authors' code) or '' (image; batch with OFFICIAL_COMPAT)."
+            )
+        if "{}" not in template:
+            raise ConfigError(f"The hand-crafted template {template!r} has no '{{}}' for the class name.")
+        depths = {"text": self.text_encoder.depth, "image": self.image_encoder.depth}
+        chosen = check_layers(layers, depths)
+        self.w, self.w_v = float(w), float(w_v)
+        self.selection = selection
+        self.official_compat = bool(official_compat)
+        self.frozen_fusion = frozen_fusion
+        self.text_prompts = TextPromptLearner(
+            self.text_encoder, self.classnames, n_ctx, ctx_init, chosen["text"], self.official_compat
+        )
+        self.visual_prompts = VisualPromptLearner(
+            self.image_encoder, n_ctx_v, chosen["image"], selection == "image", self.official_compat
+        )
+        embed_dim = clip.text_projection.shape[1]
+        # Filled by init_prototypes() with normalized class means of frozen image features.
+        self.prototypes = nn.Parameter(torch.zeros(self.num_classes, embed_dim))
+        self.prototypes_initialized = False
+        texts = [template.format(name.replace("_", " ")) for name in self.classnames]
+        tokens = cut_after_eos(tokenize(texts, self.text_encoder.context_length))
+        with torch.no_grad():
+            device = self.text_encoder.token_embedding.weight.device
+            hand = normalize(self.text_encoder.encode_tokens(tokens.to(device)).float())
+        self.register_buffer("hand_text_features", hand, persistent=False)
+
+    # ---- features ---------------------------------------------------------------------------
+
+    def prompted_text_features(self) -> Tensor:
+        """Text features of the prompted branch (n_cls, embed_dim), before any fusion or norm."""
+        return self.text_prompts(self.text_encoder)
+
+    def prompted_image_features(self, images: Tensor) -> Tensor:
+        """Image features of the prompted branch (B, embed_dim), before any fusion or norm."""
+        return self.visual_prompts(self.image_encoder, images)
+
+    @torch.no_grad()
+    def frozen_image_features(self, images: Tensor) -> Tensor:
+        """Normalized plain CLIP image features (B, embed_dim), fp32, no gradient."""
+        return normalize(self.image_encoder(images).float())
+
+    def class_text_features(self) -> Tensor:
+        """t̂ = normalize(normalize(prompted text) + t_hand), (n_cls, embed_dim), fp32."""
+        text = normalize(self.prompted_text_features().float())
+        if self.frozen_fusion:
+            text = normalize(text + self.hand_text_features)
+        return text
+
+    def image_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """(f̂, normalized frozen feature), both (B, embed_dim) fp32."""
+        frozen = self.frozen_image_features(images)
+        image = normalize(self.prompted_image_features(images).float())
+        if self.frozen_fusion:
+            image = normalize(image + frozen)
+        return image, frozen
+
+    def logits(self, image_features: Tensor, text_features: Tensor) -> Tensor:
+        return self.logit_scale * fp32_matmul(image_features, text_features.t())
+
+    def forward(self, images: Tensor) -> Tensor:
+        image, _ = self.image_features(images)
+        return self.logits(image, self.text_features().float())
+
+    # ---- prototypes and loss -----------------------------------------------------------------
+
+    @torch.no_grad()
+    def init_prototypes(self, class_means: Tensor) -> None:
+        """Set the prototype classifier to the normalized class means (n_cls, embed_dim)."""
+        if tuple(class_means.shape) != tuple(self.prototypes.shape):
+            raise ValueError(
+                f"Class means of shape {tuple(class_means.shape)} do not fit the prototypes "
+                f"{tuple(self.prototypes.shape)} (one row per class, embed_dim columns)."
+            )
+        self.prototypes.copy_(normalize(class_means.float()))
+        self.prototypes_initialized = True
+
+    def load_prototypes(self, prototypes: Tensor) -> None:
+        """Restore trained prototypes (a resumed run), unchanged."""
+        if tuple(prototypes.shape) != tuple(self.prototypes.shape):
+            raise ValueError(f"Prototypes {tuple(prototypes.shape)} do not fit {tuple(self.prototypes.shape)}.")
+        with torch.no_grad():
+            self.prototypes.copy_(prototypes)
+        self.prototypes_initialized = True
+
+    def prototype_logits(self, features: Tensor) -> Tensor:
+        return PROTO_SCALE * fp32_matmul(normalize(features.float()), normalize(self.prototypes.float()).t())
+
+    def loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """CE + W·text consistency + W_V·image consistency + 0.5·(two prototype CEs)."""
+        if not self.prototypes_initialized:
+            raise RuntimeError(
+                "SEP's prototype classifier is not initialised: call init_prototypes() with the "
+                "class means of frozen training image features before training."
+            )
+        text = self.text_features().float()  # once per step: depends on the classes only
+        image, frozen = self.image_features(images)
+        logits = self.logits(image, text)
+        ce = F.cross_entropy(logits, labels)
+        text_consistency = 1 - F.cosine_similarity(text, self.hand_text_features, dim=-1).mean()
+        visual_consistency = 1 - F.cosine_similarity(frozen, image, dim=-1).mean()
+        proto = PROTO_WEIGHT * (
+            F.cross_entropy(self.prototype_logits(image), labels)
+            + F.cross_entropy(self.prototype_logits(frozen), labels)
+        )
+        loss = ce + self.w * text_consistency + self.w_v * visual_consistency + proto
+        return loss, {
+            "loss": loss.item(),
+            "acc": accuracy(logits, labels),
+            "ce": ce.item(),
+            "text_cons": text_consistency.item(),
+            "visual_cons": visual_consistency.item(),
+            "proto": proto.item(),
+        }
+
+    # ---- checkpoints: everything trained except the class-dependent prototypes ---------------
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        state = super().trainable_state_dict()
+        state.pop("prototypes", None)
+        return state
+
+    def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
+        state = {name: value for name, value in state.items() if name != "prototypes"}
+        requires_grad = self.prototypes.requires_grad
+        self.prototypes.requires_grad_(False)  # not part of what checkpoints hold
+        try:
+            super().load_trainable_state_dict(state)
+        finally:
+            self.prototypes.requires_grad_(requires_grad)
+
+
+def fp32_matmul(a: Tensor, b: Tensor) -> Tensor:
+    """a @ b in fp32 even under autocast: cosine logits scaled by ~100 lose whole units in bf16."""
+    with torch.autocast(a.device.type, enabled=False):
+        return a.float() @ b.float()
+
+
+def class_means(features: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """Mean feature of each class (num_classes, dim); an error names a class without samples."""
+    features = features.float()
+    sums = torch.zeros(num_classes, features.shape[1], dtype=features.dtype, device=features.device)
+    sums.index_add_(0, labels, features)
+    counts = torch.bincount(labels, minlength=num_classes)[:num_classes]
+    empty = (counts == 0).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(f"No training image for class(es) {empty[:10]}: cannot initialise SEP's prototypes.")
+    return sums / counts.unsqueeze(1).to(features.dtype)
