@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# SEP: few_shot (see scripts/common/few_shot.sh). ImageNet and SUN397 use the authors'
+# 10-epoch batch-128 config, the other datasets the 50-epoch batch-32 one; CFG overrides it.
+#   bash scripts/sep/few_shot.sh DATASET SEED SHOTS [KEY VALUE ...]
+case "${1:-}" in
+  imagenet | sun397) DEFAULT_CFG=vit_b16_ep10_batch128 ;;
+  *) DEFAULT_CFG=vit_b16_ep50_batch32 ;;
+esac
+CFG=${CFG:-$DEFAULT_CFG}
+exec bash "$(dirname "$0")/../common/few_shot.sh" SEP "$CFG" "$@"
