@@ -1,0 +1,327 @@
+"""SEP on the tiny random CLIP (CPU): the model as plain PyTorch, then the Dassl trainer when importable."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from clipprompt._clip import clip
+from clipprompt.errors import ConfigError, UserError
+from clipprompt.models import SEP
+from clipprompt.models.base import normalize
+from clipprompt.models.sep import TokenFusion, class_means, salient_token_indices
+from clipprompt.prompts import PromptLengthError
+from clipprompt.testing.markers import requires_dassl
+
+BASE = ["dog", "cat", "fire truck", "sea lion"]
+NEW = ["owl", "red fox", "tram"]
+LABELS = torch.tensor([0, 1, 2, 3])
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The tiny CLIP's ops are too small to split: one thread is faster, and steady on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def build(clip_model, classnames=BASE, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    model = SEP(clip_model, classnames, **kwargs)
+    with torch.no_grad():
+        model.init_prototypes(torch.randn(len(classnames), clip_model.text_projection.shape[1]))
+    return model
+
+
+def clip_visual_with_prompts(visual, images, prompts):
+    """CLIP's own vision transformer (sequence-first, its own forward) with prompts after the positions."""
+    x = visual.conv1(images).flatten(2).transpose(1, 2)
+    cls = visual.class_embedding + torch.zeros(x.shape[0], 1, x.shape[-1])
+    x = torch.cat([cls, x], dim=1) + visual.positional_embedding
+    x = visual.ln_pre(torch.cat([x, prompts.expand(x.shape[0], -1, -1)], dim=1))
+    x = visual.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
+    return visual.ln_post(x[:, 0]) @ visual.proj
+
+
+# ---- plain CLIP when nothing is fused ----------------------------------------------------------
+
+
+def test_no_layers_no_fusion_is_plain_clip_on_each_branch(tiny_clip, images):
+    model = build(tiny_clip, ctx_init="a photo of a", layers=[], frozen_fusion=False)
+    assert len(model.text_prompts.fusion) == 0 and len(model.visual_prompts.fusion) == 0
+    with torch.no_grad():
+        text = clip.tokenize([f"a photo of a {name}." for name in BASE])
+        expected_text = normalize(tiny_clip.encode_text(text))
+        torch.testing.assert_close(model.class_text_features(), expected_text, rtol=1e-5, atol=1e-5)
+        prompts = model.visual_prompts.ctx.unsqueeze(0)
+        expected_image = normalize(clip_visual_with_prompts(tiny_clip.visual, images, prompts))
+        image, frozen = model.image_features(images)
+        torch.testing.assert_close(image, expected_image, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(frozen, normalize(tiny_clip.encode_image(images)), rtol=1e-5, atol=1e-5)
+        scale = tiny_clip.logit_scale.exp()
+        torch.testing.assert_close(model(images), scale * expected_image @ expected_text.t(), rtol=1e-4, atol=1e-4)
+
+
+def test_features_fuse_with_frozen_clip_and_the_hand_template(tiny_clip, images):
+    model = build(tiny_clip, template="a photo of a {}, a type of thing.")
+    with torch.no_grad():
+        hand = normalize(tiny_clip.encode_text(clip.tokenize([f"a photo of a {n}, a type of thing." for n in BASE])))
+        torch.testing.assert_close(model.hand_text_features, hand, rtol=1e-5, atol=1e-5)
+        text = normalize(normalize(model.prompted_text_features()) + hand)
+        torch.testing.assert_close(model.class_text_features(), text, rtol=1e-5, atol=1e-5)
+        image = normalize(normalize(model.prompted_image_features(images)) + normalize(tiny_clip.encode_image(images)))
+        expected = tiny_clip.logit_scale.exp() * image @ text.t()
+        torch.testing.assert_close(model(images), expected, rtol=1e-4, atol=1e-4)
+    assert "hand_text_features" not in model.state_dict()
+
+
+def test_text_pass_padded_to_the_selected_slice_equals_the_77_token_pass(tiny_clip):
+    model = build(tiny_clip, n_ctx=8)  # 1 + 2*8 = 17 > the longest EOS + 1: padding is read
+    learner = model.text_prompts
+    with torch.no_grad():
+        short = learner.embeddings()
+        assert short.shape[1] == 17 > int(learner.prompts.eos_positions.max()) + 1
+        pad = learner.padding.expand(short.shape[0], 77 - short.shape[1], -1)
+        full = torch.cat([short, pad], dim=1)
+        injections = {layer: learner._inject(f) for layer, f in zip(learner.layers, learner.fusion)}
+        eos = learner.prompts.eos_positions
+        torch.testing.assert_close(
+            model.text_encoder(short, eos, injections), model.text_encoder(full, eos, injections), rtol=1e-5, atol=1e-5
+        )
+        fast = model.class_text_features()
+        slow = model.configure(eos_cut=False, fused=False).class_text_features()  # 77 tokens, CLIP's blocks
+    assert learner.embeddings().shape[1] == 77
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+
+
+# ---- Token Fusion Module --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", [128, 192])
+def test_tfm_output_has_the_prompts_shape(width):
+    tfm = TokenFusion(width)
+    assert tfm.attn.num_heads == width // 64
+    selected, prompts = torch.randn(3, 4, width), torch.randn(3, 4, width)
+    assert tfm(selected, prompts).shape == prompts.shape
+    assert tfm.s1.item() == tfm.s2.item() == 0.75
+
+
+@pytest.mark.parametrize("cross_sample", [False, True])
+def test_tfm_attention_runs_within_each_sample(cross_sample):
+    torch.manual_seed(0)
+    tfm = TokenFusion(128, cross_sample=cross_sample)
+    selected, prompts = torch.randn(3, 4, 128), torch.randn(3, 4, 128)
+    changed_s, changed_p = selected.clone(), prompts.clone()
+    changed_s[2], changed_p[2] = torch.randn(4, 128), torch.randn(4, 128)
+    with torch.no_grad():
+        same = torch.allclose(tfm(selected, prompts)[0], tfm(changed_s, changed_p)[0], atol=1e-6)
+    assert same is not cross_sample  # the authors' code (OFFICIAL_COMPAT) mixes the samples of a batch
+
+
+def test_tfms_of_a_branch_start_identical_and_only_those_in_use_exist(tiny_clip):
+    model = build(tiny_clip, layers=[1, 2])
+    first, second = model.visual_prompts.fusion
+    for a, b in zip(first.parameters(), second.parameters()):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()
+    assert len(build(tiny_clip, layers=[2]).text_prompts.fusion) == 1
+    default = build(tiny_clip)
+    assert default.text_prompts.layers == default.visual_prompts.layers == [1, 2]  # every block but the first
+
+
+def test_predictions_depend_on_the_batch_only_with_official_compat(tiny_clip, images):
+    for compat in (False, True):
+        model = build(tiny_clip, official_compat=compat).eval()
+        assert model.selection == ("batch" if compat else "image")
+        with torch.no_grad(), model.cached_text_features():
+            alone, together = model(images[:1])[0], model(images)[0]
+        assert torch.allclose(alone, together, atol=1e-5) is not compat
+
+
+# ---- visual token selection ---------------------------------------------------------------------
+
+
+def test_per_image_selection_picks_each_images_own_tokens(tiny_clip, images):
+    tokens = torch.zeros(2, 10, 8)
+    tokens[0, [1, 2]] = 5.0
+    tokens[1, [6, 9]] = 5.0
+    assert salient_token_indices(tokens, 2).sort(dim=-1).values.tolist() == [[1, 2], [6, 9]]
+    assert salient_token_indices(tokens, 2, per_image=False).shape == (2,)
+
+    encoder = build(tiny_clip).image_encoder
+    with torch.no_grad():
+        x = encoder.visual.ln_pre(encoder.embed(images))
+    per_image = salient_token_indices(x, 4).sort(dim=-1).values
+    assert per_image.shape == (4, 4)
+    assert len({tuple(row.tolist()) for row in per_image}) > 1
+
+
+# ---- training ------------------------------------------------------------------------------------
+
+
+def test_gradients_reach_exactly_the_trainable_parts(tiny_clip, images):
+    model = build(tiny_clip, layers=[1, 2])
+    loss, summary = model.loss(images, LABELS)
+    loss.backward()
+    with_grad = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert with_grad == trainable
+    prefixes = ("text_prompts.ctx", "visual_prompts.ctx", "text_prompts.fusion.", "visual_prompts.fusion.")
+    prefixes += ("prototypes",)
+    assert all(n.startswith(prefixes) for n in trainable)
+    assert {n.split(".")[2] for n in trainable if ".fusion." in n} == {"0", "1"}
+    assert all(p.grad is None for p in tiny_clip.parameters())  # nothing of CLIP
+    assert set(summary) == {"loss", "acc", "ce", "text_cons", "visual_cons", "proto"}
+
+
+def test_text_features_once_per_step_and_once_per_evaluation(tiny_clip, images, monkeypatch):
+    model = build(tiny_clip)
+    calls = []
+    original = model.prompted_text_features
+    monkeypatch.setattr(model, "prompted_text_features", lambda: calls.append(1) or original())
+    model.loss(images, LABELS)
+    assert len(calls) == 1
+    calls.clear()
+    with torch.no_grad(), model.cached_text_features():
+        model(images[:2]), model(images[2:])
+    assert len(calls) == 1
+
+
+def test_a_few_steps_lower_the_loss(tiny_clip, images):
+    model = build(tiny_clip)
+    optim = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-3, eps=1e-3)
+    losses = []
+    for _ in range(8):
+        loss, _ = model.loss(images, LABELS)
+        losses.append(loss.item())
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    assert losses[-1] < losses[0] - 0.1, losses
+
+
+def test_prototypes_need_initialising_and_come_from_class_means(tiny_clip, images):
+    model = SEP(tiny_clip, BASE)
+    with pytest.raises(RuntimeError, match="init_prototypes"):
+        model.loss(images, LABELS)
+    features = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])
+    assert class_means(features, torch.tensor([0, 0, 1]), 2).tolist() == [[2.0, 0.0], [0.0, 2.0]]
+    with pytest.raises(ValueError, match=r"class\(es\) \[2\]"):
+        class_means(features, torch.tensor([0, 0, 1]), 3)
+    model.init_prototypes(torch.randn(4, 32) * 7)
+    torch.testing.assert_close(model.prototypes.norm(dim=-1), torch.ones(4))
+
+
+def test_base_checkpoint_loads_for_new_classes_and_reproduces_base_logits(tiny_clip, images):
+    trained = build(tiny_clip)
+    optim = torch.optim.Adam([p for p in trained.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(2):
+        loss, _ = trained.loss(images, LABELS)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    state = trained.trainable_state_dict()
+    assert "prototypes" not in state and "text_prompts.ctx" in state
+    assert not any("hand" in name or "prompts.prefix" in name for name in state)
+
+    new = SEP(tiny_clip, NEW)  # eval-only: prototypes never initialised, not needed
+    new.load_trainable_state_dict(state)
+    with torch.no_grad(), new.eval().cached_text_features():
+        assert new(images).shape == (4, len(NEW))
+
+    again = SEP(tiny_clip, BASE)
+    again.load_trainable_state_dict(state)
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(images), trained.eval()(images))
+
+
+def test_bf16_autocast_keeps_every_loss_term_finite(tiny_clip, images):
+    model = build(tiny_clip)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, summary = model.loss(images, LABELS)
+    loss.backward()
+    assert torch.isfinite(loss)
+    for key in ("ce", "text_cons", "visual_cons", "proto"):
+        assert summary[key] > 0 and summary[key] == summary[key] and abs(summary[key]) < 1e4
+    expected = summary["ce"] + 8.0 * summary["text_cons"] + 6.0 * summary["visual_cons"] + summary["proto"]
+    assert summary["loss"] == pytest.approx(expected, rel=1e-4)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+# ---- configuration errors ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layers, message", [
+    ([1, 3], r"out of range for the (text|image) encoder .*\(3 blocks\): indices must be in 0\.\.2"),
+    ([-1], r"indices must be in 0\.\.2"),
+    ([1, 1], "more than once"),
+    ("1,2", "must be a list of block indices"),
+])
+def test_bad_layers_give_one_clear_error(tiny_clip, layers, message):
+    with pytest.raises(ConfigError, match=message):
+        SEP(tiny_clip, BASE, layers=layers)
+
+
+def test_prompts_that_do_not_fit_the_context_give_one_clear_error(tiny_clip):
+    with pytest.raises(PromptLengthError, match=r"N_CTX 39 is too long.*N_CTX at most 38"):
+        SEP(tiny_clip, BASE, n_ctx=39)
+    with pytest.raises(PromptLengthError, match="more than the 77-token context"):
+        SEP(tiny_clip, ["a very long class name " * 10], n_ctx=38)
+    with pytest.raises(UserError, match="N_CTX_V must be an integer in 1..17"):
+        SEP(tiny_clip, BASE, n_ctx_v=18)
+    with pytest.raises(ConfigError, match="VISUAL_SELECTION"):
+        SEP(tiny_clip, BASE, selection="pixel")
+    assert SEP(tiny_clip, BASE, n_ctx=38).text_prompts.embeddings().shape[1] == 77
+
+
+# ---- the Dassl trainer ---------------------------------------------------------------------------
+
+
+@requires_dassl
+def test_trainer_initialises_prototypes_trains_resumes_and_evaluates(tmp_path, tiny_clip_path, monkeypatch):
+    import train
+    import trainers  # noqa: F401  (registers the trainers)
+    import datasets  # noqa: F401  (registers the datasets)
+    from dassl.engine import build_trainer
+
+    from clipprompt.testing import make_tiny_dataset
+    from trainers.sep import SEP as SEPTrainer
+
+    root = tmp_path / "data"
+    make_tiny_dataset(str(root), "Caltech101", num_classes=4, images_per_class=6)
+    out = tmp_path / "out"
+
+    def trainer(epochs, *flags):
+        args = train.parse_args([
+            *flags, "--root", str(root), "--trainer", "SEP", "--seed", "1", "--output-dir", str(out),
+            "--dataset-config-file", str(REPO / "configs/datasets/caltech101.yaml"),
+            "--config-file", str(REPO / "configs/trainers/SEP/vit_b16_ep50_batch32.yaml"),
+            "MODEL.BACKBONE.NAME", tiny_clip_path, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
+            "DATALOADER.TEST.BATCH_SIZE", "8", "DATASET.NUM_SHOTS", "2", "OPTIM.MAX_EPOCH", str(epochs),
+            "TRAINER.SEP.PREC", "bf16",
+        ])
+        return build_trainer(train.setup_cfg(args))
+
+    first = trainer(1)
+    assert first.optim.param_groups[0]["eps"] == 1e-3
+    inits = []
+    original = SEPTrainer.init_prototypes
+    monkeypatch.setattr(SEPTrainer, "init_prototypes", lambda self: inits.append(1) or original(self))
+    first.train()
+    assert inits == [1] and first.model.prototypes_initialized
+    saved_files = sorted(p.name for p in (out / "model").iterdir())
+    assert saved_files == ["checkpoint", "model.pth.tar-1", "prototypes.pth.tar-1"]
+    saved = torch.load(out / "model" / "prototypes.pth.tar-1", weights_only=True)["prototypes"]
+    torch.testing.assert_close(saved, first.model.prototypes.detach())
+
+    resumed = trainer(2)  # continues in the same folder: the trained prototypes come back
+    inits.clear()
+    resumed.train()
+    assert inits == [] and resumed._prototypes_restored
+
+    evaluation = trainer(2, "--eval-only")  # eval-only runs never compute class means
+    evaluation.load_model(str(out))
+    evaluation.test()
+    assert inits == [] and not evaluation.model.prototypes_initialized
