@@ -76,11 +76,20 @@ def sep_config() -> CN:
 @register_trainer_config("MPL")
 def mpl_config() -> CN:
     node = CN()
-    node.N_CTX = 4
-    node.CTX_INIT = "a photo of a"
-    node.N_CTX_V = 4
-    node.PREC = "fp16"
-    node.TEXT_CHUNK = 0
+    node.N_CTX = 4  # learnable text context vectors (ignored when CTX_INIT is set: then its token count)
+    node.CTX_INIT = "a photo of a"  # initialise the text context from these words ("" = random N(0, 0.02²))
+    node.N_CTX_V = 4  # visual prompt tokens that TVP appends to the image encoder's input
+    node.FTP = CN()
+    node.FTP.MODE = "mlp"  # image feature -> one shift per context token: mlp (bottleneck meta-net) or attn
+    node.FTP.REDUCTION = 16  # mlp: the meta-net's hidden width is embed_dim // REDUCTION
+    node.FTP.ATTN_HEADS = 0  # attn: heads of the query-to-patch cross-attention; 0 = text width // 64
+    node.TVP = CN()
+    node.TVP.TOPK = 5  # classes whose image-conditioned text features form the visual prompt (capped at n_cls)
+    node.TVP.TAU = 0.07  # softmax temperature of the weights over the top-K scores
+    node.LOSS = CN()
+    node.LOSS.SYMMETRIC = False  # add the text-to-image cross-entropy over the batch (0 with batch 1)
+    node.PREC = "fp16"  # one of fp32, fp16, amp, bf16 (fp16/amp fall back to fp32 on the CPU)
+    node.TEXT_CHUNK = 4096  # max (image, class) prompts per text-encoder pass; 0 = all at once
     return node
 
 

@@ -3,7 +3,8 @@
 from .base import PromptedCLIP
 from .cocoop import CoCoOp
 from .coop import CoOp
+from .mpl import MPL
 from .sep import SEP
 from .zeroshot import ZeroshotCLIP
 
-__all__ = ["PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp", "SEP"]
+__all__ = ["PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp", "SEP", "MPL"]

@@ -1,0 +1,301 @@
+"""MPL, Mutual Prompt Learning (Long et al., IJCV 2024), as specified in shared/method/MPL.md.
+
+Two prompts feed each other:
+
+- FTP, the fine-grained text prompt (image -> text): the frozen image feature v is decomposed
+  into n vectors π_1(v)..π_n(v), one per context token, and class i's prompt is
+  `[SOS] (ctx_1 + π_1(v)) .. (ctx_n + π_n(v)) <class i>. [EOS]`, giving t_i(x). CoCoOp adds one
+  shared vector to every token instead. `mlp` mode: CoCoOp's bottleneck meta-net with n·width
+  outputs; `attn` mode: n learned queries cross-attending to the frozen patch tokens.
+- TVP, the text-reorganized visual prompt (text -> image): s_i = cos(v, t_i(x)); the top-K
+  classes (selection without gradient) are weighted by softmax(s_i / τ) into r(x) = Σ a_i t_i(x),
+  which a linear layer turns into N_CTX_V tokens appended to the image encoder's input.
+
+logits_i = exp(logit_scale) · cos(ṽ, t_i(x)), ṽ the prompted image feature; the loss is CE
+(plus, optionally, the text-to-image direction). Nothing learned is class-specific, so a model
+trained on base classes is rebuilt for new ones and loads the same weights.
+
+Cost: the text encoder runs once per (image, class) pair. The pairs are encoded in chunks of at
+most `text_chunk` prompts (assembled per chunk, so memory stays bounded for any class count),
+and prompts are cut after the class list's longest EOS (exact: the text encoder is causal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .._clip import clip_model
+from ..errors import ConfigError
+from ..prompts import ClassPrompts, init_context
+from .base import PromptedCLIP, accuracy, normalize
+from .cocoop import MetaNet, encode_prompt_grid
+
+FTP_MODES = ("mlp", "attn")
+DEFAULT_TEXT_CHUNK = 4096  # prompts per text-encoder pass; bounds evaluation memory
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_mpl_options(
+    n_ctx: int = 4,
+    ctx_init: str = "a photo of a",
+    n_ctx_v: int = 4,
+    ftp_mode: str = "mlp",
+    ftp_reduction: int = 16,
+    ftp_heads: int = 0,
+    topk: int = 5,
+    tau: float = 0.07,
+    symmetric: bool = False,
+    text_chunk: int = DEFAULT_TEXT_CHUNK,
+) -> None:
+    """Raise `ConfigError` naming the `TRAINER.MPL` key of the first unusable value."""
+
+    def fail(key: str, value, need: str) -> None:
+        raise ConfigError(f"TRAINER.MPL.{key} is {value!r}; {need}.")
+
+    if not isinstance(ctx_init, str):
+        fail("CTX_INIT", ctx_init, "it must be a string of words (or empty for random context)")
+    if not ctx_init.strip() and (not _is_int(n_ctx) or n_ctx < 1):
+        fail("N_CTX", n_ctx, "it must be an integer >= 1 (or set CTX_INIT)")
+    if not _is_int(n_ctx_v) or n_ctx_v < 1:
+        fail("N_CTX_V", n_ctx_v, "it must be an integer >= 1 (the number of visual prompt tokens)")
+    if ftp_mode not in FTP_MODES:
+        fail("FTP.MODE", ftp_mode, f"use one of {', '.join(FTP_MODES)}")
+    if not _is_int(ftp_reduction) or ftp_reduction < 1:
+        fail("FTP.REDUCTION", ftp_reduction, "it must be an integer >= 1 (the meta-net's bottleneck factor)")
+    if not _is_int(ftp_heads) or ftp_heads < 0:
+        fail("FTP.ATTN_HEADS", ftp_heads, "it must be an integer >= 0 (0 = text width // 64)")
+    if not _is_int(topk) or topk < 1:
+        fail("TVP.TOPK", topk, "it must be an integer >= 1 (it is capped at the class count)")
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau > 0:
+        fail("TVP.TAU", tau, "it must be a number > 0 (the softmax temperature)")
+    if not isinstance(symmetric, bool):
+        fail("LOSS.SYMMETRIC", symmetric, "it must be True or False")
+    if not _is_int(text_chunk) or text_chunk < 0:
+        fail("TEXT_CHUNK", text_chunk, "it must be an integer >= 0 (prompts per text pass; 0 = all at once)")
+
+
+def options_from_config(node) -> dict:
+    """`MPL` keyword arguments from a `TRAINER.MPL` config node (any attribute-style mapping)."""
+    return {
+        "n_ctx": node.N_CTX,
+        "ctx_init": node.CTX_INIT,
+        "n_ctx_v": node.N_CTX_V,
+        "ftp_mode": node.FTP.MODE,
+        "ftp_reduction": node.FTP.REDUCTION,
+        "ftp_heads": node.FTP.ATTN_HEADS,
+        "topk": node.TVP.TOPK,
+        "tau": node.TVP.TAU,
+        "symmetric": node.LOSS.SYMMETRIC,
+        "text_chunk": node.TEXT_CHUNK,
+    }
+
+
+class FTP(nn.Module):
+    """Fine-grained text prompt: n image-derived shifts π_1..π_n (B, n, text_width), one per token.
+
+    `mlp`: Linear(E → E/r) → ReLU → Linear(E/r → n·width) on the frozen image feature v.
+    `attn`: n learned queries attend to the frozen patch tokens projected to the text width.
+    `last_layer` is the linear layer that produces the shifts (zero it and every shift is 0).
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        n_ctx: int,
+        embed_dim: int,
+        text_width: int,
+        vision_width: int,
+        reduction: int = 16,
+        heads: int = 0,
+    ):
+        super().__init__()
+        if mode not in FTP_MODES:
+            raise ConfigError(f"TRAINER.MPL.FTP.MODE is {mode!r}; use one of {', '.join(FTP_MODES)}.")
+        self.mode, self.n_ctx, self.width = mode, n_ctx, text_width
+        if mode == "mlp":
+            self.meta_net = MetaNet(embed_dim, n_ctx * text_width, reduction)
+            return
+        heads = heads or max(1, text_width // 64)
+        if text_width % heads:
+            raise ConfigError(
+                f"TRAINER.MPL.FTP.ATTN_HEADS is {heads}; it must divide the text width {text_width}."
+            )
+        self.queries = nn.Parameter(torch.randn(n_ctx, text_width) * 0.02)
+        self.patch_proj = nn.Linear(vision_width, text_width)
+        self.attn = nn.MultiheadAttention(text_width, heads, batch_first=True)
+
+    @property
+    def needs_patches(self) -> bool:
+        return self.mode == "attn"
+
+    @property
+    def last_layer(self) -> nn.Linear:
+        return self.meta_net[-1] if self.mode == "mlp" else self.attn.out_proj
+
+    def forward(self, image_features: Tensor, patch_tokens: Tensor | None = None) -> Tensor:
+        """Shifts (B, n, width) from v (B, E) or, in `attn` mode, from patch tokens (B, N, vision_width)."""
+        if self.mode == "mlp":
+            dtype = self.meta_net[0].weight.dtype
+            return self.meta_net(image_features.to(dtype)).reshape(-1, self.n_ctx, self.width)
+        if patch_tokens is None:
+            raise ValueError("FTP in attn mode needs the image's patch tokens")
+        keys = self.patch_proj(patch_tokens.to(self.patch_proj.weight.dtype))
+        queries = self.queries.to(keys.dtype).expand(keys.shape[0], -1, -1)
+        return self.attn(queries, keys, keys, need_weights=False)[0]
+
+
+class TVPSelection(NamedTuple):
+    """What TVP picked for each image: the kept classes, their weights, all scores, and r(x)."""
+
+    indices: Tensor  # (B, K) kept classes, highest score first
+    weights: Tensor  # (B, K) softmax(s / τ) over the kept classes
+    scores: Tensor  # (B, n_cls) cos(v, t_i(x))
+    reorganized: Tensor  # (B, E) r(x) = Σ a_i t_i(x)
+
+
+class TVP(nn.Module):
+    """Text-reorganized visual prompt: top-K class text features of the image → N_CTX_V tokens."""
+
+    def __init__(self, embed_dim: int, vision_width: int, n_ctx_v: int = 4, topk: int = 5, tau: float = 0.07):
+        super().__init__()
+        self.n_ctx_v, self.vision_width, self.topk, self.tau = n_ctx_v, vision_width, topk, tau
+        self.proj = nn.Linear(embed_dim, n_ctx_v * vision_width)
+
+    def select(self, image_features: Tensor, text_features: Tensor) -> TVPSelection:
+        """v (B, E) and normalized t_i(x) (B, n_cls, E) → the top-K selection and r(x)."""
+        v = normalize(image_features.float())
+        text = text_features.float()
+        scores = torch.einsum("be,bce->bc", v, text)
+        k = min(self.topk, scores.shape[1])
+        indices = scores.detach().topk(k, dim=1).indices  # the selection carries no gradient
+        weights = torch.softmax(scores.gather(1, indices) / self.tau, dim=1)  # the weights do
+        kept = text.gather(1, indices.unsqueeze(-1).expand(-1, -1, text.shape[-1]))
+        return TVPSelection(indices, weights, scores, torch.einsum("bk,bke->be", weights, kept))
+
+    def prompts(self, reorganized: Tensor) -> Tensor:
+        """Visual prompt tokens (B, N_CTX_V, vision_width) from r(x)."""
+        out = self.proj(reorganized.to(self.proj.weight.dtype))
+        return out.reshape(-1, self.n_ctx_v, self.vision_width)
+
+    def forward(self, image_features: Tensor, text_features: Tensor) -> tuple[Tensor, TVPSelection]:
+        selection = self.select(image_features, text_features)
+        return self.prompts(selection.reorganized), selection
+
+
+class MPLOutput(NamedTuple):
+    """Everything one MPL pass computes, for tests, analysis and the loss."""
+
+    logits: Tensor  # (B, n_cls)
+    image_features: Tensor  # (B, E) ṽ, normalized
+    text_features: Tensor  # (B, n_cls, E) t_i(x), normalized
+    frozen_features: Tensor  # (B, E) v, normalized, no gradient
+    shifts: Tensor  # (B, n, width) π_1(v)..π_n(v)
+    visual_prompts: Tensor  # (B, N_CTX_V, vision_width)
+    selection: TVPSelection
+
+
+class MPL(PromptedCLIP):
+    """FTP + TVP over a frozen CLIP; trains ctx, FTP and TVP only."""
+
+    def __init__(
+        self,
+        clip: clip_model.CLIP,
+        classnames: Sequence[str],
+        n_ctx: int = 4,
+        ctx_init: str = "a photo of a",
+        n_ctx_v: int = 4,
+        ftp_mode: str = "mlp",
+        ftp_reduction: int = 16,
+        ftp_heads: int = 0,
+        topk: int = 5,
+        tau: float = 0.07,
+        symmetric: bool = False,
+        text_chunk: int = DEFAULT_TEXT_CHUNK,
+        fused: bool = True,
+    ):
+        check_mpl_options(
+            n_ctx, ctx_init, n_ctx_v, ftp_mode, ftp_reduction, ftp_heads, topk, tau, symmetric, text_chunk
+        )
+        super().__init__(clip, classnames, fused=fused)
+        embed_dim = clip.text_projection.shape[1]
+        text_width, vision_width = self.text_encoder.width, self.image_encoder.width
+        self.ctx = nn.Parameter(init_context(self.text_encoder, n_ctx, ctx_init))
+        self.prompts = ClassPrompts(self.text_encoder, self.classnames, self.ctx.shape[0])
+        self.ftp = FTP(ftp_mode, self.ctx.shape[0], embed_dim, text_width, vision_width, ftp_reduction, ftp_heads)
+        self.tvp = TVP(embed_dim, vision_width, n_ctx_v, topk, tau)
+        self.symmetric = symmetric
+        self.text_chunk = text_chunk
+
+    def frozen_image(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
+        """v (B, E), normalized, and the patch tokens (after ln_post) when FTP needs them."""
+        with torch.no_grad():
+            if not self.ftp.needs_patches:
+                return normalize(self.image_encoder(images)), None
+            features, tokens = self.image_encoder(images, return_tokens=True)
+            return normalize(features), self.image_encoder.visual.ln_post(tokens[:, 1:])
+
+    def class_features(self, context: Tensor) -> Tensor:
+        """Normalized t_i(x) (B, n_cls, E) for per-image contexts (B, n, width), in bounded chunks.
+
+        Images are taken in groups of about `text_chunk / n_cls` so that only that group's
+        prompts are ever assembled; `encode_prompt_grid` then encodes them `text_chunk` at a time.
+        """
+        n_cls = self.prompts.num_classes
+        group = context.shape[0] if self.text_chunk == 0 else max(1, self.text_chunk // n_cls)
+        features = [
+            encode_prompt_grid(
+                self.text_encoder,
+                self.prompts.assemble(context[i : i + group]),
+                self.prompts.eos_positions,
+                self.text_chunk,
+            )
+            for i in range(0, context.shape[0], group)
+        ]
+        return normalize(torch.cat(features))
+
+    def encode(self, images: Tensor) -> MPLOutput:
+        """One full pass: FTP → image-conditioned class features → TVP → prompted image → logits."""
+        v, patches = self.frozen_image(images)
+        shifts = self.ftp(v, patches)
+        text = self.class_features(self.ctx + shifts.to(self.ctx.dtype))
+        visual_prompts, selection = self.tvp(v, text)
+        image = normalize(self.image_encoder(images, prompts=visual_prompts))
+        logits = self.logit_scale * torch.einsum("be,bce->bc", image, text.to(image.dtype))
+        return MPLOutput(logits, image, text, v, shifts, visual_prompts, selection)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.encode(images).logits
+
+    def loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """CE over the classes; with `symmetric`, plus the text-to-image CE over the batch."""
+        out = self.encode(images)
+        loss = F.cross_entropy(out.logits, labels)
+        summary = {"acc": accuracy(out.logits, labels)}
+        if self.symmetric:
+            t2i = text_to_image_loss(out, labels, self.logit_scale)
+            summary["loss_t2i"] = t2i.item()
+            loss = loss + t2i
+        summary["loss"] = loss.item()
+        return loss, summary
+
+
+def text_to_image_loss(out: MPLOutput, labels: Tensor, logit_scale: Tensor) -> Tensor:
+    """CE from each image's own class feature t_{y_b}(x_b) to the batch's prompted images ṽ.
+
+    Images of the same class are all positives (the target is uniform over them); with a
+    batch of one image the term is 0.
+    """
+    batch = labels.shape[0]
+    own = out.text_features[torch.arange(batch, device=labels.device), labels]  # (B, E)
+    logits = logit_scale * own.float() @ out.image_features.float().t()  # (B text, B images)
+    positives = (labels.unsqueeze(1) == labels.unsqueeze(0)).float()
+    targets = positives / positives.sum(dim=1, keepdim=True)
+    return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
