@@ -26,7 +26,14 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["clipprompt", "clipprompt.*"]),
+    package_data={"clipprompt": ["published/*.csv", "published/*.md"]},
     install_requires=requirements,
     extras_require={"test": ["pytest>=7"]},
-    entry_points={"console_scripts": ["clipprompt-random-clip=clipprompt.random_clip:main"]},
+    entry_points={
+        "console_scripts": [
+            "clipprompt-random-clip=clipprompt.random_clip:main",
+            "clipprompt-prepare=clipprompt.data.prepare:main",
+            "clipprompt-report=clipprompt.report:main",
+        ]
+    },
 )

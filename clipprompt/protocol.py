@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import benchmarks
+from . import protocols
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "scripts"
@@ -85,7 +85,7 @@ def _script(folder: Path, step: str, protocol: str) -> Path:
 
 
 def _check_datasets(datasets: Sequence[str]) -> None:
-    known = sorted(set(benchmarks.CONFIG_OF.values()))
+    known = sorted(set(protocols.CONFIG_OF.values()))
     for name in datasets:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
@@ -97,15 +97,15 @@ def plan(
     protocol: str,
     method: str,
     datasets: Sequence[str] | None = None,
-    seeds: Sequence[int] = benchmarks.SEEDS,
-    shots: Sequence[int] = benchmarks.SHOTS,
+    seeds: Sequence[int] = protocols.SEEDS,
+    shots: Sequence[int] = protocols.SHOTS,
     scripts_dir: Path = SCRIPTS,
 ) -> list[Run]:
     """The runs of a protocol, in order (each training run before the evaluations that load it)."""
-    if protocol not in benchmarks.PROTOCOLS:
-        raise ProtocolError(f"Unknown protocol {protocol!r}; one of {', '.join(benchmarks.PROTOCOLS)}")
+    if protocol not in protocols.PROTOCOLS:
+        raise ProtocolError(f"Unknown protocol {protocol!r}; one of {', '.join(protocols.PROTOCOLS)}")
     folder = _method_dir(method, scripts_dir)
-    datasets = list(datasets) if datasets else list(benchmarks.datasets_of(protocol))
+    datasets = list(datasets) if datasets else list(protocols.datasets_of(protocol))
     _check_datasets(datasets)
     seeds = [str(s) for s in seeds]
     runs: list[Run] = []
@@ -124,7 +124,7 @@ def plan(
     if protocol in ("xd", "dg"):
         test = _script(folder, "xd_test", protocol)
         if not (folder / "xd_train.sh").is_file():  # evaluation-only: the source column too
-            return [Run(test, [d]) for d in [benchmarks.SOURCE, *datasets]]
+            return [Run(test, [d]) for d in [protocols.SOURCE, *datasets]]
         train = _script(folder, "xd_train", protocol)
         for seed in seeds:
             trained = Run(train, [seed])
@@ -173,12 +173,12 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         description="Run a whole protocol (all datasets and seeds) for one method; "
         "arguments after -- are config overrides for every run.",
     )
-    parser.add_argument("protocol", choices=benchmarks.PROTOCOLS)
+    parser.add_argument("protocol", choices=protocols.PROTOCOLS)
     parser.add_argument("method", help="a folder of scripts/: " + ", ".join(methods()))
     parser.add_argument("--datasets", nargs="+", metavar="NAME",
                         help="narrow the datasets (for xd and dg: the targets); default: the protocol's")
-    parser.add_argument("--seeds", nargs="+", type=int, default=list(benchmarks.SEEDS), metavar="S")
-    parser.add_argument("--shots", nargs="+", type=int, default=list(benchmarks.SHOTS), metavar="K",
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(protocols.SEEDS), metavar="S")
+    parser.add_argument("--shots", nargs="+", type=int, default=list(protocols.SHOTS), metavar="K",
                         help="few_shot only (default: 1 2 4 8 16)")
     parser.add_argument("--dry-run", action="store_true", help="print the runs without running them")
     args = parser.parse_args(argv)

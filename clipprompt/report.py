@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from . import benchmarks
+from . import protocols
 
 RESULT_FILE = "result.json"
 PUBLISHED = Path(__file__).resolve().parent / "published"
@@ -84,7 +84,7 @@ def locate(parts: Sequence[str]) -> list[dict] | None:
         run = dict(dataset=p[-5], shots=shots, trainer=p[-3], config=p[-2], seed=seed)
         if p[-6] == "train":
             return [dict(run, protocol="xd", part="source"), dict(run, protocol="dg", part="source")]
-        protocol = "dg" if p[-5] in benchmarks.DG_TARGETS else "xd"
+        protocol = "dg" if p[-5] in protocols.DG_TARGETS else "xd"
         return [dict(run, protocol=protocol, part="target")]
     if len(p) >= 6 and p[-6] == "few_shot":
         shots, seed = _int(p[-4], "shots_"), _int(p[-1], "seed")
@@ -97,9 +97,9 @@ def locate(parts: Sequence[str]) -> list[dict] | None:
         if p[-3] in ("base", "new"):
             return [dict(run, protocol="base2new", part=p[-3])]
         if p[-3] == "all":
-            if p[-4] == benchmarks.SOURCE:
+            if p[-4] == protocols.SOURCE:
                 return [dict(run, protocol="xd", part="source"), dict(run, protocol="dg", part="source")]
-            return [dict(run, protocol="dg" if p[-4] in benchmarks.DG_TARGETS else "xd", part="target")]
+            return [dict(run, protocol="dg" if p[-4] in protocols.DG_TARGETS else "xd", part="target")]
     return None
 
 
@@ -232,44 +232,44 @@ def _datasets(expected: Sequence[str], present: Iterable[str]) -> list[str]:
 
 
 def base2new_table(g: Group, cells: dict) -> Table:
-    datasets = _datasets(benchmarks.BASE2NEW, (d for d, _ in cells))
+    datasets = _datasets(protocols.BASE2NEW, (d for d, _ in cells))
     rows, bases, news = [], [], []
     for d in datasets:
         base, new = _value(cells.get((d, "base"))), _value(cells.get((d, "new")))
         rows.append([d, base, new, Value(hm(base.mean, new.mean))])
-        if d in benchmarks.BASE2NEW:
+        if d in protocols.BASE2NEW:
             bases.append(base.mean)
             news.append(new.mean)
     b, n = average(bases), average(news)
-    rows.append([f"Average ({len(benchmarks.BASE2NEW)})", Value(b), Value(n), Value(hm(b, n))])
+    rows.append([f"Average ({len(protocols.BASE2NEW)})", Value(b), Value(n), Value(hm(b, n))])
     return Table(f"Base-to-new: {g.title}", "base2new", g, ["dataset", "Base", "New", "HM"], rows,
                  max((c.n for c in cells.values()), default=0))
 
 
 def transfer_tables(protocol: str, groups: dict) -> list[Table]:
-    targets = benchmarks.XD_TARGETS if protocol == "xd" else benchmarks.DG_TARGETS
+    targets = protocols.XD_TARGETS if protocol == "xd" else protocols.DG_TARGETS
     mine = {g: c for g, c in groups.items() if g.protocol == protocol}
     if not mine:
         return []
     extra = sorted({d for c in mine.values() for d, part in c if part == "target"} - set(targets))
-    columns = ["method", f"{benchmarks.SOURCE} (source)", *targets, *extra, f"Average ({len(targets)})"]
+    columns = ["method", f"{protocols.SOURCE} (source)", *targets, *extra, f"Average ({len(targets)})"]
     rows, row_groups = [], []
     for g, cells in mine.items():
         row_groups.append(g)
         values = [_value(cells.get((d, "target"))) for d in (*targets, *extra)]
-        rows.append([g.title, _value(cells.get((benchmarks.SOURCE, "source"))), *values,
+        rows.append([g.title, _value(cells.get((protocols.SOURCE, "source"))), *values,
                      Value(average(v.mean for v in values[:len(targets)]))])
     name = "Cross-dataset transfer" if protocol == "xd" else "Domain generalization"
     seeds = max((c.n for cells in mine.values() for c in cells.values()), default=0)
-    return [Table(f"{name} (trained on {benchmarks.SOURCE})", protocol, None, columns, rows, seeds, row_groups)]
+    return [Table(f"{name} (trained on {protocols.SOURCE})", protocol, None, columns, rows, seeds, row_groups)]
 
 
 def few_shot_table(g: Group, cells: dict) -> Table:
-    shots = sorted(set(benchmarks.SHOTS) | {int(p[len("shots_"):]) for _, p in cells})
-    datasets = _datasets(benchmarks.FEW_SHOT, (d for d, _ in cells))
+    shots = sorted(set(protocols.SHOTS) | {int(p[len("shots_"):]) for _, p in cells})
+    datasets = _datasets(protocols.FEW_SHOT, (d for d, _ in cells))
     rows = [[d, *(_value(cells.get((d, f"shots_{k}"))) for k in shots)] for d in datasets]
-    in_average = [r for r in rows if r[0] in benchmarks.FEW_SHOT]
-    rows.append([f"Average ({len(benchmarks.FEW_SHOT)})",
+    in_average = [r for r in rows if r[0] in protocols.FEW_SHOT]
+    rows.append([f"Average ({len(protocols.FEW_SHOT)})",
                  *(Value(average(r[i + 1].mean for r in in_average)) for i in range(len(shots)))])
     return Table(f"Few-shot: {g.title}", "few_shot", g, ["dataset", *(f"{k} shots" for k in shots)], rows,
                  max((c.n for c in cells.values()), default=0))
@@ -278,7 +278,7 @@ def few_shot_table(g: Group, cells: dict) -> Table:
 def tables(records: Iterable[Record], protocol: str = "all") -> list[Table]:
     groups = group(records)
     out: list[Table] = []
-    for p in benchmarks.PROTOCOLS if protocol == "all" else [protocol]:
+    for p in protocols.PROTOCOLS if protocol == "all" else [protocol]:
         if p == "base2new":
             out += [base2new_table(g, c) for g, c in groups.items() if g.protocol == p]
         elif p == "few_shot":
@@ -322,7 +322,7 @@ def compare_table(base2new: list[Table]) -> Table:
                          *pub_cells, *diffs, status, pub["source"] if pub else ""])
     columns = ["method", "Base", "New", "HM", "published Base", "published New", "published HM",
                "Δ Base", "Δ New", "Δ HM", "published status", "published source"]
-    return Table(f"Base-to-new, average over {len(benchmarks.BASE2NEW)} datasets: ours vs published",
+    return Table(f"Base-to-new, average over {len(protocols.BASE2NEW)} datasets: ours vs published",
                  "base2new_compare", None, columns, rows, row_groups=row_groups)
 
 
@@ -377,7 +377,7 @@ def to_csv(tables_: list[Table]) -> str:
                 if t.protocol in ("xd", "dg"):
                     dataset, measure = column.replace(" (source)", ""), "accuracy"
                 elif t.protocol == "base2new_compare":
-                    dataset, measure = f"Average ({len(benchmarks.BASE2NEW)})", column
+                    dataset, measure = f"Average ({len(protocols.BASE2NEW)})", column
                 else:
                     dataset, measure = row[0], column
                 shots = "" if g.shots is None else g.shots
@@ -394,7 +394,7 @@ def to_csv(tables_: list[Table]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clipprompt.report", description=__doc__.split("\n\n")[2])
     parser.add_argument("output_dir", help="the OUTPUT folder of the protocol scripts (or any folder above run folders)")
-    parser.add_argument("--protocol", choices=[*benchmarks.PROTOCOLS, "all"], default="all")
+    parser.add_argument("--protocol", choices=[*protocols.PROTOCOLS, "all"], default="all")
     parser.add_argument("--format", choices=["markdown", "csv"], default="markdown")
     parser.add_argument("--compare", action="store_true", help="add the published base-to-new averages and our difference")
     args = parser.parse_args(argv)

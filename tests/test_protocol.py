@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clipprompt import benchmarks, protocol
+from clipprompt import protocols, protocol
 from clipprompt.testing import make_tiny_dataset
 from clipprompt.testing.markers import requires_dassl
 
@@ -20,9 +20,9 @@ def scripts(runs):
 
 
 def test_dataset_lists_come_from_the_catalog():
-    assert len(benchmarks.BASE2NEW) == 11 and len(benchmarks.XD_TARGETS) == 10 and len(benchmarks.DG_TARGETS) == 4
-    assert benchmarks.SOURCE not in benchmarks.XD_TARGETS
-    assert set(benchmarks.BASE2NEW + benchmarks.DG_TARGETS) <= set(benchmarks.CONFIG_OF.values())
+    assert len(protocols.BASE2NEW) == 11 and len(protocols.XD_TARGETS) == 10 and len(protocols.DG_TARGETS) == 4
+    assert protocols.SOURCE not in protocols.XD_TARGETS
+    assert set(protocols.BASE2NEW + protocols.DG_TARGETS) <= set(protocols.CONFIG_OF.values())
 
 
 def test_plans():
@@ -34,7 +34,7 @@ def test_plans():
     assert scripts(xd)[:3] == ["xd_train.sh 1", "xd_test.sh caltech101 1", "xd_test.sh oxford_pets 1"]
     assert len(xd) == 2 * 11 and xd[0].script.parent.name == "cocoop"
     dg = protocol.plan("dg", "coop", seeds=[1])
-    assert scripts(dg) == ["xd_train.sh 1", *(f"xd_test.sh {d} 1" for d in benchmarks.DG_TARGETS)]
+    assert scripts(dg) == ["xd_train.sh 1", *(f"xd_test.sh {d} 1" for d in protocols.DG_TARGETS)]
     few = protocol.plan("few_shot", "coop", datasets=["dtd"], seeds=[1, 2], shots=[1, 16])
     assert scripts(few) == ["few_shot.sh dtd 1 1", "few_shot.sh dtd 2 1", "few_shot.sh dtd 1 16", "few_shot.sh dtd 2 16"]
     assert len(protocol.plan("few_shot", "coop")) == 11 * 5 * 3
@@ -44,7 +44,7 @@ def test_evaluation_only_method_runs_once_per_dataset_without_seeds():
     assert scripts(protocol.plan("base2new", "zeroshot", datasets=["dtd", "eurosat"])) == [
         "base2new_test.sh dtd", "base2new_test.sh eurosat"]
     assert scripts(protocol.plan("dg", "zeroshot")) == [
-        "xd_test.sh imagenet", *(f"xd_test.sh {d}" for d in benchmarks.DG_TARGETS)]
+        "xd_test.sh imagenet", *(f"xd_test.sh {d}" for d in protocols.DG_TARGETS)]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from clipprompt import benchmarks, report
+from clipprompt import protocols, report
 
 REPO = Path(__file__).resolve().parent.parent
 COOP = "shots_16/CoOp/vit_b16_ep50"
@@ -27,14 +27,14 @@ def put(root, rel, accuracy, log=False):
         (folder / "result.json").write_text(json.dumps({"metrics": {"accuracy": accuracy, "macro_f1": 1.0}}))
 
 
-BASE = {d: [70.0 + i, 71.0 + i, 72.5 + i] for i, d in enumerate(benchmarks.BASE2NEW)}
-NEW = {d: [60.0 + i, 62.0 + i, 61.0 + i] for i, d in enumerate(benchmarks.BASE2NEW)}
+BASE = {d: [70.0 + i, 71.0 + i, 72.5 + i] for i, d in enumerate(protocols.BASE2NEW)}
+NEW = {d: [60.0 + i, 62.0 + i, 61.0 + i] for i, d in enumerate(protocols.BASE2NEW)}
 
 
 @pytest.fixture
 def tree(tmp_path):
     out = tmp_path / "output"
-    for d in benchmarks.BASE2NEW:
+    for d in protocols.BASE2NEW:
         for seed in (1, 2, 3):
             put(out, f"base2new/train_base/{d}/{COOP}/seed{seed}", BASE[d][seed - 1])
             if d == "dtd" and seed == 3:
@@ -54,9 +54,9 @@ def tree(tmp_path):
     put(out, "zeroshot/imagenet_a/all/ZeroshotCLIP/vit_b16", 47.8)
     for seed, acc in ((1, 71.0), (2, 72.0)):
         put(out, f"xd/train/imagenet/{COOP}/seed{seed}", acc)
-        for i, d in enumerate(benchmarks.XD_TARGETS):
+        for i, d in enumerate(protocols.XD_TARGETS):
             put(out, f"xd/test/{d}/{COOP}/seed{seed}", 50.0 + i + seed)
-        for i, d in enumerate(benchmarks.DG_TARGETS[:3]):  # imagenet_r missing
+        for i, d in enumerate(protocols.DG_TARGETS[:3]):  # imagenet_r missing
             put(out, f"xd/test/{d}/{COOP}/seed{seed}", 40.0 + i)
     put(out, f"few_shot/dtd/shots_4/CoOp/vit_b16_ep50/seed1", 50.0)
     put(out, f"few_shot/dtd/shots_4/CoOp/vit_b16_ep50/seed2", 54.0)
@@ -112,7 +112,7 @@ def test_markdown_shows_gaps_and_flags_fewer_seeds(tree):
 def test_cross_dataset_and_dg_tables(tree):
     tables = report.tables(report.scan(tree))
     xd = table(tables, "Cross-dataset")
-    assert xd.columns == ["method", "imagenet (source)", *benchmarks.XD_TARGETS, "Average (10)"]
+    assert xd.columns == ["method", "imagenet (source)", *protocols.XD_TARGETS, "Average (10)"]
     coop = row(xd, "CoOp (vit_b16_ep50, 16 shots)")
     assert coop[1].mean == pytest.approx(71.5) and coop[1].n == 2
     assert coop[2].mean == pytest.approx(51.5)  # caltech101: seeds 51, 52
@@ -121,7 +121,7 @@ def test_cross_dataset_and_dg_tables(tree):
     assert zs[1].mean == pytest.approx(66.7) and zs[-1].mean is None
 
     dg = table(tables, "Domain generalization")
-    assert dg.columns == ["method", "imagenet (source)", *benchmarks.DG_TARGETS, "Average (4)"]
+    assert dg.columns == ["method", "imagenet (source)", *protocols.DG_TARGETS, "Average (4)"]
     coop = row(dg, "CoOp (vit_b16_ep50, 16 shots)")
     assert [v.mean for v in coop[2:5]] == [40.0, 41.0, 42.0]
     assert coop[5].mean is None and coop[6].mean is None  # imagenet_r missing: gap, and no average
