@@ -202,9 +202,10 @@ def test_a_few_steps_lower_the_loss(tiny_clip, images):
     assert losses[-1] < losses[0] - 0.1, losses
 
 
-def test_prototypes_need_initialising_and_come_from_class_means(tiny_clip, images):
+def test_prototypes_come_from_class_means_or_default_to_the_hand_template(tiny_clip, images):
     model = SEP(tiny_clip, BASE)
-    with pytest.raises(RuntimeError, match="init_prototypes"):
+    torch.testing.assert_close(model.prototypes.detach(), model.hand_text_features)
+    with pytest.warns(UserWarning, match="init_prototypes"):
         model.loss(images, LABELS)
     features = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])
     assert class_means(features, torch.tensor([0, 0, 1]), 2).tolist() == [[2.0, 0.0], [0.0, 2.0]]

@@ -21,6 +21,7 @@ across images on the visual side), and visual tokens are selected once per batch
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -282,16 +283,16 @@ class SEP(PromptedCLIP):
         self.visual_prompts = VisualPromptLearner(
             self.image_encoder, n_ctx_v, chosen["image"], selection == "image", self.official_compat
         )
-        embed_dim = clip.text_projection.shape[1]
-        # Filled by init_prototypes() with normalized class means of frozen image features.
-        self.prototypes = nn.Parameter(torch.zeros(self.num_classes, embed_dim))
-        self.prototypes_initialized = False
         texts = [template.format(name.replace("_", " ")) for name in self.classnames]
         tokens = cut_after_eos(tokenize(texts, self.text_encoder.context_length))
         with torch.no_grad():
             device = self.text_encoder.token_embedding.weight.device
             hand = normalize(self.text_encoder.encode_tokens(tokens.to(device)).float())
         self.register_buffer("hand_text_features", hand, persistent=False)
+        # Training sets these with init_prototypes() (normalized class means of frozen image
+        # features); until then they hold t_hand, so the module works on its own (with a warning).
+        self.prototypes = nn.Parameter(hand.clone())
+        self.prototypes_initialized = False
 
     # ---- features ---------------------------------------------------------------------------
 
@@ -357,10 +358,12 @@ class SEP(PromptedCLIP):
     def loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         """CE + W·text consistency + W_V·image consistency + 0.5·(two prototype CEs)."""
         if not self.prototypes_initialized:
-            raise RuntimeError(
-                "SEP's prototype classifier is not initialised: call init_prototypes() with the "
-                "class means of frozen training image features before training."
+            warnings.warn(
+                "SEP's prototype classifier was not initialised from class means (init_prototypes); "
+                "it starts from the hand-crafted text features instead.",
+                stacklevel=2,
             )
+            self.prototypes_initialized = True  # warn once
         text = self.text_features().float()  # once per step: depends on the classes only
         image, frozen = self.image_features(images)
         logits = self.logits(image, text)
