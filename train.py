@@ -5,6 +5,13 @@
         --config-file configs/trainers/CoOp/vit_b16_ep50.yaml \
         --output-dir output/coop/caltech101 DATASET.NUM_SHOTS 16
 
+On several GPUs (or CPU processes), launch the same command with torchrun:
+
+    torchrun --nproc_per_node 4 train.py --root DATA --trainer CoOp ...
+
+DATALOADER.TRAIN_X.BATCH_SIZE stays the global batch (split equally over the processes), so N
+processes train the same model as one; rank 0 writes the log, checkpoints and result.json.
+
 Trailing `KEY VALUE` pairs override the config. Input errors (unknown trainer, dataset or config
 key, missing data, unusable checkpoint) print one line and exit with status 2.
 """
@@ -12,6 +19,7 @@ key, missing data, unusable checkpoint) print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -77,8 +85,10 @@ def setup_cfg(args: argparse.Namespace):
     return cfg
 
 
-def check_output_dir(cfg, args: argparse.Namespace) -> None:
-    """Never overwrite a finished run by accident; an unfinished one is resumed by Dassl."""
+def check_output_dir(cfg, args: argparse.Namespace, remove: bool = True) -> None:
+    """Never overwrite a finished run by accident; an unfinished one is resumed by Dassl.
+
+    With `remove` False (ranks other than 0) only check: rank 0 deletes what --overwrite deletes."""
     from clipprompt.results import RESULT_FILE
     from trainers.base import MODEL_NAME
 
@@ -90,6 +100,8 @@ def check_output_dir(cfg, args: argparse.Namespace) -> None:
             f"{out} already holds a finished run ({RESULT_FILE}); choose another --output-dir, "
             "or pass --overwrite to start again there (its checkpoints and result are deleted)."
         )
+    if not remove:
+        return
     (out / RESULT_FILE).unlink()
     if not args.eval_only and (out / MODEL_NAME).is_dir():
         shutil.rmtree(out / MODEL_NAME)
@@ -111,7 +123,18 @@ def check_registered(cfg) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from clipprompt import distributed
+
+    try:
+        return run(args)
+    finally:
+        distributed.cleanup()
+
+
+def run(args: argparse.Namespace) -> int:
     import torch
+
+    from clipprompt.distributed import barrier, init_distributed
 
     import trainers  # noqa: F401  (registers the trainers; imports Dassl without its side effects)
     import datasets  # noqa: F401  (registers the CoOp datasets)
@@ -120,11 +143,19 @@ def main(argv=None) -> int:
 
     cfg = setup_cfg(args)
     check_registered(cfg)
-    check_output_dir(cfg, args)
+    dist = init_distributed(use_cuda=torch.cuda.is_available() and cfg.USE_CUDA)
+    if not dist.is_main:  # one log: rank 0's (errors still reach stderr)
+        os.environ["TQDM_DISABLE"] = "1"
+        sys.stdout = open(os.devnull, "w")
+    check_output_dir(cfg, args, remove=dist.is_main)
+    barrier()
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
-    setup_logger(cfg.OUTPUT_DIR)
+    if dist.is_main:
+        setup_logger(cfg.OUTPUT_DIR)
+    if dist.launched:
+        print(f"torchrun: {dist.world_size} process(es), global batch {cfg.DATALOADER.TRAIN_X.BATCH_SIZE}")
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
     print(f"Trainer {cfg.TRAINER.NAME} on {cfg.DATASET.NAME} (output: {cfg.OUTPUT_DIR})")

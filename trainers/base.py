@@ -4,6 +4,12 @@ A trainer subclasses `ClipTrainer`, is registered with `@TRAINER_REGISTRY.regist
 implements `build_custom_model(clip, classnames)` returning a `clipprompt.models.PromptedCLIP`.
 Its config node is `TRAINER.<CLASS NAME IN UPPER CASE>` and must hold at least `PREC`.
 Everything else (precision, optimizer, schedule, caching, checkpoints) lives here once.
+
+Under `torchrun` (see `clipprompt.distributed`) each process trains on its slice of every global
+batch and the model's loss runs through DistributedDataParallel; rank 0 alone writes tensorboard,
+checkpoints and `result.json`. Every rank evaluates the whole split (identical results, no gather).
+A subclass that overrides `forward_backward` should get its loss from `self.train_loss(images,
+labels)` (not `self.model.loss`), so that gradients are synchronised across processes.
 """
 
 from __future__ import annotations
@@ -14,12 +20,16 @@ import warnings
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 from dassl.optim import build_optimizer
 
 from clipprompt.checkpoint import atomic_write, find_checkpoint, load_checkpoint, save_checkpoint
 from clipprompt.clip_loading import load_clip
 from clipprompt.config import check_precision
+from clipprompt.distributed import DistInfo, GlobalBatchSampler, barrier, mix_seed, shared_seed
 from clipprompt.errors import ConfigError, UserError
 from clipprompt.models import PromptedCLIP
 from clipprompt.optim import build_lr_scheduler_from_cfg
@@ -32,10 +42,31 @@ from .data import CheckedDatasetWrapper
 MODEL_NAME = "model"  # checkpoints go to <output>/model/model.pth.tar-<epoch>
 
 
+class LossForward(nn.Module):
+    """`forward(images, labels)` = `model.loss(images, labels)`: what DistributedDataParallel wraps."""
+
+    def __init__(self, model: PromptedCLIP):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images, labels):
+        return self.model.loss(images, labels)
+
+
 class ClipTrainer(TrainerX):
     """A frozen CLIP with a method's learnable parts, trained with Dassl's loop."""
 
     model: PromptedCLIP
+
+    def __init__(self, cfg):
+        self.dist = DistInfo.from_env()
+        self.train_sampler: GlobalBatchSampler | None = None  # set under torchrun
+        self.ddp_model: DistributedDataParallel | None = None  # set with > 1 process and parameters to train
+        super().__init__(cfg)
+        if not self.dist.is_main:
+            # Checkpoints are written by rank 0 alone, whatever a subclass's save_model does;
+            # after_epoch's barrier makes the other ranks wait for them.
+            self.save_model = self._not_saved_on_this_rank
 
     @classmethod
     def config_node_name(cls) -> str:
@@ -62,9 +93,37 @@ class ClipTrainer(TrainerX):
         self.num_classes, self.num_source_domains = dm.num_classes, dm.num_source_domains
         self.lab2cname = dm.lab2cname
         self.dm = dm
+        if self.dist.launched:
+            self.build_distributed_train_loader()
+
+    def build_distributed_train_loader(self) -> None:
+        """Under torchrun: this rank's slices of seeded global batches (see GlobalBatchSampler)."""
+        cfg = self.cfg
+        if cfg.DATALOADER.TRAIN_X.SAMPLER != "RandomSampler":
+            raise ConfigError(
+                f"DATALOADER.TRAIN_X.SAMPLER {cfg.DATALOADER.TRAIN_X.SAMPLER!r} is not supported with torchrun; "
+                "multi-process training draws random global batches (RandomSampler)."
+            )
+        self.data_seed = shared_seed(cfg.SEED)  # the same on every rank, also when SEED is -1
+        dataset = self.dm.train_loader_x.dataset  # Dassl's wrapper with the training transform
+        self.train_sampler = GlobalBatchSampler(
+            len(dataset),
+            cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            seed=self.data_seed,
+        )
+        self.train_loader_x = DataLoader(
+            dataset,
+            batch_sampler=self.train_sampler,
+            num_workers=cfg.DATALOADER.NUM_WORKERS,
+            pin_memory=self.dm.train_loader_x.pin_memory,
+        )
 
     def build_model(self) -> None:
         cfg = self.cfg
+        if self.dist.launched and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
         self.precision = resolve_precision(self.trainer_cfg.PREC, self.device)
         print(f"Loading CLIP {cfg.MODEL.BACKBONE.NAME} (precision {self.precision.name})")
         clip = load_clip(
@@ -83,19 +142,62 @@ class ClipTrainer(TrainerX):
         self.register_model(MODEL_NAME, self.model, self.optim, self.sched)
         self.model_epoch = 0  # epochs of training behind the current weights
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.uses_grad_scaler)
-        if torch.cuda.device_count() > 1:
+        if self.dist.distributed and params:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp_model = DistributedDataParallel(LossForward(self.model), device_ids=device_ids)
+        if not self.dist.launched and self.device.type == "cuda" and torch.cuda.device_count() > 1:
             warnings.warn(
-                f"{torch.cuda.device_count()} GPUs are visible; training uses one "
-                "(no nn.DataParallel). Set CUDA_VISIBLE_DEVICES to choose it.",
+                f"{torch.cuda.device_count()} GPUs are visible; `python train.py` uses one. Train on "
+                "several with `torchrun --nproc_per_node N train.py ...`, or set CUDA_VISIBLE_DEVICES.",
                 stacklevel=2,
             )
+
+    # ---- multi-process hooks ---------------------------------------------------------------
+
+    def _not_saved_on_this_rank(self, epoch, *args, **kwargs) -> None:
+        self.model_epoch = epoch + 1  # what save_model records, without writing
+
+    def init_writer(self, log_dir):
+        if self.dist.is_main:
+            super().init_writer(log_dir)
+
+    def before_train(self):
+        super().before_train()  # resumes on every rank
+        if self.dist.distributed and self.dist.rank > 0:
+            # Random augmentation: give each rank its own stream (rank 0 keeps the 1-process one).
+            seed = mix_seed(self.data_seed, self.dist.rank, self.start_epoch)
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+
+    def run_epoch(self):
+        if self.train_sampler is not None:
+            self.train_sampler.set_epoch(self.epoch)
+        super().run_epoch()
+
+    def after_epoch(self):
+        super().after_epoch()
+        barrier()  # rank 0's checkpoints are written before any rank reads one
+
+    def train_loss(self, images, labels):
+        """`self.model.loss(images, labels)`, through DistributedDataParallel with > 1 process.
+
+        The returned summary is averaged over the ranks, so logs show global-batch values."""
+        if self.ddp_model is None:
+            return self.model.loss(images, labels)
+        loss, summary = self.ddp_model(images, labels)
+        if summary:
+            values = torch.tensor([float(v) for v in summary.values()], dtype=torch.float64, device=self.device)
+            torch.distributed.all_reduce(values)
+            summary = dict(zip(summary, (values / self.dist.world_size).tolist()))
+        return loss, summary
 
     # ---- training and evaluation -------------------------------------------------------
 
     def forward_backward(self, batch) -> dict[str, float]:
         images, labels = self.parse_batch_train(batch)[:2]
         with self.precision.autocast():
-            loss, summary = self.model.loss(images, labels)
+            loss, summary = self.train_loss(images, labels)
         self.model_zero_grad()
         self.detect_anomaly(loss)
         self.scaler.scale(loss).backward()
@@ -129,7 +231,7 @@ class ClipTrainer(TrainerX):
         results = self.evaluator.evaluate()
         for key, value in results.items():
             self.write_scalar(f"{split}/{key}", value, self.epoch)
-        if split == "test":
+        if split == "test" and self.dist.is_main:
             self.write_result(results, num_images=len(loader.dataset))
         return list(results.values())[0]
 
