@@ -1,0 +1,124 @@
+"""MPL evaluation throughput (images/s): class count × EOS cut × chunking of the text passes.
+
+MPL runs the text encoder once per (image, class) pair, so evaluation cost grows with the class
+count. Two things keep it down without changing any value: cutting the prompts after the class
+list's longest EOS (exact, the text encoder being causal; "full" is the 77-token pass of
+ClassPrompts(cut=False)), and chunking the pairs (TEXT_CHUNK), which bounds memory.
+
+    python bench/mpl_eval.py                                   # tiny CLIP on the CPU
+    python bench/mpl_eval.py --preset ViT-B/16 --device cuda --batch 100 --prec fp16
+
+Each configuration runs in its own process (forked on the CPU), so the memory column is that
+configuration's own peak: RSS growth on the CPU, peak allocated memory on CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from clipprompt.models import MPL  # noqa: E402
+from clipprompt.prompts import ClassPrompts  # noqa: E402
+from clipprompt.random_clip import build_random_clip  # noqa: E402
+
+ADJECTIVES = (
+    "red", "small", "wild", "spotted", "golden", "striped", "black", "giant", "common", "grey",
+    "snowy", "american", "european", "royal", "long-tailed", "tiger", "sea", "desert", "mountain", "water",
+)
+NOUNS = (
+    "fox", "owl", "lantern", "piano", "frog", "snail", "balloon", "truck", "bell", "leaf",
+    "shark", "beetle", "violin", "teapot", "canoe", "cathedral", "mushroom", "parrot", "scooter", "anemone",
+    "tractor", "lighthouse", "hamster", "pretzel", "umbrella",
+)
+
+
+def classnames(n: int) -> list[str]:
+    """n distinct ImageNet-like names of 1 to 4 words."""
+    names = [f"{a} {b}" for a in ADJECTIVES for b in NOUNS] + list(NOUNS)
+    names += [f"{a} {c} {b}" for a in ADJECTIVES[:10] for c in ADJECTIVES[10:] for b in NOUNS]
+    return names[:n]
+
+
+def run(preset, device, n_cls, batch, cut, chunk, repeats, prec, queue) -> None:
+    torch.manual_seed(0)
+    clip = build_random_clip(preset).to(device)
+    if prec == "fp16":
+        clip = clip.half()
+    model = MPL(clip, classnames(n_cls), text_chunk=chunk).to(device).eval()
+    if not cut:
+        model.prompts = ClassPrompts(model.text_encoder, model.classnames, model.ctx.shape[0], cut=False).to(device)
+    size = clip.visual.input_resolution
+    images = torch.randn(batch, 3, size, size, device=device)
+    autocast = torch.autocast(device, dtype=torch.float16, enabled=prec == "fp16")
+    cuda = device == "cuda"
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with torch.no_grad(), autocast:
+        model(images)  # warm-up
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model(images)
+        if cuda:
+            torch.cuda.synchronize()
+        seconds = (time.perf_counter() - start) / repeats
+    if cuda:
+        memory = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        memory = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024  # KiB -> MiB
+    queue.put((batch / seconds, model.prompts.length, memory))
+
+
+def measure(*args) -> tuple[float, int, float]:
+    ctx = mp.get_context("fork" if args[1] == "cpu" else "spawn")
+    queue = ctx.Queue()
+    process = ctx.Process(target=run, args=(*args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="tiny", help="random CLIP shape: tiny, ViT-B/16, ...")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--classes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--batch", type=int, default=4, help="images per evaluation batch")
+    parser.add_argument("--chunk", type=int, default=256, help="TEXT_CHUNK of the chunked runs")
+    parser.add_argument("--repeats", type=int, default=2, help="timed batches per configuration")
+    parser.add_argument("--prec", default="fp32", choices=["fp32", "fp16"], help="fp16: CUDA only")
+    args = parser.parse_args()
+
+    print(f"MPL evaluation, random {args.preset} CLIP on {args.device} ({args.prec}, "
+          f"{torch.get_num_threads()} threads), batch {args.batch}, {args.repeats} timed batches")
+    memory = "peak alloc MiB" if args.device == "cuda" else "RSS growth MiB"
+    print(f"| classes | prompt tokens | chunk | images/s | {memory} | speed-up of the cut |")
+    print("|---:|---|---:|---:|---:|---:|")
+    for n_cls in args.classes:
+        results = {}
+        for cut in (True, False):
+            for chunk in (args.chunk, 0):
+                results[cut, chunk] = measure(
+                    args.preset, args.device, n_cls, args.batch, cut, chunk, args.repeats, args.prec
+                )
+        for cut in (True, False):
+            for chunk in (args.chunk, 0):
+                rate, length, mem = results[cut, chunk]
+                kind = f"cut ({length})" if cut else f"full ({length})"
+                gain = f"{rate / results[False, chunk][0]:.1f}x" if cut else ""
+                chunk_text = str(chunk) if chunk else "off"
+                print(f"| {n_cls} | {kind} | {chunk_text} | {rate:,.1f} | {mem:,.0f} | {gain} |")
+
+
+if __name__ == "__main__":
+    main()
