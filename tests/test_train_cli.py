@@ -128,6 +128,23 @@ def test_common_base2new_scripts(data_root, tmp_path, trainer, config):
     assert again.returncode == 0 and "Skipping" in again.stdout
 
 
+@pytest.mark.parametrize("method, trainer", [("sep", "SEP"), ("mpl", "MPL"), ("coop", "CoOp"), ("cocoop", "CoCoOp")])
+def test_method_base2new_scripts(data_root, tmp_path, method, trainer):
+    """The issue's commands: `bash scripts/<method>/base2new_train.sh caltech101 1 <overrides>`, then test."""
+    env = {"DATA": data_root, "OUTPUT": str(tmp_path), "SHOTS": "1"}
+    overrides = ["MODEL.BACKBONE.NAME", TINY_CLIP[0], *TINY, "OPTIM.MAX_EPOCH", "1", "DATALOADER.TRAIN_X.BATCH_SIZE", "2"]
+    for step in ("base2new_train", "base2new_test"):
+        run = run_script(f"scripts/{method}/{step}.sh", "caltech101", "1", *overrides, env_extra=env)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    (base,) = tmp_path.glob(f"base2new/train_base/caltech101/shots_1/{trainer}/*/seed1/result.json")
+    (new,) = tmp_path.glob(f"base2new/test_new/caltech101/shots_1/{trainer}/*/seed1/result.json")
+    assert base.parent.parent.name == new.parent.parent.name  # the same config folder
+    assert metrics(base.parent)["subsample_classes"] == "base" and metrics(new.parent)["subsample_classes"] == "new"
+    assert metrics(new.parent)["epoch"] == 1 and metrics(new.parent)["trainer"] == trainer
+
+
 def test_script_usage_error():
     run = run_script("scripts/common/base2new_train.sh", "CoOp")
     assert run.returncode == 2 and "usage: bash scripts/common/base2new_train.sh TRAINER CFG DATASET SEED" in run.stderr
+    run = run_script("scripts/sep/base2new_test.sh")
+    assert run.returncode == 2 and "usage: bash scripts/sep/base2new_test.sh DATASET SEED [KEY VALUE ...]" in run.stderr

@@ -17,10 +17,14 @@ SHOTS=${SHOTS:-16}
 PYTHON=${PYTHON:-python}
 
 usage_unless() {  # usage_unless N "ARGS" "$@": exit with usage unless at least N arguments
-  local need=$1 usage=$2
+  local need=$1 usage=$2 script=${0#"$REPO"/}
   shift 2
+  if [ -n "${WRAPPER:-}" ]; then  # a method's wrapper passed TRAINER and CFG itself
+    script=${WRAPPER#"$REPO"/}
+    usage=${usage#TRAINER CFG }
+  fi
   if [ "$#" -lt "$need" ]; then
-    echo "usage: bash ${0#"$REPO"/} $usage" >&2
+    echo "usage: bash $script $usage" >&2
     exit 2
   fi
 }

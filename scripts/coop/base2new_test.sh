@@ -2,4 +2,4 @@
 # CoOp: base2new_test (see scripts/common/base2new_test.sh). CFG overrides the config.
 #   bash scripts/coop/base2new_test.sh DATASET SEED [KEY VALUE ...]
 CFG=${CFG:-vit_b16_ep50}
-exec bash "$(dirname "$0")/../common/base2new_test.sh" CoOp "$CFG" "$@"
+WRAPPER="$0" exec bash "$(dirname "$0")/../common/base2new_test.sh" CoOp "$CFG" "$@"

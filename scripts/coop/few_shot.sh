@@ -2,4 +2,4 @@
 # CoOp: few_shot (see scripts/common/few_shot.sh). CFG overrides the config.
 #   bash scripts/coop/few_shot.sh DATASET SEED SHOTS [KEY VALUE ...]
 CFG=${CFG:-vit_b16_ep50}
-exec bash "$(dirname "$0")/../common/few_shot.sh" CoOp "$CFG" "$@"
+WRAPPER="$0" exec bash "$(dirname "$0")/../common/few_shot.sh" CoOp "$CFG" "$@"

@@ -2,4 +2,4 @@
 # CoOp: xd_train (see scripts/common/xd_train.sh). CFG overrides the config.
 #   bash scripts/coop/xd_train.sh SEED [KEY VALUE ...]
 CFG=${CFG:-vit_b16_ep50}
-exec bash "$(dirname "$0")/../common/xd_train.sh" CoOp "$CFG" "$@"
+WRAPPER="$0" exec bash "$(dirname "$0")/../common/xd_train.sh" CoOp "$CFG" "$@"

@@ -2,4 +2,4 @@
 # MPL: base2new_test (see scripts/common/base2new_test.sh). CFG overrides the config.
 #   bash scripts/mpl/base2new_test.sh DATASET SEED [KEY VALUE ...]
 CFG=${CFG:-vit_b16_c4_ep10_batch1_ctxv1}
-exec bash "$(dirname "$0")/../common/base2new_test.sh" MPL "$CFG" "$@"
+WRAPPER="$0" exec bash "$(dirname "$0")/../common/base2new_test.sh" MPL "$CFG" "$@"

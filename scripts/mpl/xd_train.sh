@@ -2,4 +2,4 @@
 # MPL: xd_train (see scripts/common/xd_train.sh). CFG overrides the config.
 #   bash scripts/mpl/xd_train.sh SEED [KEY VALUE ...]
 CFG=${CFG:-vit_b16_c4_ep10_batch1_ctxv1_xd}
-exec bash "$(dirname "$0")/../common/xd_train.sh" MPL "$CFG" "$@"
+WRAPPER="$0" exec bash "$(dirname "$0")/../common/xd_train.sh" MPL "$CFG" "$@"

@@ -7,4 +7,4 @@ case "${1:-}" in
   *) DEFAULT_CFG=vit_b16_ep50_batch32 ;;
 esac
 CFG=${CFG:-$DEFAULT_CFG}
-exec bash "$(dirname "$0")/../common/base2new_train.sh" SEP "$CFG" "$@"
+WRAPPER="$0" exec bash "$(dirname "$0")/../common/base2new_train.sh" SEP "$CFG" "$@"

@@ -3,4 +3,4 @@
 # environment variable overrides.
 #   bash scripts/sep/xd_test.sh DATASET SEED [KEY VALUE ...]
 CFG=${CFG:-vit_b16_ep3_xd}
-exec bash "$(dirname "$0")/../common/xd_test.sh" SEP "$CFG" "$@"
+WRAPPER="$0" exec bash "$(dirname "$0")/../common/xd_test.sh" SEP "$CFG" "$@"
