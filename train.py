@@ -138,8 +138,7 @@ def run(args: argparse.Namespace) -> int:
 
     import trainers  # noqa: F401  (registers the trainers; imports Dassl without its side effects)
     import datasets  # noqa: F401  (registers the CoOp datasets)
-    from dassl.engine import build_trainer
-    from dassl.utils import set_random_seed, setup_logger
+    from trainers._dassl import build_trainer, set_random_seed, setup_logger
 
     cfg = setup_cfg(args)
     check_registered(cfg)

@@ -255,6 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     threads = torch.get_num_threads()
     print(f"\n{args.preset} CLIP on {device} ({torch.__version__}, {threads} CPU threads), precision {args.prec}\n")
     print(markdown(rows))
+    if device.type == "cpu":
+        print("\npeak MiB on the CPU: the process's peak resident memory so far (it only grows row to row);"
+              " on CUDA: peak allocated memory of each row.")
     if args.json:
         with open(args.json, "w") as f:
             json.dump([asdict(r) for r in rows], f, indent=2)

@@ -20,6 +20,9 @@ with warnings.catch_warnings():
     from dassl.data import DataManager  # noqa: F401
     from dassl.data.data_manager import DatasetWrapper  # noqa: F401
     from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum  # noqa: F401
-    from dassl.engine import TRAINER_REGISTRY, TrainerX  # noqa: F401
+    from dassl.data.data_manager import build_data_loader  # noqa: F401
+    from dassl.engine import TRAINER_REGISTRY, TrainerX, build_trainer  # noqa: F401
+    from dassl.optim import build_optimizer  # noqa: F401
+    from dassl.utils import set_random_seed, setup_logger  # noqa: F401
 
 logging.disable(logging.NOTSET)

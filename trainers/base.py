@@ -24,7 +24,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
-from dassl.optim import build_optimizer
 
 from clipprompt.checkpoint import atomic_write, find_checkpoint, load_checkpoint, save_checkpoint
 from clipprompt.clip_loading import load_clip
@@ -36,7 +35,7 @@ from clipprompt.optim import build_lr_scheduler_from_cfg
 from clipprompt.precision import resolve_precision
 from clipprompt.results import write_result
 
-from ._dassl import DataManager, TrainerX
+from ._dassl import DataManager, TrainerX, build_optimizer
 from .data import CheckedDatasetWrapper
 
 MODEL_NAME = "model"  # checkpoints go to <output>/model/model.pth.tar-<epoch>

@@ -24,7 +24,7 @@ from clipprompt.errors import CheckpointError, ConfigError
 from clipprompt.models import SEP as SEPModel
 from clipprompt.models.sep import SELECTIONS, class_means
 
-from ._dassl import TRAINER_REGISTRY
+from ._dassl import TRAINER_REGISTRY, build_data_loader
 from .base import MODEL_NAME, ClipTrainer
 
 PROTOTYPES_FILE = "prototypes.pth.tar-{epoch}"
@@ -79,7 +79,6 @@ class SEP(ClipTrainer):
     @torch.no_grad()
     def init_prototypes(self) -> None:
         """Prototype classifier := normalized class means of frozen features of the training images."""
-        from dassl.data.data_manager import build_data_loader
 
         cfg = self.cfg
         loader = build_data_loader(
