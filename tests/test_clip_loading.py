@@ -17,10 +17,10 @@ def test_state_dict_file_round_trip_is_exact(tiny_clip_path):
 
 def test_jit_archive_loads_the_same_weights(tmp_path):
     model = build_random_clip("tiny", seed=1)
-    traced = torch.jit.trace(model, (torch.randn(1, 3, 32, 32), torch.zeros(1, 77, dtype=torch.long)), check_trace=False)
     path = tmp_path / "tiny_jit.pt"
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # tracing is deprecated and chatty; OpenAI's archives are traced
         warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, (torch.randn(1, 3, 32, 32), torch.zeros(1, 77, dtype=torch.long)), check_trace=False)
         torch.jit.save(traced, str(path))
     loaded = load_clip(str(path)).state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())

@@ -76,6 +76,7 @@ def lrs(scheduler, epochs):
     out = []
     for _ in range(epochs):
         out.append(scheduler.optimizer.param_groups[0]["lr"])
+        scheduler.optimizer.step()
         scheduler.step()
     return out
 

@@ -139,3 +139,33 @@ def test_base2new_end_to_end_then_the_report(tmp_path, tiny_clip_path):
     assert all(c.replace(".", "").isdigit() for c in cells[1:]), caltech  # Base, New, HM from the runs
     assert "| imagenet | – | – | – |" in text and "| Average (11) | – | – | – |" in text
     assert "CoOp: CoOp (vit_b16_ep50, 2 shots) | – |" in text
+
+
+@requires_dassl
+def test_xd_dg_and_few_shot_end_to_end_then_the_report(tmp_path, tiny_clip_path):
+    """Cross-dataset, domain generalization and few-shot through the driver, on tiny real-layout data."""
+    data = tmp_path / "data"
+    for name in ("ImageNet", "Caltech101", "ImageNetA"):
+        make_tiny_dataset(str(data), name, num_classes=4, images_per_class=4)
+    env = {**os.environ, "DATA": str(data), "OUTPUT": str(tmp_path / "output"), "SHOTS": "1",
+           "PYTHON": sys.executable, "PYTHONWARNINGS": "ignore::UserWarning"}
+    overrides = ["MODEL.BACKBONE.NAME", tiny_clip_path, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
+                 "DATALOADER.TEST.BATCH_SIZE", "8", "OPTIM.MAX_EPOCH", "1"]
+    outputs = {}
+    for args, runs in ((["xd", "coop", "--datasets", "caltech101"], 2),
+                       (["dg", "coop", "--datasets", "imagenet_a"], 2),
+                       (["few_shot", "coop", "--datasets", "caltech101", "--shots", "1"], 1)):
+        run = subprocess.run([sys.executable, "-m", "clipprompt.protocol", *args, "--seeds", "1", "--", *overrides],
+                             cwd=REPO, env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        assert f"{runs} of {runs} runs finished." in run.stdout
+        outputs[args[0]] = run.stdout
+    assert "Skipping" in outputs["dg"]  # domain generalization reuses the cross-dataset ImageNet model
+
+    table = subprocess.run([sys.executable, "-m", "clipprompt.report", str(tmp_path / "output")],
+                           cwd=REPO, capture_output=True, text=True)
+    assert table.returncode == 0, table.stderr
+    text = table.stdout
+    for heading in ("Cross-dataset", "Domain generalization", "Few-shot"):
+        assert heading in text, text
+    assert "–" in text  # the datasets that were not run are gaps, not zeros

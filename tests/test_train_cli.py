@@ -93,6 +93,39 @@ def test_bad_input_gives_one_line_and_status_2(data_root, tmp_path, trainer, fla
     assert "Traceback" not in run.stderr
 
 
+def fake_run(folder, state_dict, trainer="CoOp"):
+    from clipprompt.checkpoint import save_checkpoint
+
+    save_checkpoint(folder / "model", {"state_dict": state_dict, "epoch": 1, "trainer": trainer}, 1)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("backbone", "is neither a CLIP model name nor an existing file"),
+    ("truncated", "the file is truncated, corrupt, or not one of ours"),
+    ("other_trainer", "was saved by trainer CoCoOp, not CoOp"),
+    ("other_shape", "shape mismatch ctx: checkpoint (3, 128) vs model (16, 128)"),
+])
+def test_unusable_backbone_or_checkpoint(data_root, tmp_path, case, message):
+    import torch
+
+    model_dir = tmp_path / "trained"
+    extra = []
+    if case == "backbone":
+        extra = ["MODEL.BACKBONE.NAME", str(tmp_path / "missing.pt")]
+    elif case == "truncated":
+        fake_run(model_dir, {"ctx": torch.zeros(16, 128)})
+        path = model_dir / "model" / "model.pth.tar-1"
+        path.write_bytes(path.read_bytes()[:200])
+    elif case == "other_trainer":
+        fake_run(model_dir, {"ctx": torch.zeros(16, 128)}, trainer="CoCoOp")
+    else:
+        fake_run(model_dir, {"ctx": torch.zeros(3, 128)})
+    flags = [] if case == "backbone" else ["--eval-only", "--model-dir", str(model_dir)]
+    run = train_py(*common(data_root, "CoOp", "CoOp/vit_b16_ep50", tmp_path / "out", *extra, flags=flags), check=False)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert message in run.stderr and "Traceback" not in run.stderr
+
+
 def test_missing_dataset_folder_names_the_path(tmp_path, tiny_clip_path):
     run = train_py(*common(str(tmp_path), "CoOp", "CoOp/vit_b16_ep50", tmp_path / "out"), check=False)
     assert run.returncode == 2
