@@ -84,7 +84,7 @@ def test_text_pass_padded_to_the_selected_slice_equals_the_77_token_pass(tiny_cl
     with torch.no_grad():
         short = learner.embeddings()
         assert short.shape[1] == 17 > int(learner.prompts.eos_positions.max()) + 1
-        pad = learner.padding.expand(short.shape[0], 77 - short.shape[1], -1)
+        pad = learner.prompts.padding.expand(short.shape[0], 77 - short.shape[1], -1)
         full = torch.cat([short, pad], dim=1)
         injections = {layer: learner._inject(f) for layer, f in zip(learner.layers, learner.fusion)}
         eos = learner.prompts.eos_positions

@@ -155,10 +155,6 @@ class TextPromptLearner(nn.Module):
         # The causal pass runs up to the longest EOS, and at least to the selected slice n+1..2n,
         # which may reach into the padding (token 0) after EOS.
         self.min_length = 1 + 2 * n_ctx if layers else 0
-        with torch.no_grad():
-            device = text_encoder.token_embedding.weight.device
-            padding = text_encoder.embed(torch.zeros(1, dtype=torch.long, device=device))
-        self.register_buffer("padding", padding, persistent=False)
         self.layers = list(layers)
         self.fusion = make_fusion_modules(text_encoder.width, len(layers), cross_sample)
 
@@ -185,7 +181,7 @@ class TextPromptLearner(nn.Module):
         prompts = self.prompts.assemble(self.ctx)
         missing = self.min_length - prompts.shape[1]
         if missing > 0:
-            padding = self.padding.to(prompts.dtype).expand(prompts.shape[0], missing, -1)
+            padding = self.prompts.padding.to(prompts.dtype).expand(prompts.shape[0], missing, -1)
             prompts = torch.cat([prompts, padding], dim=1)
         return prompts
 
