@@ -155,6 +155,6 @@ def test_read_only_cache_folder_still_returns_the_split(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise PermissionError("read-only file system")
 
-    monkeypatch.setattr(fewshot, "_write_atomic", fail)
+    monkeypatch.setattr(fewshot, "atomic_write", fail)
     train, val = load_or_create_few_shot(str(tmp_path / "c"), "/img", pool, pool, 2, seed=0)
     assert train == sample_few_shot(pool, 2, 0) and Counter(r.label for r in val) == {0: 2, 1: 2}

@@ -10,10 +10,11 @@ import json
 import logging
 import os
 import random
-import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 
+from ..checkpoint import atomic_write
 from .records import Record
 
 logger = logging.getLogger(__name__)
@@ -60,23 +61,6 @@ def _decode(rows: list[list], image_dir: str, pool: Sequence[Record]) -> list[Re
     index = {_key(r.impath, r.label, r.classname): r for r in pool}
     found = [index.get(_key(os.path.join(image_dir, rel), label, name)) for rel, label, name in rows]
     return None if any(r is None for r in found) else found
-
-
-def _write_atomic(path: str, payload: dict) -> None:
-    """Write JSON so readers never see a half-written file, even on a crash."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _load(path: str, image_dir: str, train: Sequence[Record],
@@ -132,7 +116,7 @@ def load_or_create_few_shot(
         "val": _encode(few_val, image_dir) if few_val is not None else None,
     }
     try:
-        _write_atomic(path, payload)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(payload), encoding="utf-8"))
         logger.info("Saved few-shot split to %s", path)
     except OSError as exc:
         logger.warning("Could not cache few-shot split at %s (%s); continuing without it", path, exc)

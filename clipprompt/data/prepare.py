@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from ..checkpoint import atomic_write
 from .build import dataset_paths, read_raw_splits
 from .catalog import CATALOG, HF_MIRROR, DatasetSpec, Layout
 from .errors import DatasetError
@@ -723,8 +724,6 @@ def _print_report(spec: DatasetSpec, report: Report) -> None:
 
 
 def _write_marker(dataset_dir: str, report: Report) -> None:
-    from clipprompt.checkpoint import atomic_write
-
     payload = {"counts": report.counts, "classes": report.classes,
                "verified_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     atomic_write(os.path.join(dataset_dir, MARKER),
