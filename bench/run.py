@@ -75,20 +75,36 @@ class Row:
     peak_mem_mib: float
 
 
-def _sync(device: torch.device) -> None:
+def make_train_step(model: PromptedCLIP, optim: torch.optim.Optimizer, precision, images, labels) -> Callable[[], None]:
+    """One training step as the trainers take it: autocast, loss, scaled backward, update."""
+    scaler = torch.amp.GradScaler(images.device.type, enabled=precision.uses_grad_scaler)
+
+    def step() -> None:
+        model.train()
+        with precision.autocast():
+            loss, _ = model.loss(images, labels)
+        optim.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optim)
+        scaler.update()
+
+    return step
+
+
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _median_ms(fn: Callable[[], None], device: torch.device, steps: int, warmup: int) -> float:
+def median_ms(fn: Callable[[], None], device: torch.device, steps: int, warmup: int) -> float:
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(steps):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
 
@@ -126,19 +142,8 @@ def measure(
 
     train_ms = None
     if params:
-        optim = torch.optim.SGD(params, lr=1e-3)
-        scaler = torch.amp.GradScaler(device.type, enabled=precision.uses_grad_scaler)
-
-        def train_step() -> None:
-            model.train()
-            with precision.autocast():
-                loss, _ = model.loss(images, labels)
-            optim.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optim)
-            scaler.update()
-
-        train_ms = _median_ms(train_step, device, steps, warmup)
+        train_step = make_train_step(model, torch.optim.SGD(params, lr=1e-3), precision, images, labels)
+        train_ms = median_ms(train_step, device, steps, warmup)
 
     test_images = torch.randn(eval_batch, 3, resolution, resolution, device=device)
     model.eval()
@@ -153,7 +158,7 @@ def measure(
             else:
                 model(test_images), model(test_images)
 
-    eval_ms = _median_ms(evaluate, device, steps, warmup)
+    eval_ms = median_ms(evaluate, device, steps, warmup)
     return Row(method, variant, preset, device.type, precision.name, classes, batch,
                None if train_ms is None else round(train_ms, 2),
                round(2 * eval_batch / (eval_ms / 1000), 1), round(_peak_mib(device), 1))
@@ -195,7 +200,7 @@ def loader_images_per_s(model: PromptedCLIP, prec: str, device: torch.device, ba
             start = time.perf_counter()
             for images, _ in loader:
                 model(images.to(device))
-            _sync(device)
+            sync(device)
             return len(records) / (time.perf_counter() - start)
 
 

@@ -13,13 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/run.py (which adds the repo root)
 
 VARIANTS = {
     "SEP": {},
@@ -36,6 +34,8 @@ def rss_mb() -> float:
 
 def run_one(spec: dict) -> dict:
     import torch
+
+    from run import make_train_step, median_ms, sync  # bench/run.py: the shared step and timing
 
     from clipprompt.models import SEP, CoOp
     from clipprompt.precision import resolve_precision
@@ -60,39 +60,21 @@ def run_one(spec: dict) -> dict:
     images = torch.randn(spec["batch"], 3, size, size, device=device)
     labels = torch.randint(0, len(names), (spec["batch"],), device=device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optim = torch.optim.Adam(params, lr=2.5e-3, eps=1e-3)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision.uses_grad_scaler)
-
-    def step():
-        with precision.autocast():
-            loss, _ = model.loss(images, labels)
-        optim.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optim)
-        scaler.update()
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+    step = make_train_step(model, torch.optim.Adam(params, lr=2.5e-3, eps=1e-3), precision, images, labels)
 
     before = rss_mb()
     for _ in range(spec["warmup"]):
         step()
-    sync()
+    sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(spec["steps"]):
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
+    step_ms = median_ms(step, device, spec["steps"], warmup=0)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else rss_mb()
     return {
         "variant": spec["variant"],
         "prec": precision.name,
-        "step_ms": 1000 * statistics.median(times),
-        "images_per_s": spec["batch"] / statistics.median(times),
+        "step_ms": step_ms,
+        "images_per_s": spec["batch"] / (step_ms / 1000),
         "peak_mb": peak,
         "peak_kind": "CUDA allocated" if device.type == "cuda" else "process RSS",
         "rss_before_steps_mb": before,
