@@ -31,9 +31,9 @@ from torch import Tensor, nn
 
 from .._clip import clip_model
 from ..errors import ConfigError
-from ..prompts import ClassPrompts, init_context
-from .base import PromptedCLIP, accuracy, normalize
+from .base import accuracy, normalize
 from .cocoop import MetaNet, encode_prompt_grid
+from .coop import CoOp
 
 FTP_MODES = ("mlp", "attn")
 DEFAULT_TEXT_CHUNK = 4096  # prompts per text-encoder pass; bounds evaluation memory
@@ -202,8 +202,8 @@ class MPLOutput(NamedTuple):
     selection: TVPSelection
 
 
-class MPL(PromptedCLIP):
-    """FTP + TVP over a frozen CLIP; trains ctx, FTP and TVP only."""
+class MPL(CoOp):
+    """FTP + TVP over a frozen CLIP (CoOp's context, shifted per token); trains ctx, FTP and TVP only."""
 
     def __init__(
         self,
@@ -224,15 +224,16 @@ class MPL(PromptedCLIP):
         check_mpl_options(
             n_ctx, ctx_init, n_ctx_v, ftp_mode, ftp_reduction, ftp_heads, topk, tau, symmetric, text_chunk
         )
-        super().__init__(clip, classnames, fused=fused)
+        super().__init__(clip, classnames, n_ctx=n_ctx, ctx_init=ctx_init, fused=fused)
         embed_dim = clip.text_projection.shape[1]
         text_width, vision_width = self.text_encoder.width, self.image_encoder.width
-        self.ctx = nn.Parameter(init_context(self.text_encoder, n_ctx, ctx_init))
-        self.prompts = ClassPrompts(self.text_encoder, self.classnames, self.ctx.shape[0])
         self.ftp = FTP(ftp_mode, self.ctx.shape[0], embed_dim, text_width, vision_width, ftp_reduction, ftp_heads)
         self.tvp = TVP(embed_dim, vision_width, n_ctx_v, topk, tau)
         self.symmetric = symmetric
         self.text_chunk = text_chunk
+
+    def class_text_features(self) -> None:
+        return None  # the prompts depend on the image: nothing to cache per class
 
     def frozen_image(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
         """v (B, E), normalized, and the patch tokens (after ln_post) when FTP needs them."""
