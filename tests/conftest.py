@@ -1,13 +1,7 @@
 """Fixtures: a tiny random CLIP (built with clip's own classes) and its checkpoint file."""
 
-import os
-
 import pytest
 import torch
-
-# Dassl imports WILDS, whose `outdated` dependency checks PyPI in a thread; tests may import
-# Dassl directly (importorskip), before trainers/_dassl.py can switch that off.
-os.environ.setdefault("OUTDATED_IGNORE", "1")
 
 from clipprompt.random_clip import build_random_clip, save_random_clip
 

@@ -6,11 +6,7 @@ Everything of Dassl's that this project uses is imported from here.
 """
 
 import logging
-import os
 import warnings
-
-# WILDS' dependency `outdated` checks PyPI for a newer WILDS in a background thread on import
-os.environ.setdefault("OUTDATED_IGNORE", "1")
 
 with warnings.catch_warnings():
     # WILDS' dependency `outdated` imports the deprecated pkg_resources
