@@ -38,6 +38,7 @@ def run_one(spec: dict) -> dict:
     from run import make_train_step, median_ms, sync  # bench/run.py: the shared step and timing
 
     from clipprompt.models import SEP, CoOp
+    from clipprompt.models.coop import CoOpOptions
     from clipprompt.precision import resolve_precision
     from clipprompt.random_clip import build_random_clip
 
@@ -50,7 +51,7 @@ def run_one(spec: dict) -> dict:
     names = [f"class number {i}" for i in range(spec["classes"])]
     options = VARIANTS[spec["variant"]]
     if options is None:
-        model = CoOp(clip, names, n_ctx=16)
+        model = CoOp(clip, names, CoOpOptions(n_ctx=16))
     else:
         model = SEP(clip, names, **options)
     model = model.to(device)

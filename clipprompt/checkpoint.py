@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .errors import CheckpointError
+from .fileio import atomic_write
 
 LATEST_FILE = "checkpoint"
 _EPOCH_FILE = re.compile(r"^model\.pth\.tar-(\d+)$")
@@ -28,20 +28,6 @@ _EPOCH_FILE = re.compile(r"^model\.pth\.tar-(\d+)$")
 
 def checkpoint_name(epoch: int) -> str:
     return f"model.pth.tar-{epoch}"
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call `write(tmp_path)`, then rename the temporary file onto `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any], epoch: int) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from yacs.config import CfgNode as CN
 
 from .errors import ConfigError
+from .options import OPTIONS
 from .precision import PRECISIONS
 
 TRAINER_CONFIGS: dict[str, Callable[[], CN]] = {}
@@ -28,22 +29,6 @@ def register_trainer_config(name: str):
         return fn
 
     return decorator
-
-
-@register_trainer_config("ZEROSHOTCLIP")
-def zeroshot_config() -> CN:
-    node = CN()
-    node.PREC = "fp16"  # one of fp32, fp16, amp, bf16 (fp16/amp fall back to fp32 on the CPU)
-    return node
-
-
-@register_trainer_config("COOP")
-def coop_config() -> CN:
-    node = CN()
-    node.N_CTX = 16  # learnable context vectors
-    node.CTX_INIT = ""  # initialise the context from these words (then N_CTX = their token count)
-    node.PREC = "fp16"
-    return node
 
 
 @register_trainer_config("COCOOP")
@@ -99,6 +84,10 @@ def add_project_config(cfg: CN) -> CN:
     cfg.MODEL.BACKBONE.CACHE_DIR = ""  # download folder for named CLIP models ("" = $CLIP_CACHE_DIR or ~/.cache/clip)
     cfg.MODEL.FUSED_ATTENTION = True  # attention through scaled_dot_product_attention (False: CLIP's own path)
     cfg.DATALOADER.SKIP_BAD_IMAGES = False  # unreadable image: stop with its path (False) or skip it (True)
+    from . import models  # noqa: F401  (registers every method's options)
+
+    for name, options in OPTIONS.items():
+        cfg.TRAINER[name] = options.to_node()
     for name, make in TRAINER_CONFIGS.items():
         cfg.TRAINER[name] = make()
     return cfg

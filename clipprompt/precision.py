@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-PRECISIONS = ("fp32", "fp16", "amp", "bf16")
+from .options import PRECISIONS  # the names, stated once in the torch-free options module
 
 
 @dataclass(frozen=True)

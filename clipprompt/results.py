@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_write
+from .fileio import atomic_write
 
 RESULT_FILE = "result.json"
 

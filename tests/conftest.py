@@ -1,9 +1,18 @@
 """Fixtures: a tiny random CLIP (built with clip's own classes) and its checkpoint file."""
 
+import os
+
+# Subprocesses (train.py, the scripts, torchrun) inherit this: tiny tensors run fastest on one
+# thread, and parallel test processes do not oversubscribe the cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest
 import torch
 
 from clipprompt.random_clip import build_random_clip, save_random_clip
+
+# Tiny tensors: one thread is faster than many and leaves the other cores to other work.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

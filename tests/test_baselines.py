@@ -6,6 +6,7 @@ import torch
 from clipprompt._clip import clip
 from clipprompt.models import CoCoOp, CoOp, ZeroshotCLIP
 from clipprompt.models.base import normalize
+from clipprompt.models.coop import CoOpOptions
 from clipprompt.prompts import context_from_words
 
 BASE = ["dog", "cat", "fire truck", "sea lion"]
@@ -23,14 +24,14 @@ def test_zeroshot_logits_are_clips(tiny_clip, images):
 
 
 def test_coop_with_word_context_equals_zeroshot(tiny_clip, images):
-    coop = CoOp(tiny_clip, BASE, ctx_init="a photo of a")
+    coop = CoOp(tiny_clip, BASE, CoOpOptions(ctx_init="a photo of a"))
     zeroshot = ZeroshotCLIP(tiny_clip, BASE, template="a photo of a {}.")
     with torch.no_grad():
         torch.testing.assert_close(coop(images), zeroshot(images), rtol=1e-5, atol=1e-5)
 
 
 def test_coop_trains_only_its_context(tiny_clip, images):
-    model = CoOp(tiny_clip, BASE, n_ctx=4)
+    model = CoOp(tiny_clip, BASE, CoOpOptions(n_ctx=4))
     loss, summary = model.loss(images, torch.tensor([0, 1, 2, 3]))
     loss.backward()
     trained = {n for n, p in model.named_parameters() if p.grad is not None}
@@ -40,7 +41,7 @@ def test_coop_trains_only_its_context(tiny_clip, images):
 
 def test_coop_loss_falls(tiny_clip, images):
     torch.manual_seed(0)
-    model = CoOp(tiny_clip, BASE, n_ctx=4)
+    model = CoOp(tiny_clip, BASE, CoOpOptions(n_ctx=4))
     labels = torch.tensor([0, 1, 2, 3])
     optim = torch.optim.SGD([model.ctx], lr=0.5)
     first = None
@@ -54,7 +55,7 @@ def test_coop_loss_falls(tiny_clip, images):
 
 
 def test_cached_text_features_are_computed_once(tiny_clip, images, monkeypatch):
-    model = CoOp(tiny_clip, BASE, n_ctx=4).eval()
+    model = CoOp(tiny_clip, BASE, CoOpOptions(n_ctx=4)).eval()
     calls = []
     original = model.class_text_features
     monkeypatch.setattr(model, "class_text_features", lambda: calls.append(1) or original())
@@ -82,9 +83,9 @@ def test_checkpoint_moves_from_base_to_new_classes(tiny_clip, images):
 
 
 def test_checkpoint_of_another_shape_is_refused(tiny_clip):
-    state = CoOp(tiny_clip, BASE, n_ctx=4).trainable_state_dict()
+    state = CoOp(tiny_clip, BASE, CoOpOptions(n_ctx=4)).trainable_state_dict()
     with pytest.raises(ValueError, match=r"shape mismatch ctx: checkpoint \(4, 128\) vs model \(8, 128\)"):
-        CoOp(tiny_clip, BASE, n_ctx=8).load_trainable_state_dict(state)
+        CoOp(tiny_clip, BASE, CoOpOptions(n_ctx=8)).load_trainable_state_dict(state)
     with pytest.raises(ValueError, match="missing.*meta_net"):
         CoCoOp(tiny_clip, BASE, n_ctx=4, ctx_init="").load_trainable_state_dict(state)
 

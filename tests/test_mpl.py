@@ -13,6 +13,7 @@ import torch
 from clipprompt.config import mpl_config
 from clipprompt.errors import ConfigError
 from clipprompt.models import MPL, CoOp
+from clipprompt.models.coop import CoOpOptions
 from clipprompt.models.mpl import TVP, check_mpl_options, options_from_config, text_to_image_loss
 from clipprompt.prompts import ClassPrompts
 from clipprompt.testing import make_tiny_dataset
@@ -61,7 +62,7 @@ def test_zero_last_ftp_layer_gives_coops_text_side(tiny_clip, images, mode):
     with torch.no_grad():
         model.ftp.last_layer.weight.zero_()
         model.ftp.last_layer.bias.zero_()
-        coop = CoOp(tiny_clip, BASE, n_ctx=4)
+        coop = CoOp(tiny_clip, BASE, CoOpOptions(n_ctx=4))
         coop.ctx.copy_(model.ctx)
         expected = coop.class_text_features()
         out = model.encode(images)

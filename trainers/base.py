@@ -25,7 +25,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from clipprompt.checkpoint import atomic_write, find_checkpoint, load_checkpoint, save_checkpoint
+from clipprompt.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from clipprompt.fileio import atomic_write
 from clipprompt.clip_loading import load_clip
 from clipprompt.config import check_precision
 from clipprompt.distributed import DistInfo, GlobalBatchSampler, barrier, mix_seed, shared_seed

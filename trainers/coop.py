@@ -1,6 +1,7 @@
 """CoOp: a learned context shared by all classes."""
 
 from clipprompt.models import CoOp as CoOpModel
+from clipprompt.models.coop import CoOpOptions
 
 from ._dassl import TRAINER_REGISTRY
 from .base import ClipTrainer
@@ -9,5 +10,5 @@ from .base import ClipTrainer
 @TRAINER_REGISTRY.register()
 class CoOp(ClipTrainer):
     def build_custom_model(self, clip, classnames):
-        node = self.trainer_cfg
-        return CoOpModel(clip, classnames, n_ctx=node.N_CTX, ctx_init=node.CTX_INIT, fused=self.cfg.MODEL.FUSED_ATTENTION)
+        options = CoOpOptions.from_node(self.trainer_cfg)
+        return CoOpModel(clip, classnames, options, fused=self.cfg.MODEL.FUSED_ATTENTION)

@@ -19,7 +19,8 @@ import os.path as osp
 import torch
 from tqdm import tqdm
 
-from clipprompt.checkpoint import atomic_write, find_checkpoint
+from clipprompt.checkpoint import find_checkpoint
+from clipprompt.fileio import atomic_write
 from clipprompt.errors import CheckpointError, ConfigError
 from clipprompt.models import SEP as SEPModel
 from clipprompt.models.sep import SELECTIONS, class_means

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..checkpoint import atomic_write
+from ..fileio import atomic_write
 from .records import Record
 
 logger = logging.getLogger(__name__)

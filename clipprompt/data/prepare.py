@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from ..checkpoint import atomic_write
+from ..fileio import atomic_write
 from .build import dataset_paths, read_raw_splits
 from .catalog import CATALOG, HF_MIRROR, DatasetSpec, Layout
 from .errors import DatasetError

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from .._clip import clip_model
 from ..encoders import TextEncoder
 from .base import normalize
-from .coop import CoOp
+from .coop import CoOp, CoOpOptions
 
 
 def encode_prompt_grid(text_encoder: TextEncoder, prompts: Tensor, eos_positions: Tensor, chunk: int) -> Tensor:
@@ -47,7 +47,7 @@ class CoCoOp(CoOp):
         text_chunk: int = 0,
         fused: bool = True,
     ):
-        super().__init__(clip, classnames, n_ctx=n_ctx, ctx_init=ctx_init, fused=fused)
+        super().__init__(clip, classnames, CoOpOptions(n_ctx=n_ctx, ctx_init=ctx_init), fused=fused)
         self.meta_net = MetaNet(clip.text_projection.shape[1], self.text_encoder.width)
         self.text_chunk = text_chunk
 

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
 from .._clip import clip_model
+from ..options import MethodOptions, option, register_options
 from ..prompts import ClassPrompts, init_context
 from .base import PromptedCLIP, normalize
+
+
+@register_options("COOP")
+@dataclass
+class CoOpOptions(MethodOptions):
+    n_ctx: int = option(16, "learnable context vectors (ignored when CTX_INIT is set: then its token count)", min=1)
+    ctx_init: str = option("", "initialise the context from these words (\"\" = random N(0, 0.02²))")
 
 
 class CoOp(PromptedCLIP):
@@ -18,12 +27,12 @@ class CoOp(PromptedCLIP):
         self,
         clip: clip_model.CLIP,
         classnames: Sequence[str],
-        n_ctx: int = 16,
-        ctx_init: str = "",
+        options: CoOpOptions | None = None,
         fused: bool = True,
     ):
         super().__init__(clip, classnames, fused=fused)
-        self.ctx = nn.Parameter(init_context(self.text_encoder, n_ctx, ctx_init))
+        self.options = options = options or CoOpOptions()
+        self.ctx = nn.Parameter(init_context(self.text_encoder, options.n_ctx, options.ctx_init))
         self.prompts = ClassPrompts(self.text_encoder, self.classnames, self.ctx.shape[0])
 
     def class_text_features(self) -> Tensor:

@@ -33,7 +33,7 @@ from .._clip import clip_model
 from ..errors import ConfigError
 from .base import accuracy, normalize
 from .cocoop import MetaNet, encode_prompt_grid
-from .coop import CoOp
+from .coop import CoOp, CoOpOptions
 
 FTP_MODES = ("mlp", "attn")
 DEFAULT_TEXT_CHUNK = 4096  # prompts per text-encoder pass; bounds evaluation memory
@@ -224,7 +224,7 @@ class MPL(CoOp):
         check_mpl_options(
             n_ctx, ctx_init, n_ctx_v, ftp_mode, ftp_reduction, ftp_heads, topk, tau, symmetric, text_chunk
         )
-        super().__init__(clip, classnames, n_ctx=n_ctx, ctx_init=ctx_init, fused=fused)
+        super().__init__(clip, classnames, CoOpOptions(n_ctx=n_ctx, ctx_init=ctx_init), fused=fused)
         embed_dim = clip.text_projection.shape[1]
         text_width, vision_width = self.text_encoder.width, self.image_encoder.width
         self.ftp = FTP(ftp_mode, self.ctx.shape[0], embed_dim, text_width, vision_width, ftp_reduction, ftp_heads)

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch.nn.functional as F
 from torch import Tensor
 
 from .._clip import clip_model
+from ..options import MethodOptions, register_options
 from ..prompts import cut_after_eos, tokenize
 from .base import PromptedCLIP, normalize
+
+
+@register_options("ZEROSHOTCLIP")
+@dataclass
+class ZeroshotCLIPOptions(MethodOptions):
+    """Nothing to learn: only the precision."""
 
 
 class ZeroshotCLIP(PromptedCLIP):
