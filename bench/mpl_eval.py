@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clipprompt.models import MPL  # noqa: E402
+from clipprompt.models.mpl import MPLOptions  # noqa: E402
 from clipprompt.prompts import ClassPrompts  # noqa: E402
 from clipprompt.random_clip import build_random_clip  # noqa: E402
 
@@ -54,7 +55,7 @@ def run(preset, device, n_cls, batch, cut, chunk, repeats, prec, threads, queue)
     clip = build_random_clip(preset).to(device)
     if prec == "fp16":
         clip = clip.half()
-    model = MPL(clip, classnames(n_cls), text_chunk=chunk).to(device).eval()
+    model = MPL(clip, classnames(n_cls), MPLOptions(text_chunk=chunk)).to(device).eval()
     if not cut:
         model.prompts = ClassPrompts(model.text_encoder, model.classnames, model.ctx.shape[0], cut=False).to(device)
     size = clip.visual.input_resolution

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/run.py (which 
 VARIANTS = {
     "SEP": {},
     "SEP OFFICIAL_COMPAT": {"official_compat": True},
-    "SEP per-batch selection": {"selection": "batch"},
+    "SEP per-batch selection": {"visual_selection": "batch"},
     "SEP LAYERS []": {"layers": []},
     "CoOp (reference)": None,
 }
@@ -39,6 +39,7 @@ def run_one(spec: dict) -> dict:
 
     from clipprompt.models import SEP, CoOp
     from clipprompt.models.coop import CoOpOptions
+    from clipprompt.models.sep import SEPOptions
     from clipprompt.precision import resolve_precision
     from clipprompt.random_clip import build_random_clip
 
@@ -53,7 +54,7 @@ def run_one(spec: dict) -> dict:
     if options is None:
         model = CoOp(clip, names, CoOpOptions(n_ctx=16))
     else:
-        model = SEP(clip, names, **options)
+        model = SEP(clip, names, SEPOptions(**options))
     model = model.to(device)
     if options is not None:
         model.init_prototypes(torch.randn(len(names), clip.text_projection.shape[1], device=device))

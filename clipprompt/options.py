@@ -31,7 +31,7 @@ from .errors import ConfigError
 
 PRECISIONS = ("fp32", "fp16", "amp", "bf16")
 
-T = TypeVar("T", bound="MethodOptions")
+T = TypeVar("T", bound="Options")
 
 OPTIONS: dict[str, type["MethodOptions"]] = {}
 """Registered options classes by config node name (`TRAINER.<name>`), e.g. "COOP"."""
@@ -58,7 +58,7 @@ def option(
 
 
 def nested(cls: type, help: str = "") -> Any:
-    """A sub-node of options (e.g. MPL's `FTP`): a dataclass field holding another options class."""
+    """A sub-node of options (e.g. MPL's `FTP`): a field holding an `Options` dataclass."""
     return field(default_factory=cls, metadata={"help": help, "nested": True})
 
 
@@ -74,12 +74,12 @@ def register_options(name: str) -> Callable[[type[T]], type[T]]:
 
 
 @dataclass
-class MethodOptions:
-    """Base of every method's options; every method has a numeric precision."""
+class Options:
+    """Typed keys of one config node: generated yacs node, validation, documentation.
+
+    A method's options derive from `MethodOptions`; a sub-node (`nested`) from `Options`."""
 
     node_name: ClassVar[str] = ""
-
-    prec: str = option("fp16", "numeric precision (fp16/amp fall back to fp32 on the CPU)", choices=PRECISIONS)
 
     # ---- yacs ----------------------------------------------------------------------------
 
@@ -147,6 +147,13 @@ class MethodOptions:
                 yield key, getattr(default, f.name), f.metadata.get("help", "")
 
 
+@dataclass
+class MethodOptions(Options):
+    """Base of every method's options (the node `TRAINER.<name>`); every method has a precision."""
+
+    prec: str = option("fp16", "numeric precision (fp16/amp fall back to fp32 on the CPU)", choices=PRECISIONS)
+
+
 def options_node(name: str) -> CN:
     """The default yacs node of the options registered as `name`."""
     return OPTIONS[name.upper()].to_node()
@@ -164,8 +171,8 @@ def _describe_type(tp: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe_type(a) for a in args)
     if origin in (list, tuple):
-        inner = _describe_type(args[0]) if args else "value"
-        return f"a list of {inner}s"
+        plural = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
+        return f"a list of {plural.get(args[0], 'values') if args else 'values'}"
     return {int: "an integer", float: "a number", str: "a string", bool: "True or False"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
@@ -211,7 +218,8 @@ def _check_range(value: Any, meta: typing.Mapping[str, Any], key: str) -> None:
     if choices is not None:
         folded = value.lower() if isinstance(value, str) else value
         if folded not in choices:
-            raise ConfigError(f"{key} is {value!r}; use one of {', '.join(map(str, choices))}.")
+            shown = ", ".join('""' if choice == "" else str(choice) for choice in choices)
+            raise ConfigError(f"{key} is {value!r}; use one of {shown}.")
     items = value if isinstance(value, list) else [value]
     for item in items:
         if not isinstance(item, (int, float)) or isinstance(item, bool):

@@ -6,6 +6,7 @@ import torch
 from clipprompt._clip import clip
 from clipprompt.models import CoCoOp, CoOp, ZeroshotCLIP
 from clipprompt.models.base import normalize
+from clipprompt.models.cocoop import CoCoOpOptions
 from clipprompt.models.coop import CoOpOptions
 from clipprompt.prompts import context_from_words
 
@@ -70,13 +71,13 @@ def test_cached_text_features_are_computed_once(tiny_clip, images, monkeypatch):
 
 
 def test_checkpoint_moves_from_base_to_new_classes(tiny_clip, images):
-    base = CoCoOp(tiny_clip, BASE, n_ctx=4, ctx_init="")
+    base = CoCoOp(tiny_clip, BASE, CoCoOpOptions(n_ctx=4, ctx_init=""))
     state = base.trainable_state_dict()
     assert set(state) == {"ctx", "meta_net.0.weight", "meta_net.0.bias", "meta_net.2.weight", "meta_net.2.bias"}
-    new = CoCoOp(tiny_clip, NEW, n_ctx=4, ctx_init="")
+    new = CoCoOp(tiny_clip, NEW, CoCoOpOptions(n_ctx=4, ctx_init=""))
     new.load_trainable_state_dict(state)
     assert new(images).shape == (4, len(NEW))
-    again = CoCoOp(tiny_clip, BASE, n_ctx=4, ctx_init="")
+    again = CoCoOp(tiny_clip, BASE, CoCoOpOptions(n_ctx=4, ctx_init=""))
     again.load_trainable_state_dict(state)
     with torch.no_grad():
         torch.testing.assert_close(again(images), base(images))
@@ -87,11 +88,11 @@ def test_checkpoint_of_another_shape_is_refused(tiny_clip):
     with pytest.raises(ValueError, match=r"shape mismatch ctx: checkpoint \(4, 128\) vs model \(8, 128\)"):
         CoOp(tiny_clip, BASE, CoOpOptions(n_ctx=8)).load_trainable_state_dict(state)
     with pytest.raises(ValueError, match="missing.*meta_net"):
-        CoCoOp(tiny_clip, BASE, n_ctx=4, ctx_init="").load_trainable_state_dict(state)
+        CoCoOp(tiny_clip, BASE, CoCoOpOptions(n_ctx=4, ctx_init="")).load_trainable_state_dict(state)
 
 
 def test_cocoop_prompts_depend_on_the_image(tiny_clip, images):
-    model = CoCoOp(tiny_clip, BASE, n_ctx=4, ctx_init="a photo of a")
+    model = CoCoOp(tiny_clip, BASE, CoCoOpOptions(n_ctx=4, ctx_init="a photo of a"))
     torch.nn.init.normal_(model.meta_net[2].weight, std=0.5)
     with torch.no_grad():
         features = normalize(model.image_encoder(images))
@@ -101,15 +102,15 @@ def test_cocoop_prompts_depend_on_the_image(tiny_clip, images):
 
 
 def test_cocoop_chunking_changes_nothing(tiny_clip, images):
-    whole = CoCoOp(tiny_clip, BASE, n_ctx=4, text_chunk=0)
-    chunked = CoCoOp(tiny_clip, BASE, n_ctx=4, text_chunk=3)
+    whole = CoCoOp(tiny_clip, BASE, CoCoOpOptions(n_ctx=4, text_chunk=0))
+    chunked = CoCoOp(tiny_clip, BASE, CoCoOpOptions(n_ctx=4, text_chunk=3))
     chunked.load_trainable_state_dict(whole.trainable_state_dict())
     with torch.no_grad():
         torch.testing.assert_close(chunked(images), whole(images), rtol=1e-5, atol=1e-5)
 
 
 def test_cocoop_gradients(tiny_clip, images):
-    model = CoCoOp(tiny_clip, BASE, n_ctx=4)
+    model = CoCoOp(tiny_clip, BASE, CoCoOpOptions(n_ctx=4))
     loss, _ = model.loss(images, torch.tensor([0, 1, 2, 3]))
     loss.backward()
     trained = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}

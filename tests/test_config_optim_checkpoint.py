@@ -5,7 +5,10 @@ import torch
 from yacs.config import CfgNode as CN
 
 from clipprompt.checkpoint import find_checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint, saved_epochs
-from clipprompt.config import TRAINER_CONFIGS, add_project_config, merge_from_file, merge_from_list, register_trainer_config
+from dataclasses import dataclass
+
+from clipprompt.config import add_project_config, merge_from_file, merge_from_list
+from clipprompt.options import OPTIONS, MethodOptions, option, register_options
 from clipprompt.errors import CheckpointError, ConfigError, UserError
 from clipprompt.optim import build_lr_scheduler
 
@@ -27,15 +30,17 @@ def test_one_node_per_trainer():
     assert cfg.TRAINER.COOP.N_CTX == 16 and cfg.DATASET.SUBSAMPLE_CLASSES == "all"
 
 
-def test_user_trainers_register_their_node():
-    @register_trainer_config("MYTRAINER")
-    def my_config():
-        return CN({"ALPHA": 0.5, "PREC": "fp32"})
+def test_user_trainers_get_their_node_from_their_options():
+    @register_options("MYTRAINER")
+    @dataclass
+    class MyOptions(MethodOptions):
+        alpha: float = option(0.5, "a weight", min=0)
 
     try:
-        assert dassl_like_cfg().TRAINER.MYTRAINER.ALPHA == 0.5
+        node = dassl_like_cfg().TRAINER.MYTRAINER
+        assert node.ALPHA == 0.5 and node.PREC == "fp16"
     finally:
-        del TRAINER_CONFIGS["MYTRAINER"]
+        del OPTIONS["MYTRAINER"]
 
 
 def test_misspelt_key_suggests_the_closest():

@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from clipprompt.config import mpl_config
 from clipprompt.errors import ConfigError
 from clipprompt.models import MPL, CoOp
 from clipprompt.models.coop import CoOpOptions
-from clipprompt.models.mpl import TVP, check_mpl_options, options_from_config, text_to_image_loss
+from clipprompt.models.mpl import TVP, MPLOptions, text_to_image_loss
 from clipprompt.prompts import ClassPrompts
 from clipprompt.testing import make_tiny_dataset
 from clipprompt.testing.markers import requires_dassl
@@ -25,13 +24,26 @@ LABELS = torch.tensor([0, 1, 2, 3])
 MODES = ["mlp", "attn"]
 
 
+NESTED = {"ftp_mode": ("ftp", "mode"), "ftp_reduction": ("ftp", "reduction"), "ftp_heads": ("ftp", "attn_heads"),
+          "topk": ("tvp", "topk"), "tau": ("tvp", "tau"), "symmetric": ("loss", "symmetric")}
+
+
+def options(**kwargs) -> MPLOptions:
+    """MPLOptions from flat names (ftp_mode= for FTP.MODE, topk= for TVP.TOPK, ...)."""
+    result = MPLOptions()
+    for name, value in kwargs.items():
+        node, key = NESTED.get(name, (None, name))
+        setattr(getattr(result, node) if node else result, key, value)
+    return result
+
+
 def build(clip, classnames=BASE, **kwargs):
     torch.manual_seed(0)
-    return MPL(clip, classnames, **kwargs)
+    return MPL(clip, classnames, options(**kwargs))
 
 
 def same_weights(model, clip, classnames, **kwargs):
-    other = MPL(clip, classnames, **kwargs)
+    other = MPL(clip, classnames, options(**kwargs))
     other.load_trainable_state_dict(model.trainable_state_dict())
     return other
 
@@ -219,7 +231,7 @@ def test_save_load_for_new_classes_and_reproduce(tiny_clip, images, mode):
         trained = model(images)
         new = same_weights(model, tiny_clip, NEW, ftp_mode=mode).eval()
         assert new(images).shape == (4, len(NEW))
-        again = MPL(tiny_clip, BASE, ftp_mode=mode).eval()
+        again = MPL(tiny_clip, BASE, options(ftp_mode=mode)).eval()
         assert not torch.allclose(again(images), trained)
         again.load_trainable_state_dict(state)
         torch.testing.assert_close(again(images), trained)
@@ -240,29 +252,22 @@ def test_bf16_autocast(tiny_clip, images):
 # ---- configuration --------------------------------------------------------------------------
 
 
-def test_config_defaults_are_the_models_and_valid():
-    node = mpl_config()
-    options = options_from_config(node)
-    check_mpl_options(**options)
-    defaults = {
-        "n_ctx": 4, "ctx_init": "a photo of a", "n_ctx_v": 4, "ftp_mode": "mlp", "ftp_reduction": 16,
-        "ftp_heads": 0, "topk": 5, "tau": 0.07, "symmetric": False, "text_chunk": 4096,
-    }
-    assert options == defaults
-    import inspect
-
-    signature = inspect.signature(MPL.__init__).parameters
-    assert {k: signature[k].default for k in defaults} == defaults
-    assert node.PREC == "fp16"
+def test_config_node_is_generated_from_the_options():
+    node = MPLOptions.to_node()
+    assert node.N_CTX == 4 and node.CTX_INIT == "a photo of a" and node.FTP.MODE == "mlp"
+    assert node.TVP.TOPK == 5 and node.TVP.TAU == 0.07 and node.LOSS.SYMMETRIC is False
+    assert node.TEXT_CHUNK == 4096 and node.PREC == "fp16"
+    node.FTP.MODE = "attn"
+    assert MPLOptions.from_node(node).ftp.mode == "attn"
 
 
 @pytest.mark.parametrize("option, value, message", [
     ("ftp_mode", "conv", "TRAINER.MPL.FTP.MODE is 'conv'; use one of mlp, attn."),
-    ("topk", 0, "TRAINER.MPL.TVP.TOPK is 0; it must be an integer >= 1"),
-    ("topk", 2.5, "TRAINER.MPL.TVP.TOPK is 2.5"),
-    ("tau", 0.0, "TRAINER.MPL.TVP.TAU is 0.0; it must be a number > 0"),
+    ("topk", 0, "TRAINER.MPL.TVP.TOPK is 0; it must be >= 1"),
+    ("topk", 2.5, "TRAINER.MPL.TVP.TOPK is 2.5; it must be an integer"),
+    ("tau", 0.0, "TRAINER.MPL.TVP.TAU is 0.0; it must be > 0"),
     ("tau", -1, "TRAINER.MPL.TVP.TAU is -1"),
-    ("n_ctx_v", 0, "TRAINER.MPL.N_CTX_V is 0; it must be an integer >= 1"),
+    ("n_ctx_v", 0, "TRAINER.MPL.N_CTX_V is 0; it must be >= 1"),
     ("text_chunk", -1, "TRAINER.MPL.TEXT_CHUNK is -1"),
     ("ftp_reduction", 0, "TRAINER.MPL.FTP.REDUCTION is 0"),
     ("ftp_heads", -2, "TRAINER.MPL.FTP.ATTN_HEADS is -2"),
@@ -270,16 +275,17 @@ def test_config_defaults_are_the_models_and_valid():
 ])
 def test_config_errors(tiny_clip, option, value, message):
     with pytest.raises(ConfigError) as info:
-        MPL(tiny_clip, BASE, **{option: value})
+        MPL(tiny_clip, BASE, options(**{option: value}))
     assert message in str(info.value)
 
 
-def test_random_context_needs_n_ctx_and_heads_must_divide_the_width(tiny_clip):
-    with pytest.raises(ConfigError, match=r"TRAINER.MPL.N_CTX is 0; it must be an integer >= 1 \(or set CTX_INIT\)"):
-        MPL(tiny_clip, BASE, n_ctx=0, ctx_init="")
-    assert MPL(tiny_clip, BASE, n_ctx=0, ctx_init="a photo of a").ctx.shape[0] == 4  # CTX_INIT decides
+def test_ctx_init_decides_the_context_length_and_heads_must_divide_the_width(tiny_clip):
+    with pytest.raises(ConfigError, match=r"TRAINER.MPL.N_CTX is 0; it must be >= 1"):
+        MPL(tiny_clip, BASE, options(n_ctx=0, ctx_init=""))
+    assert MPL(tiny_clip, BASE, options(n_ctx=16, ctx_init="a photo of a")).ctx.shape[0] == 4  # CTX_INIT decides
+    assert MPL(tiny_clip, BASE, options(n_ctx=3, ctx_init="")).ctx.shape[0] == 3
     with pytest.raises(ConfigError, match="ATTN_HEADS is 3; it must divide the text width 128"):
-        MPL(tiny_clip, BASE, ftp_mode="attn", ftp_heads=3)
+        MPL(tiny_clip, BASE, options(ftp_mode="attn", ftp_heads=3))
 
 
 # ---- the Dassl trainer ----------------------------------------------------------------------
@@ -324,7 +330,7 @@ def test_trainer_checks_its_config_before_loading_anything():
     cfg = add_project_config(get_cfg_default())
     merge_from_list(cfg, ["TRAINER.MPL.TVP.TOPK", "0"])
     trainer = MPLTrainer.__new__(MPLTrainer)  # check_cfg is the first thing Dassl's __init__ runs
-    with pytest.raises(ConfigError, match=r"TRAINER.MPL.TVP.TOPK is 0; it must be an integer >= 1"):
+    with pytest.raises(ConfigError, match=r"TRAINER.MPL.TVP.TOPK is 0; it must be >= 1"):
         trainer.check_cfg(cfg)
     merge_from_list(cfg, ["TRAINER.MPL.TVP.TOPK", "3", "TRAINER.MPL.FTP.MODE", "attn"])
     trainer.check_cfg(cfg)

@@ -1,10 +1,11 @@
-"""The README's "Adding your own trainer" example, run from the README's own code blocks (needs Dassl)."""
+"""The README's "Adding your own trainer" example, executed from the README's own code blocks (needs Dassl)."""
 
 import re
-import subprocess
 import sys
+import types
 from pathlib import Path
 
+import pytest
 import torch
 
 from clipprompt.testing import make_tiny_dataset
@@ -12,41 +13,72 @@ from clipprompt.testing.markers import requires_dassl
 
 REPO = Path(__file__).resolve().parent.parent
 
-RUNNER = '''
-import re, sys, types
-section = open("README.md").read().split("## Adding your own trainer")[1].split("\\n## ")[0]
-model_src, glue_src = re.findall(r"```python\\n(.*?)```", section, re.S)
-module = types.ModuleType("clipprompt.models.my_coop")
-exec(model_src, module.__dict__)
-sys.modules["clipprompt.models.my_coop"] = module
-import trainers
-glue = types.ModuleType("trainers.my_coop")
-glue.__package__ = "trainers"
-exec(glue_src, glue.__dict__)
-import train
-sys.exit(train.main(sys.argv[1:]))
-'''
+
+def example_blocks() -> list[str]:
+    section = (REPO / "README.md").read_text().split("## Adding your own trainer")[1].split("\n## ")[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+@pytest.fixture
+def my_coop(monkeypatch):
+    """Run README's two blocks as the modules they name; unregister them afterwards."""
+    import trainers  # noqa: F401  (Dassl, and the registries the example adds to)
+    from clipprompt.options import OPTIONS
+    from trainers._dassl import TRAINER_REGISTRY
+
+    model_src, glue_src = example_blocks()
+    model = types.ModuleType("clipprompt.models.my_coop")
+    monkeypatch.setitem(sys.modules, model.__name__, model)
+    glue = types.ModuleType("trainers.my_coop")
+    glue.__package__ = "trainers"
+    monkeypatch.setitem(sys.modules, glue.__name__, glue)
+    try:
+        exec(model_src, model.__dict__)
+        exec(glue_src, glue.__dict__)
+        yield glue
+    finally:
+        OPTIONS.pop("MYCOOP", None)
+        TRAINER_REGISTRY._obj_map.pop("MyCoOp", None)
 
 
 @requires_dassl
-def test_readme_trainer_example_trains(tmp_path, tiny_clip_path):
-    make_tiny_dataset(str(tmp_path / "data"), "Caltech101")
+def test_readme_trainer_example_trains_with_every_model_key_applied(tmp_path, tiny_clip_path, my_coop):
+    import datasets  # noqa: F401  (registers the datasets)
+    import train
+    from trainers._dassl import build_trainer
+
+    make_tiny_dataset(str(tmp_path / "data"), "Caltech101", num_classes=3, images_per_class=4)
     out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-c", RUNNER, "--root", str(tmp_path / "data"), "--trainer", "MyCoOp",
-         "--dataset-config-file", "configs/datasets/caltech101.yaml",
-         "--config-file", "configs/trainers/CoOp/vit_b16_ep50.yaml", "--output-dir", str(out),
-         "MODEL.BACKBONE.NAME", tiny_clip_path, "INPUT.SIZE", "(32, 32)", "OPTIM.MAX_EPOCH", "1",
-         "DATALOADER.NUM_WORKERS", "0", "TRAINER.MYCOOP.N_CTX", "4"],
-        cwd=REPO, capture_output=True, text=True,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    args = train.parse_args([
+        "--root", str(tmp_path / "data"), "--trainer", "MyCoOp", "--seed", "1", "--output-dir", str(out),
+        "--dataset-config-file", str(REPO / "configs/datasets/caltech101.yaml"),
+        "--config-file", str(REPO / "configs/trainers/CoOp/vit_b16_ep50.yaml"),
+        "MODEL.BACKBONE.NAME", tiny_clip_path, "INPUT.SIZE", "(32, 32)", "OPTIM.MAX_EPOCH", "1",
+        "DATALOADER.NUM_WORKERS", "0", "DATASET.NUM_SHOTS", "2", "TRAINER.MYCOOP.N_CTX", "4",
+        "TRAINER.MYCOOP.INIT_TEMPERATURE", "2.0", "MODEL.FUSED_ATTENTION", "False",
+    ])
+    trainer = build_trainer(train.setup_cfg(args))
+    # MODEL.FUSED_ATTENTION reached the example's model although its trainer never mentions it
+    assert not trainer.model.text_encoder.fused and not trainer.model.image_encoder.fused
+    assert trainer.model.temperature.exp().item() == pytest.approx(2.0)
+    before = trainer.model.temperature.detach().clone()
+    trainer.train()
     state = torch.load(out / "model" / "model.pth.tar-1", weights_only=True)["state_dict"]
     assert set(state) == {"ctx", "temperature"} and state["ctx"].shape[0] == 4
+    assert not torch.equal(state["temperature"], before)  # the temperature learned
     assert (out / "result.json").is_file()
 
 
-def test_readme_has_the_example_blocks():
-    section = (REPO / "README.md").read_text().split("## Adding your own trainer")[1].split("\n## ")[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert len(blocks) == 2 and "@TRAINER_REGISTRY.register()" in blocks[1]
+@requires_dassl
+def test_model_init_weights_is_refused_with_one_line(tmp_path):
+    import trainers  # noqa: F401
+    from clipprompt.config import add_project_config, merge_from_list
+    from clipprompt.errors import ConfigError
+    from trainers._dassl import get_cfg_default
+    from trainers.coop import CoOp
+
+    cfg = add_project_config(get_cfg_default())
+    merge_from_list(cfg, ["MODEL.INIT_WEIGHTS", "weights.pth"])
+    trainer = CoOp.__new__(CoOp)  # check_cfg is the first thing Dassl's __init__ runs
+    with pytest.raises(ConfigError, match="MODEL.INIT_WEIGHTS is not supported"):
+        trainer.check_cfg(cfg)

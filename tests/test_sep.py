@@ -9,7 +9,7 @@ from clipprompt._clip import clip
 from clipprompt.errors import ConfigError, UserError
 from clipprompt.models import SEP
 from clipprompt.models.base import normalize
-from clipprompt.models.sep import TokenFusion, class_means, salient_token_indices
+from clipprompt.models.sep import SEPOptions, TokenFusion, class_means, salient_token_indices
 from clipprompt.prompts import PromptLengthError
 from clipprompt.testing.markers import requires_dassl
 
@@ -28,9 +28,16 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
+def sep(clip_model, classnames=BASE, frozen_fusion=True, **kwargs):
+    """SEP with SEPOptions(**kwargs) (TRAINER.SEP keys in lower case)."""
+    model = SEP(clip_model, classnames, SEPOptions(**kwargs))
+    model.frozen_fusion = frozen_fusion
+    return model
+
+
 def build(clip_model, classnames=BASE, seed=0, **kwargs):
     torch.manual_seed(seed)
-    model = SEP(clip_model, classnames, **kwargs)
+    model = sep(clip_model, classnames, **kwargs)
     with torch.no_grad():
         model.init_prototypes(torch.randn(len(classnames), clip_model.text_projection.shape[1]))
     return model
@@ -203,7 +210,7 @@ def test_a_few_steps_lower_the_loss(tiny_clip, images):
 
 
 def test_prototypes_come_from_class_means_or_default_to_the_hand_template(tiny_clip, images):
-    model = SEP(tiny_clip, BASE)
+    model = sep(tiny_clip, BASE)
     torch.testing.assert_close(model.prototypes.detach(), model.hand_text_features)
     with pytest.warns(UserWarning, match="init_prototypes"):
         model.loss(images, LABELS)
@@ -227,12 +234,12 @@ def test_base_checkpoint_loads_for_new_classes_and_reproduces_base_logits(tiny_c
     assert "prototypes" not in state and "text_prompts.ctx" in state
     assert not any("hand" in name or "prompts.prefix" in name for name in state)
 
-    new = SEP(tiny_clip, NEW)  # eval-only: prototypes never initialised, not needed
+    new = sep(tiny_clip, NEW)  # eval-only: prototypes never initialised, not needed
     new.load_trainable_state_dict(state)
     with torch.no_grad(), new.eval().cached_text_features():
         assert new(images).shape == (4, len(NEW))
 
-    again = SEP(tiny_clip, BASE)
+    again = sep(tiny_clip, BASE)
     again.load_trainable_state_dict(state)
     with torch.no_grad():
         torch.testing.assert_close(again.eval()(images), trained.eval()(images))
@@ -258,23 +265,23 @@ def test_bf16_autocast_keeps_every_loss_term_finite(tiny_clip, images):
     ([1, 3], r"out of range for the (text|image) encoder .*\(3 blocks\): indices must be in 0\.\.2"),
     ([-1], r"indices must be in 0\.\.2"),
     ([1, 1], "more than once"),
-    ("1,2", "must be a list of block indices"),
+    ("1,2", r"TRAINER.SEP.LAYERS is .1,2.; it must be a list of integers"),
 ])
 def test_bad_layers_give_one_clear_error(tiny_clip, layers, message):
     with pytest.raises(ConfigError, match=message):
-        SEP(tiny_clip, BASE, layers=layers)
+        sep(tiny_clip, BASE, layers=layers)
 
 
 def test_prompts_that_do_not_fit_the_context_give_one_clear_error(tiny_clip):
     with pytest.raises(PromptLengthError, match=r"N_CTX 39 is too long.*N_CTX at most 38"):
-        SEP(tiny_clip, BASE, n_ctx=39)
+        sep(tiny_clip, BASE, n_ctx=39)
     with pytest.raises(PromptLengthError, match="more than the 77-token context"):
-        SEP(tiny_clip, ["a very long class name " * 10], n_ctx=38)
+        sep(tiny_clip, ["a very long class name " * 10], n_ctx=38)
     with pytest.raises(UserError, match="N_CTX_V must be an integer in 1..17"):
-        SEP(tiny_clip, BASE, n_ctx_v=18)
+        sep(tiny_clip, BASE, n_ctx_v=18)
     with pytest.raises(ConfigError, match="VISUAL_SELECTION"):
-        SEP(tiny_clip, BASE, selection="pixel")
-    assert SEP(tiny_clip, BASE, n_ctx=38).text_prompts.embeddings().shape[1] == 77
+        sep(tiny_clip, BASE, visual_selection="pixel")
+    assert sep(tiny_clip, BASE, n_ctx=38).text_prompts.embeddings().shape[1] == 77
 
 
 # ---- the Dassl trainer ---------------------------------------------------------------------------

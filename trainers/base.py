@@ -1,8 +1,9 @@
 """Dassl glue shared by every CLIP trainer here: build, train step, evaluation, checkpoints.
 
 A trainer subclasses `ClipTrainer`, is registered with `@TRAINER_REGISTRY.register()`, and
-implements `build_custom_model(clip, classnames)` returning a `clipprompt.models.PromptedCLIP`.
-Its config node is `TRAINER.<CLASS NAME IN UPPER CASE>` and must hold at least `PREC`.
+implements `build_custom_model(clip, classnames)` returning a `clipprompt.models.PromptedCLIP`
+built with `self.options`: the validated options registered (`clipprompt.options`) for its node
+`TRAINER.<CLASS NAME IN UPPER CASE>`. `ClipTrainer` applies the MODEL.* keys itself.
 Everything else (precision, optimizer, schedule, caching, checkpoints) lives here once.
 
 Under `torchrun` (see `clipprompt.distributed`) each process trains on its slice of every global
@@ -28,10 +29,10 @@ from tqdm import tqdm
 from clipprompt.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from clipprompt.fileio import atomic_write
 from clipprompt.clip_loading import load_clip
-from clipprompt.config import check_precision
 from clipprompt.distributed import DistInfo, GlobalBatchSampler, barrier, mix_seed, shared_seed
 from clipprompt.errors import ConfigError, UserError
 from clipprompt.models import PromptedCLIP
+from clipprompt.options import OPTIONS
 from clipprompt.optim import build_lr_scheduler_from_cfg
 from clipprompt.precision import resolve_precision
 from clipprompt.results import write_result
@@ -77,10 +78,14 @@ class ClipTrainer(TrainerX):
         return self.cfg.TRAINER[self.config_node_name()]
 
     def check_cfg(self, cfg) -> None:
+        """Validate the method's options (`self.options`) and MODEL.* before any data or weights load."""
         name = self.config_node_name()
-        if name not in cfg.TRAINER:
-            raise ConfigError(f"No TRAINER.{name} config node: register one with @register_trainer_config({name!r}).")
-        check_precision(cfg.TRAINER[name].PREC, name)
+        if name not in OPTIONS or name not in cfg.TRAINER:
+            raise ConfigError(f"No options for TRAINER.{name}: declare them with @register_options({name!r}).")
+        self.options = OPTIONS[name].from_node(cfg.TRAINER[name])
+        if cfg.MODEL.get("INIT_WEIGHTS"):
+            raise ConfigError(f"MODEL.INIT_WEIGHTS is not supported (got {cfg.MODEL.INIT_WEIGHTS!r}); "
+                              "load trained weights with --model-dir, or resume with --resume.")
 
     def build_custom_model(self, clip, classnames) -> PromptedCLIP:
         raise NotImplementedError
@@ -135,6 +140,7 @@ class ClipTrainer(TrainerX):
         check_input_size(cfg.INPUT.SIZE, clip.visual.input_resolution)
         print(f"Building {type(self).__name__} for {len(self.dm.dataset.classnames)} classes")
         self.model = self.build_custom_model(clip, self.dm.dataset.classnames).to(self.device)
+        self.model.configure(fused=cfg.MODEL.FUSED_ATTENTION)  # every trainer, without a line of its own
         params = [p for p in self.model.parameters() if p.requires_grad]
         print(f"Trainable parameters: {sum(p.numel() for p in params):,}")
         self.optim = build_optimizer(params, cfg.OPTIM) if params else None

@@ -21,53 +21,30 @@ from tqdm import tqdm
 
 from clipprompt.checkpoint import find_checkpoint
 from clipprompt.fileio import atomic_write
-from clipprompt.errors import CheckpointError, ConfigError
+from clipprompt.errors import CheckpointError
 from clipprompt.models import SEP as SEPModel
-from clipprompt.models.sep import SELECTIONS, class_means
+from clipprompt.models.sep import class_means
+from clipprompt.models.base import DEFAULT_TEMPLATE
 
 from ._dassl import TRAINER_REGISTRY, build_data_loader
 from .base import MODEL_NAME, ClipTrainer
 
 PROTOTYPES_FILE = "prototypes.pth.tar-{epoch}"
-DEFAULT_TEMPLATE = "a photo of a {}."
 
 
 @TRAINER_REGISTRY.register()
 class SEP(ClipTrainer):
     model: SEPModel
 
-    def check_cfg(self, cfg) -> None:
-        super().check_cfg(cfg)
-        selection = cfg.TRAINER.SEP.VISUAL_SELECTION
-        if selection and selection not in SELECTIONS:
-            raise ConfigError(
-                f"TRAINER.SEP.VISUAL_SELECTION is {selection!r}; use image, batch, or \"\" "
-                "(image; batch with OFFICIAL_COMPAT)."
-            )
-
     def build_custom_model(self, clip, classnames):
-        node = self.trainer_cfg
-        template = node.TEMPLATE or getattr(self.dm.dataset, "template", DEFAULT_TEMPLATE)
-        return SEPModel(
-            clip,
-            classnames,
-            template=template,
-            n_ctx=node.N_CTX,
-            n_ctx_v=node.N_CTX_V,
-            ctx_init=node.CTX_INIT,
-            layers=node.LAYERS,
-            w=node.W,
-            w_v=node.W_V,
-            selection=node.VISUAL_SELECTION or None,
-            official_compat=node.OFFICIAL_COMPAT,
-            fused=self.cfg.MODEL.FUSED_ATTENTION,
-        )
+        template = getattr(self.dm.dataset, "template", DEFAULT_TEMPLATE)  # TRAINER.SEP.TEMPLATE overrides it
+        return SEPModel(clip, classnames, self.options, template=template)
 
     def build_model(self) -> None:
         super().build_model()
         if self.optim is not None and "eps" in self.optim.defaults:  # Adam, AdamW, AMSGrad, RAdam
             for group in self.optim.param_groups:
-                group["eps"] = self.trainer_cfg.ADAM_EPS
+                group["eps"] = self.options.adam_eps
         self._prototypes_restored = False
 
     # ---- prototypes ------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """ZeroshotCLIP: evaluation with the dataset's hand-crafted template; nothing is trained."""
 
 from clipprompt.models import ZeroshotCLIP as ZeroshotCLIPModel
+from clipprompt.models.base import DEFAULT_TEMPLATE
 
 from ._dassl import TRAINER_REGISTRY
 from .base import ClipTrainer
@@ -9,5 +10,5 @@ from .base import ClipTrainer
 @TRAINER_REGISTRY.register()
 class ZeroshotCLIP(ClipTrainer):
     def build_custom_model(self, clip, classnames):
-        template = getattr(self.dm.dataset, "template", "a photo of a {}.")
-        return ZeroshotCLIPModel(clip, classnames, template=template, fused=self.cfg.MODEL.FUSED_ATTENTION)
+        template = getattr(self.dm.dataset, "template", DEFAULT_TEMPLATE)
+        return ZeroshotCLIPModel(clip, classnames, self.options, template=template)

@@ -1,9 +1,11 @@
-"""What every method shares: frozen CLIP encoders, the logit scale, and text-feature caching.
+"""What every method shares: frozen CLIP encoders, the logit scale, logits, text-feature caching.
 
-A method subclasses `PromptedCLIP` and implements `forward(images) -> logits`; a loss other
-than cross-entropy overrides `loss`. Methods whose text features depend only on the classes
-implement `class_text_features()`, and the trainer wraps evaluation in
-`with model.cached_text_features():` so they are computed once per test set, not per batch.
+A method subclasses `PromptedCLIP`. Methods whose text features depend only on the classes
+implement `class_text_features()` and inherit `forward` (CoOp, ZeroshotCLIP); the trainer wraps
+evaluation in `with model.cached_text_features():` so they are computed once per test set, not
+per batch. Image-conditioned methods override `forward`. Every method turns features into logits
+with `logits()` (`cosine_logits`: fp32, whatever the autocast dtype); a loss other than
+cross-entropy overrides `loss`.
 """
 
 from __future__ import annotations
@@ -19,17 +21,19 @@ from .._clip import clip_model
 from ..encoders import ImageEncoder, TextEncoder
 from ..prompts import ClassPrompts
 
+DEFAULT_TEMPLATE = "a photo of a {}."  # hand-crafted prompt when a dataset has none of its own
+
 
 class PromptedCLIP(nn.Module):
     """A frozen CLIP plus whatever a method learns; only the learned part is trainable."""
 
-    def __init__(self, clip: clip_model.CLIP, classnames: Sequence[str], fused: bool = True):
+    def __init__(self, clip: clip_model.CLIP, classnames: Sequence[str]):
         super().__init__()
         if not classnames:
             raise ValueError("The class list is empty: nothing to classify")
         self.classnames = list(classnames)
-        self.text_encoder = TextEncoder(clip, fused=fused).requires_grad_(False)
-        self.image_encoder = ImageEncoder(clip.visual, fused=fused).requires_grad_(False)
+        self.text_encoder = TextEncoder(clip).requires_grad_(False)
+        self.image_encoder = ImageEncoder(clip.visual).requires_grad_(False)
         self.register_buffer("logit_scale", clip.logit_scale.detach().exp().float(), persistent=False)
         self._text_cache: Tensor | None = None
         self.eos_cut = True
@@ -73,6 +77,17 @@ class PromptedCLIP(nn.Module):
         finally:
             self._text_cache = None
 
+    def logits(self, image_features: Tensor, text_features: Tensor) -> Tensor:
+        """Scaled cosine similarities in fp32 (see `cosine_logits`)."""
+        return cosine_logits(image_features, text_features, self.logit_scale)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Logits (B, n_cls) against the class-only text features; image-conditioned methods override."""
+        text = self.text_features()
+        if text is None:
+            raise NotImplementedError(f"{type(self).__name__} must implement forward() or class_text_features()")
+        return self.logits(self.image_encoder(images), text)
+
     def loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         """Cross-entropy of the logits; returns the loss and scalars to log."""
         logits = self(images)
@@ -111,6 +126,29 @@ class PromptedCLIP(nn.Module):
 
 def normalize(x: Tensor) -> Tensor:
     return F.normalize(x, dim=-1)
+
+
+def fp32_matmul(a: Tensor, b: Tensor) -> Tensor:
+    """a @ b in fp32 even under autocast: cosine logits scaled by ~100 lose whole units in bf16."""
+    with torch.autocast(a.device.type, enabled=False):
+        return a.float() @ b.float()
+
+
+def cosine_logits(image_features: Tensor, text_features: Tensor, logit_scale: Tensor) -> Tensor:
+    """logit_scale · cos(image, text), computed in fp32 even under autocast (bf16 ties flip argmax).
+
+    image_features (B, E); text_features (n_cls, E), shared by the batch, or (B, n_cls, E), one
+    set per image (CoCoOp, MPL). Features are normalized here, in fp32, so callers may pass
+    them normalized or not. Returns (B, n_cls) fp32.
+    """
+    with torch.autocast(image_features.device.type, enabled=False):
+        image = normalize(image_features.float())
+        text = normalize(text_features.float())
+        if text.dim() == 2:
+            similarity = image @ text.t()
+        else:
+            similarity = torch.einsum("be,bce->bc", image, text)
+        return logit_scale.float() * similarity
 
 
 def accuracy(logits: Tensor, labels: Tensor) -> float:

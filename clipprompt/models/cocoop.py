@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from .._clip import clip_model
 from ..encoders import TextEncoder
+from ..options import option, register_options
 from .base import normalize
 from .coop import CoOp, CoOpOptions
+
+
+@register_options("COCOOP")
+@dataclass
+class CoCoOpOptions(CoOpOptions):
+    """CoOp's context keys (same defaults: the paper's 4 tokens from "a photo of a" are set by
+    configs/trainers/CoCoOp/), plus the text-pass chunk."""
+
+    text_chunk: int = option(
+        0, "prompts per text-encoder pass over the image × class pairs; 0 = all at once (bounds memory, same results)", min=0
+    )
 
 
 def encode_prompt_grid(text_encoder: TextEncoder, prompts: Tensor, eos_positions: Tensor, chunk: int) -> Tensor:
@@ -38,18 +51,12 @@ class MetaNet(nn.Sequential):
 class CoCoOp(CoOp):
     """ctx_j + π(v) for every token j, π a meta-net on the frozen image feature v."""
 
-    def __init__(
-        self,
-        clip: clip_model.CLIP,
-        classnames: Sequence[str],
-        n_ctx: int = 4,
-        ctx_init: str = "a photo of a",
-        text_chunk: int = 0,
-        fused: bool = True,
-    ):
-        super().__init__(clip, classnames, CoOpOptions(n_ctx=n_ctx, ctx_init=ctx_init), fused=fused)
+    options: CoCoOpOptions
+
+    def __init__(self, clip: clip_model.CLIP, classnames: Sequence[str], options: CoCoOpOptions | None = None):
+        super().__init__(clip, classnames, options or CoCoOpOptions())
         self.meta_net = MetaNet(clip.text_projection.shape[1], self.text_encoder.width)
-        self.text_chunk = text_chunk
+        self.text_chunk = self.options.text_chunk
 
     def class_text_features(self) -> None:
         return None  # the prompts depend on the image: nothing to cache per class
@@ -62,5 +69,5 @@ class CoCoOp(CoOp):
     def forward(self, images: Tensor) -> Tensor:
         image_features = normalize(self.image_encoder(images))
         prompts = self.prompts.assemble(self.image_context(image_features))
-        text = normalize(encode_prompt_grid(self.text_encoder, prompts, self.prompts.eos_positions, self.text_chunk))
-        return self.logit_scale * torch.einsum("bd,bcd->bc", image_features, text.to(image_features.dtype))
+        text = encode_prompt_grid(self.text_encoder, prompts, self.prompts.eos_positions, self.text_chunk)
+        return self.logits(image_features, text)

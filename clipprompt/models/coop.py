@@ -21,24 +21,17 @@ class CoOpOptions(MethodOptions):
 
 
 class CoOp(PromptedCLIP):
-    """`[SOS] ctx_1..ctx_n <class>. [EOS]` with ctx learned; class token at the end."""
+    """`[SOS] ctx_1..ctx_n <class>. [EOS]` with ctx learned; class token at the end.
 
-    def __init__(
-        self,
-        clip: clip_model.CLIP,
-        classnames: Sequence[str],
-        options: CoOpOptions | None = None,
-        fused: bool = True,
-    ):
-        super().__init__(clip, classnames, fused=fused)
+    `forward` is `PromptedCLIP`'s: logits against the (cached) class text features."""
+
+    def __init__(self, clip: clip_model.CLIP, classnames: Sequence[str], options: CoOpOptions | None = None):
+        super().__init__(clip, classnames)
         self.options = options = options or CoOpOptions()
+        options.validate()  # also when built in Python rather than from a config node
         self.ctx = nn.Parameter(init_context(self.text_encoder, options.n_ctx, options.ctx_init))
         self.prompts = ClassPrompts(self.text_encoder, self.classnames, self.ctx.shape[0])
 
     def class_text_features(self) -> Tensor:
         embeddings = self.prompts.assemble(self.ctx)
         return normalize(self.text_encoder(embeddings, self.prompts.eos_positions))
-
-    def forward(self, images: Tensor) -> Tensor:
-        image_features = normalize(self.image_encoder(images))
-        return self.logit_scale * image_features @ self.text_features().t().to(image_features.dtype)

@@ -23,6 +23,7 @@ and prompts are cut after the class list's longest EOS (exact: the text encoder 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -31,71 +32,44 @@ from torch import Tensor, nn
 
 from .._clip import clip_model
 from ..errors import ConfigError
-from .base import accuracy, normalize
+from ..options import Options, nested, option, register_options
+from .base import accuracy, fp32_matmul, normalize
 from .cocoop import MetaNet, encode_prompt_grid
 from .coop import CoOp, CoOpOptions
 
 FTP_MODES = ("mlp", "attn")
-DEFAULT_TEXT_CHUNK = 4096  # prompts per text-encoder pass; bounds evaluation memory
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+@dataclass
+class FTPOptions(Options):
+    mode: str = option("mlp", "image feature -> one shift per context token: mlp (bottleneck meta-net) or attn (learned queries over the frozen patch tokens)", choices=FTP_MODES)
+    reduction: int = option(16, "mlp: the meta-net's hidden width is embed_dim // REDUCTION", min=1)
+    attn_heads: int = option(0, "attn: heads of the query-to-patch cross-attention; 0 = text width // 64", min=0)
 
 
-def check_mpl_options(
-    n_ctx: int = 4,
-    ctx_init: str = "a photo of a",
-    n_ctx_v: int = 4,
-    ftp_mode: str = "mlp",
-    ftp_reduction: int = 16,
-    ftp_heads: int = 0,
-    topk: int = 5,
-    tau: float = 0.07,
-    symmetric: bool = False,
-    text_chunk: int = DEFAULT_TEXT_CHUNK,
-) -> None:
-    """Raise `ConfigError` naming the `TRAINER.MPL` key of the first unusable value."""
-
-    def fail(key: str, value, need: str) -> None:
-        raise ConfigError(f"TRAINER.MPL.{key} is {value!r}; {need}.")
-
-    if not isinstance(ctx_init, str):
-        fail("CTX_INIT", ctx_init, "it must be a string of words (or empty for random context)")
-    if not ctx_init.strip() and (not _is_int(n_ctx) or n_ctx < 1):
-        fail("N_CTX", n_ctx, "it must be an integer >= 1 (or set CTX_INIT)")
-    if not _is_int(n_ctx_v) or n_ctx_v < 1:
-        fail("N_CTX_V", n_ctx_v, "it must be an integer >= 1 (the number of visual prompt tokens)")
-    if ftp_mode not in FTP_MODES:
-        fail("FTP.MODE", ftp_mode, f"use one of {', '.join(FTP_MODES)}")
-    if not _is_int(ftp_reduction) or ftp_reduction < 1:
-        fail("FTP.REDUCTION", ftp_reduction, "it must be an integer >= 1 (the meta-net's bottleneck factor)")
-    if not _is_int(ftp_heads) or ftp_heads < 0:
-        fail("FTP.ATTN_HEADS", ftp_heads, "it must be an integer >= 0 (0 = text width // 64)")
-    if not _is_int(topk) or topk < 1:
-        fail("TVP.TOPK", topk, "it must be an integer >= 1 (it is capped at the class count)")
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau > 0:
-        fail("TVP.TAU", tau, "it must be a number > 0 (the softmax temperature)")
-    if not isinstance(symmetric, bool):
-        fail("LOSS.SYMMETRIC", symmetric, "it must be True or False")
-    if not _is_int(text_chunk) or text_chunk < 0:
-        fail("TEXT_CHUNK", text_chunk, "it must be an integer >= 0 (prompts per text pass; 0 = all at once)")
+@dataclass
+class TVPOptions(Options):
+    topk: int = option(5, "classes whose image-conditioned text features form the visual prompt (capped at the class count)", min=1)
+    tau: float = option(0.07, "softmax temperature of the weights over the top-K scores", above=0)
 
 
-def options_from_config(node) -> dict:
-    """`MPL` keyword arguments from a `TRAINER.MPL` config node (any attribute-style mapping)."""
-    return {
-        "n_ctx": node.N_CTX,
-        "ctx_init": node.CTX_INIT,
-        "n_ctx_v": node.N_CTX_V,
-        "ftp_mode": node.FTP.MODE,
-        "ftp_reduction": node.FTP.REDUCTION,
-        "ftp_heads": node.FTP.ATTN_HEADS,
-        "topk": node.TVP.TOPK,
-        "tau": node.TVP.TAU,
-        "symmetric": node.LOSS.SYMMETRIC,
-        "text_chunk": node.TEXT_CHUNK,
-    }
+@dataclass
+class LossOptions(Options):
+    symmetric: bool = option(False, "add the text-to-image cross-entropy over the batch (0 with batch 1)")
+
+
+@register_options("MPL")
+@dataclass
+class MPLOptions(CoOpOptions):
+    """MPL's defaults are the paper's: 4 context tokens from "a photo of a", FTP mlp, top-5 TVP."""
+
+    n_ctx: int = option(4, "learnable text context vectors (ignored when CTX_INIT is set: then its token count)", min=1)
+    ctx_init: str = option("a photo of a", "initialise the text context from these words (\"\" = random N(0, 0.02²))")
+    n_ctx_v: int = option(4, "visual prompt tokens that TVP appends to the image encoder's input", min=1)
+    ftp: FTPOptions = nested(FTPOptions, "fine-grained text prompt")
+    tvp: TVPOptions = nested(TVPOptions, "text-reorganized visual prompt")
+    loss: LossOptions = nested(LossOptions, "loss terms")
+    text_chunk: int = option(4096, "most (image, class) prompts per text-encoder pass; 0 = all at once (bounds memory, same results)", min=0)
 
 
 class FTP(nn.Module):
@@ -106,16 +80,7 @@ class FTP(nn.Module):
     `last_layer` is the linear layer that produces the shifts (zero it and every shift is 0).
     """
 
-    def __init__(
-        self,
-        mode: str,
-        n_ctx: int,
-        embed_dim: int,
-        text_width: int,
-        vision_width: int,
-        reduction: int = 16,
-        heads: int = 0,
-    ):
+    def __init__(self, mode: str, n_ctx: int, embed_dim: int, text_width: int, vision_width: int, reduction: int, heads: int):
         super().__init__()
         if mode not in FTP_MODES:
             raise ConfigError(f"TRAINER.MPL.FTP.MODE is {mode!r}; use one of {', '.join(FTP_MODES)}.")
@@ -164,7 +129,7 @@ class TVPSelection(NamedTuple):
 class TVP(nn.Module):
     """Text-reorganized visual prompt: top-K class text features of the image → N_CTX_V tokens."""
 
-    def __init__(self, embed_dim: int, vision_width: int, n_ctx_v: int = 4, topk: int = 5, tau: float = 0.07):
+    def __init__(self, embed_dim: int, vision_width: int, n_ctx_v: int, topk: int, tau: float):
         super().__init__()
         self.n_ctx_v, self.vision_width, self.topk, self.tau = n_ctx_v, vision_width, topk, tau
         self.proj = nn.Linear(embed_dim, n_ctx_v * vision_width)
@@ -205,32 +170,18 @@ class MPLOutput(NamedTuple):
 class MPL(CoOp):
     """FTP + TVP over a frozen CLIP (CoOp's context, shifted per token); trains ctx, FTP and TVP only."""
 
-    def __init__(
-        self,
-        clip: clip_model.CLIP,
-        classnames: Sequence[str],
-        n_ctx: int = 4,
-        ctx_init: str = "a photo of a",
-        n_ctx_v: int = 4,
-        ftp_mode: str = "mlp",
-        ftp_reduction: int = 16,
-        ftp_heads: int = 0,
-        topk: int = 5,
-        tau: float = 0.07,
-        symmetric: bool = False,
-        text_chunk: int = DEFAULT_TEXT_CHUNK,
-        fused: bool = True,
-    ):
-        check_mpl_options(
-            n_ctx, ctx_init, n_ctx_v, ftp_mode, ftp_reduction, ftp_heads, topk, tau, symmetric, text_chunk
-        )
-        super().__init__(clip, classnames, CoOpOptions(n_ctx=n_ctx, ctx_init=ctx_init), fused=fused)
+    options: MPLOptions
+
+    def __init__(self, clip: clip_model.CLIP, classnames: Sequence[str], options: MPLOptions | None = None):
+        super().__init__(clip, classnames, options or MPLOptions())
+        options = self.options
         embed_dim = clip.text_projection.shape[1]
         text_width, vision_width = self.text_encoder.width, self.image_encoder.width
-        self.ftp = FTP(ftp_mode, self.ctx.shape[0], embed_dim, text_width, vision_width, ftp_reduction, ftp_heads)
-        self.tvp = TVP(embed_dim, vision_width, n_ctx_v, topk, tau)
-        self.symmetric = symmetric
-        self.text_chunk = text_chunk
+        ftp, tvp = options.ftp, options.tvp
+        self.ftp = FTP(ftp.mode, self.ctx.shape[0], embed_dim, text_width, vision_width, ftp.reduction, ftp.attn_heads)
+        self.tvp = TVP(embed_dim, vision_width, options.n_ctx_v, tvp.topk, tvp.tau)
+        self.symmetric = options.loss.symmetric
+        self.text_chunk = options.text_chunk
 
     def class_text_features(self) -> None:
         return None  # the prompts depend on the image: nothing to cache per class
@@ -269,7 +220,7 @@ class MPL(CoOp):
         text = self.class_features(self.ctx + shifts.to(self.ctx.dtype))
         visual_prompts, selection = self.tvp(v, text)
         image = normalize(self.image_encoder(images, prompts=visual_prompts))
-        logits = self.logit_scale * torch.einsum("be,bce->bc", image, text.to(image.dtype))
+        logits = self.logits(image, text)
         return MPLOutput(logits, image, text, v, shifts, visual_prompts, selection)
 
     def forward(self, images: Tensor) -> Tensor:
@@ -296,7 +247,7 @@ def text_to_image_loss(out: MPLOutput, labels: Tensor, logit_scale: Tensor) -> T
     """
     batch = labels.shape[0]
     own = out.text_features[torch.arange(batch, device=labels.device), labels]  # (B, E)
-    logits = logit_scale * own.float() @ out.image_features.float().t()  # (B text, B images)
+    logits = logit_scale * fp32_matmul(own, out.image_features.t())  # (B text, B images)
     positives = (labels.unsqueeze(1) == labels.unsqueeze(0)).float()
     targets = positives / positives.sum(dim=1, keepdim=True)
     return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,14 +32,47 @@ from torch import Tensor, nn
 from .._clip import clip_model
 from ..encoders import ImageEncoder, TextEncoder
 from ..errors import ConfigError
+from ..options import MethodOptions, option, register_options
 from ..prompts import ClassPrompts, PromptLengthError, cut_after_eos, init_context, tokenize
-from .base import PromptedCLIP, accuracy, normalize
+from .base import DEFAULT_TEMPLATE, PromptedCLIP, accuracy, fp32_matmul, normalize
 
 SELECTIONS = ("image", "batch")
 TFM_HIDDEN = 256  # width of the TFM's MLP bottleneck
 TFM_SCALE_INIT = 0.75  # initial value of the TFM's mixing scalars s1, s2
 PROTO_SCALE = 10.0  # temperature of the prototype classifier's cosine logits
 PROTO_WEIGHT = 0.5  # weight of each of the two prototype cross-entropies
+
+
+@register_options("SEP")
+@dataclass
+class SEPOptions(MethodOptions):
+    """SEP's defaults are the authors' settings (configs/trainers/SEP/ repeat them explicitly)."""
+
+    n_ctx: int = option(6, "learnable text context vectors; 1 + 2·N_CTX must fit in 77 tokens (CTX_INIT's token count when it is set)", min=1)
+    n_ctx_v: int = option(4, "visual prompt tokens, also the number of salient tokens selected per layer", min=1)
+    ctx_init: str = option("", "start the text context from these words (\"\" = random N(0, 0.02²))")
+    layers: list[int] | int | None = option(None, "block indices with a TFM on both encoders (\"[3, 6, 9]\"); None = every block but the first; [] = none")
+    w: float = option(8.0, "weight of the textual consistency term", min=0)
+    w_v: float = option(6.0, "weight of the visual consistency term", min=0)
+    visual_selection: str = option("", "image (top-k tokens per image) or batch (one set per batch); \"\" = image, or batch with OFFICIAL_COMPAT", choices=("", *SELECTIONS))
+    official_compat: bool = option(False, "the authors' code: TFM attention across the samples of a batch, one token set per batch")
+    template: str = option("", "hand-crafted template of the frozen text features, e.g. \"a photo of a {}.\"; \"\" = the dataset's")
+    adam_eps: float = option(1e-3, "eps of Adam-family optimizers (the authors' OPTIM.EPS; Dassl's default is 1e-8)", above=0)
+
+    def check(self) -> None:
+        if isinstance(self.layers, int):
+            self.layers = [self.layers]
+        if self.layers is not None:
+            duplicates = sorted({i for i in self.layers if self.layers.count(i) > 1})
+            if duplicates:
+                raise ConfigError(f"TRAINER.SEP.LAYERS lists block {duplicates[0]} more than once: {self.layers}.")
+        if self.template and "{}" not in self.template:
+            raise ConfigError(f"TRAINER.SEP.TEMPLATE {self.template!r} has no '{{}}' for the class name.")
+
+    @property
+    def selection(self) -> str:
+        """VISUAL_SELECTION resolved: image, or batch when "" with OFFICIAL_COMPAT."""
+        return self.visual_selection or ("batch" if self.official_compat else "image")
 
 
 class TokenFusion(nn.Module):
@@ -100,23 +134,12 @@ def salient_token_indices(tokens: Tensor, k: int, per_image: bool = True) -> Ten
     return saliency.topk(k, dim=-1).indices
 
 
-def check_layers(layers: Sequence[int] | int | None, depths: dict[str, int]) -> dict[str, list[int]]:
-    """Block indices with a TFM for each branch; None = every block but the first, per branch."""
+def check_layers(layers: list[int] | None, depths: dict[str, int]) -> dict[str, list[int]]:
+    """Block indices with a TFM for each branch; None = every block but the first, per branch.
+
+    Types and duplicates are checked by `SEPOptions`; the range depends on this CLIP's depth."""
     if layers is None:
         return {branch: list(range(1, depth)) for branch, depth in depths.items()}
-    if isinstance(layers, int) and not isinstance(layers, bool):
-        layers = [layers]
-    if not isinstance(layers, (list, tuple)) or not all(
-        isinstance(i, int) and not isinstance(i, bool) for i in layers
-    ):
-        raise ConfigError(
-            f"TRAINER.SEP.LAYERS must be a list of block indices such as [1, 2, 3] (or None for every "
-            f"block but the first), got {layers!r}."
-        )
-    layers = list(layers)
-    duplicates = sorted({i for i in layers if layers.count(i) > 1})
-    if duplicates:
-        raise ConfigError(f"TRAINER.SEP.LAYERS lists block {duplicates[0]} more than once: {layers}.")
     for branch, depth in depths.items():
         bad = [i for i in layers if not 0 <= i < depth]
         if bad:
@@ -140,8 +163,6 @@ class TextPromptLearner(nn.Module):
         cross_sample: bool,
     ):
         super().__init__()
-        if not ctx_init and (not isinstance(n_ctx, int) or n_ctx < 1):
-            raise ConfigError(f"TRAINER.SEP.N_CTX must be a positive integer, got {n_ctx!r}.")
         self.ctx = nn.Parameter(init_context(text_encoder, n_ctx, ctx_init))
         n_ctx = self.ctx.shape[0]
         context = text_encoder.context_length
@@ -246,38 +267,26 @@ class SEP(PromptedCLIP):
         self,
         clip: clip_model.CLIP,
         classnames: Sequence[str],
-        template: str = "a photo of a {}.",
-        n_ctx: int = 6,
-        n_ctx_v: int = 4,
-        ctx_init: str = "",
-        layers: Sequence[int] | int | None = None,
-        w: float = 8.0,
-        w_v: float = 6.0,
-        selection: str | None = None,
-        official_compat: bool = False,
-        frozen_fusion: bool = True,
-        fused: bool = True,
+        options: SEPOptions | None = None,
+        template: str = DEFAULT_TEMPLATE,
     ):
-        super().__init__(clip, classnames, fused=fused)
-        selection = selection or ("batch" if official_compat else "image")
-        if selection not in SELECTIONS:
-            raise ConfigError(
-                f"TRAINER.SEP.VISUAL_SELECTION is {selection!r}; use 'image' (top-k tokens of each image), "
-                "'batch' (one top-k set per batch, the authors' code) or '' (image; batch with OFFICIAL_COMPAT)."
-            )
+        super().__init__(clip, classnames)
+        self.options = options = options or SEPOptions()
+        options.validate()  # also when built in Python rather than from a config node
+        template = options.template or template  # TEMPLATE overrides the dataset's
         if "{}" not in template:
             raise ConfigError(f"The hand-crafted template {template!r} has no '{{}}' for the class name.")
         depths = {"text": self.text_encoder.depth, "image": self.image_encoder.depth}
-        chosen = check_layers(layers, depths)
-        self.w, self.w_v = float(w), float(w_v)
-        self.selection = selection
-        self.official_compat = bool(official_compat)
-        self.frozen_fusion = frozen_fusion
+        chosen = check_layers(options.layers, depths)
+        self.w, self.w_v = options.w, options.w_v
+        self.selection = options.selection
+        self.official_compat = options.official_compat
+        self.frozen_fusion = True  # False: no fusion with frozen features (an ablation; not a config key)
         self.text_prompts = TextPromptLearner(
-            self.text_encoder, self.classnames, n_ctx, ctx_init, chosen["text"], self.official_compat
+            self.text_encoder, self.classnames, options.n_ctx, options.ctx_init, chosen["text"], self.official_compat
         )
         self.visual_prompts = VisualPromptLearner(
-            self.image_encoder, n_ctx_v, chosen["image"], selection == "image", self.official_compat
+            self.image_encoder, options.n_ctx_v, chosen["image"], self.selection == "image", self.official_compat
         )
         texts = [template.format(name.replace("_", " ")) for name in self.classnames]
         tokens = cut_after_eos(tokenize(texts, self.text_encoder.context_length))
@@ -320,12 +329,9 @@ class SEP(PromptedCLIP):
             image = normalize(image + frozen)
         return image, frozen
 
-    def logits(self, image_features: Tensor, text_features: Tensor) -> Tensor:
-        return self.logit_scale * fp32_matmul(image_features, text_features.t())
-
     def forward(self, images: Tensor) -> Tensor:
         image, _ = self.image_features(images)
-        return self.logits(image, self.text_features().float())
+        return self.logits(image, self.text_features())
 
     # ---- prototypes and loss -----------------------------------------------------------------
 
@@ -395,12 +401,6 @@ class SEP(PromptedCLIP):
             super().load_trainable_state_dict(state)
         finally:
             self.prototypes.requires_grad_(requires_grad)
-
-
-def fp32_matmul(a: Tensor, b: Tensor) -> Tensor:
-    """a @ b in fp32 even under autocast: cosine logits scaled by ~100 lose whole units in bf16."""
-    with torch.autocast(a.device.type, enabled=False):
-        return a.float() @ b.float()
 
 
 def class_means(features: Tensor, labels: Tensor, num_classes: int) -> Tensor:

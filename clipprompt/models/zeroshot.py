@@ -11,7 +11,7 @@ from torch import Tensor
 from .._clip import clip_model
 from ..options import MethodOptions, register_options
 from ..prompts import cut_after_eos, tokenize
-from .base import PromptedCLIP, normalize
+from .base import DEFAULT_TEMPLATE, PromptedCLIP, normalize
 
 
 @register_options("ZEROSHOTCLIP")
@@ -21,17 +21,22 @@ class ZeroshotCLIPOptions(MethodOptions):
 
 
 class ZeroshotCLIP(PromptedCLIP):
-    """Logits against `template.format(class name)` for each class, e.g. "a photo of a {}."."""
+    """Logits against `template.format(class name)` for each class, e.g. "a photo of a {}.".
 
-    def __init__(self, clip: clip_model.CLIP, classnames: Sequence[str], template: str = "a photo of a {}.", fused: bool = True):
-        super().__init__(clip, classnames, fused=fused)
+    The template is the dataset's (not an option); `forward` is `PromptedCLIP`'s."""
+
+    def __init__(
+        self,
+        clip: clip_model.CLIP,
+        classnames: Sequence[str],
+        options: ZeroshotCLIPOptions | None = None,
+        template: str = DEFAULT_TEMPLATE,
+    ):
+        super().__init__(clip, classnames)
+        self.options = options or ZeroshotCLIPOptions()
         texts = [template.format(name.replace("_", " ")) for name in self.classnames]
         self.register_buffer("tokens", cut_after_eos(tokenize(texts)), persistent=False)
 
     def class_text_features(self) -> Tensor:
         tokens = self.tokens if self.eos_cut else F.pad(self.tokens, (0, self.text_encoder.context_length - self.tokens.shape[1]))
         return normalize(self.text_encoder.encode_tokens(tokens))
-
-    def forward(self, images: Tensor) -> Tensor:
-        image_features = normalize(self.image_encoder(images))
-        return self.logit_scale * image_features @ self.text_features().t().to(image_features.dtype)
