@@ -34,14 +34,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--output-dir", type=str, default="", help="output directory")
     parser.add_argument("--resume", type=str, default="", help="checkpoint directory to resume from")
     parser.add_argument("--seed", type=int, default=-1, help="only positive value enables a fixed seed")
-    parser.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
-    parser.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
     parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
     parser.add_argument("--config-file", type=str, default="", help="path to the trainer config file")
     parser.add_argument("--dataset-config-file", type=str, default="", help="path to the dataset config file")
     parser.add_argument("--trainer", type=str, default="", help="name of the trainer")
     parser.add_argument("--backbone", type=str, default="", help="CLIP model name or checkpoint file")
-    parser.add_argument("--head", type=str, default="", help="name of the head")
     parser.add_argument("--eval-only", action="store_true", help="evaluation only")
     parser.add_argument("--model-dir", type=str, default="", help="load the model from this directory for evaluation")
     parser.add_argument("--load-epoch", type=int, help="epoch of the checkpoint to load (default: the last saved)")
@@ -68,16 +65,11 @@ def setup_cfg(args: argparse.Namespace):
         ("RESUME", args.resume),
         ("TRAINER.NAME", args.trainer),
         ("MODEL.BACKBONE.NAME", args.backbone),
-        ("MODEL.HEAD.NAME", args.head),
     ):
         if value:
             merge_from_list(cfg, [key, value])
     if args.seed >= 0:
         cfg.SEED = args.seed
-    if args.source_domains:
-        cfg.DATASET.SOURCE_DOMAINS = args.source_domains
-    if args.target_domains:
-        cfg.DATASET.TARGET_DOMAINS = args.target_domains
     if args.transforms:
         cfg.INPUT.TRANSFORMS = args.transforms
     merge_from_list(cfg, args.opts or [])

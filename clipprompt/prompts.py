@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._clip import clip, clip_api
@@ -101,11 +100,6 @@ class ClassPrompts(nn.Module):
     def length(self) -> int:
         """Tokens per prompt: up to the longest EOS when `cut`, else CLIP's full context."""
         return self.cut_tokens.shape[1] if self.cut else self.context_length
-
-    @property
-    def tokens(self) -> Tensor:
-        pad = self.length - self.cut_tokens.shape[1]
-        return F.pad(self.cut_tokens, (0, pad)) if pad else self.cut_tokens
 
     def assemble(self, ctx: Tensor) -> Tensor:
         """Prompt embeddings (..., n_cls, L, width) with `ctx` (..., n, width) in the slots."""

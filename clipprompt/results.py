@@ -47,7 +47,3 @@ def write_result(output_dir: str | Path, metrics: dict[str, float], run: dict[st
     path = Path(output_dir) / RESULT_FILE
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n"))
     return path
-
-
-def read_result(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from trainers._dassl import DATASET_REGISTRY, DatasetBase, Datum  # Dassl, minus its import side effects
+from dassl_api import DATASET_REGISTRY, DatasetBase, Datum  # Dassl, minus its import side effects; no trainer
 
 from clipprompt.data import CATALOG, DatasetSpec, Record, build_splits, dataset_paths
 

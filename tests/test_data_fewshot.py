@@ -114,7 +114,8 @@ def test_cache_file_decides_the_split(caltech):
     cache_dir = caltech / "caltech-101" / "split_fewshot"
     cache_dir.mkdir()
     row = [os.path.relpath(chosen[0].impath, image_dir), 0, chosen[0].classname]
-    (cache_dir / "shot_1-seed_0.json").write_text(json.dumps({"train": [row], "val": []}))
+    payload = {"version": fewshot.CACHE_VERSION, "train": [row], "val": []}
+    (cache_dir / "shot_1-seed_0.json").write_text(json.dumps(payload))
     splits = build_splits("Caltech101", str(caltech), num_shots=1, seed=0)
     assert splits["train"] == chosen and splits["val"] == []
 
@@ -127,6 +128,11 @@ def test_stale_or_corrupt_cache_is_recreated(caltech):
     cache.write_text(json.dumps({"train": [["gone/x.jpg", 0, "face"]], "val": []}))
     assert build_splits("Caltech101", str(caltech), num_shots=2, seed=1)["train"] == fresh["train"]
     assert json.loads(cache.read_text())["train"][0][0] != "gone/x.jpg"
+    other_version = json.loads(cache.read_text())
+    other_version.update(version=fewshot.CACHE_VERSION + 1, train=other_version["train"][:1])  # another sampler's draw
+    cache.write_text(json.dumps(other_version))
+    assert build_splits("Caltech101", str(caltech), num_shots=2, seed=1)["train"] == fresh["train"]
+    assert json.loads(cache.read_text())["version"] == fewshot.CACHE_VERSION
 
 
 def test_all_shots_writes_no_cache(caltech):

@@ -20,7 +20,7 @@ from .records import Record
 logger = logging.getLogger(__name__)
 
 MAX_VAL_SHOTS = 4  # CoOp caps the few-shot val split at 4 images per class
-_CACHE_VERSION = 1
+CACHE_VERSION = 1  # bump when sampling changes: caches of another version are redrawn
 
 
 def sample_few_shot(records: Sequence[Record], num_shots: int, seed: int) -> list[Record]:
@@ -69,6 +69,10 @@ def _load(path: str, image_dir: str, train: Sequence[Record],
     try:
         with open(path, encoding="utf-8") as f:
             payload = json.load(f)
+        if payload.get("version") != CACHE_VERSION:
+            logger.warning("Few-shot cache %s was drawn by another sampler version (%s, now %s); recreating it",
+                           path, payload.get("version"), CACHE_VERSION)
+            return None
         cached_train = _decode(payload["train"], image_dir, train)
         cached_val = _decode(payload["val"], image_dir, val) if val is not None else []
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -109,7 +113,7 @@ def load_or_create_few_shot(
     few_train = sample_few_shot(train, num_shots, seed)
     few_val = sample_few_shot(val, min(num_shots, MAX_VAL_SHOTS), seed) if val is not None else None
     payload = {
-        "version": _CACHE_VERSION,
+        "version": CACHE_VERSION,
         "num_shots": num_shots,
         "seed": seed,
         "train": _encode(few_train, image_dir),
