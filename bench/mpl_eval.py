@@ -18,15 +18,15 @@ import argparse
 import multiprocessing as mp
 import resource
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/cases.py and bench/timing.py
 
-from clipprompt.models import MPL  # noqa: E402
-from clipprompt.models.mpl import MPLOptions  # noqa: E402
+from cases import build  # noqa: E402
+from timing import reset_peak_memory, time_ms  # noqa: E402
+
 from clipprompt.prompts import ClassPrompts  # noqa: E402
 from clipprompt.random_clip import build_random_clip  # noqa: E402
 
@@ -55,35 +55,24 @@ def run(preset, device, n_cls, batch, cut, chunk, repeats, prec, threads, queue)
     clip = build_random_clip(preset).to(device)
     if prec == "fp16":
         clip = clip.half()
-    model = MPL(clip, classnames(n_cls), MPLOptions(text_chunk=chunk)).to(device).eval()
+    model = build("MPL", clip, classnames(n_cls), text_chunk=chunk).eval()  # chunk 0: all pairs at once
     if not cut:
         model.prompts = ClassPrompts(model.text_encoder, model.classnames, model.ctx.shape[0], cut=False).to(device)
     size = clip.visual.input_resolution
     images = torch.randn(batch, 3, size, size, device=device)
     autocast = torch.autocast(device, dtype=torch.float16, enabled=prec == "fp16")
-    cuda = device == "cuda"
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    reset_peak_memory(device)
     with torch.no_grad(), autocast:
-        model(images)  # warm-up
-        if cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        times = []
-        for _ in range(repeats):  # the best batch: the one least disturbed by other load
-            start = time.perf_counter()
-            model(images)
-            if cuda:
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-        seconds = min(times)
-    if cuda:
+        timing = time_ms(lambda: model(images), device, repeats, warmup=1)
+    if device == "cuda":
         memory = torch.cuda.max_memory_allocated() / 2**20
     else:
         memory = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024  # KiB -> MiB
-    queue.put((batch / seconds, model.prompts.length, memory))
+    queue.put((timing.per_second(batch), timing.spread, model.prompts.length, memory))
 
 
-def measure(*args) -> tuple[float, int, float]:
+def measure(*args) -> tuple[float, float, int, float]:
     ctx = mp.get_context("fork" if args[1] == "cpu" else "spawn")
     queue = ctx.Queue()
     process = ctx.Process(target=run, args=(*args, queue))
@@ -100,7 +89,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--batch", type=int, default=4, help="images per evaluation batch")
     parser.add_argument("--chunk", type=int, default=256, help="TEXT_CHUNK of the chunked runs")
-    parser.add_argument("--repeats", type=int, default=3, help="timed batches per configuration (the best counts)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed batches per configuration (the median counts)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--prec", default="fp32", choices=["fp32", "fp16"], help="fp16: CUDA only")
     args = parser.parse_args()
@@ -108,10 +97,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"MPL evaluation, random {args.preset} CLIP on {args.device} ({args.prec}, "
-          f"{torch.get_num_threads()} threads), batch {args.batch}, best of {args.repeats} timed batches")
+          f"{torch.get_num_threads()} threads), batch {args.batch}, median of {args.repeats} timed batches after 1 warm-up")
     memory = "peak alloc MiB" if args.device == "cuda" else "RSS growth MiB"
-    print(f"| classes | prompt tokens | chunk | images/s | {memory} | speed-up of the cut |")
-    print("|---:|---|---:|---:|---:|---:|")
+    print(f"| classes | prompt tokens | chunk | images/s | spread | {memory} | speed-up of the cut |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
     for n_cls in args.classes:
         results = {}
         for cut in (True, False):
@@ -121,11 +110,11 @@ def main() -> None:
                 )
         for cut in (True, False):
             for chunk in (args.chunk, 0):
-                rate, length, mem = results[cut, chunk]
+                rate, spread, length, mem = results[cut, chunk]
                 kind = f"cut ({length})" if cut else f"full ({length})"
                 gain = f"{rate / results[False, chunk][0]:.1f}x" if cut else ""
                 chunk_text = str(chunk) if chunk else "off"
-                print(f"| {n_cls} | {kind} | {chunk_text} | {rate:,.1f} | {mem:,.0f} | {gain} |")
+                print(f"| {n_cls} | {kind} | {chunk_text} | {rate:,.1f} | {spread:.0%} | {mem:,.0f} | {gain} |")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,12 @@ JSON. Each exact fast path has a switch so one run prints old and new side by si
     python bench/run.py --preset tiny --classes 100 --batch 32            # CPU
     python bench/run.py --preset ViT-B/16 --device cuda --prec bf16 --classes 100 1000
 
-bench/sep_step.py and bench/mpl_eval.py study more variants of SEP and MPL.
+bench/sep_step.py and bench/mpl_eval.py study more variants of SEP and MPL. All three build the
+methods with bench/cases.py and time them with bench/timing.py (warm-up, median, spread).
+
+With its defaults (tiny CLIP, 100 and 1,000 classes) this prints README's performance table;
+image-conditioned methods (CoCoOp, MPL) take smaller batches and fewer timed steps, and skip the
+slow path above 100 classes (minutes per step).
 
 Variants: `fast` (EOS cut + fused attention + text features once per evaluation) and `slow`
 (77-token prompts, CLIP's block forward, text features recomputed for every test batch).
@@ -19,49 +24,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cases import IMAGE_CONDITIONED, METHODS, build, classnames, train_step
+from timing import Timing, peak_memory_mib, reset_peak_memory, time_ms
 
-from clipprompt._clip import clip_model  # noqa: E402
-from clipprompt.data import build_splits  # noqa: E402
-from clipprompt.models import MPL, SEP, CoCoOp, CoOp, PromptedCLIP, ZeroshotCLIP  # noqa: E402
-from clipprompt.models.cocoop import CoCoOpOptions  # noqa: E402
-from clipprompt.models.coop import CoOpOptions  # noqa: E402
-from clipprompt.models.mpl import MPLOptions  # noqa: E402
-from clipprompt.precision import resolve_precision  # noqa: E402
-from clipprompt.random_clip import PRESETS, build_random_clip  # noqa: E402
-from clipprompt.testing import make_tiny_dataset  # noqa: E402
-
-ModelFactory = Callable[..., PromptedCLIP]
-
-
-def _factories() -> dict[str, ModelFactory]:
-    """Each method with its paper's prompt sizes; `chunk` bounds image-conditioned text passes."""
-    chunked = lambda chunk: {"text_chunk": chunk} if chunk else {}  # noqa: E731
-    return {
-        "ZeroshotCLIP": lambda clip, names, chunk: ZeroshotCLIP(clip, names),
-        "CoOp": lambda clip, names, chunk: CoOp(clip, names, CoOpOptions(n_ctx=16)),
-        "CoCoOp": lambda clip, names, chunk: CoCoOp(clip, names, CoCoOpOptions(n_ctx=4, ctx_init="a photo of a", **chunked(chunk))),
-        "SEP": lambda clip, names, chunk: _sep(clip, names),
-        "MPL": lambda clip, names, chunk: MPL(clip, names, MPLOptions(**chunked(chunk))),
-    }
-
-
-def _sep(clip, names) -> SEP:
-    """SEP with prototypes set as training would (class means; random features stand in here)."""
-    model = SEP(clip, names)
-    model.init_prototypes(torch.randn(len(names), clip.text_projection.shape[1], device=model.logit_scale.device))
-    return model
+from clipprompt._clip import clip_model
+from clipprompt.data import build_splits
+from clipprompt.models import PromptedCLIP
+from clipprompt.precision import resolve_precision
+from clipprompt.random_clip import PRESETS, build_random_clip
+from clipprompt.testing import make_tiny_dataset
 
 
 @dataclass
@@ -73,82 +51,40 @@ class Row:
     precision: str
     classes: int
     batch: int
+    eval_batch: int
     train_ms: float | None
+    train_spread: float | None
     eval_images_per_s: float
+    eval_spread: float
     peak_mem_mib: float
 
 
-def make_train_step(model: PromptedCLIP, optim: torch.optim.Optimizer, precision, images, labels) -> Callable[[], None]:
-    """One training step as the trainers take it: autocast, loss, scaled backward, update."""
-    scaler = torch.amp.GradScaler(images.device.type, enabled=precision.uses_grad_scaler)
+@dataclass
+class Sizes:
+    """Batches and timed runs of one method (image-conditioned methods take smaller ones)."""
 
-    def step() -> None:
-        model.train()
-        with precision.autocast():
-            loss, _ = model.loss(images, labels)
-        optim.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optim)
-        scaler.update()
-
-    return step
+    batch: int
+    eval_batch: int
+    steps: int
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def median_ms(fn: Callable[[], None], device: torch.device, steps: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
-def _peak_mib(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process high-water mark
-
-
-def measure(
-    method: str,
-    variant: str,
-    clip,
-    classes: int,
-    batch: int,
-    eval_batch: int,
-    device: torch.device,
-    prec: str,
-    steps: int,
-    warmup: int,
-    chunk: int,
-    preset: str,
-) -> Row:
+def measure(method: str, variant: str, clip, classes: int, sizes: Sizes, device: torch.device, prec: str,
+            warmup: int, chunk: int, preset: str) -> Row:
     fast = variant == "fast"
-    names = [f"class {i}" for i in range(classes)]
-    model = _factories()[method](clip, names, chunk).to(device).configure(eos_cut=fast, fused=fast)
+    model = build(method, clip, classnames(classes), chunk).configure(eos_cut=fast, fused=fast)
     precision = resolve_precision(prec, device)
     resolution = clip.visual.input_resolution
-    images = torch.randn(batch, 3, resolution, resolution, device=device)
-    labels = torch.randint(0, classes, (batch,), device=device)
+    images = torch.randn(sizes.batch, 3, resolution, resolution, device=device)
+    labels = torch.randint(0, classes, (sizes.batch,), device=device)
     params = [p for p in model.parameters() if p.requires_grad]
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
 
-    train_ms = None
+    train: Timing | None = None
     if params:
-        train_step = make_train_step(model, torch.optim.SGD(params, lr=1e-3), precision, images, labels)
-        train_ms = median_ms(train_step, device, steps, warmup)
+        train = time_ms(train_step(model, torch.optim.SGD(params, lr=1e-3), precision, images, labels),
+                        device, sizes.steps, warmup)
 
-    test_images = torch.randn(eval_batch, 3, resolution, resolution, device=device)
+    test_images = torch.randn(sizes.eval_batch, 3, resolution, resolution, device=device)
     model.eval()
 
     @torch.no_grad()
@@ -161,10 +97,12 @@ def measure(
             else:
                 model(test_images), model(test_images)
 
-    eval_ms = median_ms(evaluate, device, steps, warmup)
-    return Row(method, variant, preset, device.type, precision.name, classes, batch,
-               None if train_ms is None else round(train_ms, 2),
-               round(2 * eval_batch / (eval_ms / 1000), 1), round(_peak_mib(device), 1))
+    evaluation = time_ms(evaluate, device, sizes.steps, warmup)
+    return Row(method, variant, preset, device.type, precision.name, classes, sizes.batch, sizes.eval_batch,
+               None if train is None else round(train.median_ms, 2),
+               None if train is None else round(train.spread, 3),
+               round(evaluation.per_second(2 * sizes.eval_batch), 1), round(evaluation.spread, 3),
+               round(peak_memory_mib(device), 1))
 
 
 class _ImageFiles(torch.utils.data.Dataset):
@@ -199,36 +137,63 @@ def loader_images_per_s(model: PromptedCLIP, prec: str, device: torch.device, ba
         records = build_splits("Caltech101", root)["test"]
         loader = torch.utils.data.DataLoader(_ImageFiles(records, transform), batch_size=batch, num_workers=workers)
         model.eval()
-        with torch.no_grad(), precision.autocast(), model.cached_text_features():
-            start = time.perf_counter()
+
+        def one_pass() -> None:
             for images, _ in loader:
                 model(images.to(device))
-            sync(device)
-            return len(records) / (time.perf_counter() - start)
+
+        with torch.no_grad(), precision.autocast(), model.cached_text_features():
+            return time_ms(one_pass, device, runs=1, warmup=0).per_second(len(records))
+
+
+def fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
 
 
 def markdown(rows: Sequence[Row]) -> str:
-    head = "| method | variant | classes | batch | train ms/step | eval images/s | peak MiB |"
-    lines = [head, "|" + "---|" * 7]
-    for r in rows:
-        train = "–" if r.train_ms is None else f"{r.train_ms:.1f}"
-        lines.append(f"| {r.method} | {r.variant} | {r.classes} | {r.batch} | {train} | {r.eval_images_per_s:.0f} | {r.peak_mem_mib:.0f} |")
+    """README's layout: one line per method and class count, fast and slow side by side."""
+    lines = [
+        "| method | classes | batch | train ms/step fast | slow | eval images/s fast | slow | spread |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    keys = dict.fromkeys((r.method, r.classes) for r in rows if r.variant in ("fast", "slow"))
+    for method, classes in keys:
+        by_variant = {r.variant: r for r in rows if (r.method, r.classes) == (method, classes)}
+        fast, slow = by_variant.get("fast"), by_variant.get("slow")
+        any_row = fast or slow
+        spreads = [x for r in (fast, slow) if r for x in (r.train_spread, r.eval_spread) if x is not None]
+        batch = "–" if any_row.train_ms is None else str(any_row.batch)
+        lines.append(
+            f"| {method} | {classes} | {batch} | {fmt(fast and fast.train_ms)} | {fmt(slow and slow.train_ms)} "
+            f"| {fmt(fast and fast.eval_images_per_s)} | {fmt(slow and slow.eval_images_per_s)} "
+            f"| {max(spreads):.0%} |"
+        )
+    loader = [r for r in rows if r.variant == "fast+loader"]
+    if loader:
+        lines.append("")
+        lines.append("Reading JPEG files through a DataLoader (fast path): " + ", ".join(
+            f"{r.method} {r.eval_images_per_s:,.0f} images/s" for r in loader))
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", nargs="+", default=None, help="default: every method available")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--variants", nargs="+", default=["fast", "slow"], choices=["fast", "slow"])
     parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--prec", default="fp32", help="fp32, fp16, amp or bf16")
-    parser.add_argument("--classes", type=int, nargs="+", default=[100])
+    parser.add_argument("--classes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--batch", type=int, default=32, help="training batch")
     parser.add_argument("--eval-batch", type=int, default=100)
-    parser.add_argument("--chunk", type=int, default=0, help="TEXT_CHUNK of image-conditioned methods")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=5, help="timed runs of each measurement (the median counts)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--conditioned-batch", type=int, default=4, help="training batch of CoCoOp and MPL")
+    parser.add_argument("--conditioned-eval-batch", type=int, default=20)
+    parser.add_argument("--conditioned-steps", type=int, default=3)
+    parser.add_argument("--conditioned-slow-max-classes", type=int, default=100,
+                        help="CoCoOp and MPL skip the slow path above this class count")
+    parser.add_argument("--chunk", type=int, default=0, help="TEXT_CHUNK of image-conditioned methods (0: default)")
     parser.add_argument("--loader", action="store_true", help="add a fast+loader row reading JPEG files")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for --loader")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -238,34 +203,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    factories = _factories()
-    methods = args.methods or list(factories)
-    unknown = sorted(set(methods) - set(factories))
-    if unknown:
-        parser.error(f"unknown methods {unknown}; available: {', '.join(factories)}")
+    torch.manual_seed(0)
     clip = build_random_clip(args.preset).to(device)
     if resolve_precision(args.prec, device).weight_dtype == torch.float16:
         clip_model.convert_weights(clip)
+    started = time.perf_counter()
     rows = []
     for classes in args.classes:
-        for method in methods:
+        for method in args.methods:
+            conditioned = method in IMAGE_CONDITIONED
+            sizes = (Sizes(args.conditioned_batch, args.conditioned_eval_batch, args.conditioned_steps) if conditioned
+                     else Sizes(args.batch, args.eval_batch, args.steps))
             for variant in args.variants:
-                row = measure(method, variant, clip, classes, args.batch, args.eval_batch, device, args.prec,
-                              args.steps, args.warmup, args.chunk, args.preset)
+                if variant == "slow" and conditioned and classes > args.conditioned_slow_max_classes:
+                    continue
+                row = measure(method, variant, clip, classes, sizes, device, args.prec, args.warmup, args.chunk,
+                              args.preset)
                 rows.append(row)
                 print(f"  {method:12s} {variant:4s} classes={classes}: train {row.train_ms} ms, "
                       f"eval {row.eval_images_per_s} img/s", file=sys.stderr, flush=True)
             if args.loader:
-                model = factories[method](clip, [f"class {i}" for i in range(4)], args.chunk).to(device)
-                speed = loader_images_per_s(model, args.prec, device, args.eval_batch, args.workers)
-                rows.append(Row(method, "fast+loader", args.preset, device.type, args.prec, 4, args.batch,
-                                None, round(speed, 1), round(_peak_mib(device), 1)))
+                model = build(method, clip, classnames(4), args.chunk)
+                speed = loader_images_per_s(model, args.prec, device, sizes.eval_batch, args.workers)
+                rows.append(Row(method, "fast+loader", args.preset, device.type, args.prec, 4, sizes.batch,
+                                sizes.eval_batch, None, None, round(speed, 1), 0.0, round(peak_memory_mib(device), 1)))
     threads = torch.get_num_threads()
-    print(f"\n{args.preset} CLIP on {device} ({torch.__version__}, {threads} CPU threads), precision {args.prec}\n")
+    print(f"\n{args.preset} CLIP on {device} ({torch.__version__}, {threads} CPU threads), precision {args.prec}, "
+          f"median of {args.steps} runs ({args.conditioned_steps} for CoCoOp and MPL) after {args.warmup} warm-up; "
+          f"{time.perf_counter() - started:.0f} s in all\n")
     print(markdown(rows))
-    if device.type == "cpu":
-        print("\npeak MiB on the CPU: the process's peak resident memory so far (it only grows row to row);"
-              " on CUDA: peak allocated memory of each row.")
+    print("\nspread: (max - min) / median of the row's timed runs, the largest of its cells.")
     if args.json:
         with open(args.json, "w") as f:
             json.dump([asdict(r) for r in rows], f, indent=2)

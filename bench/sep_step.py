@@ -17,14 +17,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/run.py (which adds the repo root)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/cases.py and bench/timing.py
 
-VARIANTS = {
-    "SEP": {},
-    "SEP OFFICIAL_COMPAT": {"official_compat": True},
-    "SEP per-batch selection": {"visual_selection": "batch"},
-    "SEP LAYERS []": {"layers": []},
-    "CoOp (reference)": None,
+VARIANTS = {  # method and its option fields
+    "SEP": ("SEP", {}),
+    "SEP OFFICIAL_COMPAT": ("SEP", {"official_compat": True}),
+    "SEP per-batch selection": ("SEP", {"visual_selection": "batch"}),
+    "SEP LAYERS []": ("SEP", {"layers": []}),
+    "CoOp (reference)": ("CoOp", {}),
 }
 
 
@@ -35,11 +35,9 @@ def rss_mb() -> float:
 def run_one(spec: dict) -> dict:
     import torch
 
-    from run import make_train_step, median_ms, sync  # bench/run.py: the shared step and timing
+    from cases import build, classnames, train_step
+    from timing import peak_memory_mib, reset_peak_memory, time_ms
 
-    from clipprompt.models import SEP, CoOp
-    from clipprompt.models.coop import CoOpOptions
-    from clipprompt.models.sep import SEPOptions
     from clipprompt.precision import resolve_precision
     from clipprompt.random_clip import build_random_clip
 
@@ -49,35 +47,24 @@ def run_one(spec: dict) -> dict:
     precision = resolve_precision(spec["prec"], device)
     torch.manual_seed(0)
     clip = build_random_clip(spec["preset"]).to(device=device, dtype=precision.weight_dtype)
-    names = [f"class number {i}" for i in range(spec["classes"])]
-    options = VARIANTS[spec["variant"]]
-    if options is None:
-        model = CoOp(clip, names, CoOpOptions(n_ctx=16))
-    else:
-        model = SEP(clip, names, SEPOptions(**options))
-    model = model.to(device)
-    if options is not None:
-        model.init_prototypes(torch.randn(len(names), clip.text_projection.shape[1], device=device))
+    method, options = VARIANTS[spec["variant"]]
+    model = build(method, clip, classnames(spec["classes"]), **options)
     size = clip.visual.input_resolution
     images = torch.randn(spec["batch"], 3, size, size, device=device)
-    labels = torch.randint(0, len(names), (spec["batch"],), device=device)
+    labels = torch.randint(0, spec["classes"], (spec["batch"],), device=device)
     params = [p for p in model.parameters() if p.requires_grad]
-    step = make_train_step(model, torch.optim.Adam(params, lr=2.5e-3, eps=1e-3), precision, images, labels)
+    step = train_step(model, torch.optim.Adam(params, lr=2.5e-3, eps=1e-3), precision, images, labels)
 
     before = rss_mb()
-    for _ in range(spec["warmup"]):
-        step()
-    sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    step_ms = median_ms(step, device, spec["steps"], warmup=0)
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else rss_mb()
+    reset_peak_memory(device)
+    timing = time_ms(step, device, spec["steps"], spec["warmup"])
     return {
         "variant": spec["variant"],
         "prec": precision.name,
-        "step_ms": step_ms,
-        "images_per_s": spec["batch"] / (step_ms / 1000),
-        "peak_mb": peak,
+        "step_ms": timing.median_ms,
+        "spread": timing.spread,
+        "images_per_s": timing.per_second(spec["batch"]),
+        "peak_mb": peak_memory_mib(device),
         "peak_kind": "CUDA allocated" if device.type == "cuda" else "process RSS",
         "rss_before_steps_mb": before,
         "trainable": sum(p.numel() for p in params),
@@ -115,10 +102,10 @@ def main() -> None:
     print(f"SEP training step: {args.preset} CLIP on {args.device}, batch {args.batch}, {args.classes} classes, "
           f"median of {args.steps} steps after {args.warmup} warm-up")
     print()
-    print("| variant | prec | step ms | images/s | peak MB | MB before steps | trainable params |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| variant | prec | step ms | spread | images/s | peak MB | MB before steps | trainable params |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['variant']} | {r['prec']} | {r['step_ms']:.1f} | {r['images_per_s']:.0f} | "
+        print(f"| {r['variant']} | {r['prec']} | {r['step_ms']:.1f} | {r['spread']:.0%} | {r['images_per_s']:.0f} | "
               f"{r['peak_mb']:.0f} | {r['rss_before_steps_mb']:.0f} | {r['trainable']:,} |")
     print()
     print(f"peak MB: {rows[0]['peak_kind']}; on the CPU it includes Python, torch and the CLIP weights, "

@@ -1,4 +1,4 @@
-"""The benchmark command at smoke-test size: every method, fast and slow paths, one table."""
+"""The benchmarks: one timing helper, and the benchmark command at smoke-test size."""
 
 import json
 import subprocess
@@ -6,20 +6,37 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+
+from timing import Timing, time_ms  # noqa: E402
 
 
-def test_bench_prints_one_row_per_method_and_variant(tmp_path):
+def test_time_ms_warms_up_then_takes_the_median_and_spread():
+    calls = []
+    timing = time_ms(lambda: calls.append(1), "cpu", runs=5, warmup=2)
+    assert len(calls) == 7 and timing.runs == 5
+    assert timing.min_ms <= timing.median_ms <= timing.max_ms
+    assert Timing(10.0, 9.0, 12.0, 3).spread == 0.3 and Timing(10.0, 9.0, 12.0, 3).per_second(5) == 500.0
+
+
+def test_bench_prints_readmes_table_for_every_method(tmp_path):
     out = tmp_path / "rows.json"
+    small = ["--batch", "2", "--eval-batch", "4", "--steps", "1", "--conditioned-batch", "2",
+             "--conditioned-eval-batch", "2", "--conditioned-steps", "1", "--warmup", "0"]
     result = subprocess.run(
-        [sys.executable, "bench/run.py", "--classes", "4", "--batch", "2", "--eval-batch", "4", "--steps", "1",
-         "--warmup", "0", "--loader", "--threads", "1", "--json", str(out)],
+        [sys.executable, "bench/run.py", "--classes", "4", *small, "--conditioned-slow-max-classes", "3",
+         "--loader", "--threads", "1", "--json", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(out.read_text())
-    seen = {(r["method"], r["variant"]) for r in rows}
+    seen = {(r["method"], r["variant"], r["classes"]) for r in rows}
     methods = {"ZeroshotCLIP", "CoOp", "CoCoOp", "SEP", "MPL"}
-    assert seen == {(m, v) for m in methods for v in ("fast", "slow", "fast+loader")}
+    expected = {(m, v, 4) for m in methods for v in ("fast", "slow")}
+    expected -= {("CoCoOp", "slow", 4), ("MPL", "slow", 4)}  # above --conditioned-slow-max-classes
+    expected |= {(m, "fast+loader", 4) for m in methods}
+    assert seen == expected
     assert all(r["eval_images_per_s"] > 0 for r in rows)
     assert all((r["train_ms"] is None) == (r["method"] == "ZeroshotCLIP" or r["variant"] == "fast+loader") for r in rows)
-    assert "| method | variant | classes | batch | train ms/step | eval images/s | peak MiB |" in result.stdout
+    assert "| method | classes | batch | train ms/step fast | slow | eval images/s fast | slow | spread |" in result.stdout
+    assert result.stdout.split("| MPL | 4 | 2 |")[1].split("\n")[0].count("–") == 2  # slow: not run

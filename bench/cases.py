@@ -1,0 +1,65 @@
+"""What the benchmarks run, each written once: the methods as the papers configure them, and one
+training step as the trainers take it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's clipprompt
+
+from clipprompt.models import MPL, SEP, CoCoOp, CoOp, PromptedCLIP, ZeroshotCLIP  # noqa: E402
+from clipprompt.models.cocoop import CoCoOpOptions  # noqa: E402
+from clipprompt.models.coop import CoOpOptions  # noqa: E402
+from clipprompt.models.mpl import MPLOptions  # noqa: E402
+from clipprompt.models.sep import SEPOptions  # noqa: E402
+
+METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "SEP", "MPL")
+IMAGE_CONDITIONED = ("CoCoOp", "MPL")  # one text pass per (image, class) pair
+
+
+def build(method: str, clip, classnames: list[str], chunk: int = 0, **options) -> PromptedCLIP:
+    """`method` with its paper's prompt sizes (its config file's), on `clip`'s device.
+
+    `chunk`: TEXT_CHUNK of the image-conditioned methods (0: the options' default);
+    `options`: further option fields, e.g. `official_compat=True` for SEP.
+    """
+    chunked = {"text_chunk": chunk} if chunk else {}
+    if method == "ZeroshotCLIP":
+        model = ZeroshotCLIP(clip, classnames)
+    elif method == "CoOp":
+        model = CoOp(clip, classnames, CoOpOptions(n_ctx=16, **options))
+    elif method == "CoCoOp":
+        model = CoCoOp(clip, classnames, CoCoOpOptions(n_ctx=4, ctx_init="a photo of a", **chunked, **options))
+    elif method == "SEP":
+        model = SEP(clip, classnames, SEPOptions(**options))
+    elif method == "MPL":
+        model = MPL(clip, classnames, MPLOptions(**chunked, **options))
+    else:
+        raise ValueError(f"Unknown method {method!r}; available: {', '.join(METHODS)}")
+    model = model.to(clip.logit_scale.device)
+    if isinstance(model, SEP):  # prototypes as training sets them (class means; random features here)
+        model.init_prototypes(torch.randn(len(classnames), clip.text_projection.shape[1], device=clip.logit_scale.device))
+    return model
+
+
+def classnames(n: int) -> list[str]:
+    return [f"class number {i}" for i in range(n)]
+
+
+def train_step(model: PromptedCLIP, optim: torch.optim.Optimizer, precision, images, labels):
+    """One training step as the trainers take it: autocast, loss, scaled backward, update."""
+    scaler = torch.amp.GradScaler(images.device.type, enabled=precision.uses_grad_scaler)
+
+    def step() -> None:
+        model.train()
+        with precision.autocast():
+            loss, _ = model.loss(images, labels)
+        optim.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optim)
+        scaler.update()
+
+    return step
