@@ -1,12 +1,16 @@
 """Results tables from an output tree: seeds averaged, as markdown or CSV.
 
     python -m clipprompt.report OUTPUT_DIR [--protocol base2new|xd|dg|few_shot|all]
-                                [--format markdown|csv] [--compare]
+                                [--format markdown|csv] [--compare] [--plot DIR]
 
-Every run folder of the layout `scripts/common/` writes is read: its `result.json` (full
-precision), or, only when that is absent, the last `* accuracy: X%` line of its newest Dassl
-log (`log.txt`, or `log.txt-<timestamp>`, which Dassl starts when `log.txt` exists; one
-decimal). Runs are grouped by protocol, trainer, config and shots; each cell is the mean over
+Every run folder under OUTPUT_DIR is read: its `result.json` (full precision), which says
+what the run was (protocol, part, config name, method, shots, seed); folders written before
+results recorded these are placed by their path (the layout `scripts/common/` writes), with
+the shots still taken from the result. Without a `result.json`, the last `* accuracy: X%` line
+of the newest Dassl log is used (`log.txt`, or `log.txt-<timestamp>`; one decimal) and
+flagged. A run evaluated before its training finished is marked †; a `result.json` that does
+not parse is listed as unreadable and the other runs are still read. Runs are grouped by
+protocol, trainer, config and shots; each cell is the mean over
 seeds ± their sample standard deviation. A dataset, seed or run that is missing is a gap
 ("–" in markdown, an empty field in CSV), never a zero, and cells with fewer seeds than
 their table's other cells say how many they have.
@@ -15,10 +19,11 @@ Base-to-new: per dataset Base, New and HM (of the averaged Base and New), and th
 the 11 datasets, its HM computed from the averaged Base and New as the papers do. Cross-dataset
 and domain generalization: one row per method, the source (ImageNet) and each target, and the
 average over the targets. Few-shot: per dataset accuracy at each number of shots. An average
-is a gap unless every dataset it covers has a number. `--compare` adds the published averages
-(`clipprompt/published/`) and our difference from them.
+is a gap unless every dataset it covers has a number. Each protocol starts with one table of
+every method, best first. `--compare` adds the published averages (`clipprompt/published/`)
+and our difference from them; `--plot DIR` draws the figures (`clipprompt/figures.py`).
 
-Dassl-free: only the standard library.
+Dassl-free and torch-free: only the standard library (matplotlib for --plot).
 """
 
 from __future__ import annotations
