@@ -1,26 +1,37 @@
-"""Everything of Dassl's that this project uses, imported once, without Dassl's side effect.
+"""Import Dassl once, undoing its process-wide side effects, so a normal run shows no third-party warning.
 
-Importing Dassl imports its WILDS datasets module, which calls `logging.disable(WARNING)`
-for the whole process and so hides every library's warnings. Re-enable logging right after.
-A top-level module (like `train.py`, used from the repository root) so that `datasets/` and
-`trainers/` share it without one importing the other; `trainers/_dassl.py` re-exports it.
+- Importing Dassl imports its WILDS datasets module, which calls `logging.disable(WARNING)` for
+  the whole process and so hides every library's warnings. Logging is re-enabled right after.
+- WILDS imports `outdated`, which checks PyPI for newer versions in background threads; offline
+  it warns "Failed to check for latest version of package" (`OutdatedCheckFailedWarning`), and
+  it imports the deprecated `pkg_resources`. WILDS sets `OUTDATED_IGNORE=1` so that `outdated`
+  installs its own ignore filter; that filter must outlive the import (a `catch_warnings` block
+  around the import used to discard it, so the threads' warnings came through later). The
+  `pkg_resources` notice is filtered for `outdated` only, by module, and for good.
+
+Everything of Dassl's that this project uses is imported from here. A top-level module (like
+`train.py`, used from the repository root) so that `datasets/` and `trainers/` share it without one
+importing the other; `trainers/_dassl.py` re-exports it.
 """
 
 import logging
+import os
 import warnings
 
-with warnings.catch_warnings():
-    # WILDS' dependency `outdated` imports the deprecated pkg_resources
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-    import dassl  # noqa: F401  (triggers the logging.disable)
-    from dassl.config import get_cfg_default  # noqa: F401
-    from dassl.data import DataManager  # noqa: F401
-    from dassl.data.data_manager import DatasetWrapper  # noqa: F401
-    from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum  # noqa: F401
-    from dassl.data.data_manager import build_data_loader  # noqa: F401
-    from dassl.engine import TRAINER_REGISTRY, TrainerX, build_trainer  # noqa: F401
-    from dassl.optim import build_optimizer  # noqa: F401
-    from dassl.utils import set_random_seed, setup_logger  # noqa: F401
+os.environ.setdefault("OUTDATED_IGNORE", "1")  # before WILDS imports `outdated` (it sets it too)
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning,
+                        module=r"outdated(\.|$)")
+warnings.filterwarnings("ignore", message="Failed to check for latest version", module=r"outdated(\.|$)")
+
+import dassl  # noqa: E402,F401  (triggers the logging.disable)
+from dassl.config import get_cfg_default  # noqa: E402,F401
+from dassl.data import DataManager  # noqa: E402,F401
+from dassl.data.data_manager import DatasetWrapper  # noqa: E402,F401
+from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum  # noqa: E402,F401
+from dassl.data.data_manager import build_data_loader  # noqa: E402,F401
+from dassl.engine import TRAINER_REGISTRY, TrainerX, build_trainer  # noqa: E402,F401
+from dassl.optim import build_optimizer  # noqa: E402,F401
+from dassl.utils import set_random_seed, setup_logger  # noqa: E402,F401
 
 logging.disable(logging.NOTSET)
 

@@ -28,7 +28,10 @@ setup(
     packages=find_packages(include=["clipprompt", "clipprompt.*"]),
     package_data={"clipprompt": ["published/*.csv", "published/*.md"]},
     install_requires=requirements,
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        "test": ["pytest>=7", "matplotlib>=3.5"],  # the report's figures are tested too
+        "plot": ["matplotlib>=3.5"],
+    },
     entry_points={
         "console_scripts": [
             "clipprompt-random-clip=clipprompt.random_clip:main",

@@ -1,12 +1,16 @@
 """Results tables from an output tree: seeds averaged, as markdown or CSV.
 
     python -m clipprompt.report OUTPUT_DIR [--protocol base2new|xd|dg|few_shot|all]
-                                [--format markdown|csv] [--compare]
+                                [--format markdown|csv] [--compare] [--plot DIR]
 
-Every run folder of the layout `scripts/common/` writes is read: its `result.json` (full
-precision), or, only when that is absent, the last `* accuracy: X%` line of its newest Dassl
-log (`log.txt`, or `log.txt-<timestamp>`, which Dassl starts when `log.txt` exists; one
-decimal). Runs are grouped by protocol, trainer, config and shots; each cell is the mean over
+Every run folder under OUTPUT_DIR is read: its `result.json` (full precision), which says
+what the run was (protocol, part, config name, method, shots, seed); folders written before
+results recorded these are placed by their path (the layout `scripts/common/` writes), with
+the shots still taken from the result. Without a `result.json`, the last `* accuracy: X%` line
+of the newest Dassl log is used (`log.txt`, or `log.txt-<timestamp>`; one decimal) and
+flagged. A run evaluated before its training finished is marked †; a `result.json` that does
+not parse is listed as unreadable and the other runs are still read. Runs are grouped by
+protocol, trainer, config and shots; each cell is the mean over
 seeds ± their sample standard deviation. A dataset, seed or run that is missing is a gap
 ("–" in markdown, an empty field in CSV), never a zero, and cells with fewer seeds than
 their table's other cells say how many they have.
@@ -15,10 +19,11 @@ Base-to-new: per dataset Base, New and HM (of the averaged Base and New), and th
 the 11 datasets, its HM computed from the averaged Base and New as the papers do. Cross-dataset
 and domain generalization: one row per method, the source (ImageNet) and each target, and the
 average over the targets. Few-shot: per dataset accuracy at each number of shots. An average
-is a gap unless every dataset it covers has a number. `--compare` adds the published averages
-(`clipprompt/published/`) and our difference from them.
+is a gap unless every dataset it covers has a number. Each protocol starts with one table of
+every method, best first. `--compare` adds the published averages (`clipprompt/published/`)
+and our difference from them; `--plot DIR` draws the figures (`clipprompt/figures.py`).
 
-Dassl-free: only the standard library.
+Dassl-free and torch-free: only the standard library (matplotlib for --plot).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from . import protocols
 RESULT_FILE = "result.json"
 PUBLISHED = Path(__file__).resolve().parent / "published"
 GAP = "–"
+UNFINISHED = "†"  # marks a cell with a run whose training did not finish
 _ACCURACY = re.compile(r"^\* accuracy: ([0-9.]+)%", re.MULTILINE)
 _LOG = re.compile(r"^log\.txt(-.+)?$")
 #: Our trainer names -> the method names of the published tables.
@@ -59,6 +65,7 @@ class Record:
     accuracy: float
     source: str  # "result.json" or the log file's name
     path: str
+    unfinished: bool = False  # evaluated a run whose training did not finish (an intermediate epoch)
 
 
 def _int(text: str, prefix: str) -> int | None:
@@ -114,29 +121,92 @@ def log_accuracy(folder: Path) -> tuple[float, str] | None:
     return None
 
 
-def scan(root: str | Path, warn=None) -> list[Record]:
-    """Every finished run under `root`: result.json where there is one, else a log's accuracy."""
+_PART = {  # result.json "part" values -> the report's parts, per protocol
+    "base2new": {"train": "base", "train_base": "base", "base": "base",
+                 "test": "new", "test_new": "new", "new": "new"},
+    "xd": {"train": "source", "source": "source", "test": "target", "target": "target"},
+    "dg": {"train": "source", "source": "source", "test": "target", "target": "target"},
+}
+
+
+def _dataset(name: str) -> str:
+    """A result's dataset as the report names it (the config stem): `Caltech101` -> `caltech101`."""
+    return protocols.CONFIG_OF.get(name, name)
+
+
+def from_result(result: dict, where: list[dict] | None) -> list[dict] | None:
+    """What a run is, from its result.json; the path's reading (`where`) fills what it lacks.
+
+    Results written since runs record `protocol`, `part`, `config_name` and `method` say it
+    themselves; older folders are read from their path. Shots always come from the result's
+    `num_shots` when it has one: a folder name can lie (issue: "shots_16" trained with 2).
+    """
+    trainer = result.get("method") or result.get("trainer")
+    protocol = result.get("protocol")
+    if protocol in protocols.PROTOCOLS and result.get("dataset"):
+        dataset = _dataset(result["dataset"])
+        part = str(result.get("part") or "")
+        zero_shot = trainer == "ZeroshotCLIP"
+        shots = None if zero_shot else result.get("num_shots")
+        run = dict(dataset=dataset, shots=shots, trainer=trainer,
+                   config=result.get("config_name") or (where[0]["config"] if where else ""),
+                   seed=None if zero_shot else result.get("seed"))
+        if protocol == "few_shot":
+            return [dict(run, protocol="few_shot", part=f"shots_{shots}")]
+        if protocol == "base2new":
+            sub = result.get("subsample_classes")
+            part = _PART["base2new"].get(part) or {"base": "base", "new": "new"}.get(sub)
+            return [dict(run, protocol="base2new", part=part)] if part else None
+        part = _PART[protocol].get(part) or ("source" if dataset == protocols.SOURCE else "target")
+        if part == "source":
+            return [dict(run, protocol="xd", part="source"), dict(run, protocol="dg", part="source")]
+        return [dict(run, protocol="dg" if dataset in protocols.DG_TARGETS else "xd", part="target")]
+    if where is None:
+        return None
+    if result.get("num_shots") is not None and trainer != "ZeroshotCLIP":
+        where = [dict(w, shots=result["num_shots"],
+                      part=f"shots_{result['num_shots']}" if w["protocol"] == "few_shot" else w["part"])
+                 for w in where]
+    return where
+
+
+def scan(root: str | Path, warn=None, unreadable: list | None = None) -> list[Record]:
+    """Every finished run under `root`: result.json where there is one, else a log's accuracy.
+
+    A result.json that does not parse is not a result: it goes to `unreadable` as
+    `(path, reason)` (and to `warn`), and the other runs are still read.
+    """
     root = Path(root)
     records = []
     folders = {p.parent for p in root.rglob(RESULT_FILE)} | {p.parent for p in root.rglob("log.txt*")}
     for folder in sorted(folders):
         where = locate(folder.resolve().parts)
-        if where is None:
-            continue
-        result = folder / RESULT_FILE
-        if result.is_file():
+        result_path = folder / RESULT_FILE
+        unfinished = False
+        if result_path.is_file():
             try:
-                accuracy, source = float(json.loads(result.read_text())["metrics"]["accuracy"]), RESULT_FILE
-            except (ValueError, KeyError, TypeError) as error:
+                result = json.loads(result_path.read_text())
+                accuracy, source = float(result["metrics"]["accuracy"]), RESULT_FILE
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+                reason = f"{type(error).__name__}: {error}"
+                if unreadable is not None:
+                    unreadable.append((str(result_path), reason))
                 if warn:
-                    warn(f"skipping unreadable {result}: {error}")
+                    warn(f"unreadable {result_path}: {reason}")
                 continue
+            where = from_result(result, where)
+            unfinished = result.get("training_finished") is False
         else:
+            if where is None:
+                continue
             found = log_accuracy(folder)
             if found is None:  # training never finished: an interrupted run, not a result
                 continue
             accuracy, source = found
-        records += [Record(accuracy=accuracy, source=source, path=str(folder), **w) for w in where]
+        if where is None:
+            continue
+        records += [Record(accuracy=accuracy, source=source, path=str(folder), unfinished=unfinished, **w)
+                    for w in where]
     return records
 
 
@@ -148,6 +218,7 @@ class Cell:
     """The accuracies of one table cell, by seed."""
 
     by_seed: dict = field(default_factory=dict)
+    unfinished: bool = False  # some seed's run did not finish training
 
     @property
     def n(self) -> int:
@@ -193,7 +264,9 @@ def group(records: Iterable[Record]) -> dict[Group, dict[tuple[str, str], Cell]]
     for r in records:
         shots = None if r.protocol == "few_shot" else r.shots
         cells = groups.setdefault(Group(r.protocol, r.trainer, r.config, shots), {})
-        cells.setdefault((r.dataset, r.part), Cell()).by_seed[r.seed] = r.accuracy
+        cell = cells.setdefault((r.dataset, r.part), Cell())
+        cell.by_seed[r.seed] = r.accuracy
+        cell.unfinished |= r.unfinished
     return dict(sorted(groups.items(), key=lambda kv: (kv[0].protocol, kv[0].trainer, kv[0].config, kv[0].shots or 0)))
 
 
@@ -208,12 +281,14 @@ class Value:
     std: float | None = None
     n: int | None = None
     seeds: tuple = ()
+    unfinished: bool = False
 
 
 def _value(cell: Cell | None) -> Value:
     if cell is None or cell.n == 0:
         return Value(None)
-    return Value(cell.mean, cell.std, cell.n, tuple(sorted(cell.by_seed, key=lambda s: (s is None, s))))
+    return Value(cell.mean, cell.std, cell.n, tuple(sorted(cell.by_seed, key=lambda s: (s is None, s))),
+                 cell.unfinished)
 
 
 @dataclass
@@ -259,6 +334,8 @@ def transfer_tables(protocol: str, groups: dict) -> list[Table]:
         values = [_value(cells.get((d, "target"))) for d in (*targets, *extra)]
         rows.append([g.title, _value(cells.get((protocols.SOURCE, "source"))), *values,
                      Value(average(v.mean for v in values[:len(targets)]))])
+    order = sorted(range(len(rows)), key=lambda i: _best_first(rows[i][-1]))
+    rows, row_groups = [rows[i] for i in order], [row_groups[i] for i in order]
     name = "Cross-dataset transfer" if protocol == "xd" else "Domain generalization"
     seeds = max((c.n for cells in mine.values() for c in cells.values()), default=0)
     return [Table(f"{name} (trained on {protocols.SOURCE})", protocol, None, columns, rows, seeds, row_groups)]
@@ -275,14 +352,44 @@ def few_shot_table(g: Group, cells: dict) -> Table:
                  max((c.n for c in cells.values()), default=0))
 
 
+def _best_first(value: Value) -> tuple:
+    return (value.mean is None, -(value.mean or 0.0))
+
+
+def base2new_summary(per_method: list[Table]) -> Table:
+    """Every method of the output folder in one table: its 11-dataset averages, best HM first."""
+    rows = sorted(([t.group.title, *t.rows[-1][1:]] for t in per_method), key=lambda r: _best_first(r[3]))
+    by_title = {t.group.title: t.group for t in per_method}
+    return Table(f"Base-to-new, all methods: average over {len(protocols.BASE2NEW)} datasets, by HM",
+                 "base2new_summary", None, ["method", "Base", "New", "HM"], rows,
+                 row_groups=[by_title[r[0]] for r in rows])
+
+
+def few_shot_summary(per_method: list[Table]) -> Table:
+    """Every method's few-shot average at each number of shots, best at the most shots first."""
+    shots = sorted({c for t in per_method for c in t.columns[1:]}, key=lambda c: int(c.split()[0]))
+    rows = []
+    for t in per_method:
+        average_row = dict(zip(t.columns[1:], t.rows[-1][1:]))
+        rows.append([t.group.title, *(average_row.get(c, Value(None)) for c in shots)])
+    rows.sort(key=lambda r: _best_first(r[-1]))
+    by_title = {t.group.title: t.group for t in per_method}
+    return Table(f"Few-shot, all methods: average over {len(protocols.FEW_SHOT)} datasets",
+                 "few_shot_summary", None, ["method", *shots], rows,
+                 row_groups=[by_title[r[0]] for r in rows])
+
+
 def tables(records: Iterable[Record], protocol: str = "all") -> list[Table]:
+    """The summary table of each protocol (every method, best first), then one table per method."""
     groups = group(records)
     out: list[Table] = []
     for p in protocols.PROTOCOLS if protocol == "all" else [protocol]:
         if p == "base2new":
-            out += [base2new_table(g, c) for g, c in groups.items() if g.protocol == p]
+            mine = [base2new_table(g, c) for g, c in groups.items() if g.protocol == p]
+            out += ([base2new_summary(mine)] if mine else []) + mine
         elif p == "few_shot":
-            out += [few_shot_table(g, c) for g, c in groups.items() if g.protocol == p]
+            mine = [few_shot_table(g, c) for g, c in groups.items() if g.protocol == p]
+            out += ([few_shot_summary(mine)] if mine else []) + mine
         else:
             out += transfer_tables(p, groups)
     return out
@@ -339,10 +446,12 @@ def _cell(value, table_seeds: int) -> str:
         text += f" ± {value.std:.2f}"
     if value.n is not None and value.n < table_seeds:
         text += f" ({value.n} seed{'s' if value.n > 1 else ''})"
+    if value.unfinished:
+        text += " " + UNFINISHED
     return text
 
 
-def markdown(tables_: list[Table], records: list[Record]) -> str:
+def markdown(tables_: list[Table], records: list[Record], unreadable: Sequence = ()) -> str:
     out = []
     for t in tables_:
         out += [f"### {t.title}", "", "| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
@@ -352,6 +461,13 @@ def markdown(tables_: list[Table], records: list[Record]) -> str:
         elif t.seeds == 1:
             out.append(f"\nOne seed per cell; {GAP}: no run.")
         out.append("")
+    unfinished = sorted({r.path for r in records if r.unfinished})
+    if unfinished:
+        out.append(f"{UNFINISHED} {len(unfinished)} run(s) evaluated before their training finished "
+                   "(an intermediate epoch; result.json has \"training_finished\": false): " + ", ".join(unfinished))
+    if unreadable:
+        out.append(f"{len(unreadable)} unreadable result.json (not counted):")
+        out += [f"- {path}: {reason}" for path, reason in unreadable]
     logs = [r for r in records if r.source != RESULT_FILE]
     if logs:
         out.append(f"{len(logs)} run(s) read from Dassl logs (one decimal), having no result.json: "
@@ -376,8 +492,10 @@ def to_csv(tables_: list[Table]) -> str:
             for column, value in zip(t.columns[1:], row[1:]):
                 if t.protocol in ("xd", "dg"):
                     dataset, measure = column.replace(" (source)", ""), "accuracy"
-                elif t.protocol == "base2new_compare":
+                elif t.protocol in ("base2new_compare", "base2new_summary"):
                     dataset, measure = f"Average ({len(protocols.BASE2NEW)})", column
+                elif t.protocol == "few_shot_summary":
+                    dataset, measure = f"Average ({len(protocols.FEW_SHOT)})", column
                 else:
                     dataset, measure = row[0], column
                 shots = "" if g.shots is None else g.shots
@@ -397,21 +515,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--protocol", choices=[*protocols.PROTOCOLS, "all"], default="all")
     parser.add_argument("--format", choices=["markdown", "csv"], default="markdown")
     parser.add_argument("--compare", action="store_true", help="add the published base-to-new averages and our difference")
+    parser.add_argument("--plot", metavar="DIR", help="also write the figures (PNG and SVG) to DIR; needs matplotlib")
     args = parser.parse_args(argv)
     root = Path(args.output_dir)
     if not root.is_dir():
         print(f"error: {root} is not a folder", file=sys.stderr)
         return 2
-    records = scan(root, warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+    unreadable: list = []
+    records = scan(root, unreadable=unreadable)
     found = tables(records, args.protocol)
     if args.compare and args.protocol in ("base2new", "all"):
         found.append(compare_table([t for t in found if t.protocol == "base2new"]))
     elif args.compare:
         print(f"note: no published numbers for protocol {args.protocol} in {PUBLISHED}", file=sys.stderr)
+    for path, reason in unreadable:
+        print(f"warning: unreadable {path} ({reason}); not counted", file=sys.stderr)
     if not found:
         print(f"No finished runs of protocol {args.protocol} under {root}", file=sys.stderr)
         return 1
-    sys.stdout.write(markdown(found, records) if args.format == "markdown" else to_csv(found))
+    sys.stdout.write(markdown(found, records, unreadable) if args.format == "markdown" else to_csv(found))
+    if args.plot:
+        from . import figures
+
+        try:
+            figs = figures.figures(found, published("base2new"), PUBLISHED_NAME)
+        except figures.PlotUnavailable as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        for path in figures.save(figs, args.plot):
+            print(f"figure: {path}", file=sys.stderr)
     return 0
 
 

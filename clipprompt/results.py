@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import platform
 import subprocess
+import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +38,50 @@ def git_commit(repo: str | Path | None = None) -> str | None:
     return commit + ("+dirty" if dirty else "")
 
 
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment() -> dict[str, Any]:
+    """The software and hardware a result came from, so two result folders can be told apart.
+
+    torch is imported here, not at module level: the report reads results without torch.
+    """
+    import torch
+
+    cuda = torch.cuda.is_available()
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torchvision": _version("torchvision"),
+        "cuda": torch.version.cuda,  # the CUDA torch was built with; None for a CPU build
+        "cudnn": cudnn,
+        "gpu": torch.cuda.get_device_name() if cuda else None,
+        "gpu_count": torch.cuda.device_count() if cuda else 0,
+        "clip": _version("clip-anytorch") or _version("clip"),
+        "dassl": _version("dassl"),
+        "numpy": _version("numpy"),
+        "executable": sys.executable,
+    }
+
+
 def write_result(output_dir: str | Path, metrics: dict[str, float], run: dict[str, Any], config: str) -> Path:
-    """Write `<output_dir>/result.json` atomically and return its path."""
+    """Write `<output_dir>/result.json` atomically and return its path.
+
+    `run` says what was run (trainer, dataset, shots, seed, and where known protocol, part and
+    config name); the environment block is added here, so every caller records it.
+    """
     record = {
         **run,
         "metrics": {k: float(v) for k, v in metrics.items()},
         "git_commit": git_commit(),
         "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
+        "environment": environment(),
         "config": config,
     }
     path = Path(output_dir) / RESULT_FILE

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from clipprompt.data import build_splits, prepare
+from clipprompt.data import build_splits, download, prepare
 from clipprompt.data.catalog import CATALOG
 from clipprompt.data.prepare import Fetch, Recipe, Source
 from clipprompt.testing.tiny_datasets import make_tiny_dataset
@@ -126,11 +126,7 @@ def world(tmp_path, server, monkeypatch):
         with open(dest, "wb") as f:
             f.write(drive[file_id])
 
-    def no_hf(path: str, dest: str) -> None:
-        raise AssertionError("the mirror must not be needed here")
-
-    monkeypatch.setattr(prepare, "gdrive_download", fake_gdrive)
-    monkeypatch.setattr(prepare, "hf_download", no_hf)
+    monkeypatch.setattr(download, "gdrive_download", fake_gdrive)
 
     def split_fetch(name: str, drive_id: str) -> Fetch:
         split_file = CATALOG[name].split_file
@@ -207,7 +203,7 @@ def test_partial_download_is_resumed(world):
     downloads = world["tmp"] / "dl"
     downloads.mkdir()
     (downloads / "caltech-101.zip.part").write_bytes(data[: len(data) // 2])
-    path = prepare.fetch_file(fetch, str(downloads))
+    path = download.fetch_file(fetch, str(downloads))
     assert open(path, "rb").read() == data
     assert world["log"] == [("/caltech-101.zip", f"bytes={len(data) // 2}-")]
     assert not os.path.exists(path + ".part")
@@ -219,7 +215,7 @@ def test_partial_download_with_wrong_content_is_restarted(world, capsys):
     downloads = world["tmp"] / "dl"
     downloads.mkdir()
     (downloads / "caltech-101.zip.part").write_bytes(b"\0" * (len(data) // 2))
-    path = prepare.fetch_file(fetch, str(downloads))
+    path = download.fetch_file(fetch, str(downloads))
     assert open(path, "rb").read() == data
     assert world["log"] == [("/caltech-101.zip", f"bytes={len(data) // 2}-"),
                             ("/caltech-101.zip", None)]
@@ -231,7 +227,7 @@ def test_partial_download_from_another_source_is_restarted(world, capsys):
     dest = world["tmp"] / "caltech-101.zip"
     (world["tmp"] / "caltech-101.zip.part").write_bytes(data[:100])
     (world["tmp"] / "caltech-101.zip.part.url").write_text("https://elsewhere.example/x.zip\n")
-    prepare.http_download(world["base"] + "/caltech-101.zip", str(dest))
+    download.http_download(world["base"] + "/caltech-101.zip", str(dest))
     assert dest.read_bytes() == data and world["log"] == [("/caltech-101.zip", None)]
     assert not (world["tmp"] / "caltech-101.zip.part.url").exists()
     assert "came from another source; restarting" in capsys.readouterr().out
@@ -243,7 +239,7 @@ def test_server_without_range_support_restarts(world, monkeypatch):
     dest = world["tmp"] / "plain.bin"
     (world["tmp"] / "plain.bin.part").write_bytes(b"junk")
     monkeypatch.setattr(_Handler, "do_GET", _no_range_get)
-    prepare.http_download(world["base"] + "/plain.bin", str(dest))
+    download.http_download(world["base"] + "/plain.bin", str(dest))
     assert dest.read_bytes() == data
 
 
@@ -311,7 +307,7 @@ def test_names_resolve_by_catalog_or_config_name():
     specs = prepare.resolve_names(["caltech101", "DTD", "oxford_pets", "EUROSAT", "eurosat"])
     names = [s.name for s in specs]
     assert names == ["Caltech101", "DescribableTextures", "OxfordPets", "EuroSAT"]
-    with pytest.raises(SystemExit, match="unknown dataset 'cifar'"):
+    with pytest.raises(prepare.DataConfigError, match="unknown dataset 'cifar'"):
         prepare.resolve_names(["cifar"])
 
 
@@ -322,11 +318,13 @@ def test_default_recipes_cover_every_dataset():
         assert recipe.num_classes == spec.num_classes
         assert recipe.fetches and all(f.sources for f in recipe.fetches), name
         for fetch in recipe.fetches:
-            assert all(s.kind in ("url", "gdrive", "hf") for s in fetch.sources)
-        if spec.split_file:  # CoOp's split file: its Drive id first, the mirror as fallback
+            assert all(s.kind in ("url", "gdrive", "mirror") for s in fetch.sources)
+        if spec.split_file:  # CoOp's split file: its Drive id first, then from inside the mirror zip
             split = next(f for f in recipe.fetches if f.provides == spec.split_file)
-            assert split.sources[0].kind == "gdrive" and split.sources[0].ref in spec.split_source
-            assert split.sources[-1].kind == "hf"
+            assert split.sources[0].kind == "gdrive" and split.sources[0].ref == spec.split_drive_id
+            inside = split.sources[-1]
+            assert inside.kind == "mirror" and inside.ref == spec.mirror.name
+            assert inside.member == spec.split_file
     assert prepare.RECIPES["ImageNet"].manual_paths  # licence: always a manual step
 
 
@@ -342,37 +340,104 @@ def test_gdown_seam_calls_gdown_with_the_drive_id(tmp_path, monkeypatch):
 
     monkeypatch.setattr(gdown, "download", fake_download)
     dest = tmp_path / "split.json"
-    prepare.gdrive_download("abc123", str(dest))
+    download.gdrive_download("abc123", str(dest))
     assert seen == {"id": "abc123", "resume": True} and dest.read_text() == "{}"
 
 
-def test_mirror_is_the_last_fallback(world, monkeypatch):
-    """A dead official URL and a failing Drive id fall through to the Hugging Face seam."""
-    got = []
-
-    def fake_hf(path: str, dest: str) -> None:
-        got.append(path)
-        shutil.copy(world["src"] / "caltech-101" / "split_zhou_Caltech101.json", dest)
-
-    monkeypatch.setattr(prepare, "hf_download", fake_hf)
-    fetch = Fetch("split_zhou_Caltech101.json",
-                  (Source("url", world["base"] + "/gone.json"), Source("gdrive", "unknown-id"),
-                   Source("hf", "caltech-101/split_zhou_Caltech101.json")),
-                  provides="split_zhou_Caltech101.json", archive=False)
-    path = prepare.fetch_file(fetch, str(world["tmp"] / "dl"))
-    assert got == ["caltech-101/split_zhou_Caltech101.json"] and os.path.isfile(path)
+MIRRORED = [name for name, spec in CATALOG.items() if spec.mirror]
 
 
-def test_hf_seam_without_huggingface_hub_is_a_source_error(tmp_path, monkeypatch):
-    import builtins
+def test_every_mirrored_dataset_downloads_from_the_mirror_layout(tmp_path, server, monkeypatch, capsys):
+    """Official URLs gone, Drive refusing: every mirrored dataset comes from the mirror alone.
 
-    real_import = builtins.__import__
+    The local server serves the mirror's real file names at its real path
+    (`<HF_ENDPOINT>/zhengli97/prompt_learning_dataset/resolve/main/<name>`, e.g. food101.zip);
+    each zip holds the dataset folder with its split file inside (none beside the zips), as the
+    mirror publishes them.
+    """
+    import dataclasses
 
-    def no_hub(name, *args, **kwargs):
-        if name.startswith("huggingface_hub"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
+    httpd, base = server
+    monkeypatch.setenv("HF_ENDPOINT", base)
+    monkeypatch.setattr(download, "gdrive_download",
+                        lambda file_id, dest: (_ for _ in ()).throw(download.SourceError("quota")))
+    src = tmp_path / "src"
+    recipes = {}
+    for name in MIRRORED:
+        spec = CATALOG[name]
+        folder = make_tiny_dataset(src, name)
+        if spec.test_only:  # the mirror's variant folders carry ImageNet's classnames.txt
+            shutil.copy(src / "imagenet" / "classnames.txt", folder / "classnames.txt")
+        httpd.files[f"/zhengli97/prompt_learning_dataset/resolve/main/{spec.mirror.name}"] = \
+            _zip_tree(str(folder), spec.dataset_dir)
+        recipe = prepare.RECIPES[name]
+        fetches = tuple(dataclasses.replace(f, sources=tuple(
+            dataclasses.replace(s, ref=base + "/official-link-gone") if s.kind == "url"
+            else dataclasses.replace(s, size=None, sha256=None)  # tiny zips, not the real bytes
+            for s in f.sources)) for f in recipe.fetches)
+        recipes[name] = dataclasses.replace(recipe, fetches=fetches, num_classes=None)
+    assert "Food101" in recipes and len(recipes) == 14
 
-    monkeypatch.setattr(builtins, "__import__", no_hub)
-    with pytest.raises(prepare.SourceError, match="pip install huggingface_hub"):
-        prepare.hf_download("x.zip", str(tmp_path / "x.zip"))
+    root = tmp_path / "data"
+    assert prepare.main([*(CATALOG[n].config for n in MIRRORED), "--root", str(root)], recipes=recipes) == 0
+    out = capsys.readouterr().out
+    for name in MIRRORED:
+        spec = CATALOG[name]
+        assert f"{name}: OK" in out
+        ours = build_splits(name, str(root))
+        assert len(ours["test"]) == len(build_splits(name, str(src))["test"]) > 0
+        if spec.split_file:  # taken from inside the zip (the Drive refused)
+            assert (root / spec.dataset_dir / spec.split_file).is_file()
+    requested = {path for path, _ in httpd.log}
+    assert "/zhengli97/prompt_learning_dataset/resolve/main/food101.zip" in requested
+    assert not any(path.endswith(".json") for path in requested)  # no split file beside the zips
+
+
+def test_split_file_from_inside_the_mirror_zip(world, monkeypatch):
+    """Images from the official archive, split file neither on Drive nor beside the zip."""
+    monkeypatch.setenv("HF_ENDPOINT", world["base"])
+    caltech = world["src"] / "caltech-101"
+    world["files"]["/zhengli97/prompt_learning_dataset/resolve/main/caltech-101.zip"] = \
+        _zip_tree(str(caltech), "caltech-101")
+    fetch = prepare.RECIPES["Caltech101"].fetches[1]
+    assert fetch.sources[0].kind == "gdrive"
+    path = download.fetch_file(fetch, str(world["tmp"] / "dl"))  # the fake Drive has no such id
+    assert open(path, "rb").read() == (caltech / "split_zhou_Caltech101.json").read_bytes()
+    assert os.listdir(world["tmp"] / "dl") == ["split_zhou_Caltech101.json"]  # the zip is not kept
+
+
+def test_dry_run_prints_every_file_and_url_in_order(tmp_path, capsys):
+    assert prepare.main(["food101", "imagenet_a", "--root", str(tmp_path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert not any(tmp_path.iterdir())  # nothing written
+    food = out.split("Food101:")[1].split("ImageNetA:")[0]
+    lines = [line.strip() for line in food.splitlines() if line.strip()[:2] in ("1.", "2.", "3.")]
+    assert lines[0] == "1. https://data.vision.ee.ethz.ch/cvl/food-101.tar.gz"
+    assert lines[1].startswith("2. https://huggingface.co/zhengli97/prompt_learning_dataset/resolve/main/"
+                               "food101.zip (5,005,224,796 bytes, sha256 b9f59577fcc4")
+    assert lines[2] == "1. https://drive.google.com/file/d/1QK0tGi096I0Ba6kggatX1ee6dJFIcEJl/view"
+    assert lines[3].startswith("2. split_zhou_Food101.json from inside https://huggingface.co/"
+                               "zhengli97/prompt_learning_dataset/resolve/main/food101.zip")
+    assert "imagenet-adversarial.zip (684,370,441 bytes" in out
+
+
+def test_published_size_and_checksum_are_checked(world, monkeypatch, capsys):
+    monkeypatch.setenv("HF_ENDPOINT", world["base"])
+    world["files"]["/zhengli97/prompt_learning_dataset/resolve/main/dtd.zip"] = b"not the mirror's dtd.zip"
+    fetch = prepare.RECIPES["DescribableTextures"].fetches[0]
+    only_mirror = Fetch(fetch.filename, fetch.sources[-1:], provides=fetch.provides)
+    with pytest.raises(prepare.PrepareError, match="size 24 != expected 626071992"):
+        download.fetch_file(only_mirror, str(world["tmp"] / "dl"))
+
+
+def test_unknown_dataset_is_one_line_exit_2(tmp_path, capsys):
+    assert prepare.main(["cifar", "--root", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown dataset 'cifar'")
+
+
+def test_missing_dataset_error_names_the_prepare_command(tmp_path):
+    from clipprompt.data import DatasetError
+
+    with pytest.raises(DatasetError) as info:
+        build_splits("Caltech101", str(tmp_path))
+    assert "python -m clipprompt.data.prepare caltech101 --root $DATA" in str(info.value)

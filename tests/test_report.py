@@ -192,3 +192,124 @@ def test_cli_markdown_protocol_filter_and_errors(tree, tmp_path):
     empty.mkdir()
     assert run_report(empty).returncode == 1
     assert run_report(tmp_path / "nowhere").returncode == 2
+
+
+# -- what results record, flags, unreadable files, summaries (issues 13 and 16) -----------------
+
+
+def put_result(root, rel, accuracy, **run):
+    folder = Path(root) / rel
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "result.json").write_text(json.dumps({**run, "metrics": {"accuracy": accuracy}}))
+
+
+def test_result_fields_win_over_the_path(tmp_path):
+    """protocol/part/config_name/method from result.json; shots from num_shots, not the folder."""
+    out = tmp_path / "out"
+    run = dict(method="SEP", dataset="Caltech101", config_name="vit_b16_ep50_batch32", num_shots=2, seed=1)
+    put_result(out, "anywhere/a", 90.0, protocol="base2new", part="train_base", **run)
+    put_result(out, "anywhere/b", 70.0, protocol="base2new", part="test_new", **run)
+    # an old-style folder whose name says 16 shots, but whose run trained with 2
+    put_result(out, f"base2new/train_base/dtd/{COOP}/seed1", 60.0, trainer="CoOp", num_shots=2)
+    records = report.scan(out)
+    sep = sorted((r.part, r.dataset, r.shots, r.config, r.accuracy) for r in records if r.trainer == "SEP")
+    assert sep == [("base", "caltech101", 2, "vit_b16_ep50_batch32", 90.0),
+                   ("new", "caltech101", 2, "vit_b16_ep50_batch32", 70.0)]
+    titles = [t.title for t in report.tables(records, "base2new")]
+    assert "Base-to-new: CoOp (vit_b16_ep50, 2 shots)" in titles
+    assert "Base-to-new: SEP (vit_b16_ep50_batch32, 2 shots)" in titles
+    assert not any("16 shots" in title for title in titles)
+
+
+def test_unfinished_training_is_flagged_and_corrupt_result_is_listed(tree):
+    folder = tree / f"base2new/test_new/caltech101/{COOP}/seed1"
+    data = json.loads((folder / "result.json").read_text())
+    (folder / "result.json").write_text(json.dumps({**data, "training_finished": False}))
+    broken = tree / f"base2new/test_new/oxford_pets/{COOP}/seed1/result.json"
+    broken.write_text('{"metrics": {"accur')  # a run killed while writing, by an older version
+    result = run_report(tree, "--protocol", "base2new")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    coop = text.split("### Base-to-new: CoOp (vit_b16_ep50, 16 shots)")[1].split("###")[0]
+    assert report.UNFINISHED in coop.split("| caltech101 |")[1].split("\n")[0]
+    assert report.UNFINISHED not in coop.split("| dtd |")[1].split("\n")[0]
+    assert "evaluated before their training finished" in text and str(folder) in text
+    assert "1 unreadable result.json (not counted):" in text and str(broken) in text
+    assert "(2 seeds)" in coop.split("| oxford_pets |")[1].split("\n")[0]  # the other seeds still count
+    assert "unreadable" in result.stderr
+
+
+def test_summary_puts_every_method_in_one_table_sorted_by_hm(tmp_path):
+    out = tmp_path / "out"
+    for trainer, base, new in (("CoOp", 80.0, 60.0), ("SEP", 82.0, 75.0), ("MPL", 81.0, 70.0)):
+        for d in protocols.BASE2NEW:
+            put(out, f"base2new/train_base/{d}/shots_16/{trainer}/cfg/seed1", base)
+            put(out, f"base2new/test_new/{d}/shots_16/{trainer}/cfg/seed1", new)
+    put(out, "base2new/train_base/dtd/shots_16/CoCoOp/cfg/seed1", 99.0)  # incomplete: HM is a gap, last
+    summary = report.tables(report.scan(out), "base2new")[0]
+    assert summary.title.startswith("Base-to-new, all methods")
+    assert [r[0].split()[0] for r in summary.rows] == ["SEP", "MPL", "CoOp", "CoCoOp"]
+    assert summary.rows[0][3].mean == pytest.approx(report.hm(82.0, 75.0))
+    assert summary.rows[-1][3].mean is None
+
+
+def test_import_report_does_not_import_torch():
+    code = "import sys, clipprompt.report; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+    assert not any(line.rstrip().endswith(("| torch", "| torchvision")) for line in done.stderr.splitlines())
+    assert "clipprompt.report" in done.stderr  # importtime really ran
+
+
+# -- figures -----------------------------------------------------------------------------------
+
+
+def test_plot_writes_each_figure_with_one_series_per_method(tree, tmp_path):
+    pytest.importorskip("matplotlib")
+    from clipprompt import figures
+
+    put(tree, "few_shot/dtd/shots_1/SEP/cfg/seed1", 40.0)  # a second few-shot method
+    found = report.tables(report.scan(tree))
+    figs = figures.figures(found, report.published("base2new"), report.PUBLISHED_NAME)
+    assert set(figs) == {"base2new", "xd", "dg", "few_shot"}
+
+    few = figs["few_shot"].axes
+    visible = [ax for ax in few if ax.get_visible()]
+    assert len(visible) == len(protocols.FEW_SHOT) + 1  # every dataset and the average
+    assert all(len(ax.get_lines()) == 2 for ax in visible)  # CoOp and SEP
+    dtd = next(ax for ax in visible if ax.get_title() == "dtd")
+    coop = next(line for line in dtd.get_lines() if line.get_label().startswith("CoOp"))
+    assert list(coop.get_ydata())[2] == pytest.approx(52.0)  # 4 shots
+
+    base, new, hm_axes = figs["base2new"].axes
+    assert [ax.get_title() for ax in (base, new, hm_axes)] == ["Base", "New", "HM"]
+    for ax in (base, new, hm_axes):
+        assert len(ax.containers) == 3  # CoOp, CoCoOp, ZeroshotCLIP
+        assert all(len(c) == len(protocols.BASE2NEW) + 1 for c in ax.containers)
+        markers = [line for line in ax.get_lines() if line.get_label().startswith("published")]
+        assert len(markers) == 3  # CoOp, CoCoOp and zero-shot CLIP have published averages
+    coop_bars = next(c for c in base.containers if c.get_label().startswith("CoOp"))
+    assert coop_bars[1].get_height() == pytest.approx(statistics.fmean(BASE["caltech101"]))
+
+    (xd,) = figs["xd"].axes
+    assert len(xd.containers) == 2 and all(len(c) == len(protocols.XD_TARGETS) + 2 for c in xd.containers)
+    (dg,) = figs["dg"].axes
+    assert len(dg.containers) == 2
+
+    written = figures.save(figs, tmp_path / "figs")
+    assert sorted(p.name for p in written) == sorted(f"{n}.{e}" for n in figs for e in ("png", "svg"))
+    for path in written:
+        assert path.stat().st_size > 1000
+    assert (tmp_path / "figs" / "xd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in (tmp_path / "figs" / "dg.svg").read_bytes()[:2000]
+
+
+def test_plot_cli_and_missing_matplotlib(tree, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    assert report.main([str(tree), "--plot", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "p" / "base2new.svg").is_file()
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if not installed
+    assert report.main([str(tree), "--plot", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == 'error: matplotlib is not installed: pip install -e ".[plot]"'

@@ -8,11 +8,39 @@ from __future__ import annotations
 
 import difflib
 import enum
+import os
 from dataclasses import dataclass
 
 from .errors import DataConfigError
 
-HF_MIRROR = "https://huggingface.co/zhengli97/prompt_learning_dataset"
+HF_MIRROR_REPO = "zhengli97/prompt_learning_dataset"
+HF_MIRROR = f"https://huggingface.co/{HF_MIRROR_REPO}"
+#: Google Drive ids of files CoOp published besides the split files (each stated once, here).
+CLASSNAMES_DRIVE_ID = "1-61f_ol79pViBFDG_IDlUQSwoLcn2XXF"
+UCF101_MIDFRAMES_DRIVE_ID = "10Jqome3vtUA2keJkNanAiFpgbyC9Hc2O"
+
+
+def mirror_url(filename: str) -> str:
+    """Direct download address of a file of the Hugging Face mirror (plain HTTPS, no client).
+
+    ``HF_ENDPOINT`` (the variable huggingface_hub honours) points it at another endpoint.
+    """
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    return f"{endpoint}/{HF_MIRROR_REPO}/resolve/main/{filename}"
+
+
+@dataclass(frozen=True)
+class MirrorFile:
+    """One zip of the mirror: a whole dataset folder, its split file included.
+
+    Names, sizes and SHA-256 as the mirror publishes them (its file listing and the git-lfs
+    pointers of its upload commits, revision ceb3112); size and sha256 are None where no
+    published value was found.
+    """
+
+    name: str
+    size: int | None = None
+    sha256: str | None = None
 
 
 class Layout(str, enum.Enum):
@@ -43,7 +71,13 @@ class DatasetSpec:
     num_classes: int  # in the full, real dataset
     source: str  # where the images come from
     split_file: str | None = None
-    split_source: str | None = None  # where the split file comes from
+    split_drive_id: str | None = None  # CoOp's Google Drive copy of the split file
+    mirror: MirrorFile | None = None  # the dataset's zip in the Hugging Face mirror
+
+    @property
+    def split_source(self) -> str | None:
+        """Where the split file comes from."""
+        return _split_url(self.split_drive_id) if self.split_drive_id else None
 
     @property
     def test_only(self) -> bool:
@@ -61,7 +95,12 @@ class DatasetSpec:
         hint = f"see {self.docs}; images: {self.source}"
         if self.split_source:
             hint += f"; {self.split_file}: {self.split_source}"
-        return hint
+        return hint + f"; or download it: {self.prepare_command}"
+
+    @property
+    def prepare_command(self) -> str:
+        """The command that downloads, unpacks and verifies this dataset."""
+        return f"python -m clipprompt.data.prepare {self.config} --root $DATA"
 
 
 def _split_url(file_id: str) -> str:
@@ -70,7 +109,7 @@ def _split_url(file_id: str) -> str:
 
 _IMAGENET_CLASSNAMES = (
     "classnames.txt (CLIP's ImageNet class names, one '<wnid> <name>' per line) from "
-    + _split_url("1-61f_ol79pViBFDG_IDlUQSwoLcn2XXF")
+    + _split_url(CLASSNAMES_DRIVE_ID)
 )
 
 _SPECS = (
@@ -95,7 +134,8 @@ _SPECS = (
         num_classes=100,
         source="101_ObjectCategories from https://data.caltech.edu/records/mzrjq-6wc02",
         split_file="split_zhou_Caltech101.json",
-        split_source=_split_url("1hyarUivQE36mY6jSomru6Fjd-JzwcCzN"),
+        split_drive_id="1hyarUivQE36mY6jSomru6Fjd-JzwcCzN",
+        mirror=MirrorFile("caltech-101.zip"),
     ),
     DatasetSpec(
         name="OxfordPets",
@@ -107,7 +147,8 @@ _SPECS = (
         num_classes=37,
         source="images.tar.gz from https://www.robots.ox.ac.uk/~vgg/data/pets/",
         split_file="split_zhou_OxfordPets.json",
-        split_source=_split_url("1501r8Ber4nNKvmlFVQZ8SeUHTcdTTEqs"),
+        split_drive_id="1501r8Ber4nNKvmlFVQZ8SeUHTcdTTEqs",
+        mirror=MirrorFile("oxford_pets.zip"),
     ),
     DatasetSpec(
         name="StanfordCars",
@@ -120,7 +161,8 @@ _SPECS = (
         source="cars_train/ and cars_test/; the official Stanford links are dead, use the "
         f"mirror at {HF_MIRROR}",
         split_file="split_zhou_StanfordCars.json",
-        split_source=_split_url("1ObCFbaAgVu0I-k_Au-gIUcefirdAuizT"),
+        split_drive_id="1ObCFbaAgVu0I-k_Au-gIUcefirdAuizT",
+        mirror=MirrorFile("stanford_cars.zip"),
     ),
     DatasetSpec(
         name="OxfordFlowers",
@@ -132,7 +174,9 @@ _SPECS = (
         num_classes=102,
         source="102flowers.tgz from https://www.robots.ox.ac.uk/~vgg/data/flowers/102/",
         split_file="split_zhou_OxfordFlowers.json",
-        split_source=_split_url("1Pp0sRXzZFZq15zVOzKjKBu4A9i01nozT"),
+        split_drive_id="1Pp0sRXzZFZq15zVOzKjKBu4A9i01nozT",
+        mirror=MirrorFile("oxford_flowers.zip", 346454039,
+                          "bd8d090f0f28581458243cfe4d4a7b1cd5f3a3a8840096adb8bb7ad80020907e"),
     ),
     DatasetSpec(
         name="Food101",
@@ -144,7 +188,9 @@ _SPECS = (
         num_classes=101,
         source="food-101.tar.gz from https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/",
         split_file="split_zhou_Food101.json",
-        split_source=_split_url("1QK0tGi096I0Ba6kggatX1ee6dJFIcEJl"),
+        split_drive_id="1QK0tGi096I0Ba6kggatX1ee6dJFIcEJl",
+        mirror=MirrorFile("food101.zip", 5005224796,
+                          "b9f59577fcc4f85183b7a102b6f84eecf338fde6453fa486309dc2951efeb254"),
     ),
     DatasetSpec(
         name="FGVCAircraft",
@@ -156,6 +202,7 @@ _SPECS = (
         num_classes=100,
         source="the data/ folder of https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/"
         "archives/fgvc-aircraft-2013b.tar.gz, renamed to fgvc_aircraft/",
+        mirror=MirrorFile("fgvc_aircraft.zip"),
     ),
     DatasetSpec(
         name="SUN397",
@@ -168,7 +215,9 @@ _SPECS = (
         source="SUN397.tar.gz; the official Princeton link is often down, use the mirror at "
         + HF_MIRROR,
         split_file="split_zhou_SUN397.json",
-        split_source=_split_url("1y2RD81BYuiyvebdN-JymPfyWYcd8_MUq"),
+        split_drive_id="1y2RD81BYuiyvebdN-JymPfyWYcd8_MUq",
+        mirror=MirrorFile("sun397.zip", 39182693483,
+                          "ce6dee6685c9f1d592c8297e193dde885aa9c50d008fd998a38ccc57a3dda722"),
     ),
     DatasetSpec(
         name="DescribableTextures",
@@ -180,7 +229,9 @@ _SPECS = (
         num_classes=47,
         source="dtd-r1.0.1.tar.gz from https://www.robots.ox.ac.uk/~vgg/data/dtd/",
         split_file="split_zhou_DescribableTextures.json",
-        split_source=_split_url("1u3_QfB467jqHgNXC00UIzbLZRQCg2S7x"),
+        split_drive_id="1u3_QfB467jqHgNXC00UIzbLZRQCg2S7x",
+        mirror=MirrorFile("dtd.zip", 626071992,
+                          "5ba4d3000e60f5541ba15a082033ca0696eee68125e9c28edff3dbe22f04313b"),
     ),
     DatasetSpec(
         name="EuroSAT",
@@ -193,7 +244,9 @@ _SPECS = (
         source="the RGB images, now at https://zenodo.org/records/7711810 (EuroSAT_RGB.zip; "
         f"rename its folder to 2750), or the mirror at {HF_MIRROR}",
         split_file="split_zhou_EuroSAT.json",
-        split_source=_split_url("1Ip7yaCWFi0eaOFUGga0lUdVi_DDQth1o"),
+        split_drive_id="1Ip7yaCWFi0eaOFUGga0lUdVi_DDQth1o",
+        mirror=MirrorFile("eurosat.zip", 94808536,
+                          "cedceda1690cad47bc3b41eb6bf2d0a134ec7413558128409928829f06c74613"),
     ),
     DatasetSpec(
         name="UCF101",
@@ -204,9 +257,10 @@ _SPECS = (
         template="a photo of a person doing {}.",
         num_classes=101,
         source="UCF-101-midframes.zip (one middle frame per video) from "
-        + _split_url("10Jqome3vtUA2keJkNanAiFpgbyC9Hc2O"),
+        + _split_url(UCF101_MIDFRAMES_DRIVE_ID),
         split_file="split_zhou_UCF101.json",
-        split_source=_split_url("1I0S0q91hJfsV9Gf4xDIjgDq4AqBNJb1y"),
+        split_drive_id="1I0S0q91hJfsV9Gf4xDIjgDq4AqBNJb1y",
+        mirror=MirrorFile("ucf101.zip"),
     ),
     DatasetSpec(
         name="ImageNetV2",
@@ -218,6 +272,7 @@ _SPECS = (
         num_classes=1000,
         source="the matched-frequency archive listed at https://github.com/modestyachts/ImageNetV2, "
         "plus ImageNet's classnames.txt",
+        mirror=MirrorFile("imagenetv2.zip"),
     ),
     DatasetSpec(
         name="ImageNetSketch",
@@ -228,6 +283,7 @@ _SPECS = (
         template="a photo of a {}.",
         num_classes=1000,
         source="https://github.com/HaohanWang/ImageNet-Sketch, plus ImageNet's classnames.txt",
+        mirror=MirrorFile("imagenet-sketch.zip"),
     ),
     DatasetSpec(
         name="ImageNetA",
@@ -239,6 +295,8 @@ _SPECS = (
         num_classes=200,
         source="imagenet-a.tar from https://github.com/hendrycks/natural-adv-examples, plus "
         "ImageNet's classnames.txt",
+        mirror=MirrorFile("imagenet-adversarial.zip", 684370441,
+                          "5c577c4cde2f2b1d999a1c26c9c7da31ea7fd4c47f7ad6bc4e6d71fcf646d099"),
     ),
     DatasetSpec(
         name="ImageNetR",
@@ -250,6 +308,7 @@ _SPECS = (
         num_classes=200,
         source="imagenet-r.tar from https://github.com/hendrycks/imagenet-r, plus ImageNet's "
         "classnames.txt",
+        mirror=MirrorFile("imagenet-rendition.zip"),
     ),
 )
 

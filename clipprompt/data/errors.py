@@ -36,3 +36,11 @@ class DatasetError(UserError, RuntimeError):
         if self.hint:
             message += f"; {self.hint}"
         return message
+
+
+class MissingImageError(DatasetError):
+    """An image that a split lists does not exist (the image folder is probably misplaced)."""
+
+
+class PrepareError(UserError, RuntimeError):
+    """A dataset could not be downloaded or unpacked; the message says why and what to do."""

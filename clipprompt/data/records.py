@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from .errors import DatasetError
+from .errors import DatasetError, MissingImageError
 
 SPLITS = ("train", "val", "test")
 
@@ -54,7 +54,7 @@ def _check_first_images(splits: dict[str, list[Record]], source: str, hint: str)
     """Catch a wrong image folder early without stat-ing every image."""
     for items in splits.values():
         if items and not os.path.isfile(items[0].impath):
-            raise DatasetError(
+            raise MissingImageError(
                 items[0].impath,
                 f"an image listed in {source}; is the image folder extracted to the "
                 "right place?",

@@ -1,4 +1,4 @@
-"""MPL, Mutual Prompt Learning (Long et al., IJCV 2024), as specified in shared/method/MPL.md.
+"""MPL, Mutual Prompt Learning (Long et al., IJCV 2024), as documented in docs/mpl.md.
 
 Two prompts feed each other:
 

@@ -1,4 +1,4 @@
-"""SEP, Self-Enhanced Prompt Tuning (Yao et al., arXiv 2405.15549), as specified in shared/method/SEP.md.
+"""SEP, Self-Enhanced Prompt Tuning (Yao et al., arXiv 2405.15549), as documented in docs/sep.md.
 
 Learnable prompt tokens on both encoders are made input-aware: before each chosen block, a
 Token Fusion Module (TFM) fuses a few pre-trained tokens of the current input (the tokens right
