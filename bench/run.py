@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clipprompt._clip import clip_model  # noqa: E402
 from clipprompt.data import build_splits  # noqa: E402
-from clipprompt.models import MPL, SEP, CoCoOp, CoOp, PromptedCLIP, ZeroshotCLIP  # noqa: E402
+from clipprompt.models import MPL, SEP, CoCoOp, CoOp, MaPLe, PromptedCLIP, ZeroshotCLIP  # noqa: E402
+from clipprompt.models.maple import MaPLeOptions  # noqa: E402
 from clipprompt.models.coop import CoOpOptions  # noqa: E402
 from clipprompt.precision import resolve_precision  # noqa: E402
 from clipprompt.random_clip import PRESETS, build_random_clip  # noqa: E402
@@ -52,7 +53,13 @@ def _factories() -> dict[str, ModelFactory]:
         "CoCoOp": lambda clip, names, chunk: CoCoOp(clip, names, n_ctx=4, **chunked(chunk)),
         "SEP": lambda clip, names, chunk: _sep(clip, names),
         "MPL": lambda clip, names, chunk: MPL(clip, names, **chunked(chunk)),
+        "MaPLe": lambda clip, names, chunk: MaPLe(clip, names, MaPLeOptions(prompt_depth=_depth(clip, 9))),
     }
+
+
+def _depth(clip, depth: int) -> int:
+    """The paper's prompt depth, capped at the blocks of a small preset."""
+    return min(depth, len(clip.transformer.resblocks), len(clip.visual.transformer.resblocks))
 
 
 def _sep(clip, names) -> SEP:
