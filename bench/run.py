@@ -34,8 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clipprompt._clip import clip_model  # noqa: E402
 from clipprompt.data import build_splits  # noqa: E402
-from clipprompt.models import MPL, SEP, CoCoOp, CoOp, MaPLe, PromptedCLIP, ZeroshotCLIP  # noqa: E402
+from clipprompt.models import MPL, SEP, CoCoOp, CoOp, MaPLe, PromptedCLIP, PromptSRC, ZeroshotCLIP  # noqa: E402
 from clipprompt.models.maple import MaPLeOptions  # noqa: E402
+from clipprompt.models.promptsrc import PromptSRCOptions  # noqa: E402
 from clipprompt.models.coop import CoOpOptions  # noqa: E402
 from clipprompt.precision import resolve_precision  # noqa: E402
 from clipprompt.random_clip import PRESETS, build_random_clip  # noqa: E402
@@ -54,6 +55,9 @@ def _factories() -> dict[str, ModelFactory]:
         "SEP": lambda clip, names, chunk: _sep(clip, names),
         "MPL": lambda clip, names, chunk: MPL(clip, names, **chunked(chunk)),
         "MaPLe": lambda clip, names, chunk: MaPLe(clip, names, MaPLeOptions(prompt_depth=_depth(clip, 9))),
+        "PromptSRC": lambda clip, names, chunk: PromptSRC(
+            clip, names, PromptSRCOptions(prompt_depth_text=_depth(clip, 9), prompt_depth_vision=_depth(clip, 9))
+        ),
     }
 
 

@@ -142,7 +142,7 @@ def test_options_and_errors(tiny_clip):
     assert OPTIONS["MAPLE"] is MaPLeOptions and MaPLeOptions().prompt_depth == 9 and MaPLeOptions().n_ctx == 2
     with pytest.raises(ConfigError, match=r"TRAINER.MAPLE.PROMPT_DEPTH is 9; this CLIP has 3 blocks"):
         build(tiny_clip, prompt_depth=9)
-    with pytest.raises(ConfigError, match=r"TRAINER.MAPLE.CTX_INIT 'a photo' has 2 tokens, fewer than N_CTX=3"):
+    with pytest.raises(ConfigError, match=r"TRAINER.MAPLE.CTX_INIT 'a photo' has 2 tokens, fewer than the 3 prompt tokens"):
         build(tiny_clip, n_ctx=3, ctx_init="a photo")
     random = build(tiny_clip, n_ctx=3, ctx_init="")
     assert random.fixed_words == "" and random.ctx.shape == (3, 128)
@@ -153,13 +153,13 @@ def test_options_and_errors(tiny_clip):
 TINY = ["INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TEST.BATCH_SIZE", "8"]
 
 
-def run_protocol_scripts(method, trainer, tmp_path, clip_path, *extra):
+def run_protocol_scripts(method, trainer, tmp_path, clip_path, *extra, epochs=1):
     """`bash scripts/<method>/base2new_train.sh caltech101 1`, then base2new_test.sh, on tiny data."""
     data = tmp_path / "data"
     make_tiny_dataset(str(data), "Caltech101", num_classes=6, images_per_class=6)
     env = {**os.environ, "DATA": str(data), "OUTPUT": str(tmp_path / "out"), "SHOTS": "2",
            "PYTHON": sys.executable, "PYTHONWARNINGS": "ignore::UserWarning"}
-    overrides = ["MODEL.BACKBONE.NAME", clip_path, *TINY, "OPTIM.MAX_EPOCH", "1", *extra]
+    overrides = ["MODEL.BACKBONE.NAME", clip_path, *TINY, "OPTIM.MAX_EPOCH", str(epochs), *extra]
     for step in ("base2new_train", "base2new_test"):
         run = subprocess.run(["bash", f"scripts/{method}/{step}.sh", "caltech101", "1", *overrides],
                              cwd=REPO, capture_output=True, text=True, env=env)
@@ -168,8 +168,8 @@ def run_protocol_scripts(method, trainer, tmp_path, clip_path, *extra):
     (new,) = (tmp_path / "out").glob(f"base2new/test_new/caltech101/shots_2/{trainer}/*/seed1/result.json")
     base, new = json.loads(base.read_text()), json.loads(new.read_text())
     assert base["trainer"] == new["trainer"] == trainer
-    assert base["subsample_classes"] == "base" and new["subsample_classes"] == "new" and new["epoch"] == 1
-    checkpoint = next((tmp_path / "out").glob(f"base2new/train_base/caltech101/shots_2/{trainer}/*/seed1/model/model.pth.tar-1"))
+    assert base["subsample_classes"] == "base" and new["subsample_classes"] == "new" and new["epoch"] == epochs
+    checkpoint = next((tmp_path / "out").glob(f"base2new/train_base/caltech101/shots_2/{trainer}/*/seed1/model/model.pth.tar-{epochs}"))
     return torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
 
 

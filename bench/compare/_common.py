@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import types
 from pathlib import Path
 
 import torch
@@ -28,14 +29,23 @@ SMALL_SHAPE = dict(
 
 
 def import_authors_file(checkout: str, relative_path: str, module_name: str):
-    """Import `<checkout>/<relative_path>` as `module_name`, with the checkout's own `clip` package."""
+    """Import `<checkout>/<relative_path>` as `module_name`, with the checkout's own `clip` package.
+
+    The file is imported inside a package `<module_name>_pkg` over its folder, so its relative
+    imports (`from .imagenet_templates import ...`) work without running that folder's __init__.
+    """
     ours = {name: mod for name, mod in sys.modules.items() if name == "clip" or name.startswith("clip.")}
     for name in ours:
         del sys.modules[name]
     sys.path.insert(0, checkout)
+    path = Path(checkout) / relative_path
+    package = types.ModuleType(f"{module_name}_pkg")
+    package.__path__ = [str(path.parent)]
+    sys.modules[package.__name__] = package
     try:
-        spec = importlib.util.spec_from_file_location(module_name, str(Path(checkout) / relative_path))
+        spec = importlib.util.spec_from_file_location(f"{package.__name__}.{path.stem}", str(path))
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
         spec.loader.exec_module(module)
         module.authors_clip = sys.modules["clip"]
     finally:

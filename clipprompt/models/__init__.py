@@ -5,7 +5,8 @@ from .cocoop import CoCoOp
 from .coop import CoOp
 from .maple import MaPLe
 from .mpl import MPL
+from .promptsrc import PromptSRC
 from .sep import SEP
 from .zeroshot import ZeroshotCLIP
 
-__all__ = ["PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp", "SEP", "MPL", "MaPLe"]
+__all__ = ["PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp", "SEP", "MPL", "MaPLe", "PromptSRC"]

@@ -43,8 +43,12 @@ class MaPLeOptions(MethodOptions):
     )
 
 
-def split_init(text_encoder, n_ctx: int, ctx_init: str) -> tuple[Tensor, str]:
-    """Initial prompt (n_ctx, width) and the words of `ctx_init` left after its first n_ctx tokens."""
+def split_init(text_encoder, n_ctx: int, ctx_init: str, key: str = "TRAINER.MAPLE") -> tuple[Tensor, str]:
+    """Initial prompt (n_ctx, width) and the words of `ctx_init` left after its first n_ctx tokens.
+
+    Those words stay in every prompt as fixed words before the class name (the authors' code of
+    MaPLe and PromptSRC does the same); `key` names the config node in errors.
+    """
     if not ctx_init:
         return torch.randn(n_ctx, text_encoder.width) * 0.02, ""
     words = ctx_init.replace("_", " ").strip()
@@ -52,7 +56,7 @@ def split_init(text_encoder, n_ctx: int, ctx_init: str) -> tuple[Tensor, str]:
     count = int(tokens.argmax(dim=-1)) - 1
     if count < n_ctx:
         raise ConfigError(
-            f"TRAINER.MAPLE.CTX_INIT {ctx_init!r} has {count} tokens, fewer than N_CTX={n_ctx}; "
+            f"{key}.CTX_INIT {ctx_init!r} has {count} tokens, fewer than the {n_ctx} prompt tokens; "
             'give longer words or CTX_INIT "" for a random start.'
         )
     with torch.no_grad():
