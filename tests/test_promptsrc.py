@@ -130,6 +130,25 @@ def test_gaussian_epoch_weights_and_average():
         gaussian_epoch_weights(5, 1e6, 1)
 
 
+def test_checkpoints_carry_the_running_gpa_sum(tiny_clip):
+    model = build(tiny_clip)
+    assert set(model.trainable_state_dict()) == LEARNED  # no GPA: the prompts alone
+    model.prompt_average = GaussianPromptAverage([0.5, 0.5])
+    model.prompt_average.add(0, model.learned_state_dict())
+    state = model.trainable_state_dict()
+    assert set(state) == LEARNED | {f"gpa.{name}" for name in LEARNED}
+    torch.testing.assert_close(state["gpa.ctx"], 0.5 * model.ctx.detach())
+    resumed = PromptSRC(tiny_clip, BASE, model.options)
+    resumed.prompt_average = GaussianPromptAverage([0.5, 0.5])
+    resumed.load_trainable_state_dict(state)
+    torch.testing.assert_close(resumed.ctx, model.ctx)
+    resumed.prompt_average.add(1, resumed.learned_state_dict())
+    torch.testing.assert_close(resumed.prompt_average.result()["deep_visual.1"], model.deep_visual[1].detach())
+    plain = PromptSRC(tiny_clip, NEW, model.options)  # evaluation without GPA ignores the running sum
+    plain.load_trainable_state_dict(state)
+    torch.testing.assert_close(plain.visual_ctx, model.visual_ctx)
+
+
 def test_options_and_errors(tiny_clip):
     options = PromptSRCOptions()
     assert (options.prompt_depth_text, options.text_loss_weight, options.gpa_mean, options.gpa_std) == (9, 25.0, 15.0, 1.0)
@@ -146,4 +165,6 @@ def test_base2new_scripts_with_gpa_on_tiny_caltech101(tmp_path, tiny_clip_path):
         "TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "3", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "3",
         "TRAINER.PROMPTSRC.GPA_MEAN", "1.0", "TRAINER.PROMPTSRC.GPA_STD", "1.0", epochs=2,
     )
-    assert set(state) == LEARNED
+    assert set(state) == LEARNED | {f"gpa.{name}" for name in LEARNED}
+    for name in LEARNED:  # the last checkpoint holds the GPA result as the prompts
+        torch.testing.assert_close(state[name], state[f"gpa.{name}"])

@@ -1,7 +1,5 @@
 """PromptSRC: independent deep prompts, self-regulated towards frozen CLIP, averaged over epochs (GPA)."""
 
-import warnings
-
 from clipprompt.models import PromptSRC as PromptSRCModel
 from clipprompt.models.promptsrc import GaussianPromptAverage, PromptSRCOptions, gaussian_epoch_weights
 
@@ -19,29 +17,21 @@ class PromptSRC(ClipTrainer):
 
     def build_custom_model(self, clip, classnames):
         options = PromptSRCOptions.from_node(self.trainer_cfg)
-        self.prompt_average = None
-        if options.gpa:
+        model = PromptSRCModel(clip, classnames, options, fused=self.cfg.MODEL.FUSED_ATTENTION)
+        if options.gpa:  # the model holds it so that checkpoints carry its running sum
             weights = gaussian_epoch_weights(self.cfg.OPTIM.MAX_EPOCH, options.gpa_mean, options.gpa_std)
-            self.prompt_average = GaussianPromptAverage(weights)
-        return PromptSRCModel(clip, classnames, options, fused=self.cfg.MODEL.FUSED_ATTENTION)
-
-    def before_train(self):
-        super().before_train()
-        if self.prompt_average is not None and self.start_epoch > 0:
-            warnings.warn(
-                f"Resumed at epoch {self.start_epoch + 1}: the Gaussian prompt average (GPA) only covers "
-                "the epochs trained from here on.",
-                stacklevel=2,
-            )
+            model.prompt_average = GaussianPromptAverage(weights)
+        return model
 
     def after_epoch(self):
         """Add this epoch's prompts to the average; after the last epoch, continue with the average.
 
         Runs before Dassl's after_epoch, so the last checkpoint and the final test hold the average.
         """
-        if self.prompt_average is not None:
-            self.prompt_average.add(self.epoch, self.model.trainable_state_dict())
+        average = self.model.prompt_average
+        if average is not None:
+            average.add(self.epoch, self.model.learned_state_dict())
             if self.epoch + 1 == self.max_epoch:
                 print("Gaussian prompt aggregation: loading the weighted average of every epoch's prompts")
-                self.model.load_trainable_state_dict(self.prompt_average.result())
+                self.model.load_trainable_state_dict(average.result())
         super().after_epoch()

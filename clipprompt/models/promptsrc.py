@@ -13,7 +13,8 @@ with f, g the prompted image and class text features, f̃ frozen CLIP's image fe
 teacher text feature of each class: frozen CLIP's text features averaged over 60 hand-written
 templates (textual diversity), then normalized. Gaussian prompt aggregation (GPA) averages the
 prompts of every epoch e with weights ∝ N(e; GPA_MEAN, GPA_STD²) (`GaussianPromptAverage`; the
-trainer feeds it at each epoch's end and loads the average after the last one).
+trainer feeds it at each epoch's end and loads the average after the last one). While it runs, the
+checkpoints hold its running sum too (as `gpa.<name>`), so a resumed run keeps the earlier epochs.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .base import PromptedCLIP, accuracy, normalize
 from .maple import split_init
 
 KEY = "TRAINER.PROMPTSRC"
+GPA_PREFIX = "gpa."
 
 
 @register_options("PROMPTSRC")
@@ -130,6 +132,25 @@ class PromptSRC(PromptedCLIP):
         self.prompts = ClassPrompts(self.text_encoder, names, options.n_ctx_text)
         self.template_chunk = template_chunk
         self._teacher: Tensor | None = None  # computed on first use: evaluation never needs it
+        self.prompt_average: GaussianPromptAverage | None = None  # set by the trainer when GPA is on
+
+    # ---- checkpoints: the learned prompts, and GPA's running sum while it runs ----------------
+
+    def learned_state_dict(self) -> dict[str, Tensor]:
+        """The learned tensors alone (what GPA averages)."""
+        return super().trainable_state_dict()
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        state = self.learned_state_dict()
+        if self.prompt_average is not None and self.prompt_average.total is not None:
+            state.update({GPA_PREFIX + name: value for name, value in self.prompt_average.total.items()})
+        return state
+
+    def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
+        running = {name[len(GPA_PREFIX) :]: v for name, v in state.items() if name.startswith(GPA_PREFIX)}
+        super().load_trainable_state_dict({n: v for n, v in state.items() if not n.startswith(GPA_PREFIX)})
+        if running and self.prompt_average is not None:
+            self.prompt_average.total = {name: value.detach().clone() for name, value in running.items()}
 
     def _as_prompt(self, values: Tensor, batch: int) -> Tensor:
         """`values` (n, width) for `batch` sequences; with HALF_PROMPTS copied, then cast to fp16 (the authors' order)."""
