@@ -1,14 +1,7 @@
 """MaPLe (deep prompts on both encoders, visual ones projected from text ones) on the tiny CLIP."""
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-import torch.nn.functional as F
 
 from clipprompt._clip import clip
 from clipprompt.errors import ConfigError
@@ -16,10 +9,9 @@ from clipprompt.models import MaPLe
 from clipprompt.models.base import normalize
 from clipprompt.models.maple import MaPLeOptions
 from clipprompt.options import OPTIONS
-from clipprompt.testing import make_tiny_dataset
 from clipprompt.testing.markers import requires_dassl
+from clipprompt.testing.protocol_scripts import run_base2new_scripts
 
-REPO = Path(__file__).resolve().parent.parent
 BASE = ["dog", "cat", "fire_truck", "sea lion", "snowy owl", "tram"]
 NEW = ["red fox", "hot air balloon", "maple leaf"]
 LABELS = torch.tensor([0, 1, 2, 3])
@@ -150,30 +142,8 @@ def test_options_and_errors(tiny_clip):
 
 # ---- Dassl end to end -------------------------------------------------------------------------
 
-TINY = ["INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TEST.BATCH_SIZE", "8"]
-
-
-def run_protocol_scripts(method, trainer, tmp_path, clip_path, *extra, epochs=1):
-    """`bash scripts/<method>/base2new_train.sh caltech101 1`, then base2new_test.sh, on tiny data."""
-    data = tmp_path / "data"
-    make_tiny_dataset(str(data), "Caltech101", num_classes=6, images_per_class=6)
-    env = {**os.environ, "DATA": str(data), "OUTPUT": str(tmp_path / "out"), "SHOTS": "2",
-           "PYTHON": sys.executable, "PYTHONWARNINGS": "ignore::UserWarning"}
-    overrides = ["MODEL.BACKBONE.NAME", clip_path, *TINY, "OPTIM.MAX_EPOCH", str(epochs), *extra]
-    for step in ("base2new_train", "base2new_test"):
-        run = subprocess.run(["bash", f"scripts/{method}/{step}.sh", "caltech101", "1", *overrides],
-                             cwd=REPO, capture_output=True, text=True, env=env)
-        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    (base,) = (tmp_path / "out").glob(f"base2new/train_base/caltech101/shots_2/{trainer}/*/seed1/result.json")
-    (new,) = (tmp_path / "out").glob(f"base2new/test_new/caltech101/shots_2/{trainer}/*/seed1/result.json")
-    base, new = json.loads(base.read_text()), json.loads(new.read_text())
-    assert base["trainer"] == new["trainer"] == trainer
-    assert base["subsample_classes"] == "base" and new["subsample_classes"] == "new" and new["epoch"] == epochs
-    checkpoint = next((tmp_path / "out").glob(f"base2new/train_base/caltech101/shots_2/{trainer}/*/seed1/model/model.pth.tar-{epochs}"))
-    return torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-
 
 @requires_dassl
 def test_base2new_scripts_on_tiny_caltech101(tmp_path, tiny_clip_path):
-    state = run_protocol_scripts("maple", "MaPLe", tmp_path, tiny_clip_path, "TRAINER.MAPLE.PROMPT_DEPTH", "3")
+    state = run_base2new_scripts("maple", "MaPLe", tmp_path, tiny_clip_path, "TRAINER.MAPLE.PROMPT_DEPTH", "3")
     assert set(state) == LEARNED

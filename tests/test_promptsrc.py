@@ -12,8 +12,7 @@ from clipprompt.models.base import normalize
 from clipprompt.models.promptsrc import GaussianPromptAverage, PromptSRCOptions, gaussian_epoch_weights
 from clipprompt.templates import IMAGENET_TEMPLATES
 from clipprompt.testing.markers import requires_dassl
-
-from test_maple import run_protocol_scripts
+from clipprompt.testing.protocol_scripts import run_base2new_scripts
 
 BASE = ["dog", "cat", "fire_truck", "sea lion", "snowy owl", "tram"]
 NEW = ["red fox", "hot air balloon", "maple leaf"]
@@ -160,7 +159,7 @@ def test_options_and_errors(tiny_clip):
 
 @requires_dassl
 def test_base2new_scripts_with_gpa_on_tiny_caltech101(tmp_path, tiny_clip_path):
-    state = run_protocol_scripts(
+    state = run_base2new_scripts(
         "promptsrc", "PromptSRC", tmp_path, tiny_clip_path,
         "TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "3", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "3",
         "TRAINER.PROMPTSRC.GPA_MEAN", "1.0", "TRAINER.PROMPTSRC.GPA_STD", "1.0", epochs=2,
