@@ -13,10 +13,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 from clipprompt.models import MPL, SEP, CoCoOp, CoOp, PromptedCLIP, ZeroshotCLIP  # noqa: E402
 from clipprompt.models.cocoop import CoCoOpOptions  # noqa: E402
 from clipprompt.models.coop import CoOpOptions  # noqa: E402
+from clipprompt.models.maple import MaPLe, MaPLeOptions  # noqa: E402
 from clipprompt.models.mpl import MPLOptions  # noqa: E402
+from clipprompt.models.promptsrc import PromptSRC, PromptSRCOptions  # noqa: E402
 from clipprompt.models.sep import SEPOptions  # noqa: E402
 
-METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "SEP", "MPL")
+METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "SEP", "MPL", "MaPLe", "PromptSRC")
 IMAGE_CONDITIONED = ("CoCoOp", "MPL")  # one text pass per (image, class) pair
 
 
@@ -37,12 +39,22 @@ def build(method: str, clip, classnames: list[str], chunk: int = 0, **options) -
         model = SEP(clip, classnames, SEPOptions(**options))
     elif method == "MPL":
         model = MPL(clip, classnames, MPLOptions(**chunked, **options))
+    elif method == "MaPLe":
+        model = MaPLe(clip, classnames, MaPLeOptions(prompt_depth=_depth(clip, 9), **options))
+    elif method == "PromptSRC":
+        depth = _depth(clip, 9)
+        model = PromptSRC(clip, classnames, PromptSRCOptions(prompt_depth_text=depth, prompt_depth_vision=depth, **options))
     else:
         raise ValueError(f"Unknown method {method!r}; available: {', '.join(METHODS)}")
     model = model.to(clip.logit_scale.device)
     if isinstance(model, SEP):  # prototypes as training sets them (class means; random features here)
         model.init_prototypes(torch.randn(len(classnames), clip.text_projection.shape[1], device=clip.logit_scale.device))
     return model
+
+
+def _depth(clip, depth: int) -> int:
+    """The paper's prompt depth, capped at the blocks of a small preset."""
+    return min(depth, len(clip.transformer.resblocks), len(clip.visual.transformer.resblocks))
 
 
 def classnames(n: int) -> list[str]:

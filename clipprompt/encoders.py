@@ -15,7 +15,7 @@ Attention runs through `scaled_dot_product_attention` with the blocks' own weigh
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,30 @@ def run_block(block: clip_model.ResidualAttentionBlock, x: Tensor, causal: bool,
     out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     x = x + attn.out_proj(out.transpose(1, 2).reshape(batch, length, width))
     return x + block.mlp(block.ln_2(x))
+
+
+def replace_tokens(values: Tensor, start: int) -> Callable[[Tensor], Tensor]:
+    """An injection that overwrites tokens `start .. start + n` of every sequence with `values`.
+
+    `values` is (n, D) (the same for every sequence) or (B, n, D); a negative `start` counts
+    from the end (prompts appended last, as `ImageEncoder`'s `prompts`). Deep prompts (MaPLe,
+    PromptSRC, VPT-deep) replace the previous block's outputs at the prompt positions this way.
+    """
+    count = values.shape[-2]
+    if start < 0 and start + count > 0:
+        raise ValueError(f"{count} tokens do not fit before the end when starting at {start}")
+
+    def inject(x: Tensor) -> Tensor:
+        begin = start if start >= 0 else x.shape[1] + start
+        new = values.to(x.dtype).expand(x.shape[0], count, x.shape[-1])
+        return torch.cat([x[:, :begin], new, x[:, begin + count :]], dim=1)
+
+    return inject
+
+
+def deep_prompt_injections(prompts: Sequence[Tensor], start: int, first_block: int = 1) -> dict[int, Callable]:
+    """Injections putting `prompts[k]` at the prompt positions of block `first_block + k`."""
+    return {first_block + k: replace_tokens(values, start) for k, values in enumerate(prompts)}
 
 
 def run_blocks(

@@ -108,3 +108,21 @@ def test_resnet_backbone_is_refused_for_prompting():
     resnet_visual = clip_model.ModifiedResNet(layers=(1, 1, 1, 1), output_dim=32, heads=2, input_resolution=64, width=8)
     with pytest.raises(TypeError, match="need a ViT CLIP backbone"):
         ImageEncoder(resnet_visual)
+
+
+def test_replace_tokens_overwrites_exactly_the_prompt_positions():
+    from clipprompt.encoders import deep_prompt_injections, replace_tokens
+
+    x = torch.arange(2 * 6 * 3, dtype=torch.float32).reshape(2, 6, 3)
+    values = -torch.ones(2, 3)
+    front, back = replace_tokens(values, 1)(x), replace_tokens(values, -2)(x)
+    for out, positions in ((front, [1, 2]), (back, [4, 5])):
+        assert out.shape == x.shape
+        keep = [i for i in range(6) if i not in positions]
+        assert torch.equal(out[:, positions], values.expand(2, 2, 3)) and torch.equal(out[:, keep], x[:, keep])
+    per_sequence = torch.randn(2, 2, 3)
+    assert torch.equal(replace_tokens(per_sequence, 1)(x)[:, 1:3], per_sequence)
+    injections = deep_prompt_injections([values, 2 * values], start=-2)
+    assert sorted(injections) == [1, 2] and torch.equal(injections[2](x)[:, 4:], 2 * values.expand(2, 2, 3))
+    with pytest.raises(ValueError, match="do not fit"):
+        replace_tokens(values, -1)

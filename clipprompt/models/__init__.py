@@ -3,8 +3,10 @@
 from .base import PromptedCLIP
 from .cocoop import CoCoOp
 from .coop import CoOp
+from .maple import MaPLe
 from .mpl import MPL
+from .promptsrc import PromptSRC
 from .sep import SEP
 from .zeroshot import ZeroshotCLIP
 
-__all__ = ["PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp", "SEP", "MPL"]
+__all__ = ["PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp", "SEP", "MPL", "MaPLe", "PromptSRC"]

@@ -1,0 +1,127 @@
+"""MaPLe (Khattak et al., CVPR 2023): deep prompts on both encoders, the visual ones coupled to the text ones.
+
+The text prompt reads `[SOS] p_1..p_n <rest of CTX_INIT> <class>. [EOS]` with p learned. Before each
+of the first J-1 later blocks (J = PROMPT_DEPTH) the outputs at the n prompt positions are replaced
+by fresh learned prompts P^k. The image encoder gets n prompt tokens appended after its positional
+embedding and replaced the same way before blocks 1..J-1, but they are not free parameters: they
+are linear projections of the text prompts, F_0(p) and F_k(P^k) (the coupling function), so every
+visual prompt is tied to a text prompt of the same depth. Only p, P^k and the F_k learn.
+
+Text features depend only on the class list, so evaluation computes them once
+(`class_text_features`); the visual prompts are recomputed per batch (k small matrix products).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .._clip import clip_api, clip_model
+from ..encoders import deep_prompt_injections
+from ..errors import ConfigError
+from ..options import MethodOptions, option, register_options
+from ..prompts import ClassPrompts, tokenize
+from .base import PromptedCLIP, normalize
+
+
+@register_options("MAPLE")
+@dataclass
+class MaPLeOptions(MethodOptions):
+    n_ctx: int = option(2, "prompt tokens per layer on each encoder", min=1)
+    ctx_init: str = option(
+        "a photo of a",
+        "the first N_CTX tokens of these words initialise the text prompt, the rest stay fixed words "
+        "before the class name (\"\" = random N(0, 0.02²))",
+    )
+    prompt_depth: int = option(9, "blocks that get prompts on both encoders (1 = the input only)", min=1)
+    half_prompts: bool = option(
+        False, "round the visual and deeper text prompts to fp16 at every precision, as the authors' code does"
+    )
+
+
+def split_init(text_encoder, n_ctx: int, ctx_init: str, key: str = "TRAINER.MAPLE") -> tuple[Tensor, str]:
+    """Initial prompt (n_ctx, width) and the words of `ctx_init` left after its first n_ctx tokens.
+
+    Those words stay in every prompt as fixed words before the class name (the authors' code of
+    MaPLe and PromptSRC does the same); `key` names the config node in errors.
+    """
+    if not ctx_init:
+        return torch.randn(n_ctx, text_encoder.width) * 0.02, ""
+    words = ctx_init.replace("_", " ").strip()
+    tokens = tokenize([words], text_encoder.context_length)
+    count = int(tokens.argmax(dim=-1)) - 1
+    if count < n_ctx:
+        raise ConfigError(
+            f"{key}.CTX_INIT {ctx_init!r} has {count} tokens, fewer than the {n_ctx} prompt tokens; "
+            'give longer words or CTX_INIT "" for a random start.'
+        )
+    with torch.no_grad():
+        ctx = text_encoder.embed(tokens)[0, 1 : 1 + n_ctx].float().clone()
+    rest = clip_api._tokenizer.decode(tokens[0, 1 + n_ctx : 1 + count].tolist()).strip()
+    return ctx, rest
+
+
+class MaPLe(PromptedCLIP):
+    """Multi-modal prompt learning: text prompts at J blocks, visual prompts projected from them."""
+
+    def __init__(
+        self,
+        clip: clip_model.CLIP,
+        classnames: Sequence[str],
+        options: MaPLeOptions | None = None,
+        fused: bool = True,
+    ):
+        super().__init__(clip, classnames, fused=fused)
+        self.options = options = options or MaPLeOptions()
+        depth = min(self.text_encoder.depth, self.image_encoder.depth)
+        if options.prompt_depth > depth:
+            raise ConfigError(f"TRAINER.MAPLE.PROMPT_DEPTH is {options.prompt_depth}; this CLIP has {depth} blocks.")
+        text_width, image_width = self.text_encoder.width, self.image_encoder.width
+        n_ctx = options.n_ctx
+        ctx, fixed_words = split_init(self.text_encoder, n_ctx, options.ctx_init)
+        self.ctx = nn.Parameter(ctx)
+        self.proj = nn.Linear(text_width, image_width)  # F_0: the input text prompt -> the visual one
+        self.deep_text = nn.ParameterList(
+            nn.Parameter(torch.randn(n_ctx, text_width) * 0.02) for _ in range(options.prompt_depth - 1)
+        )
+        coupling = nn.Linear(text_width, image_width)  # F_1..F_{J-1} start identical, as in the authors' code
+        self.deep_proj = nn.ModuleList(copy.deepcopy(coupling) for _ in range(options.prompt_depth - 1))
+        self.fixed_words = fixed_words
+        names = [f"{fixed_words} {name}" if fixed_words else name for name in self.classnames]
+        self.prompts = ClassPrompts(self.text_encoder, names, n_ctx)
+
+    @property
+    def n_ctx(self) -> int:
+        return self.ctx.shape[0]
+
+    def _as_prompt(self, values: Tensor, batch: int) -> Tensor:
+        """`values` (n, width) for each of `batch` sequences.
+
+        With HALF_PROMPTS they are copied per sequence and then cast to fp16, in that order, as the
+        authors' code does (the gradients are then rounded per sequence before they are summed).
+        """
+        return values.expand(batch, *values.shape).half() if self.options.half_prompts else values
+
+    def visual_prompts(self) -> list[Tensor]:
+        """[F_0(p), F_1(P^1), ..]: the visual prompt of every prompted block, each (n, image width)."""
+        return [self.proj(self.ctx)] + [f(p) for f, p in zip(self.deep_proj, self.deep_text)]
+
+    def class_text_features(self) -> Tensor:
+        embeddings = self.prompts.assemble(self.ctx)
+        deep = [self._as_prompt(p, self.num_classes) for p in self.deep_text]
+        injections = deep_prompt_injections(deep, start=1)
+        return normalize(self.text_encoder(embeddings, self.prompts.eos_positions, injections))
+
+    def image_features(self, images: Tensor) -> Tensor:
+        first, *deep = [self._as_prompt(p, images.shape[0]) for p in self.visual_prompts()]
+        injections = deep_prompt_injections(deep, start=-self.n_ctx)
+        prompts = first if first.dim() == 3 else first.unsqueeze(0)
+        return normalize(self.image_encoder(images, prompts=prompts, injections=injections))
+
+    def forward(self, images: Tensor) -> Tensor:
+        image_features = self.image_features(images)
+        return self.logit_scale * image_features @ self.text_features().t().to(image_features.dtype)

@@ -1,0 +1,169 @@
+"""PromptSRC (independent deep prompts, self-regulating constraints, GPA) on the tiny CLIP."""
+
+import math
+
+import pytest
+import torch
+
+from clipprompt._clip import clip
+from clipprompt.errors import ConfigError
+from clipprompt.models import PromptSRC
+from clipprompt.models.base import normalize
+from clipprompt.models.promptsrc import GaussianPromptAverage, PromptSRCOptions, gaussian_epoch_weights
+from clipprompt.templates import IMAGENET_TEMPLATES
+from clipprompt.testing.markers import requires_dassl
+from clipprompt.testing.protocol_scripts import run_base2new_scripts
+
+BASE = ["dog", "cat", "fire_truck", "sea lion", "snowy owl", "tram"]
+NEW = ["red fox", "hot air balloon", "maple leaf"]
+LABELS = torch.tensor([0, 1, 2, 3])
+LEARNED = {"ctx", "visual_ctx", "deep_text.0", "deep_text.1", "deep_visual.0", "deep_visual.1"}
+
+
+def build(clip_model, classnames=BASE, **options):
+    torch.manual_seed(0)
+    return PromptSRC(clip_model, classnames, PromptSRCOptions(**{"prompt_depth_text": 3, "prompt_depth_vision": 3, **options}))
+
+
+def test_shapes(tiny_clip, images):
+    model = build(tiny_clip)
+    assert model.ctx.shape == (4, 128) and model.visual_ctx.shape == (4, 128)
+    assert len(model.deep_text) == len(model.deep_visual) == 2
+    with torch.no_grad():
+        assert model(images).shape == (4, len(BASE))
+        assert model.image_features(images).shape == (4, 32)
+
+
+def test_teacher_is_the_template_average_of_frozen_clip(tiny_clip):
+    model = build(tiny_clip)
+    names = [n.replace("_", " ") for n in BASE]
+    with torch.no_grad():
+        total = sum(tiny_clip.encode_text(clip.tokenize([t.replace("{}", n) for n in names])) for t in IMAGENET_TEMPLATES)
+        expected = normalize(total / len(IMAGENET_TEMPLATES))
+    assert len(IMAGENET_TEMPLATES) == 60
+    torch.testing.assert_close(model.teacher_text_features(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_loss_is_ce_plus_the_three_constraints(tiny_clip, images):
+    model = build(tiny_clip)
+    loss, parts = model.loss(images, LABELS)
+    assert loss.item() == pytest.approx(parts["ce"] + parts["text_l1"] + parts["image_l1"] + parts["logits_kl"], rel=1e-5)
+    weightless = build(tiny_clip, text_loss_weight=0.0, image_loss_weight=0.0)
+    _, light = weightless.loss(images, LABELS)
+    assert light["text_l1"] == light["image_l1"] == 0 and light["logits_kl"] == pytest.approx(parts["logits_kl"])
+    with torch.no_grad():  # with no prompts at all (depth 0 on vision, zero text prompts) the image side is frozen CLIP
+        plain = build(tiny_clip, prompt_depth_vision=0)
+        _, p = plain.loss(images, LABELS)
+    assert p["image_l1"] == pytest.approx(0, abs=1e-6)
+
+
+def test_gradients_reach_exactly_the_prompts(tiny_clip, images):
+    model = build(tiny_clip)
+    loss, _ = model.loss(images, LABELS)
+    loss.backward()
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == LEARNED
+    for name, p in model.named_parameters():
+        assert (p.grad is not None and p.grad.abs().sum() > 0) == (name in LEARNED), name
+
+
+def test_loss_falls_on_a_tiny_task(tiny_clip, images):
+    model = build(tiny_clip, text_loss_weight=1.0, image_loss_weight=1.0)
+    optim = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
+    losses = []
+    for _ in range(30):
+        loss, _ = model.loss(images, LABELS)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_save_load_round_trip_and_eval_on_new_classes(tiny_clip, images):
+    model = build(tiny_clip)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.1)
+    state = model.trainable_state_dict()
+    assert set(state) == LEARNED
+    again, new = build(tiny_clip), build(tiny_clip, NEW)
+    again.load_trainable_state_dict(state)
+    new.load_trainable_state_dict(state)
+    with torch.no_grad():
+        torch.testing.assert_close(again(images), model(images))
+        with new.cached_text_features():
+            assert new(images).shape == (4, len(NEW))
+    assert new._teacher is None  # evaluation never computes the 60-template teacher
+
+
+def test_fast_paths_equal_slow_ones(tiny_clip, images):
+    model = build(tiny_clip)
+    fast_loss, _ = model.loss(images, LABELS)
+    fast_loss.backward()
+    fast_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    with torch.no_grad(), model.cached_text_features():
+        cached = model(images)
+    model.zero_grad()
+    model.configure(eos_cut=False, fused=False)
+    slow_loss, _ = model.loss(images, LABELS)
+    slow_loss.backward()
+    torch.testing.assert_close(fast_loss, slow_loss, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(cached, model(images), rtol=1e-5, atol=1e-5)
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert (fast_grads[name] - p.grad).norm() <= 1e-5 * p.grad.norm(), name
+
+
+def test_gaussian_epoch_weights_and_average():
+    weights = gaussian_epoch_weights(20, 15, 1)
+    assert sum(weights) == pytest.approx(1) and max(range(20), key=weights.__getitem__) == 14
+    ratio = math.exp(-0.5)  # one std away
+    assert weights[13] / weights[14] == pytest.approx(ratio) and weights[15] / weights[14] == pytest.approx(ratio)
+    average = GaussianPromptAverage([0.25, 0.75])
+    average.add(0, {"p": torch.tensor([4.0])})
+    average.add(1, {"p": torch.tensor([8.0])})
+    assert average.result()["p"].item() == 7.0
+    with pytest.raises(ConfigError, match="GPA_MEAN / GPA_STD put no weight"):
+        gaussian_epoch_weights(5, 1e6, 1)
+
+
+def test_checkpoints_carry_the_running_gpa_sum(tiny_clip):
+    model = build(tiny_clip)
+    assert set(model.trainable_state_dict()) == LEARNED  # no GPA: the prompts alone
+    model.prompt_average = GaussianPromptAverage([0.5, 0.5])
+    model.prompt_average.add(0, model.learned_state_dict())
+    state = model.trainable_state_dict()
+    assert set(state) == LEARNED | {f"gpa.{name}" for name in LEARNED}
+    torch.testing.assert_close(state["gpa.ctx"], 0.5 * model.ctx.detach())
+    resumed = PromptSRC(tiny_clip, BASE, model.options)
+    resumed.prompt_average = GaussianPromptAverage([0.5, 0.5])
+    resumed.load_trainable_state_dict(state)
+    torch.testing.assert_close(resumed.ctx, model.ctx)
+    resumed.prompt_average.add(1, resumed.learned_state_dict())
+    torch.testing.assert_close(resumed.prompt_average.result()["deep_visual.1"], model.deep_visual[1].detach())
+    plain = PromptSRC(tiny_clip, NEW, model.options)  # evaluation without GPA ignores the running sum
+    plain.load_trainable_state_dict(state)
+    torch.testing.assert_close(plain.visual_ctx, model.visual_ctx)
+
+
+def test_options_and_errors(tiny_clip):
+    options = PromptSRCOptions()
+    assert (options.prompt_depth_text, options.text_loss_weight, options.gpa_mean, options.gpa_std) == (9, 25.0, 15.0, 1.0)
+    with pytest.raises(ConfigError, match=r"TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION is 4; this CLIP's encoder has 3 blocks"):
+        build(tiny_clip, prompt_depth_vision=4)
+    with pytest.raises(ConfigError, match=r"TRAINER.PROMPTSRC.GPA_STD is 0.0; it must be > 0"):
+        PromptSRCOptions(gpa_std=0.0).validate()
+
+
+@requires_dassl
+def test_base2new_scripts_with_gpa_on_tiny_caltech101(tmp_path, tiny_clip_path):
+    state = run_base2new_scripts(
+        "promptsrc", "PromptSRC", tmp_path, tiny_clip_path,
+        "TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "3", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "3",
+        "TRAINER.PROMPTSRC.GPA_MEAN", "1.0", "TRAINER.PROMPTSRC.GPA_STD", "1.0", epochs=2,
+    )
+    assert set(state) == LEARNED | {f"gpa.{name}" for name in LEARNED}
+    for name in LEARNED:  # the last checkpoint holds the GPA result as the prompts
+        torch.testing.assert_close(state[name], state[f"gpa.{name}"])
