@@ -30,7 +30,7 @@ def test_shapes_and_prompt_text(tiny_clip, images):
     assert model.ctx.shape == (2, 128) and len(model.deep_text) == 2 and len(model.deep_proj) == 2
     assert model.fixed_words == "of a"  # "a photo" is learned, "of a" stays words before the class name
     expected = clip.tokenize([f"a photo of a {name.replace('_', ' ')}." for name in BASE])
-    assert torch.equal(model.prompts.tokens[:, 3:], expected[:, 3 : model.prompts.length])
+    assert torch.equal(model.prompts.cut_tokens[:, 3:], expected[:, 3 : model.prompts.length])
     with torch.no_grad():
         assert model(images).shape == (4, len(BASE))
         assert [p.shape for p in model.visual_prompts()] == [(2, 128)] * 3

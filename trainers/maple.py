@@ -11,4 +11,4 @@ from .base import ClipTrainer
 class MaPLe(ClipTrainer):
     def build_custom_model(self, clip, classnames):
         options = MaPLeOptions.from_node(self.trainer_cfg)
-        return MaPLeModel(clip, classnames, options, fused=self.cfg.MODEL.FUSED_ATTENTION)
+        return MaPLeModel(clip, classnames, options)

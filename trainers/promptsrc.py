@@ -17,7 +17,7 @@ class PromptSRC(ClipTrainer):
 
     def build_custom_model(self, clip, classnames):
         options = PromptSRCOptions.from_node(self.trainer_cfg)
-        model = PromptSRCModel(clip, classnames, options, fused=self.cfg.MODEL.FUSED_ATTENTION)
+        model = PromptSRCModel(clip, classnames, options)
         if options.gpa:  # the model holds it so that checkpoints carry its running sum
             weights = gaussian_epoch_weights(self.cfg.OPTIM.MAX_EPOCH, options.gpa_mean, options.gpa_std)
             model.prompt_average = GaussianPromptAverage(weights)

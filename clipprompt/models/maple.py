@@ -73,9 +73,8 @@ class MaPLe(PromptedCLIP):
         clip: clip_model.CLIP,
         classnames: Sequence[str],
         options: MaPLeOptions | None = None,
-        fused: bool = True,
     ):
-        super().__init__(clip, classnames, fused=fused)
+        super().__init__(clip, classnames)
         self.options = options = options or MaPLeOptions()
         depth = min(self.text_encoder.depth, self.image_encoder.depth)
         if options.prompt_depth > depth:
@@ -124,4 +123,4 @@ class MaPLe(PromptedCLIP):
 
     def forward(self, images: Tensor) -> Tensor:
         image_features = self.image_features(images)
-        return self.logit_scale * image_features @ self.text_features().t().to(image_features.dtype)
+        return self.logits(image_features, self.text_features())

@@ -105,10 +105,9 @@ class PromptSRC(PromptedCLIP):
         clip: clip_model.CLIP,
         classnames: Sequence[str],
         options: PromptSRCOptions | None = None,
-        fused: bool = True,
         template_chunk: int = 4096,
     ):
-        super().__init__(clip, classnames, fused=fused)
+        super().__init__(clip, classnames)
         self.options = options = options or PromptSRCOptions()
         for name, depth, blocks in (
             ("PROMPT_DEPTH_TEXT", options.prompt_depth_text, self.text_encoder.depth),
@@ -193,19 +192,19 @@ class PromptSRC(PromptedCLIP):
 
     def forward(self, images: Tensor) -> Tensor:
         image_features = self.image_features(images)
-        return self.logit_scale * image_features @ self.text_features().t().to(image_features.dtype)
+        return self.logits(image_features, self.text_features())
 
     # ---- training ------------------------------------------------------------------------------
 
     def loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         options = self.options
         image_features, text_features = self.image_features(images), self.class_text_features()
-        logits = self.logit_scale * image_features.float() @ text_features.float().t()
+        logits = self.logits(image_features, text_features)
         teacher = self.teacher_text_features()
         with torch.no_grad():
             frozen_image = normalize(self.image_encoder(images)).float()
             teacher_for_logits = teacher.half().float() if options.half_prompts else teacher
-            frozen_logits = self.logit_scale * frozen_image @ teacher_for_logits.t()
+            frozen_logits = self.logits(frozen_image, teacher_for_logits)
         ce = F.cross_entropy(logits, labels)
         text_l1 = F.l1_loss(text_features.float(), teacher) * options.text_loss_weight
         image_l1 = F.l1_loss(image_features.float(), frozen_image) * options.image_loss_weight
