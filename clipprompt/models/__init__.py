@@ -3,8 +3,9 @@
 from .base import PromptedCLIP
 from .cocoop import CoCoOp
 from .coop import CoOp
+from .kgcoop import KgCoOp
 from .mpl import MPL
 from .sep import SEP
 from .zeroshot import ZeroshotCLIP
 
-__all__ = ["PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp", "SEP", "MPL"]
+__all__ = ["PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "SEP", "MPL"]
