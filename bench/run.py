@@ -34,9 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clipprompt._clip import clip_model  # noqa: E402
 from clipprompt.data import build_splits  # noqa: E402
-from clipprompt.models import MPL, SEP, CoCoOp, CoOp, KgCoOp, PromptedCLIP, ZeroshotCLIP  # noqa: E402
+from clipprompt.models import MPL, SEP, TCP, CoCoOp, CoOp, KgCoOp, PromptedCLIP, ZeroshotCLIP  # noqa: E402
 from clipprompt.models.coop import CoOpOptions  # noqa: E402
 from clipprompt.models.kgcoop import KgCoOpOptions  # noqa: E402
+from clipprompt.models.tcp import TCPOptions  # noqa: E402
 from clipprompt.precision import resolve_precision  # noqa: E402
 from clipprompt.random_clip import PRESETS, build_random_clip  # noqa: E402
 from clipprompt.testing import make_tiny_dataset  # noqa: E402
@@ -52,6 +53,7 @@ def _factories() -> dict[str, ModelFactory]:
         "CoOp": lambda clip, names, chunk: CoOp(clip, names, CoOpOptions(n_ctx=16)),
         "CoCoOp": lambda clip, names, chunk: CoCoOp(clip, names, n_ctx=4, **chunked(chunk)),
         "KgCoOp": lambda clip, names, chunk: KgCoOp(clip, names, KgCoOpOptions()),
+        "TCP": lambda clip, names, chunk: TCP(clip, names, TCPOptions(layer=min(8, len(clip.transformer.resblocks) - 1))),
         "SEP": lambda clip, names, chunk: _sep(clip, names),
         "MPL": lambda clip, names, chunk: MPL(clip, names, **chunked(chunk)),
     }

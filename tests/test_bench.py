@@ -18,7 +18,7 @@ def test_bench_prints_one_row_per_method_and_variant(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(out.read_text())
     seen = {(r["method"], r["variant"]) for r in rows}
-    methods = {"ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "SEP", "MPL"}
+    methods = {"ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "TCP", "SEP", "MPL"}
     assert seen == {(m, v) for m in methods for v in ("fast", "slow", "fast+loader")}
     assert all(r["eval_images_per_s"] > 0 for r in rows)
     assert all((r["train_ms"] is None) == (r["method"] == "ZeroshotCLIP" or r["variant"] == "fast+loader") for r in rows)

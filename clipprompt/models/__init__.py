@@ -6,6 +6,7 @@ from .coop import CoOp
 from .kgcoop import KgCoOp
 from .mpl import MPL
 from .sep import SEP
+from .tcp import TCP
 from .zeroshot import ZeroshotCLIP
 
-__all__ = ["PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "SEP", "MPL"]
+__all__ = ["PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "SEP", "MPL", "TCP"]
