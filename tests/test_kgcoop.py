@@ -118,7 +118,7 @@ def test_fast_paths_give_the_slow_paths_outputs(tiny_clip, images):
 
 
 def run_base2new_scripts(method: str, tmp_path, tiny_clip_path, *extra: str) -> str:
-    """`scripts/<method>/base2new_train.sh caltech101 1` then `base2new_test.sh` on tiny data; the new-class log."""
+    """`scripts/<method>/base2new_train.sh caltech101 1` then `base2new_test.sh` on tiny data; the report."""
     data = tmp_path / "data"
     make_tiny_dataset(str(data), "Caltech101", num_classes=6, images_per_class=4)
     env = {**os.environ, "DATA": str(data), "OUTPUT": str(tmp_path / "output"), "SHOTS": "2",
@@ -131,10 +131,14 @@ def run_base2new_scripts(method: str, tmp_path, tiny_clip_path, *extra: str) -> 
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     results = list((tmp_path / "output" / "base2new").glob("test_new/caltech101/*/*/*/seed1/result.json"))
     assert len(results) == 1, list((tmp_path / "output").rglob("*"))
-    return run.stdout
+    report = subprocess.run([sys.executable, "-m", "clipprompt.report", str(tmp_path / "output"), "--compare"],
+                            cwd=REPO, capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    return report.stdout
 
 
 @requires_dassl
 def test_base2new_scripts_end_to_end(tmp_path, tiny_clip_path):
-    log = run_base2new_scripts("kgcoop", tmp_path, tiny_clip_path, "TRAINER.KGCOOP.PREC", "fp32")
-    assert "accuracy" in log.lower()
+    report = run_base2new_scripts("kgcoop", tmp_path, tiny_clip_path, "TRAINER.KGCOOP.PREC", "fp32")
+    assert "### Base-to-new: KgCoOp (vit_b16_ep100_ctxv1, 2 shots)" in report
+    assert "KgCoOp: KgCoOp (vit_b16_ep100_ctxv1, 2 shots) |" in report and "| 80.73 | 73.60 | 77.00 |" in report

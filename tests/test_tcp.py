@@ -134,5 +134,6 @@ def test_a_block_the_encoder_lacks_is_a_config_error(tiny_clip):
 
 @requires_dassl
 def test_base2new_scripts_end_to_end(tmp_path, tiny_clip_path):
-    log = run_base2new_scripts("tcp", tmp_path, tiny_clip_path, "TRAINER.TCP.PREC", "fp32", "TRAINER.TCP.LAYER", "1")
-    assert "accuracy" in log.lower()
+    report = run_base2new_scripts("tcp", tmp_path, tiny_clip_path, "TRAINER.TCP.PREC", "fp32", "TRAINER.TCP.LAYER", "1")
+    assert "### Base-to-new: TCP (vit_b16_ep50_ctx4, 2 shots)" in report
+    assert "TCP: TCP (vit_b16_ep50_ctx4, 2 shots) |" in report and "| 84.13 | 75.36 | 79.51 |" in report
