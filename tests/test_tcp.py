@@ -137,3 +137,20 @@ def test_base2new_scripts_end_to_end(tmp_path, tiny_clip_path):
     report = run_base2new_scripts("tcp", tmp_path, tiny_clip_path, "TRAINER.TCP.PREC", "fp32", "TRAINER.TCP.LAYER", "1")
     assert "### Base-to-new: TCP (vit_b16_ep50_ctx4, 2 shots)" in report
     assert "TCP: TCP (vit_b16_ep50_ctx4, 2 shots) |" in report and "| 84.13 | 75.36 | 79.51 |" in report
+
+
+def test_fp16_clip_gives_fp32_gradients_close_to_fp32(images):
+    """CLIP in fp16 (as PREC fp16 loads it): the learned parameters stay fp32 and the loss stays close."""
+    from clipprompt._clip import clip_model
+    from clipprompt.random_clip import build_random_clip
+
+    half = build_random_clip("tiny")
+    clip_model.convert_weights(half)
+    losses = {}
+    for name, clip_ in (("fp32", build_random_clip("tiny")), ("fp16", half)):
+        tcp = model(clip_)
+        loss, _ = tcp.loss(images, LABELS)
+        loss.backward()
+        assert tcp.ctx.grad.dtype == torch.float32 and torch.isfinite(tcp.tke.linear2.weight.grad).all()
+        losses[name] = loss.item()
+    assert losses["fp16"] == pytest.approx(losses["fp32"], abs=2e-2)

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from common import cpu_only, dassl_like_cfg, load_authors_module, rel, report, their_clip
 

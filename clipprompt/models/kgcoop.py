@@ -42,7 +42,34 @@ def authors_template(dataset: str, dataset_template: str) -> str:
     return AUTHORS_TEMPLATES.get(dataset, dataset_template)
 
 
-class KgCoOp(CoOp):
+def hand_crafted_features(text_encoder, classnames: Sequence[str], template: str) -> Tensor:
+    """Normalized fp32 features (n_cls, embed_dim) of `template.format(class name)` through the frozen encoder."""
+    texts = [template.format(name.replace("_", " ")) for name in classnames]
+    with torch.no_grad():
+        return normalize(text_encoder.encode_tokens(cut_after_eos(tokenize(texts))).float())
+
+
+class KnowledgeGuided:
+    """KgCoOp's loss for a model with class-only text features, a frozen `anchor` buffer of the
+    hand-crafted class features and a weight `options.w` (KgCoOp, TCP)."""
+
+    anchor: Tensor
+
+    def knowledge_distance(self, text_features: Tensor) -> Tensor:
+        """1 - mean cosine between the learned and the hand-crafted class text features."""
+        return 1.0 - (normalize(text_features.float()) * self.anchor).sum(dim=-1).mean()
+
+    def loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+        text_features = self.class_text_features()  # once for the logits and the knowledge term
+        image_features = normalize(self.image_encoder(images))
+        logits = self.logit_scale * image_features @ text_features.t().to(image_features.dtype)
+        ce = F.cross_entropy(logits, labels)
+        kg = self.knowledge_distance(text_features)
+        loss = ce + self.options.w * kg
+        return loss, {"loss": loss.item(), "ce": ce.item(), "kg": kg.item(), "acc": accuracy(logits, labels)}
+
+
+class KgCoOp(KnowledgeGuided, CoOp):
     """CoOp plus the knowledge-guided term; `anchor` holds the frozen hand-crafted class features."""
 
     def __init__(
@@ -55,21 +82,5 @@ class KgCoOp(CoOp):
     ):
         options = options or KgCoOpOptions()
         super().__init__(clip, classnames, options, fused=fused)
-        template = options.template or template
-        texts = [template.format(name.replace("_", " ")) for name in self.classnames]
-        with torch.no_grad():
-            anchor = normalize(self.text_encoder.encode_tokens(cut_after_eos(tokenize(texts))).float())
+        anchor = hand_crafted_features(self.text_encoder, self.classnames, options.template or template)
         self.register_buffer("anchor", anchor, persistent=False)  # class-dependent: never saved
-
-    def knowledge_distance(self, text_features: Tensor) -> Tensor:
-        """1 - mean cosine between the learned and the hand-crafted class text features."""
-        return 1.0 - (normalize(text_features.float()) * self.anchor).sum(dim=-1).mean()
-
-    def loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
-        text_features = self.class_text_features()
-        image_features = normalize(self.image_encoder(images))
-        logits = self.logit_scale * image_features @ text_features.t().to(image_features.dtype)
-        ce = F.cross_entropy(logits, labels)
-        kg = self.knowledge_distance(text_features)
-        loss = ce + self.options.w * kg
-        return loss, {"loss": loss.item(), "ce": ce.item(), "kg": kg.item(), "acc": accuracy(logits, labels)}

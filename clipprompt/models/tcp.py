@@ -20,14 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._clip import clip_model
 from ..errors import ConfigError
 from ..options import MethodOptions, option, register_options
-from ..prompts import ClassPrompts, cut_after_eos, init_context, tokenize
-from .base import PromptedCLIP, accuracy, normalize
+from ..prompts import ClassPrompts, init_context
+from .base import PromptedCLIP, normalize
+from .kgcoop import KnowledgeGuided, hand_crafted_features
 
 # The authors' prompts per Dassl dataset: what follows the context slots, and the hand-crafted
 # prompt whose feature feeds the TKE and the knowledge term (where it differs from CoOp's).
@@ -79,7 +79,7 @@ class TextualKnowledgeEmbedding(nn.Sequential):
         return super().forward(features).reshape(*features.shape[:-1], self.n_ctx, self.width)
 
 
-class TCP(PromptedCLIP):
+class TCP(KnowledgeGuided, PromptedCLIP):
     def __init__(
         self,
         clip: clip_model.CLIP,
@@ -99,10 +99,7 @@ class TCP(PromptedCLIP):
         self.ctx = nn.Parameter(init_context(self.text_encoder, options.n_ctx, options.ctx_init))
         n_ctx = self.ctx.shape[0]
         self.prompts = ClassPrompts(self.text_encoder, self.classnames, n_ctx, template=options.template or template)
-        anchor_template = options.anchor_template or anchor_template
-        texts = [anchor_template.format(name.replace("_", " ")) for name in self.classnames]
-        with torch.no_grad():
-            anchor = normalize(self.text_encoder.encode_tokens(cut_after_eos(tokenize(texts))).float())
+        anchor = hand_crafted_features(self.text_encoder, self.classnames, options.anchor_template or anchor_template)
         self.register_buffer("anchor", anchor, persistent=False)  # class-dependent: never saved
         embed_dim = clip.text_projection.shape[1]
         self.tke = TextualKnowledgeEmbedding(embed_dim, self.text_encoder.width, n_ctx)
@@ -125,16 +122,3 @@ class TCP(PromptedCLIP):
     def forward(self, images: Tensor) -> Tensor:
         image_features = normalize(self.image_encoder(images))
         return self.logit_scale * image_features @ self.text_features().t().to(image_features.dtype)
-
-    def knowledge_distance(self, text_features: Tensor) -> Tensor:
-        """1 - mean cosine between the learned and the hand-crafted class text features."""
-        return 1.0 - (normalize(text_features.float()) * self.anchor).sum(dim=-1).mean()
-
-    def loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
-        text_features = self.class_text_features()
-        image_features = normalize(self.image_encoder(images))
-        logits = self.logit_scale * image_features @ text_features.t().to(image_features.dtype)
-        ce = F.cross_entropy(logits, labels)
-        kg = self.knowledge_distance(text_features)
-        loss = ce + self.options.w * kg
-        return loss, {"loss": loss.item(), "ce": ce.item(), "kg": kg.item(), "acc": accuracy(logits, labels)}
