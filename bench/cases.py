@@ -13,12 +13,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 from clipprompt.models import MPL, SEP, CoCoOp, CoOp, PromptedCLIP, ZeroshotCLIP  # noqa: E402
 from clipprompt.models.cocoop import CoCoOpOptions  # noqa: E402
 from clipprompt.models.coop import CoOpOptions  # noqa: E402
+from clipprompt.models.kgcoop import KgCoOp, KgCoOpOptions  # noqa: E402
 from clipprompt.models.maple import MaPLe, MaPLeOptions  # noqa: E402
 from clipprompt.models.mpl import MPLOptions  # noqa: E402
 from clipprompt.models.promptsrc import PromptSRC, PromptSRCOptions  # noqa: E402
 from clipprompt.models.sep import SEPOptions  # noqa: E402
+from clipprompt.models.tcp import TCP, TCPOptions  # noqa: E402
 
-METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "SEP", "MPL", "MaPLe", "PromptSRC")
+METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "TCP", "SEP", "MPL", "MaPLe", "PromptSRC")
 IMAGE_CONDITIONED = ("CoCoOp", "MPL")  # one text pass per (image, class) pair
 
 
@@ -39,6 +41,10 @@ def build(method: str, clip, classnames: list[str], chunk: int = 0, **options) -
         model = SEP(clip, classnames, SEPOptions(**options))
     elif method == "MPL":
         model = MPL(clip, classnames, MPLOptions(**chunked, **options))
+    elif method == "KgCoOp":
+        model = KgCoOp(clip, classnames, KgCoOpOptions(**options))
+    elif method == "TCP":
+        model = TCP(clip, classnames, TCPOptions(layer=min(8, len(clip.transformer.resblocks) - 1), **options))
     elif method == "MaPLe":
         model = MaPLe(clip, classnames, MaPLeOptions(prompt_depth=_depth(clip, 9), **options))
     elif method == "PromptSRC":

@@ -108,10 +108,10 @@ def test_overrides_come_in_pairs_and_dry_run_prints(capsys):
 
 
 def test_every_wrapper_names_an_existing_config():
-    for method in ("coop", "cocoop", "zeroshot"):
+    trainers = {"coop": "CoOp", "cocoop": "CoCoOp", "zeroshot": "ZeroshotCLIP", "kgcoop": "KgCoOp", "tcp": "TCP"}
+    for method, trainer in trainers.items():
         for script in (REPO / "scripts" / method).glob("*.sh"):
             text = script.read_text()
-            trainer = {"coop": "CoOp", "cocoop": "CoCoOp", "zeroshot": "ZeroshotCLIP"}[method]
             cfg = text.split("CFG=${CFG:-")[1].split("}")[0]
             assert (REPO / "configs/trainers" / trainer / f"{cfg}.yaml").is_file(), script
 

@@ -3,10 +3,12 @@
 from .base import PromptedCLIP
 from .cocoop import CoCoOp
 from .coop import CoOp
+from .kgcoop import KgCoOp
 from .maple import MaPLe
 from .mpl import MPL
 from .promptsrc import PromptSRC
 from .sep import SEP
+from .tcp import TCP
 from .zeroshot import ZeroshotCLIP
 
-__all__ = ["PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp", "SEP", "MPL", "MaPLe", "PromptSRC"]
+__all__ = ["PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "TCP", "MaPLe", "PromptSRC", "SEP", "MPL"]

@@ -1,15 +1,16 @@
-"""CoOp (Zhou et al., IJCV 2022): one learned context shared by all classes."""
+"""CoOp (Zhou et al., IJCV 2022): one learned context shared by all classes, or one per class (CSC)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from .._clip import clip_model
 from ..options import MethodOptions, option, register_options
-from ..prompts import ClassPrompts, init_context
+from ..prompts import POSITIONS, ClassPrompts, init_context
 from .base import PromptedCLIP, normalize
 
 
@@ -18,10 +19,13 @@ from .base import PromptedCLIP, normalize
 class CoOpOptions(MethodOptions):
     n_ctx: int = option(16, "learnable context vectors (ignored when CTX_INIT is set: then its token count)", min=1)
     ctx_init: str = option("", "initialise the context from these words (\"\" = random N(0, 0.02²))")
+    csc: bool = option(False, "class-specific context: one learned context per class (cannot score unseen classes)")
+    class_token_position: str = option("end", "where the class name goes: end, middle (between the context halves) or front", choices=POSITIONS)
 
 
 class CoOp(PromptedCLIP):
-    """`[SOS] ctx_1..ctx_n <class>. [EOS]` with ctx learned; class token at the end.
+    """`[SOS] ctx_1..ctx_n <class>. [EOS]` with ctx learned; the class name may also open the
+    prompt or split the context (CLASS_TOKEN_POSITION), and each class may learn its own ctx (CSC).
 
     `forward` is `PromptedCLIP`'s: logits against the (cached) class text features."""
 
@@ -29,9 +33,16 @@ class CoOp(PromptedCLIP):
         super().__init__(clip, classnames)
         self.options = options = options or CoOpOptions()
         options.validate()  # also when built in Python rather than from a config node
-        self.ctx = nn.Parameter(init_context(self.text_encoder, options.n_ctx, options.ctx_init))
-        self.prompts = ClassPrompts(self.text_encoder, self.classnames, self.ctx.shape[0])
+        if options.csc and not options.ctx_init:  # CoOp's N(0, 0.02²) draw, one context per class
+            ctx = torch.randn(self.num_classes, options.n_ctx, self.text_encoder.width) * 0.02
+        else:  # with CSC every class starts from the words (CoOp's code then drops CSC)
+            ctx = init_context(self.text_encoder, options.n_ctx, options.ctx_init)
+            ctx = ctx.repeat(self.num_classes, 1, 1) if options.csc else ctx
+        self.ctx = nn.Parameter(ctx)
+        self.prompts = ClassPrompts(
+            self.text_encoder, self.classnames, ctx.shape[-2], position=options.class_token_position.lower()
+        )
 
     def class_text_features(self) -> Tensor:
-        embeddings = self.prompts.assemble(self.ctx)
+        embeddings = self.prompts.assemble(self.ctx, per_class=self.options.csc)
         return normalize(self.text_encoder(embeddings, self.prompts.eos_positions))

@@ -1,0 +1,79 @@
+"""CoOp's class-specific context and class token positions against CoOp's code (KaiyangZhou/CoOp).
+
+    python bench/compare/coop.py /path/to/CoOp-checkout      # the repository root
+
+For each setting (CSC off/on × class token at the end, in the middle, at the front) both models
+are built from the same random tiny CLIP in fp32 on the CPU, ours gets their (random) context, and
+both see the same batch; we compare the cross-entropy loss, the logits and the gradient of the
+context. Ours runs on the exact slow path (77-token prompts, CLIP's block forward) and on the
+default fast path (EOS cut, fused attention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from common import cpu_only, dassl_like_cfg, load_authors_module, random_clip, rel, report, their_clip
+
+from clipprompt.models import CoOp
+from clipprompt.models.coop import CoOpOptions
+
+CLASSNAMES = ["dog", "fire truck", "sea lion", "Yorkshire terrier", "owl"]
+SETTINGS = [(False, "end", 4), (False, "middle", 3), (False, "front", 4),
+            (True, "end", 4), (True, "middle", 5), (True, "front", 2)]
+
+
+def compare(theirs_module, csc: bool, position: str, n_ctx: int, batch: int = 4) -> bool:
+    clip = random_clip("tiny")
+    cfg = dassl_like_cfg({"COOP": {"N_CTX": n_ctx, "CTX_INIT": "", "CSC": csc, "CLASS_TOKEN_POSITION": position,
+                                   "PREC": "fp32"}}, "Caltech101", clip.visual.input_resolution)
+    torch.manual_seed(0)
+    with cpu_only():
+        theirs = theirs_module.CustomCLIP(cfg, CLASSNAMES, their_clip(theirs_module.clip, clip))
+    for name, p in theirs.named_parameters():  # their trainer's rule
+        p.requires_grad_("prompt_learner" in name)
+    ours = CoOp(clip, CLASSNAMES, CoOpOptions(n_ctx=n_ctx, csc=csc, class_token_position=position))
+    with torch.no_grad():
+        ours.ctx.copy_(theirs.prompt_learner.ctx)
+
+    torch.manual_seed(1)
+    images = torch.randn(batch, 3, 32, 32)
+    labels = torch.arange(batch) % len(CLASSNAMES)
+    logits = theirs(images)
+    their_loss = F.cross_entropy(logits, labels)
+    their_loss.backward()
+
+    ok = True
+    for mode, settings in (("exact", dict(eos_cut=False, fused=False)), ("fast", dict(eos_cut=True, fused=True))):
+        ours.configure(**settings)
+        ours.ctx.grad = None
+        loss, _ = ours.loss(images, labels)
+        loss.backward()
+        with torch.no_grad():
+            our_logits = ours(images)
+        ok &= report(f"CoOp CSC={csc} CLASS_TOKEN_POSITION={position} N_CTX={n_ctx}, {mode} path", {
+            "loss": rel(loss, their_loss),
+            "logits": rel(our_logits, logits),
+            "grad ctx": rel(ours.ctx.grad, theirs.prompt_learner.ctx.grad),
+        })
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkout", type=Path, help="root of a clone of github.com/KaiyangZhou/CoOp")
+    args = parser.parse_args()
+    theirs_module = load_authors_module(args.checkout, "trainers/coop.py", "authors_coop")
+    ok = True
+    for csc, position, n_ctx in SETTINGS:
+        ok &= compare(theirs_module, csc, position, n_ctx)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

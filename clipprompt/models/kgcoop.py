@@ -1,0 +1,86 @@
+"""KgCoOp (Yao et al., CVPR 2023): CoOp whose class text features are kept near the hand-crafted ones.
+
+The loss adds, to CoOp's cross-entropy, the mean cosine distance between each class's learned
+text feature and the frozen feature of the hand-crafted prompt of that class:
+
+    loss = CE(logits, y) + W * (1 - mean_c cos(t_c, t_c^clip))
+
+Evaluation is CoOp's (the knowledge term only shapes training), so the class text features
+are computed once per test set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .._clip import clip_model
+from ..options import option, register_options
+from ..prompts import cut_after_eos, tokenize
+from .base import accuracy, normalize
+from .coop import CoOp, CoOpOptions
+
+# The authors' hand-crafted prompts, where they differ from the dataset's CoOp template.
+AUTHORS_TEMPLATES = {"DescribableTextures": "a photo of a {}, a type of texture."}
+
+
+@register_options("KGCOOP")
+@dataclass
+class KgCoOpOptions(CoOpOptions):
+    n_ctx: int = option(4, "learnable context vectors (ignored when CTX_INIT is set: then its token count)", min=1)
+    ctx_init: str = option("a photo of a", "initialise the context from these words (\"\" = random N(0, 0.02²))")
+    w: float = option(8.0, "weight of the knowledge term 1 - mean cos(learned, hand-crafted class text feature)", min=0)
+    template: str = option("", "hand-crafted prompt of the knowledge term, \"{}\" = class name (\"\" = the authors' for the dataset)")
+
+
+def authors_template(dataset: str, dataset_template: str) -> str:
+    """KgCoOp's hand-crafted prompt for a Dassl dataset name: the CoOp template unless theirs differs."""
+    return AUTHORS_TEMPLATES.get(dataset, dataset_template)
+
+
+def hand_crafted_features(text_encoder, classnames: Sequence[str], template: str) -> Tensor:
+    """Normalized fp32 features (n_cls, embed_dim) of `template.format(class name)` through the frozen encoder."""
+    texts = [template.format(name.replace("_", " ")) for name in classnames]
+    with torch.no_grad():
+        return normalize(text_encoder.encode_tokens(cut_after_eos(tokenize(texts))).float())
+
+
+class KnowledgeGuided:
+    """KgCoOp's loss for a model with class-only text features, a frozen `anchor` buffer of the
+    hand-crafted class features and a weight `options.w` (KgCoOp, TCP)."""
+
+    anchor: Tensor
+
+    def knowledge_distance(self, text_features: Tensor) -> Tensor:
+        """1 - mean cosine between the learned and the hand-crafted class text features."""
+        return 1.0 - (normalize(text_features.float()) * self.anchor).sum(dim=-1).mean()
+
+    def loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+        text_features = self.class_text_features()  # once for the logits and the knowledge term
+        image_features = normalize(self.image_encoder(images))
+        logits = self.logit_scale * image_features @ text_features.t().to(image_features.dtype)
+        ce = F.cross_entropy(logits, labels)
+        kg = self.knowledge_distance(text_features)
+        loss = ce + self.options.w * kg
+        return loss, {"loss": loss.item(), "ce": ce.item(), "kg": kg.item(), "acc": accuracy(logits, labels)}
+
+
+class KgCoOp(KnowledgeGuided, CoOp):
+    """CoOp plus the knowledge-guided term; `anchor` holds the frozen hand-crafted class features."""
+
+    def __init__(
+        self,
+        clip: clip_model.CLIP,
+        classnames: Sequence[str],
+        options: KgCoOpOptions | None = None,
+        template: str = "a photo of a {}.",
+        fused: bool = True,
+    ):
+        options = options or KgCoOpOptions()
+        super().__init__(clip, classnames, options, fused=fused)
+        anchor = hand_crafted_features(self.text_encoder, self.classnames, options.template or template)
+        self.register_buffer("anchor", anchor, persistent=False)  # class-dependent: never saved

@@ -1,0 +1,156 @@
+"""TCP: class-aware tokens from the hand-crafted class features replace the context at one text block."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clipprompt._clip import clip
+from clipprompt.errors import ConfigError
+from clipprompt.models import TCP
+from clipprompt.models.base import normalize
+from clipprompt.models.tcp import TCPOptions, authors_templates
+from clipprompt.testing.markers import requires_dassl
+
+from test_kgcoop import run_base2new_scripts
+
+BASE = ["dog", "cat", "fire truck", "sea lion"]
+NEW = ["owl", "red fox", "tram"]
+LABELS = torch.tensor([0, 1, 2, 3])
+LEARNED = {"ctx", "tke.linear1.weight", "tke.linear1.bias", "tke.linear2.weight", "tke.linear2.bias"}
+
+
+def model(tiny_clip, classnames=BASE, **options):
+    torch.manual_seed(0)
+    return TCP(tiny_clip, classnames, TCPOptions(**{"layer": 1, **options}), template="{}, a type of pet.")
+
+
+def test_defaults_and_templates_are_the_authors():
+    options = TCPOptions()
+    assert (options.n_ctx, options.ctx_init, options.layer, options.w, options.adam_eps) == (4, "", 8, 8.0, 1e-3)
+    assert authors_templates("OxfordPets", "a photo of a {}, a type of pet.") == ("{}, a type of pet.", "a photo of a {}, a type of pet.")
+    assert authors_templates("FGVCAircraft", "x {}") == ("{}, a type of aircraft.", "a photo of an aircraft {}.")
+    assert authors_templates("Caltech101", "a photo of a {}.") == ("{}.", "a photo of a {}.")
+
+
+def test_shapes_and_anchor(tiny_clip, images):
+    tcp = model(tiny_clip)
+    width = tcp.text_encoder.width
+    assert tcp.ctx.shape == (4, width)
+    assert tcp.class_tokens().shape == (4, 4, width)
+    assert tcp.class_text_features().shape == (4, tiny_clip.text_projection.shape[1])
+    assert tcp(images).shape == (4, 4)
+    with torch.no_grad():
+        expected = normalize(tiny_clip.encode_text(clip.tokenize([f"a photo of a {n}." for n in BASE])))
+    torch.testing.assert_close(tcp.anchor, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_class_tokens_replace_the_context_before_the_chosen_block(tiny_clip):
+    """At block 0 the context never reaches the features: they are the prompts with the class
+    tokens in the slots (CoOp's class-specific assembly), taken as they are, without positional
+    embedding (the authors' code swaps them into the running sequence, after the embedding)."""
+    tcp = model(tiny_clip, layer=0)
+    features = tcp.class_text_features()
+    with torch.no_grad():
+        tokens = tcp.class_tokens() - tcp.text_encoder.positional_embedding[1:5]
+        direct = normalize(tcp.text_encoder(tcp.prompts.assemble(tokens, per_class=True), tcp.prompts.eos_positions))
+    torch.testing.assert_close(features, direct, rtol=1e-5, atol=1e-6)
+    features.sum().backward()
+    assert tcp.ctx.grad is None or tcp.ctx.grad.abs().max() == 0
+    assert tcp.tke.linear2.weight.grad.abs().max() > 0
+
+
+def test_exactly_the_context_and_the_tke_learn(tiny_clip, images):
+    tcp = model(tiny_clip, layer=2)
+    tcp.loss(images, LABELS)[0].backward()
+    assert {n for n, p in tcp.named_parameters() if p.requires_grad} == LEARNED
+    assert {n for n, p in tcp.named_parameters() if p.grad is not None and p.grad.abs().max() > 0} == LEARNED
+
+
+def test_loss_is_cross_entropy_plus_w_times_the_distance(tiny_clip, images):
+    tcp = model(tiny_clip, w=3.0)
+    loss, summary = tcp.loss(images, LABELS)
+    with torch.no_grad():
+        text = tcp.class_text_features()
+        ce = F.cross_entropy(tcp(images), LABELS)
+        kg = 1 - F.cosine_similarity(text, tcp.anchor, dim=1).mean()
+    torch.testing.assert_close(loss.detach(), ce + 3.0 * kg)
+    assert set(summary) == {"loss", "ce", "kg", "acc"} and kg > 0
+
+
+def test_loss_falls(tiny_clip, images):
+    tcp = model(tiny_clip)
+    optim = torch.optim.Adam([p for p in tcp.parameters() if p.requires_grad], lr=1e-3, eps=1e-3)
+    losses = []
+    for _ in range(15):
+        loss, _ = tcp.loss(images, LABELS)
+        losses.append(loss.item())
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    assert losses[-1] < losses[0] - 0.05
+
+
+def test_save_load_and_new_classes(tiny_clip, images):
+    trained = model(tiny_clip)
+    with torch.no_grad():
+        trained.ctx.add_(0.1)
+    state = trained.trainable_state_dict()
+    assert set(state) == LEARNED  # the anchor and the prompts are class-dependent: rebuilt
+    again = model(tiny_clip)
+    again.load_trainable_state_dict(state)
+    new = model(tiny_clip, NEW)
+    new.load_trainable_state_dict(state)
+    with torch.no_grad():
+        torch.testing.assert_close(again(images), trained(images))
+        with new.cached_text_features():
+            assert new(images).shape == (4, 3)
+        # new classes get their own class-aware tokens from their own hand-crafted features
+        assert not torch.allclose(new.class_tokens()[0], trained.class_tokens()[0])
+
+
+def test_fast_paths_give_the_slow_paths_outputs(tiny_clip, images):
+    tcp = model(tiny_clip)
+    fast, _ = tcp.loss(images, LABELS)
+    fast.backward()
+    fast_grads = {n: p.grad.clone() for n, p in tcp.named_parameters() if p.requires_grad}
+    with torch.no_grad(), tcp.cached_text_features():
+        cached = tcp(images)
+    tcp.zero_grad()
+    tcp.configure(eos_cut=False, fused=False)
+    slow, _ = tcp.loss(images, LABELS)
+    slow.backward()
+    with torch.no_grad():
+        torch.testing.assert_close(cached, tcp(images), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+    for name, grad in fast_grads.items():  # equal up to float rounding, relative to the gradient's size
+        slow_grad = tcp.get_parameter(name).grad
+        assert (grad - slow_grad).norm() <= 1e-4 * slow_grad.norm(), name
+
+
+def test_a_block_the_encoder_lacks_is_a_config_error(tiny_clip):
+    with pytest.raises(ConfigError, match="TRAINER.TCP.LAYER is 8; the text encoder has blocks 0..2"):
+        TCP(tiny_clip, BASE, TCPOptions())
+
+
+@requires_dassl
+def test_base2new_scripts_end_to_end(tmp_path, tiny_clip_path):
+    report = run_base2new_scripts("tcp", tmp_path, tiny_clip_path, "TRAINER.TCP.PREC", "fp32", "TRAINER.TCP.LAYER", "1")
+    assert "### Base-to-new: TCP (vit_b16_ep50_ctx4, 2 shots)" in report
+    assert "TCP: TCP (vit_b16_ep50_ctx4, 2 shots) |" in report and "| 84.13 | 75.36 | 79.51 |" in report
+
+
+def test_fp16_clip_gives_fp32_gradients_close_to_fp32(images):
+    """CLIP in fp16 (as PREC fp16 loads it): the learned parameters stay fp32 and the loss stays close."""
+    from clipprompt._clip import clip_model
+    from clipprompt.random_clip import build_random_clip
+
+    half = build_random_clip("tiny")
+    clip_model.convert_weights(half)
+    losses = {}
+    for name, clip_ in (("fp32", build_random_clip("tiny")), ("fp16", half)):
+        tcp = model(clip_)
+        loss, _ = tcp.loss(images, LABELS)
+        loss.backward()
+        assert tcp.ctx.grad.dtype == torch.float32 and torch.isfinite(tcp.tke.linear2.weight.grad).all()
+        losses[name] = loss.item()
+    assert losses["fp16"] == pytest.approx(losses["fp32"], abs=2e-2)
