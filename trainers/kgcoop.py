@@ -13,4 +13,4 @@ class KgCoOp(ClipTrainer):
         options = KgCoOpOptions.from_node(self.trainer_cfg)
         dataset = self.dm.dataset
         template = authors_template(self.cfg.DATASET.NAME, getattr(dataset, "template", "a photo of a {}."))
-        return KgCoOpModel(clip, classnames, options, template=template, fused=self.cfg.MODEL.FUSED_ATTENTION)
+        return KgCoOpModel(clip, classnames, options, template=template)

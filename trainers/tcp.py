@@ -12,8 +12,7 @@ class TCP(ClipTrainer):
     def build_custom_model(self, clip, classnames):
         options = TCPOptions.from_node(self.trainer_cfg)
         tail, anchor = authors_templates(self.cfg.DATASET.NAME, getattr(self.dm.dataset, "template", "a photo of a {}."))
-        return TCPModel(clip, classnames, options, template=tail, anchor_template=anchor,
-                        fused=self.cfg.MODEL.FUSED_ATTENTION)
+        return TCPModel(clip, classnames, options, template=tail, anchor_template=anchor)
 
     def build_model(self) -> None:
         super().build_model()

@@ -12,12 +12,12 @@ from .._clip import clip_model
 from ..encoders import TextEncoder
 from ..options import option, register_options
 from .base import normalize
-from .coop import CoOp, CoOpOptions
+from .coop import ContextOptions, CoOp
 
 
 @register_options("COCOOP")
 @dataclass
-class CoCoOpOptions(CoOpOptions):
+class CoCoOpOptions(ContextOptions):
     """CoOp's context keys (same defaults: the paper's 4 tokens from "a photo of a" are set by
     configs/trainers/CoCoOp/), plus the text-pass chunk."""
 

@@ -61,8 +61,7 @@ class KnowledgeGuided:
 
     def loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         text_features = self.class_text_features()  # once for the logits and the knowledge term
-        image_features = normalize(self.image_encoder(images))
-        logits = self.logit_scale * image_features @ text_features.t().to(image_features.dtype)
+        logits = self.logits(self.image_encoder(images), text_features)
         ce = F.cross_entropy(logits, labels)
         kg = self.knowledge_distance(text_features)
         loss = ce + self.options.w * kg
@@ -78,9 +77,8 @@ class KgCoOp(KnowledgeGuided, CoOp):
         classnames: Sequence[str],
         options: KgCoOpOptions | None = None,
         template: str = "a photo of a {}.",
-        fused: bool = True,
     ):
         options = options or KgCoOpOptions()
-        super().__init__(clip, classnames, options, fused=fused)
+        super().__init__(clip, classnames, options)
         anchor = hand_crafted_features(self.text_encoder, self.classnames, options.template or template)
         self.register_buffer("anchor", anchor, persistent=False)  # class-dependent: never saved

@@ -35,7 +35,7 @@ from ..errors import ConfigError
 from ..options import Options, nested, option, register_options
 from .base import accuracy, fp32_matmul, normalize
 from .cocoop import MetaNet, encode_prompt_grid
-from .coop import CoOp, CoOpOptions
+from .coop import ContextOptions, CoOp
 
 FTP_MODES = ("mlp", "attn")
 
@@ -60,7 +60,7 @@ class LossOptions(Options):
 
 @register_options("MPL")
 @dataclass
-class MPLOptions(CoOpOptions):
+class MPLOptions(ContextOptions):
     """MPL's defaults are the paper's: 4 context tokens from "a photo of a", FTP mlp, top-5 TVP."""
 
     n_ctx: int = option(4, "learnable text context vectors (ignored when CTX_INIT is set: then its token count)", min=1)

@@ -87,9 +87,8 @@ class TCP(KnowledgeGuided, PromptedCLIP):
         options: TCPOptions | None = None,
         template: str = "{}.",
         anchor_template: str = "a photo of a {}.",
-        fused: bool = True,
     ):
-        super().__init__(clip, classnames, fused=fused)
+        super().__init__(clip, classnames)
         self.options = options = options or TCPOptions()
         depth = self.text_encoder.depth
         if options.layer >= depth:
@@ -118,7 +117,3 @@ class TCP(KnowledgeGuided, PromptedCLIP):
         embeddings = self.prompts.assemble(self.ctx)
         features = self.text_encoder(embeddings, self.prompts.eos_positions, {self.options.layer: class_aware})
         return normalize(features)
-
-    def forward(self, images: Tensor) -> Tensor:
-        image_features = normalize(self.image_encoder(images))
-        return self.logit_scale * image_features @ self.text_features().t().to(image_features.dtype)
