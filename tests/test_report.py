@@ -319,9 +319,9 @@ def test_plot_writes_each_figure_with_one_series_per_method(tree, tmp_path):
 
 def test_plot_cli_and_missing_matplotlib(tree, tmp_path, monkeypatch, capsys):
     pytest.importorskip("matplotlib")
-    assert report.main([str(tree), "--plot", str(tmp_path / "p")]) == 0
-    assert (tmp_path / "p" / "base2new.svg").is_file()
+    assert report.main([str(tree), "--protocol", "dg", "--plot", str(tmp_path / "p")]) == 0
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["dg.png", "dg.svg"]
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if not installed
-    assert report.main([str(tree), "--plot", str(tmp_path / "q")]) == 2
+    assert report.main([str(tree), "--protocol", "dg", "--plot", str(tmp_path / "q")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == 'error: matplotlib is not installed: pip install -e ".[plot]"'
