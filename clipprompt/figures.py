@@ -59,6 +59,9 @@ def few_shot_figure(per_method: Sequence, Figure):
             row = next((r for r in t.rows if r[0] == dataset), None)
             ys = [_mean(v) for v in row[1:]] if row else [float("nan")] * len(shots)
             ax.plot(shots, ys, marker="o", label=t.group.title)
+        if all(math.isnan(y) for line in ax.get_lines() for y in line.get_ydata()):
+            ax.text(0.5, 0.5, "no runs", transform=ax.transAxes, ha="center", va="center", color="gray")
+            ax.set_yticks([])
         ax.set_xscale("log", base=2)
         ax.set_xticks(shots, [str(s) for s in shots])
         ax.set_title(dataset)
@@ -77,6 +80,7 @@ def _grouped_bars(ax, groups: Sequence[str], series: Sequence[tuple[str, Sequenc
         xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(groups))]
         ax.bar(xs, values, width, label=label)
     ax.set_xticks(range(len(groups)), groups, rotation=45, ha="right")
+    ax.set_xlim(-0.5, len(groups) - 0.5)  # every group shown, also those that are all gaps
     ax.set_ylabel("accuracy (%)")
 
 

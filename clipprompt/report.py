@@ -138,21 +138,26 @@ def from_result(result: dict, where: list[dict] | None) -> list[dict] | None:
     """What a run is, from its result.json; the path's reading (`where`) fills what it lacks.
 
     Results written since runs record `protocol`, `part`, `config_name` and `method` say it
-    themselves; older folders are read from their path. Shots always come from the result's
-    `num_shots` when it has one: a folder name can lie (issue: "shots_16" trained with 2).
+    themselves; older folders are read from their path. Shots come from the result's `num_shots`
+    when it is a training shot count: a folder name can lie ("shots_16" trained with 2). An
+    evaluation run's own `num_shots` (-1 for an xd or dg target) says nothing about the model,
+    so there the path's shots stand.
     """
     trainer = result.get("method") or result.get("trainer")
     protocol = result.get("protocol")
+    shots = result.get("num_shots")
+    if not isinstance(shots, int) or shots < 1:  # an evaluation run (NUM_SHOTS -1: all test images)
+        shots = where[0]["shots"] if where else None  # ... of a model trained with the path's shots
     if protocol in protocols.PROTOCOLS and result.get("dataset"):
         dataset = _dataset(result["dataset"])
         part = str(result.get("part") or "")
         zero_shot = trainer == "ZeroshotCLIP"
-        shots = None if zero_shot else result.get("num_shots")
+        shots = None if zero_shot else shots
         run = dict(dataset=dataset, shots=shots, trainer=trainer,
                    config=result.get("config_name") or (where[0]["config"] if where else ""),
                    seed=None if zero_shot else result.get("seed"))
         if protocol == "few_shot":
-            return [dict(run, protocol="few_shot", part=f"shots_{shots}")]
+            return [dict(run, protocol="few_shot", part=f"shots_{shots}")] if shots else None
         if protocol == "base2new":
             sub = result.get("subsample_classes")
             part = _PART["base2new"].get(part) or {"base": "base", "new": "new"}.get(sub)
@@ -163,9 +168,8 @@ def from_result(result: dict, where: list[dict] | None) -> list[dict] | None:
         return [dict(run, protocol="dg" if dataset in protocols.DG_TARGETS else "xd", part="target")]
     if where is None:
         return None
-    if result.get("num_shots") is not None and trainer != "ZeroshotCLIP":
-        where = [dict(w, shots=result["num_shots"],
-                      part=f"shots_{result['num_shots']}" if w["protocol"] == "few_shot" else w["part"])
+    if shots is not None and trainer != "ZeroshotCLIP":
+        where = [dict(w, shots=shots, part=f"shots_{shots}" if w["protocol"] == "few_shot" else w["part"])
                  for w in where]
     return where
 

@@ -221,6 +221,16 @@ def test_result_fields_win_over_the_path(tmp_path):
     assert not any("16 shots" in title for title in titles)
 
 
+def test_evaluation_runs_keep_the_shots_of_the_model_they_test(tmp_path):
+    """xd/dg test runs record NUM_SHOTS -1 (all test images): they belong with their 2-shot model."""
+    out = tmp_path / "out"
+    put_result(out, "xd/train/imagenet/shots_2/CoOp/cfg/seed1", 70.0, trainer="CoOp", num_shots=2)
+    put_result(out, "xd/test/caltech101/shots_2/CoOp/cfg/seed1", 80.0, trainer="CoOp", num_shots=-1)
+    (xd,) = report.tables(report.scan(out), "xd")
+    assert [r[0] for r in xd.rows] == ["CoOp (cfg, 2 shots)"]
+    assert xd.rows[0][1].mean == 70.0 and xd.rows[0][2].mean == 80.0
+
+
 def test_unfinished_training_is_flagged_and_corrupt_result_is_listed(tree):
     folder = tree / f"base2new/test_new/caltech101/{COOP}/seed1"
     data = json.loads((folder / "result.json").read_text())
@@ -289,6 +299,8 @@ def test_plot_writes_each_figure_with_one_series_per_method(tree, tmp_path):
         assert all(len(c) == len(protocols.BASE2NEW) + 1 for c in ax.containers)
         markers = [line for line in ax.get_lines() if line.get_label().startswith("published")]
         assert len(markers) == 3  # CoOp, CoCoOp and zero-shot CLIP have published averages
+    assert base.get_xlim() == (-0.5, len(protocols.BASE2NEW) + 0.5)  # imagenet's gap group shown too
+    assert [tick.get_text() for tick in base.get_xticklabels()][0] == "imagenet"
     coop_bars = next(c for c in base.containers if c.get_label().startswith("CoOp"))
     assert coop_bars[1].get_height() == pytest.approx(statistics.fmean(BASE["caltech101"]))
 
@@ -307,9 +319,9 @@ def test_plot_writes_each_figure_with_one_series_per_method(tree, tmp_path):
 
 def test_plot_cli_and_missing_matplotlib(tree, tmp_path, monkeypatch, capsys):
     pytest.importorskip("matplotlib")
-    assert report.main([str(tree), "--plot", str(tmp_path / "p")]) == 0
-    assert (tmp_path / "p" / "base2new.svg").is_file()
+    assert report.main([str(tree), "--protocol", "dg", "--plot", str(tmp_path / "p")]) == 0
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["dg.png", "dg.svg"]
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if not installed
-    assert report.main([str(tree), "--plot", str(tmp_path / "q")]) == 2
+    assert report.main([str(tree), "--protocol", "dg", "--plot", str(tmp_path / "q")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == 'error: matplotlib is not installed: pip install -e ".[plot]"'

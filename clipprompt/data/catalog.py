@@ -18,6 +18,7 @@ HF_MIRROR = f"https://huggingface.co/{HF_MIRROR_REPO}"
 #: Google Drive ids of files CoOp published besides the split files (each stated once, here).
 CLASSNAMES_DRIVE_ID = "1-61f_ol79pViBFDG_IDlUQSwoLcn2XXF"
 UCF101_MIDFRAMES_DRIVE_ID = "10Jqome3vtUA2keJkNanAiFpgbyC9Hc2O"
+IMAGENET_SKETCH_DRIVE_ID = "1Mj0i5HBthqH1p_yeXzsg22gZduvgoNeA"  # ImageNet-Sketch.zip, its authors' copy
 
 
 def mirror_url(filename: str) -> str:
@@ -282,7 +283,9 @@ _SPECS = (
         layout=Layout.WNID_FOLDERS,
         template="a photo of a {}.",
         num_classes=1000,
-        source="https://github.com/HaohanWang/ImageNet-Sketch, plus ImageNet's classnames.txt",
+        source="ImageNet-Sketch.zip (sketch/ renamed to images/) from "
+        + _split_url(IMAGENET_SKETCH_DRIVE_ID)
+        + " (see https://github.com/HaohanWang/ImageNet-Sketch), plus ImageNet's classnames.txt",
         mirror=MirrorFile("imagenet-sketch.zip"),
     ),
     DatasetSpec(

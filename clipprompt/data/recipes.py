@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .catalog import CATALOG, CLASSNAMES_DRIVE_ID, UCF101_MIDFRAMES_DRIVE_ID
+from .catalog import CATALOG, CLASSNAMES_DRIVE_ID, IMAGENET_SKETCH_DRIVE_ID, UCF101_MIDFRAMES_DRIVE_ID
 from .download import Fetch, Source
 
 
@@ -81,7 +81,7 @@ ImageNet needs a manual step: its licence requires a free account at https://ima
 Then run this command again to verify."""
 
 _SKETCH_MANUAL = """\
-ImageNet-Sketch could not be downloaded automatically (no stable direct link).
+ImageNet-Sketch could not be downloaded from any of its sources.
   1. Download ImageNet-Sketch.zip as described at https://github.com/HaohanWang/ImageNet-Sketch
   2. Put its class folders (inside sketch/ in the zip) at {dataset_dir}/images/<wnid>/*.JPEG
      (1000 folders n01440764, ...).
@@ -216,8 +216,17 @@ def _default_recipes() -> dict[str, Recipe]:
     )
     add(
         "ImageNetSketch",
-        Fetch("imagenet-sketch.zip", (_mirror("ImageNetSketch"),), provides="images",
-              renames=(("sketch", "images"),)),
+        Fetch(
+            "ImageNet-Sketch.zip",
+            (
+                _gd(IMAGENET_SKETCH_DRIVE_ID),  # the authors' link (github.com/HaohanWang/ImageNet-Sketch)
+                _url("https://huggingface.co/datasets/songweig/imagenet_sketch/resolve/main/data/"
+                     "ImageNet-Sketch.zip"),  # the Hugging Face dataset their README points to
+                _mirror("ImageNetSketch"),
+            ),
+            provides="images",
+            renames=(("sketch", "images"),),
+        ),
         _variant_classnames("ImageNetSketch"),
         manual=_SKETCH_MANUAL,
         manual_paths=("images",),
