@@ -16,7 +16,7 @@ from clipprompt.models.coop import CoOpOptions  # noqa: E402
 from clipprompt.models.mpl import MPLOptions  # noqa: E402
 from clipprompt.models.sep import SEPOptions  # noqa: E402
 
-METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "SEP", "MPL")
+METHODS = ("ZeroshotCLIP", "CoOp", "SEP", "CoCoOp", "MPL")  # README's order
 IMAGE_CONDITIONED = ("CoCoOp", "MPL")  # one text pass per (image, class) pair
 
 
