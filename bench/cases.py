@@ -20,7 +20,7 @@ from clipprompt.models.promptsrc import PromptSRC, PromptSRCOptions  # noqa: E40
 from clipprompt.models.sep import SEPOptions  # noqa: E402
 from clipprompt.models.tcp import TCP, TCPOptions  # noqa: E402
 
-METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "TCP", "SEP", "MPL", "MaPLe", "PromptSRC")
+METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "TCP", "SEP", "MPL", "MaPLe", "PromptSRC")  # README's order
 IMAGE_CONDITIONED = ("CoCoOp", "MPL")  # one text pass per (image, class) pair
 
 

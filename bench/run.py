@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--classes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--batch", type=int, default=32, help="training batch")
     parser.add_argument("--eval-batch", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=5, help="timed runs of each measurement (the median counts)")
+    parser.add_argument("--steps", type=int, default=3, help="timed runs of each measurement (the median counts)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--conditioned-batch", type=int, default=4, help="training batch of CoCoOp and MPL")
     parser.add_argument("--conditioned-eval-batch", type=int, default=20)

@@ -67,7 +67,6 @@ def test_override_errors():
         merge_from_list(cfg, ["OPTIM.LR"])
     with pytest.raises(ConfigError, match="Type mismatch"):
         merge_from_list(cfg, ["OPTIM.MAX_EPOCH", "'ten'"])
-    assert issubclass(ConfigError, UserError)
 
 
 def test_sep_layers_accept_a_list():

@@ -1,14 +1,22 @@
-"""Prompt-tuning methods as plain PyTorch modules over a frozen CLIP (no Dassl here)."""
+"""Prompt-tuning methods as plain PyTorch modules over a frozen CLIP (no Dassl here).
+
+Each method's module declares its typed options (`XOptions`, the config node `TRAINER.X`) next to
+the model that takes them: `CoOp(clip, classnames, CoOpOptions(n_ctx=4))`.
+"""
 
 from .base import PromptedCLIP
-from .cocoop import CoCoOp
-from .coop import CoOp
-from .kgcoop import KgCoOp
-from .maple import MaPLe
-from .mpl import MPL
-from .promptsrc import PromptSRC
-from .sep import SEP
-from .tcp import TCP
-from .zeroshot import ZeroshotCLIP
+from .cocoop import CoCoOp, CoCoOpOptions
+from .coop import ContextOptions, CoOp, CoOpOptions
+from .kgcoop import KgCoOp, KgCoOpOptions
+from .maple import MaPLe, MaPLeOptions
+from .mpl import MPL, MPLOptions
+from .promptsrc import PromptSRC, PromptSRCOptions
+from .sep import SEP, SEPOptions
+from .tcp import TCP, TCPOptions
+from .zeroshot import ZeroshotCLIP, ZeroshotCLIPOptions
 
-__all__ = ["PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "TCP", "MaPLe", "PromptSRC", "SEP", "MPL"]
+__all__ = [
+    "PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "TCP", "MaPLe", "PromptSRC", "SEP", "MPL",
+    "ContextOptions", "ZeroshotCLIPOptions", "CoOpOptions", "CoCoOpOptions", "KgCoOpOptions", "TCPOptions",
+    "MaPLeOptions", "PromptSRCOptions", "SEPOptions", "MPLOptions",
+]
