@@ -20,5 +20,6 @@ with warnings.catch_warnings():
     from dassl.engine import TRAINER_REGISTRY, TrainerX, build_trainer  # noqa: F401
     from dassl.optim import build_optimizer  # noqa: F401
     from dassl.utils import set_random_seed, setup_logger  # noqa: F401
+    from dassl.utils import AverageMeter, MetricMeter  # noqa: F401
 
 logging.disable(logging.NOTSET)
