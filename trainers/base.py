@@ -37,7 +37,14 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from clipprompt import faults
-from clipprompt.checkpoint import find_checkpoint, load_checkpoint, load_latest_usable, save_progress, write_state
+from clipprompt.checkpoint import (
+    find_checkpoint,
+    load_checkpoint,
+    load_latest_usable,
+    save_progress,
+    saved_checkpoints,
+    write_state,
+)
 from clipprompt.clip_loading import load_clip
 from clipprompt.config import check_precision
 from clipprompt.distributed import DistInfo, barrier, mix_seed, shared_seed
@@ -504,21 +511,37 @@ class ClipTrainer(TrainerX):
             return
         folder = osp.join(directory, MODEL_NAME)
         best = osp.join(folder, "model-best.pth.tar")
+        if epoch is None:
+            self.refuse_unfinished(directory)
         if epoch is None and self.cfg.TEST.FINAL_MODEL == "best_val" and osp.isfile(best):
             path = best
         else:
             path = find_checkpoint(folder, epoch)
-        state = load_checkpoint(path)
+        state = self._load(path)
         finished, max_epoch = state.get("finished"), state.get("max_epoch")
-        if epoch is None and path != best and finished is False:
-            raise UserError(
-                f"{directory} holds an unfinished training run (it reached epoch {state['epoch']} of {max_epoch}); "
-                f"run its training command again to finish it, or evaluate that epoch with --load-epoch {state['epoch']}."
-            )
-        self._load(path, state)
         if finished is not None:
             self.training_status = {"training_finished": bool(finished), "max_epoch": max_epoch}
-        print(f"Loaded {path} (epoch {state['epoch']}{'' if finished is not False else f' of {max_epoch}, unfinished'})")
+        unfinished = f" of {max_epoch}, training unfinished" if finished is False else ""
+        print(f"Loaded {path} (epoch {state['epoch']}{unfinished})")
+
+    def refuse_unfinished(self, directory) -> None:
+        """Evaluating the latest weights of a run whose training did not finish needs --load-epoch."""
+        saved = saved_checkpoints(osp.join(directory, MODEL_NAME))
+        if not saved:
+            return
+        progress, path = saved[0]
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError:
+            return  # the loading below names the problem
+        if state.get("finished") is not False:
+            return
+        epochs = [p.epochs for p, _ in saved if p.steps == 0 and p.epochs > 0]
+        hint = f"evaluate epoch {epochs[0]} with --load-epoch {epochs[0]}" if epochs else "no epoch has finished yet"
+        raise UserError(
+            f"{directory} holds an unfinished training run ({progress.describe(state.get('max_epoch'))}); "
+            f"run its training command again to finish it, or {hint}."
+        )
 
     def resume_model_if_exist(self, directory):
         """Continue from the newest usable checkpoint: at the next epoch, or the next step mid-epoch."""
@@ -530,7 +553,6 @@ class ClipTrainer(TrainerX):
             print("No checkpoint found, train from scratch")
             return 0
         path, state = found
-        self.check_origin(path, state)
         if "config" in state:
             differences = config_differences(state["config"], flat_config(self.cfg))
             if differences:
@@ -538,6 +560,7 @@ class ClipTrainer(TrainerX):
                     f"Cannot resume from {path}: the run was started with another configuration: "
                     f"{'; '.join(differences)}. Use the same values, or another --output-dir for a new run."
                 )
+        self.check_origin(path, state)
         self._load(path, state)
         if self.optim is not None and state.get("optimizer"):
             self.optim.load_state_dict(state["optimizer"])
