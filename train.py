@@ -149,6 +149,17 @@ def check_output_writable(cfg) -> None:
         check_writable(out / MODEL_NAME)
 
 
+def cap_workers(cfg):
+    """More loader workers than usable cores only adds processes; the count cannot change the result."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cfg.DATALOADER.NUM_WORKERS > cores:
+        print(f"DATALOADER.NUM_WORKERS {cfg.DATALOADER.NUM_WORKERS} is more than the {cores} usable cores: using {cores}")
+        cfg.defrost()
+        cfg.DATALOADER.NUM_WORKERS = cores
+        cfg.freeze()
+    return cfg
+
+
 def check_resume_folder(args: argparse.Namespace) -> None:
     if args.resume and not Path(args.resume).is_dir():
         raise ConfigError(f"--resume {args.resume}: no such folder (give the output folder of the run to resume).")
@@ -192,7 +203,8 @@ def run(args: argparse.Namespace, log, stops) -> int:
     dist = init_distributed(use_cuda=torch.cuda.is_available() and cfg.USE_CUDA)
     if not dist.is_main:  # one log: rank 0's (errors still reach stderr)
         os.environ["TQDM_DISABLE"] = "1"
-        log.console = open(os.devnull, "w")
+        log.console, log._pending = open(os.devnull, "w"), None
+    cfg = cap_workers(cfg)
     check_output_dir(cfg, args, remove=False)
     check_output_writable(cfg)
     if cfg.SEED >= 0:

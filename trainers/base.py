@@ -407,6 +407,12 @@ class ClipTrainer(TrainerX):
             **getattr(self, "run_info", {}),
         }
         path = write_result(cfg.OUTPUT_DIR, metrics, run, cfg.dump())
+        shots = f"{cfg.DATASET.NUM_SHOTS} shots" if cfg.DATASET.NUM_SHOTS > 0 else "all images"
+        first = next(iter(metrics))
+        print(
+            f"{cfg.DATASET.NAME}, {cfg.DATASET.SUBSAMPLE_CLASSES} classes ({self.model.num_classes}), {shots}, "
+            f"seed {cfg.SEED}: {first} {float(metrics[first]):.2f}"
+        )
         print(f"Result written to {path}")
 
     # ---- checkpoints ---------------------------------------------------------------------
