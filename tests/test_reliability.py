@@ -248,20 +248,23 @@ def test_resume_with_another_configuration_is_refused(data_root, tiny_clip_path,
     assert_same_run(straight("CoOp"), out)
 
 
-def test_model_of_another_trainer_classes_or_backbone_is_refused(data_root, tiny_clip_path, tmp_path, capsys,
-                                                                 straight):
+def test_model_of_another_trainer_or_backbone_is_refused(data_root, tiny_clip_path, tmp_path, capsys, straight):
     trained = straight("CoOp")
     other_clip = tmp_path / "other_clip.pt"
     shutil.copy(tiny_clip_path, other_clip)
     cases = [
-        (["DATASET.SUBSAMPLE_CLASSES", "base"], "was trained on other classes (4: "),
-        (["MODEL.BACKBONE.NAME", str(other_clip)], f"was trained with backbone {tiny_clip_path}, not {other_clip}"),
+        ("CoOp", ["MODEL.BACKBONE.NAME", str(other_clip)], f"was trained with backbone {tiny_clip_path}, not {other_clip}"),
+        ("MPL", [], "was saved by trainer CoOp, not MPL"),
     ]
-    for extra, message in cases:
-        status, _, err = cli(args(data_root, tmp_path / "eval", tiny_clip_path, *extra,
+    for trainer, extra, message in cases:
+        status, _, err = cli(args(data_root, tmp_path / "eval", tiny_clip_path, *extra, trainer=trainer,
                                   flags=["--eval-only", "--model-dir", str(trained)]), capsys)
         assert status == 2 and message in one_line(err), err[-2000:]
     assert not (tmp_path / "eval").exists()  # refused before the output folder was made
+    # Base-trained weights evaluate on other classes (the base-to-new protocol).
+    status, _, err = cli(args(data_root, tmp_path / "new", tiny_clip_path, "DATASET.SUBSAMPLE_CLASSES", "new",
+                              flags=["--eval-only", "--model-dir", str(trained)]), capsys)
+    assert status == 0, err[-2000:]
 
 
 def test_explicit_resume_of_nothing_is_an_error(data_root, tiny_clip_path, tmp_path, capsys):

@@ -26,6 +26,7 @@ import datetime
 import math
 import os.path as osp
 import random
+import sys
 import time
 import warnings
 
@@ -95,6 +96,7 @@ class ClipTrainer(TrainerX):
         self.stops = NO_STOPS  # train.py installs SIGTERM/SIGINT handling here
         self.resume_step = 0  # steps of the first epoch already done by the run resumed
         self.nonfinite_streak = 0
+        self.progress_bar = None  # a tqdm bar per epoch, on a terminal only
         self.training_status: dict = {}  # training_finished / max_epoch of the evaluated weights
         super().__init__(cfg)
 
@@ -233,14 +235,22 @@ class ClipTrainer(TrainerX):
                 f"DATALOADER.TRAIN_X.BATCH_SIZE {self.cfg.DATALOADER.TRAIN_X.BATCH_SIZE})."
             )
         losses, batch_time, data_time = MetricMeter(), AverageMeter(), AverageMeter()
+        self.progress_bar = None
+        if on_terminal():  # a bar on the terminal; log.txt keeps the plain lines
+            desc = f"epoch {self.epoch + 1}/{self.max_epoch}"
+            self.progress_bar = tqdm(total=self.num_batches, initial=start, desc=desc, dynamic_ncols=True, leave=False)
         end = time.time()
-        for self.batch_idx, batch in enumerate(self.train_loader_x, start):
-            data_time.update(time.time() - end)
-            losses.update(self.forward_backward(batch))
-            batch_time.update(time.time() - end)
-            self.log_step(losses, batch_time, data_time)
-            self.after_step()
-            end = time.time()
+        try:
+            for self.batch_idx, batch in enumerate(self.train_loader_x, start):
+                data_time.update(time.time() - end)
+                losses.update(self.forward_backward(batch))
+                batch_time.update(time.time() - end)
+                self.log_step(losses, batch_time, data_time)
+                self.after_step()
+                end = time.time()
+        finally:
+            if self.progress_bar is not None:
+                self.progress_bar.close()
 
     def log_step(self, losses, batch_time, data_time) -> None:
         """Dassl's progress line, every TRAIN.PRINT_FREQ steps, and the tensorboard scalars."""
@@ -248,11 +258,19 @@ class ClipTrainer(TrainerX):
         if (self.batch_idx + 1) % freq == 0 or self.num_batches < freq:
             remaining = self.num_batches - self.batch_idx - 1 + (self.max_epoch - self.epoch - 1) * self.num_batches
             eta = datetime.timedelta(seconds=int(batch_time.avg * remaining))
-            print(
+            line = (
                 f"epoch [{self.epoch + 1}/{self.max_epoch}] batch [{self.batch_idx + 1}/{self.num_batches}] "
                 f"time {batch_time.val:.3f} ({batch_time.avg:.3f}) data {data_time.val:.3f} ({data_time.avg:.3f}) "
                 f"{losses} lr {self.get_current_lr():.4e} eta {eta}"
             )
+            if self.progress_bar is None:
+                print(line)
+            elif hasattr(sys.stdout, "write_file_only"):
+                sys.stdout.write_file_only(line + "\n")
+        if self.progress_bar is not None:
+            shown = {name: f"{meter.avg:.4f}" for name, meter in losses.meters.items()}
+            self.progress_bar.set_postfix(shown, lr=f"{self.get_current_lr():.2e}", refresh=False)
+            self.progress_bar.update(1)
         n_iter = self.epoch * self.num_batches + self.batch_idx
         for name, meter in losses.meters.items():
             self.write_scalar("train/" + name, meter.avg, n_iter)
@@ -381,7 +399,7 @@ class ClipTrainer(TrainerX):
         split = "val" if loader is self.val_loader else "test"
         print(f"Evaluate on the *{split}* set")
         with self.precision.autocast(), self.model.cached_text_features():
-            for batch in tqdm(loader, desc=f"Evaluating ({split})", dynamic_ncols=True):
+            for batch in tqdm(loader, desc=f"Evaluating ({split})", dynamic_ncols=True, disable=not on_terminal()):
                 images, labels = self.parse_batch_test(batch)
                 self.evaluator.process(self.model_inference(images), labels)
         results = self.evaluator.evaluate()
@@ -480,13 +498,15 @@ class ClipTrainer(TrainerX):
             write_state(path, self.checkpoint_state(Progress(epoch + 1, 0), val_result))
             print(f"Checkpoint saved to {path}")
 
-    def check_origin(self, path, state: dict) -> None:
-        """A checkpoint of another trainer, other classes or another backbone is refused in one line."""
+    def check_origin(self, path, state: dict, same_classes: bool = False) -> None:
+        """A checkpoint of another trainer or another backbone is refused in one line; with
+        `same_classes` (a resume; evaluation of base-trained weights on new classes is legitimate),
+        one of other classes too."""
         saved_by = state.get("trainer")
         if saved_by and saved_by != type(self).__name__:
             raise UserError(f"{path} was saved by trainer {saved_by}, not {type(self).__name__}.")
         classnames = state.get("classnames")
-        if classnames is not None and list(classnames) != list(self.model.classnames):
+        if same_classes and classnames is not None and list(classnames) != list(self.model.classnames):
             raise UserError(
                 f"{path} was trained on other classes ({len(classnames)}: {', '.join(classnames[:4])}"
                 f"{', ...' if len(classnames) > 4 else ''}) than this run's {self.model.num_classes} "
@@ -566,7 +586,7 @@ class ClipTrainer(TrainerX):
                     f"Cannot resume from {path}: the run was started with another configuration: "
                     f"{'; '.join(differences)}. Use the same values, or another --output-dir for a new run."
                 )
-        self.check_origin(path, state)
+        self.check_origin(path, state, same_classes=True)
         self._load(path, state)
         if self.optim is not None and state.get("optimizer"):
             self.optim.load_state_dict(state["optimizer"])
@@ -588,6 +608,11 @@ class ClipTrainer(TrainerX):
         at = f"epoch {progress.epochs + 1}" + (f", step {progress.steps + 1}" if progress.steps else "")
         print(f"Resumed from {path}: continuing at {at}")
         return progress.epochs
+
+
+def on_terminal() -> bool:
+    """Progress bars only for a person watching: not in logs, pipes or batch jobs."""
+    return sys.stdout.isatty() and sys.stderr.isatty()
 
 
 def check_input_size(size, resolution: int) -> None:

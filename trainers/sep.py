@@ -21,7 +21,7 @@ from clipprompt.models import SEP as SEPModel
 from clipprompt.models.sep import SELECTIONS, class_means
 
 from ._dassl import TRAINER_REGISTRY, build_data_loader
-from .base import ClipTrainer
+from .base import ClipTrainer, on_terminal
 
 DEFAULT_TEMPLATE = "a photo of a {}."
 
@@ -88,7 +88,7 @@ class SEP(ClipTrainer):
         self.set_model_mode("eval")
         features, labels = [], []
         with self.precision.autocast():
-            for batch in tqdm(loader, desc="SEP prototypes (class means)", dynamic_ncols=True):
+            for batch in tqdm(loader, desc="SEP prototypes (class means)", dynamic_ncols=True, disable=not on_terminal()):
                 images, batch_labels = self.parse_batch_test(batch)
                 features.append(self.model.frozen_image_features(images))
                 labels.append(batch_labels)
