@@ -21,6 +21,7 @@ status 1, and the same command resumes from the rolling checkpoint (see docs/run
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shutil
 import sys
@@ -259,6 +260,13 @@ def cli(argv=None) -> int:
     except (UserError, RunFault) as exc:
         print(error_line(exc), file=sys.stderr, flush=True)
         return 2 if isinstance(exc, UserError) else 1
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        print(f"error: disk full{where} ({exc.strerror}); the last checkpoint is intact; the same command resumes "
+              "once there is space.", file=sys.stderr, flush=True)
+        return 1
 
 
 if __name__ == "__main__":

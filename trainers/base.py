@@ -138,7 +138,7 @@ class ClipTrainer(TrainerX):
                     f"DATALOADER.TRAIN_X.SAMPLER {sampler!r} is not supported with torchrun; "
                     "multi-process training draws random global batches (RandomSampler)."
                 )
-            print(f"DATALOADER.TRAIN_X.SAMPLER {sampler}: Dassl's loader; a resume restarts the interrupted epoch")
+            print(f"DATALOADER.TRAIN_X.SAMPLER {sampler}: Dassl's loader; checkpoints and stops at epoch ends only")
             return
         self.data_seed = shared_seed(cfg.SEED)  # the same on every rank, also when SEED is -1
         dataset = self.dm.train_loader_x.dataset  # Dassl's wrapper with the training transform
