@@ -168,7 +168,9 @@ def check_resume_folder(args: argparse.Namespace) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from clipprompt import distributed
+    from clipprompt import distributed, faults
+
+    faults.reset()
     from clipprompt.run_log import RunLog
     from clipprompt.stopping import StopRequests
 

@@ -37,6 +37,12 @@ def after_step(epoch: int, step: int) -> None:
                 os.kill(os.getpid(), getattr(signal, name.upper()))
 
 
+def reset() -> None:
+    """Count saves from the start of a run (train.py calls it; a forked test child inherits the count)."""
+    global _saves
+    _saves = 0
+
+
 def during_save() -> None:
     global _saves
     _saves += 1

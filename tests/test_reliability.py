@@ -204,7 +204,7 @@ def test_ctrl_c_to_the_process_group_with_workers(data_root, tiny_clip_path, tmp
 def test_random_kills_always_end_with_the_uninterrupted_weights(data_root, tiny_clip_path, tmp_path, straight):
     """Fault injection: SIGKILL at random steps and in the middle of random saves, then the same command."""
     rng = random.Random(int(os.environ.get("FAULT_SEED", "0")))
-    for attempt in range(3):
+    for attempt in range(5):
         out = tmp_path / f"run{attempt}"
         argv = args(data_root, out, tiny_clip_path, *EVERY_STEP)
         kills = []
@@ -394,9 +394,20 @@ def test_eval_only_of_an_unfinished_run(data_root, tiny_clip_path, tmp_path, cap
         f"error: {out} holds an unfinished training run (epoch 1 of 2 finished); run its training command again "
         "to finish it, or evaluate epoch 1 with --load-epoch 1."
     )
-    status, _, err = cli(args(data_root, evaluated, tiny_clip_path, flags=[*eval_args, "--load-epoch", "1"]), capsys)
+    from trainers.base import ClipTrainer
+
+    ClipTrainer.run_info = {"protocol": "base2new"}  # what a protocol driver adds (train.py sets it per run)
+    try:
+        status, stdout, err = cli(args(data_root, evaluated, tiny_clip_path, "DATALOADER.NUM_WORKERS", "512",
+                                       flags=[*eval_args, "--load-epoch", "1"]), capsys)
+    finally:
+        del ClipTrainer.run_info
     assert status == 0, err[-3000:]
+    assert "DATALOADER.NUM_WORKERS 512 is more than the " in stdout
+    assert f"Caltech101, all classes (4), 4 shots, seed 3: accuracy " in stdout
+    assert stdout.rstrip().endswith(f"Result written to {evaluated / 'result.json'}")
     assert metrics(evaluated)["training_finished"] is False and metrics(evaluated)["max_epoch"] == 2
+    assert metrics(evaluated)["protocol"] == "base2new"
     assert metrics(straight("CoOp"))["training_finished"] is True
 
 

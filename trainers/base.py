@@ -322,9 +322,9 @@ class ClipTrainer(TrainerX):
     def after_train(self):
         if self.stops.requested:
             self.raise_interrupted(Progress(self.max_epoch, 0), None)
-        print("Finish training")
+        print(f"Finish training (elapsed: {datetime.timedelta(seconds=round(time.time() - self.time_start))})")
         self.training_status = {"training_finished": True, "max_epoch": self.max_epoch}
-        if not self.cfg.TEST.NO_TEST:
+        if not self.cfg.TEST.NO_TEST:  # the run's last lines: what was evaluated, the accuracy, result.json
             if self.cfg.TEST.FINAL_MODEL == "best_val":
                 print("Deploy the model with the best val performance")
                 self.load_model(self.output_dir)
@@ -332,7 +332,6 @@ class ClipTrainer(TrainerX):
             else:
                 print("Deploy the last-epoch model")
             self.test()
-        print(f"Elapsed: {datetime.timedelta(seconds=round(time.time() - self.time_start))}")
         self.close_writer()
 
     def train_loss(self, images, labels):
