@@ -216,7 +216,10 @@ def run(args: argparse.Namespace, log, stops) -> int:
     if dist.launched:
         print(f"torchrun: {dist.world_size} process(es), global batch {cfg.DATALOADER.TRAIN_X.BATCH_SIZE}")
     if torch.cuda.is_available() and cfg.USE_CUDA:
-        torch.backends.cudnn.benchmark = True
+        # Deterministic convolution algorithms (CLIP has one conv, the patch embedding: no speed to win),
+        # so that a resumed run ends with the same bits as an uninterrupted one.
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
     print(f"Trainer {cfg.TRAINER.NAME} on {cfg.DATASET.NAME} (output: {cfg.OUTPUT_DIR})")
 
     trainer = build_trainer(cfg)  # reads and checks data and CLIP: no output folder before it succeeds
