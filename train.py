@@ -13,19 +13,23 @@ DATALOADER.TRAIN_X.BATCH_SIZE stays the global batch (split equally over the pro
 processes train the same model as one; rank 0 writes the log, checkpoints and result.json.
 
 Trailing `KEY VALUE` pairs override the config. Input errors (unknown trainer, dataset or config
-key, missing data, unusable checkpoint) print one line and exit with status 2.
+key, missing data, unusable checkpoint, a run folder in use) print one line and exit with status 2;
+faults during a run (SIGTERM/SIGINT, a full disk, a non-finite loss) print one line and exit with
+status 1, and the same command resumes from the rolling checkpoint (see docs/runs.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from clipprompt.config import add_project_config, merge_from_file, merge_from_list
-from clipprompt.errors import ConfigError, UserError
+from clipprompt.errors import ConfigError, RunFault, RunInterrupted, UserError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -78,9 +82,10 @@ def setup_cfg(args: argparse.Namespace):
 
 
 def check_output_dir(cfg, args: argparse.Namespace, remove: bool = True) -> None:
-    """Never overwrite a finished run by accident; an unfinished one is resumed by Dassl.
+    """Never overwrite a finished run by accident; an unfinished one is resumed.
 
-    With `remove` False (ranks other than 0) only check: rank 0 deletes what --overwrite deletes."""
+    With `remove` False (before the run lock is held, and on ranks other than 0) only check:
+    rank 0 deletes what --overwrite deletes, once it holds the folder's lock."""
     from clipprompt.results import RESULT_FILE
     from trainers.base import MODEL_NAME
 
@@ -94,7 +99,7 @@ def check_output_dir(cfg, args: argparse.Namespace, remove: bool = True) -> None
         )
     if not remove:
         return
-    (out / RESULT_FILE).unlink()
+    (out / RESULT_FILE).unlink(missing_ok=True)
     if not args.eval_only and (out / MODEL_NAME).is_dir():
         shutil.rmtree(out / MODEL_NAME)
     print(f"--overwrite: removed the previous result and checkpoints in {out}")
@@ -113,51 +118,123 @@ def check_registered(cfg) -> None:
             raise ConfigError(f"Unknown {kind} {name!r} ({flag}); registered: {', '.join(sorted(names))}.")
 
 
+def check_writable(folder: Path) -> None:
+    """One line now, not a traceback after an epoch, for an output folder we cannot write."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "" if existing == folder else f" ({existing} is a file)"
+        raise ConfigError(f"--output-dir {folder} is not a folder{where}; choose another --output-dir.")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".write-test"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--output-dir {folder}: cannot write in {existing} ({exc.strerror}).") from None
+
+
+def check_output_writable(cfg) -> None:
+    out = Path(cfg.OUTPUT_DIR)
+    check_writable(out)
+    if out.is_dir():
+        from trainers.base import MODEL_NAME
+
+        check_writable(out / MODEL_NAME)
+
+
+def cap_workers(cfg):
+    """More loader workers than usable cores only adds processes; the count cannot change the result."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cfg.DATALOADER.NUM_WORKERS > cores:
+        print(f"DATALOADER.NUM_WORKERS {cfg.DATALOADER.NUM_WORKERS} is more than the {cores} usable cores: using {cores}")
+        cfg.defrost()
+        cfg.DATALOADER.NUM_WORKERS = cores
+        cfg.freeze()
+    return cfg
+
+
+def check_resume_folder(args: argparse.Namespace) -> None:
+    if args.resume and not Path(args.resume).is_dir():
+        raise ConfigError(f"--resume {args.resume}: no such folder (give the output folder of the run to resume).")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from clipprompt import distributed
+    from clipprompt import distributed, faults
 
+    faults.reset()
+    from clipprompt.run_log import RunLog
+    from clipprompt.stopping import StopRequests
+
+    console, log, stops = sys.stdout, RunLog(sys.stdout), StopRequests().install()
     try:
-        return run(args)
+        sys.stdout = log
+        return run(args, log, stops)
+    except (UserError, RunFault) as exc:
+        log.write_file_only(error_line(exc) + "\n")  # the log ends with the reason the run stopped
+        raise
     finally:
+        stops.uninstall()
+        sys.stdout = console
+        log.close()
         distributed.cleanup()
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, log, stops) -> int:
     import torch
 
+    from clipprompt.checkpoint import remove_stale_temporaries
     from clipprompt.distributed import barrier, init_distributed
+    from clipprompt.run_lock import RunLock
 
     import trainers  # noqa: F401  (registers the trainers; imports Dassl without its side effects)
     import datasets  # noqa: F401  (registers the CoOp datasets)
-    from trainers._dassl import build_trainer, set_random_seed, setup_logger
+    from trainers._dassl import build_trainer, set_random_seed
+    from trainers.base import MODEL_NAME
 
     cfg = setup_cfg(args)
     check_registered(cfg)
+    check_resume_folder(args)
     dist = init_distributed(use_cuda=torch.cuda.is_available() and cfg.USE_CUDA)
     if not dist.is_main:  # one log: rank 0's (errors still reach stderr)
         os.environ["TQDM_DISABLE"] = "1"
-        sys.stdout = open(os.devnull, "w")
-    check_output_dir(cfg, args, remove=dist.is_main)
-    barrier()
+        log.console, log._pending = open(os.devnull, "w"), None
+    cfg = cap_workers(cfg)
+    check_output_dir(cfg, args, remove=False)
+    check_output_writable(cfg)
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
-    if dist.is_main:
-        setup_logger(cfg.OUTPUT_DIR)
     if dist.launched:
         print(f"torchrun: {dist.world_size} process(es), global batch {cfg.DATALOADER.TRAIN_X.BATCH_SIZE}")
     if torch.cuda.is_available() and cfg.USE_CUDA:
-        torch.backends.cudnn.benchmark = True
+        # Deterministic convolution algorithms (CLIP has one conv, the patch embedding: no speed to win),
+        # so that a resumed run ends with the same bits as an uninterrupted one.
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
     print(f"Trainer {cfg.TRAINER.NAME} on {cfg.DATASET.NAME} (output: {cfg.OUTPUT_DIR})")
 
-    trainer = build_trainer(cfg)
+    trainer = build_trainer(cfg)  # reads and checks data and CLIP: no output folder before it succeeds
+    trainer.stops = stops
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
-        trainer.test()
-        return 0
-    if not args.no_train:
-        trainer.train()
+
+    # From here on the run owns its folder: one process at a time (the OS drops the lock if we die).
+    lock = RunLock(cfg.OUTPUT_DIR).acquire() if dist.is_main else None
+    try:
+        if dist.is_main:
+            check_output_dir(cfg, args, remove=True)
+            for stale in remove_stale_temporaries(cfg.OUTPUT_DIR, Path(cfg.OUTPUT_DIR) / MODEL_NAME):
+                print(f"Removed {stale}, left by a run killed while saving")
+            log.attach(cfg.OUTPUT_DIR)
+        barrier()
+        if args.eval_only:
+            trainer.test()
+        elif not args.no_train:
+            trainer.train()
+    finally:
+        if lock is not None:
+            lock.release()
     return 0
 
 
@@ -169,9 +246,25 @@ def user_message(exc: UserError) -> str:
     return message
 
 
-if __name__ == "__main__":
+def error_line(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, RunInterrupted) else f"error: {user_message(exc)}"
+
+
+def cli(argv=None) -> int:
+    """`main`, with input errors (status 2) and faults during a run (status 1) as one line on stderr."""
     try:
-        sys.exit(main())
-    except UserError as exc:
-        print(f"error: {user_message(exc)}", file=sys.stderr)
-        sys.exit(2)
+        return main(argv)
+    except (UserError, RunFault) as exc:
+        print(error_line(exc), file=sys.stderr, flush=True)
+        return 2 if isinstance(exc, UserError) else 1
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        print(f"error: disk full{where} ({exc.strerror}); the last checkpoint is intact; the same command resumes "
+              "once there is space.", file=sys.stderr, flush=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

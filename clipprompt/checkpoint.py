@@ -1,51 +1,128 @@
-"""Checkpoints that are small, safe to load, and never half-written.
+"""Checkpoints that are small, safe to load, never half-written, and kept within bounded disk.
 
 A checkpoint holds what was trained (not CLIP), the optimizer, scheduler and grad-scaler
-state, the epoch, and the RNG states needed to resume exactly. It contains only tensors and
-plain Python values, so it loads with `torch.load(weights_only=True)`. It is written to a
-temporary file in the same folder and renamed into place, so a run killed while saving
-leaves the previous checkpoint intact.
+state, where the run stood, the RNG states and the resolved configuration (see
+`clipprompt.training_state`). It contains only tensors and plain Python values, so it loads with
+`torch.load(weights_only=True)`. It is serialised in memory, written to a temporary file in the
+same folder, flushed to disk and renamed into place: a run killed or out of disk while saving
+leaves the previous checkpoint intact, and a full disk is one clear `DiskFull` error.
 
-The layout is Dassl's: `<output>/<name>/model.pth.tar-<epoch>` plus a `checkpoint` file that
-names the latest one, so the CoOp family's tools keep working.
+Layout, in `<output>/model/`:
+- `model.pth.tar-<E>`: after epoch E (Dassl's name; `checkpoint` names the latest of these);
+- `resume.pth.tar-<E>.<S>`: within epoch E, after step S (written every
+  `TRAIN.CHECKPOINT_MINUTES`, and on SIGTERM/SIGINT).
+Every run keeps a rolling checkpoint: each new one replaces the previous rolling one once it is
+complete; the final epoch's and those `TRAIN.CHECKPOINT_FREQ` asks for are kept.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from .errors import CheckpointError
+from . import faults
+from .errors import CheckpointError, DiskFull
 from .fileio import atomic_write
+from .training_state import Progress
 
 LATEST_FILE = "checkpoint"
 _EPOCH_FILE = re.compile(r"^model\.pth\.tar-(\d+)$")
+_PARTIAL_FILE = re.compile(r"^resume\.pth\.tar-(\d+)\.(\d+)$")
+# Temporary files of our own writers (fileio.atomic_write names them .<name>.<random>.tmp).
+_OUR_TEMPORARY = re.compile(r"^\.(model|resume|checkpoint|result\.json|model-best)[^/]*\.tmp$")
 
 
 def checkpoint_name(epoch: int) -> str:
     return f"model.pth.tar-{epoch}"
 
 
+def progress_name(progress: Progress) -> str:
+    if progress.steps == 0:
+        return checkpoint_name(progress.epochs)
+    return f"resume.pth.tar-{progress.epochs + 1}.{progress.steps}"
+
+
+def progress_of(name: str) -> Progress | None:
+    """The progress a checkpoint file name stands for, None for other files."""
+    if m := _EPOCH_FILE.match(name):
+        return Progress(int(m.group(1)), 0)
+    if m := _PARTIAL_FILE.match(name):
+        return Progress(int(m.group(1)) - 1, int(m.group(2)))
+    return None
+
+
+def write_state(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Serialise `state` and write it atomically; a full disk raises `DiskFull` naming the file."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getbuffer()
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            write_bytes(f, data)
+            f.flush()
+            os.fsync(f.fileno())
+        faults.during_save()
+
+    try:
+        atomic_write(path, write)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(
+                f"disk full while writing {path}; the previous checkpoint is intact; the same command resumes "
+                "once there is space."
+            ) from None
+        raise
+
+
+def write_bytes(f, data) -> None:
+    """The one place checkpoint bytes reach a file (tests patch it to simulate a full disk)."""
+    f.write(data)
+
+
 def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any], epoch: int) -> str:
     """Write `state` as `<directory>/model.pth.tar-<epoch>` and mark it as the latest."""
+    return save_progress(directory, state, Progress(epoch, 0))
+
+
+def save_progress(
+    directory: str | os.PathLike,
+    state: dict[str, Any],
+    progress: Progress,
+    keep: Callable[[Progress], bool] = lambda p: True,
+) -> str:
+    """Write the checkpoint of `progress`, then remove older ones that `keep` does not keep.
+
+    The `checkpoint` marker names the latest epoch-end file (what evaluation loads)."""
     directory = Path(directory)
-    path = directory / checkpoint_name(epoch)
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
-    atomic_write(directory / LATEST_FILE, lambda tmp: Path(tmp).write_text(path.name + "\n"))
+    path = directory / progress_name(progress)
+    write_state(path, state)
+    if progress.steps == 0:
+        atomic_write(directory / LATEST_FILE, lambda tmp: Path(tmp).write_text(path.name + "\n"))
+    for older, older_path in saved_checkpoints(directory):
+        if older < progress and not keep(older):
+            older_path.unlink(missing_ok=True)
     return str(path)
 
 
-def saved_epochs(directory: str | os.PathLike) -> list[int]:
-    """Epochs with a checkpoint file in `directory`, ascending."""
+def saved_checkpoints(directory: str | os.PathLike) -> list[tuple[Progress, Path]]:
+    """Every checkpoint file in `directory` with its progress, newest first."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    found = (_EPOCH_FILE.match(p.name) for p in directory.iterdir())
-    return sorted(int(m.group(1)) for m in found if m)
+    found = [(progress_of(p.name), p) for p in directory.iterdir()]
+    return sorted(((g, p) for g, p in found if g is not None), reverse=True)
+
+
+def saved_epochs(directory: str | os.PathLike) -> list[int]:
+    """Epochs with an epoch-end checkpoint file in `directory`, ascending."""
+    return sorted(g.epochs for g, _ in saved_checkpoints(directory) if g.steps == 0)
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> str | None:
@@ -91,3 +168,33 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(state, dict) or "state_dict" not in state:
         raise CheckpointError(f"{path} is not a checkpoint of this project (no 'state_dict' entry).")
     return state
+
+
+def load_latest_usable(directory: str | os.PathLike, report=print) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint in `directory` that loads, saying which unreadable ones were passed over.
+
+    None when there is no checkpoint; a CheckpointError naming the file and why when none loads."""
+    candidates = saved_checkpoints(directory)
+    if not candidates:
+        return None
+    failure = None
+    for progress, path in candidates:
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError as exc:
+            failure = failure or exc
+            report(f"{exc} Falling back to the previous checkpoint.")
+    raise CheckpointError(f"{failure} No earlier checkpoint is usable; delete {directory} to start again.")
+
+
+def remove_stale_temporaries(*directories: str | os.PathLike) -> list[Path]:
+    """Delete temporary files that our writers leave when killed mid-save (call with the run lock held)."""
+    removed = []
+    for directory in directories:
+        directory = Path(directory)
+        if directory.is_dir():
+            for p in directory.iterdir():
+                if _OUR_TEMPORARY.match(p.name) and p.is_file():
+                    p.unlink(missing_ok=True)
+                    removed.append(p)
+    return removed

@@ -25,6 +25,8 @@ def add_project_config(cfg: CN) -> CN:
     cfg.MODEL.BACKBONE.CACHE_DIR = ""  # download folder for named CLIP models ("" = $CLIP_CACHE_DIR or ~/.cache/clip)
     cfg.MODEL.FUSED_ATTENTION = True  # attention through scaled_dot_product_attention (False: CLIP's own path)
     cfg.DATALOADER.SKIP_BAD_IMAGES = False  # unreadable image: stop with its path (False) or skip it (True)
+    cfg.TRAIN = cfg.get("TRAIN", CN())
+    cfg.TRAIN.CHECKPOINT_MINUTES = 10.0  # rolling checkpoint within an epoch at least this often; 0 = epoch ends only
     from . import models  # noqa: F401  (registers every method's options)
 
     for name, options in OPTIONS.items():

@@ -1,7 +1,8 @@
 """Errors caused by the user's input rather than by a bug: `train.py` prints them as one line.
 
 Each message names the problem and the fix; the command line shows it without a traceback
-and exits with status 2. Everything else is a bug and keeps its traceback.
+and exits with status 2. A `RunFault` (signal, full disk, non-finite loss) is one line with
+status 1. Everything else is a bug and keeps its traceback.
 """
 
 
@@ -18,3 +19,20 @@ class ConfigError(UserError, KeyError):
 
 class CheckpointError(UserError):
     """A checkpoint that is missing, truncated, or of another model."""
+
+
+class RunFault(Exception):
+    """A run stopped by something that happened while it ran (a signal, a full disk, a non-finite
+    loss), not by its input: `train.py` prints it as one line and exits with status 1."""
+
+
+class RunInterrupted(RunFault):
+    """SIGTERM or SIGINT: the rolling checkpoint was saved; the same command resumes."""
+
+
+class DiskFull(RunFault):
+    """No space left while writing a file; the previous checkpoint is intact."""
+
+
+class NonFiniteLoss(RunFault):
+    """The loss was NaN or infinite for several steps in a row."""

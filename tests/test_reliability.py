@@ -1,7 +1,15 @@
-"""Faults and bad data through train.py: resume after a kill, determinism, bad images, no overwrite."""
+"""Faults through train.py: resume after any kill to the same bits, clean stops, refused resumes,
+the run-folder lock, unusable checkpoints, a full disk, non-finite losses, bad output folders.
 
+Most runs are in-process (`train.cli`); a real SIGKILL needs a subprocess. Faults at exact moments
+come from `clipprompt.faults` (CLIPPROMPT_FAULT).
+"""
+
+import errno
 import json
 import os
+import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,70 +24,432 @@ from clipprompt.testing.markers import requires_dassl
 
 pytestmark = requires_dassl
 REPO = Path(__file__).resolve().parent.parent
+EVERY_STEP = ["TRAIN.CHECKPOINT_MINUTES", "0.000001"]  # a rolling checkpoint after every step
+
+CONFIGS = {
+    "CoOp": ("CoOp/vit_b16_ep50", ["DATALOADER.TRAIN_X.BATCH_SIZE", "4"]),
+    "SEP": ("SEP/vit_b16_ep50_batch32", ["DATALOADER.TRAIN_X.BATCH_SIZE", "4", "TRAINER.SEP.PREC", "fp32"]),
+    "MPL": ("MPL/vit_b16_c4_ep10_batch1_ctxv1", ["DATALOADER.TRAIN_X.BATCH_SIZE", "2", "DATASET.NUM_SHOTS", "2"]),
+}
 
 
-@pytest.fixture
-def data_root(tmp_path):
-    root = tmp_path / "data"
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
     make_tiny_dataset(str(root), "Caltech101", num_classes=4, images_per_class=24)
     return root
 
 
-def command(data_root, out, clip_path, *extra, flags=()):
+def args(data_root, out, clip_path, *extra, trainer="CoOp", flags=()):
+    config, trainer_extra = CONFIGS[trainer]
     return [
-        sys.executable, "train.py", *flags, "--root", str(data_root), "--trainer", "CoOp", "--seed", "3",
-        "--dataset-config-file", "configs/datasets/caltech101.yaml",
-        "--config-file", "configs/trainers/CoOp/vit_b16_ep50.yaml", "--output-dir", str(out),
+        *flags, "--root", str(data_root), "--trainer", trainer, "--seed", "3",
+        "--dataset-config-file", str(REPO / "configs/datasets/caltech101.yaml"),
+        "--config-file", str(REPO / f"configs/trainers/{config}.yaml"), "--output-dir", str(out),
         "MODEL.BACKBONE.NAME", clip_path, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
-        "DATALOADER.TRAIN_X.BATCH_SIZE", "1", "TRAIN.CHECKPOINT_FREQ", "1", "OPTIM.MAX_EPOCH", "3", *extra,
+        "DATALOADER.TEST.BATCH_SIZE", "32", "DATASET.NUM_SHOTS", "4", "OPTIM.MAX_EPOCH", "2",
+        *trainer_extra, *extra,
     ]
 
 
-def run(cmd):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore::UserWarning"}
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
+def cli(argv, capsys, fault=None):
+    """train.py in this process: (status, stdout, stderr)."""
+    import train
+
+    if fault:
+        os.environ["CLIPPROMPT_FAULT"] = fault
+    try:
+        status = train.cli(argv)
+    finally:
+        os.environ.pop("CLIPPROMPT_FAULT", None)
+    out, err = capsys.readouterr()
+    return status, out, err
 
 
-def final_state(out):
-    return torch.load(out / "model" / "model.pth.tar-3", weights_only=True)
+def forked(argv, tmp_path, fault=None, new_session=False, wait=True):
+    """train.cli in a forked child (a real process, without a fresh interpreter's start-up time):
+    its exit status, or minus the signal that killed it, with its stdout and stderr."""
+    logs = tmp_path / f"child-{time.monotonic_ns()}"
+    pid = os.fork()
+    if pid == 0:  # the child
+        status = 3
+        try:
+            if new_session:
+                os.setsid()
+            with open(f"{logs}.out", "w", buffering=1) as out, open(f"{logs}.err", "w", buffering=1) as err:
+                sys.stdout, sys.stderr = out, err
+                os.dup2(err.fileno(), 2)
+                if fault:
+                    os.environ["CLIPPROMPT_FAULT"] = fault
+                import train
+
+                status = train.cli(argv)
+                out.flush(), err.flush()
+        finally:
+            os._exit(status)
+
+    def result():
+        _, code = os.waitpid(pid, 0)
+        code = -os.WTERMSIG(code) if os.WIFSIGNALED(code) else os.WEXITSTATUS(code)
+        read = lambda suffix: Path(f"{logs}.{suffix}").read_text() if Path(f"{logs}.{suffix}").exists() else ""  # noqa: E731
+        return code, read("out"), read("err")
+
+    return result() if wait else result
 
 
-def test_killed_run_resumes_to_the_same_weights_and_accuracy(data_root, tmp_path, tiny_clip_path):
-    straight = tmp_path / "straight"
-    assert run(command(data_root, straight, tiny_clip_path)).returncode == 0
-
-    killed = tmp_path / "killed"
-    cmd = command(data_root, killed, tiny_clip_path)
-    process = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = killed / "model" / "model.pth.tar-1"
-    deadline = time.time() + 120
-    while not first.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)  # in the middle of epoch 2
-    process.wait()
-    assert first.exists() and not (killed / "result.json").exists(), "the kill came too late to test resuming"
-
-    resumed = run(cmd)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "Resumed from" in resumed.stdout
-
-    a, b = final_state(straight), final_state(killed)
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
-    result = lambda out: json.loads((out / "result.json").read_text())["metrics"]  # noqa: E731
-    assert result(straight) == result(killed)
+def weights(out, epoch=2):
+    return torch.load(Path(out) / "model" / f"model.pth.tar-{epoch}", weights_only=True)
 
 
-def test_same_seed_same_weights_other_seed_differs(data_root, tmp_path, tiny_clip_path):
-    outs = []
-    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
-        out = tmp_path / name
-        cmd = command(data_root, out, tiny_clip_path, "OPTIM.MAX_EPOCH", "3", "DATASET.NUM_SHOTS", "4")
-        cmd[cmd.index("--seed") + 1] = seed
-        assert run(cmd).returncode == 0
-        outs.append(final_state(out)["state_dict"]["ctx"])
-    assert torch.equal(outs[0], outs[1])
-    assert not torch.equal(outs[0], outs[2])
+def metrics(out):
+    return json.loads((Path(out) / "result.json").read_text())
+
+
+def assert_same_run(a, b):
+    sa, sb = weights(a), weights(b)
+    assert sa["state_dict"].keys() == sb["state_dict"].keys()
+    assert all(torch.equal(sa["state_dict"][k], sb["state_dict"][k]) for k in sa["state_dict"])
+    assert metrics(a)["metrics"] == metrics(b)["metrics"]
+
+
+def one_line(err):
+    lines = [line for line in err.splitlines() if line.strip() and "Evaluating" not in line]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    return lines[-1]
+
+
+_STRAIGHT = {}
+
+
+@pytest.fixture
+def straight(data_root, tiny_clip_path, tmp_path_factory, capsys):
+    """The uninterrupted run of a trainer (once per module)."""
+
+    def get(trainer):
+        if trainer not in _STRAIGHT:
+            out = tmp_path_factory.mktemp(f"straight-{trainer}")
+            status, _, err = cli(args(data_root, out, tiny_clip_path, trainer=trainer), capsys)
+            assert status == 0, err[-3000:]
+            _STRAIGHT[trainer] = out
+        return _STRAIGHT[trainer]
+
+    return get
+
+
+# ---- resume to the same bits ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("trainer, workers, stop", [
+    ("CoOp", 0, "2.2"),  # mid-epoch
+    ("CoOp", 2, "1.4"),  # between epochs (4 steps per epoch)
+    ("SEP", 0, "2.1"),
+    ("SEP", 2, "1.3"),
+    ("MPL", 0, "1.4"),
+    ("MPL", 2, "2.3"),
+])
+def test_sigterm_then_same_command_ends_bit_identical(data_root, tiny_clip_path, tmp_path, capsys, straight,
+                                                      trainer, workers, stop):
+    reference = straight(trainer)
+    out = tmp_path / "run"
+    argv = args(data_root, out, tiny_clip_path, "DATALOADER.NUM_WORKERS", str(workers), trainer=trainer)
+    status, stdout, err = cli(argv, capsys, fault=f"sigterm@{stop}")
+    assert status == 1
+    epoch, step = stop.split(".")
+    line = one_line(err)
+    assert line.startswith("interrupted by SIGTERM (") and line.endswith("the same command resumes."), line
+    assert not (out / "result.json").exists()
+    assert line in (out / "log.txt").read_text()  # the log ends with why the run stopped
+
+    status, stdout, err = cli(argv, capsys)
+    assert status == 0, err[-3000:]
+    assert "Resumed from" in stdout
+    assert_same_run(reference, out)
+    if trainer == "SEP":  # one file per checkpoint: the trained prototypes are inside it
+        assert "Restored SEP's trained prototypes" in stdout
+        assert sorted(os.listdir(out / "model")) == ["checkpoint", "model.pth.tar-2"]
+        assert torch.equal(weights(out)["training"]["prototypes"], weights(reference)["training"]["prototypes"])
+
+
+def test_sigkill_mid_epoch_and_during_a_save(data_root, tiny_clip_path, tmp_path, straight):
+    out = tmp_path / "run"
+    argv = args(data_root, out, tiny_clip_path, *EVERY_STEP)
+    code, _, _ = forked(argv, tmp_path, fault="sigkill@2.3")
+    assert code == -signal.SIGKILL
+    assert sorted(os.listdir(out / "model")) == ["checkpoint", "resume.pth.tar-2.2"]  # only the newest rolling one
+    assert "epoch [2/2] batch [3/4]" in (out / "log.txt").read_text()  # every line reached the log before the kill
+
+    code, stdout, _ = forked(argv, tmp_path, fault="sigkill@save:1")  # killed while writing resume.pth.tar-2.3
+    assert code == -signal.SIGKILL and "continuing at epoch 2, step 3" in stdout
+    temporaries = [p.name for p in (out / "model").iterdir() if p.name.endswith(".tmp")]
+    assert len(temporaries) == 1 and temporaries[0].startswith(".resume.pth.tar-2.3.")
+    assert (out / "model" / "resume.pth.tar-2.2").is_file()
+
+    code, stdout, err = forked(argv, tmp_path)
+    assert code == 0, err[-3000:]
+    assert f"Removed {out / 'model' / temporaries[0]}, left by a run killed while saving" in stdout
+    assert "continuing at epoch 2, step 3" in stdout
+    assert not [p for p in (out / "model").iterdir() if p.name.endswith(".tmp")]
+    assert_same_run(straight("CoOp"), out)
+
+
+def test_ctrl_c_to_the_process_group_with_workers(data_root, tiny_clip_path, tmp_path):
+    out = tmp_path / "run"
+    argv = args(data_root, out, tiny_clip_path, "DATALOADER.NUM_WORKERS", "2")
+    code, _, err = forked(argv, tmp_path, fault="sigint-group@1.2", new_session=True)
+    assert code == 1, err[-3000:]
+    assert one_line(err).startswith("interrupted by SIGINT (epoch 1 of 2, after step 2); checkpoint ")
+    assert (out / "model" / "resume.pth.tar-1.2").is_file()
+
+
+def test_random_kills_always_end_with_the_uninterrupted_weights(data_root, tiny_clip_path, tmp_path, straight):
+    """Fault injection: SIGKILL at random steps and in the middle of random saves, then the same command."""
+    rng = random.Random(int(os.environ.get("FAULT_SEED", "0")))
+    for attempt in range(5):
+        out = tmp_path / f"run{attempt}"
+        argv = args(data_root, out, tiny_clip_path, *EVERY_STEP)
+        kills = []
+        while len(kills) < 4 and not (out / "result.json").exists():
+            if rng.random() < 0.5:  # a step or a save chosen at random
+                fault = f"sigkill@{rng.randint(1, 2)}.{rng.randint(1, 4)}"
+            else:
+                fault = f"sigkill@save:{rng.randint(1, 4)}"
+            code, _, err = forked(argv, tmp_path, fault=fault)
+            kills.append((fault, code))
+            assert code in (0, -signal.SIGKILL), (kills, err[-3000:])
+        if not (out / "result.json").exists():
+            code, _, err = forked(argv, tmp_path)
+            assert code == 0, (kills, err[-3000:])
+        assert any(code == -signal.SIGKILL for _, code in kills), kills
+        assert_same_run(straight("CoOp"), out)
+
+
+# ---- refused resumes -----------------------------------------------------------------------
+
+
+def interrupted(data_root, tiny_clip_path, out, capsys, stop="2.2", *extra):
+    status, _, err = cli(args(data_root, out, tiny_clip_path, *extra), capsys, fault=f"sigterm@{stop}")
+    assert status == 1, err[-3000:]
+
+
+def test_resume_with_another_configuration_is_refused(data_root, tiny_clip_path, tmp_path, capsys, straight):
+    out = tmp_path / "run"
+    interrupted(data_root, tiny_clip_path, out, capsys)
+    changed = args(data_root, out, tiny_clip_path, "OPTIM.LR", "0.5", "DATASET.SUBSAMPLE_CLASSES", "base")
+    changed[changed.index("--seed") + 1] = "4"
+    status, _, err = cli(changed, capsys)
+    assert status == 2
+    line = one_line(err)
+    assert line.startswith("error: Cannot resume from ") and "another configuration" in line
+    assert "OPTIM.LR (0.002 -> 0.5)" in line and "SEED (3 -> 4)" in line and "DATASET.SUBSAMPLE_CLASSES" in line
+    # Keys that cannot change the result may differ: the run resumes to the same bits.
+    same = args(data_root, out, tiny_clip_path, "DATALOADER.NUM_WORKERS", "2", "TRAIN.PRINT_FREQ", "1")
+    status, _, err = cli(same, capsys)
+    assert status == 0, err[-3000:]
+    assert_same_run(straight("CoOp"), out)
+
+
+def test_model_of_another_trainer_or_backbone_is_refused(data_root, tiny_clip_path, tmp_path, capsys, straight):
+    trained = straight("CoOp")
+    other_clip = tmp_path / "other_clip.pt"
+    shutil.copy(tiny_clip_path, other_clip)
+    cases = [
+        ("CoOp", ["MODEL.BACKBONE.NAME", str(other_clip)], f"was trained with backbone {tiny_clip_path}, not {other_clip}"),
+        ("MPL", [], "was saved by trainer CoOp, not MPL"),
+    ]
+    for trainer, extra, message in cases:
+        status, _, err = cli(args(data_root, tmp_path / "eval", tiny_clip_path, *extra, trainer=trainer,
+                                  flags=["--eval-only", "--model-dir", str(trained)]), capsys)
+        assert status == 2 and message in one_line(err), err[-2000:]
+    assert not (tmp_path / "eval").exists()  # refused before the output folder was made
+    # Base-trained weights evaluate on other classes (the base-to-new protocol).
+    status, _, err = cli(args(data_root, tmp_path / "new", tiny_clip_path, "DATASET.SUBSAMPLE_CLASSES", "new",
+                              flags=["--eval-only", "--model-dir", str(trained)]), capsys)
+    assert status == 0, err[-2000:]
+
+
+def test_explicit_resume_of_nothing_is_an_error(data_root, tiny_clip_path, tmp_path, capsys):
+    status, _, err = cli(args(data_root, tmp_path / "out", tiny_clip_path, flags=["--resume", str(tmp_path / "nope")]),
+                         capsys)
+    assert status == 2 and one_line(err) == f"error: --resume {tmp_path / 'nope'}: no such folder (give the output folder of the run to resume)."
+
+
+# ---- the run-folder lock -------------------------------------------------------------------
+
+
+def test_a_live_run_folder_is_refused_and_a_dead_one_is_not(tmp_path):
+    from clipprompt.run_lock import RunFolderBusy, RunLock
+
+    held = RunLock(tmp_path).acquire()
+    with pytest.raises(RunFolderBusy, match=rf"{tmp_path} is in use by another run \(process {os.getpid()}\)"):
+        RunLock(tmp_path).acquire()
+    held.release()
+    RunLock(tmp_path).acquire().release()
+    # A process killed while holding it leaves no stale lock.
+    code = f"from clipprompt.run_lock import RunLock; import os; RunLock({str(tmp_path)!r}).acquire(); os._exit(9)"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=False)
+    RunLock(tmp_path).acquire().release()
+
+
+def test_two_identical_commands_started_together(data_root, tiny_clip_path, tmp_path):
+    out = tmp_path / "run"
+    argv = args(data_root, out, tiny_clip_path, "OPTIM.MAX_EPOCH", "2", *EVERY_STEP)
+    results = [wait() for wait in [forked(argv, tmp_path, wait=False) for _ in range(2)]]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 2], [r[2][-2000:] for r in results]
+    loser = next(err for code, _, err in results if code == 2)
+    line = one_line(loser)
+    assert "is in use by another run" in line or "already holds a finished run" in line, line
+    assert [p.name for p in out.glob("log.txt*")] == ["log.txt"]  # one writer, one log
+
+
+# ---- unusable checkpoints and a full disk ----------------------------------------------------
+
+
+def test_truncated_latest_checkpoint_falls_back_to_the_previous(data_root, tiny_clip_path, tmp_path, capsys,
+                                                                 straight):
+    out = tmp_path / "run"
+    interrupted(data_root, tiny_clip_path, out, capsys, "2.2", "TRAIN.CHECKPOINT_FREQ", "1")
+    latest = out / "model" / "resume.pth.tar-2.2"
+    latest.write_bytes(latest.read_bytes()[:500])
+    argv = args(data_root, out, tiny_clip_path, "TRAIN.CHECKPOINT_FREQ", "1")
+    status, stdout, err = cli(argv, capsys)
+    assert status == 0, err[-3000:]
+    assert f"Cannot read checkpoint {latest}" in stdout and "Falling back to the previous checkpoint" in stdout
+    assert "continuing at epoch 2\n" in stdout
+    assert_same_run(straight("CoOp"), out)
+
+
+def test_no_usable_checkpoint_names_the_file(data_root, tiny_clip_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    interrupted(data_root, tiny_clip_path, out, capsys)
+    latest = out / "model" / "resume.pth.tar-2.2"
+    latest.write_bytes(b"garbage")
+    status, _, err = cli(args(data_root, out, tiny_clip_path), capsys)
+    assert status == 2
+    line = one_line(err)
+    assert line.startswith(f"error: Cannot read checkpoint {latest} (") and "No earlier checkpoint is usable" in line
+
+
+def test_disk_full_while_saving(data_root, tiny_clip_path, tmp_path, capsys, monkeypatch, straight):
+    import clipprompt.checkpoint as checkpoint
+
+    calls = []
+    original = checkpoint.write_bytes
+
+    def fill_up(f, data):
+        calls.append(1)
+        if len(calls) == 2:
+            f.write(bytes(data)[:100])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(f, data)
+
+    monkeypatch.setattr(checkpoint, "write_bytes", fill_up)
+    out = tmp_path / "run"
+    argv = args(data_root, out, tiny_clip_path)
+    status, _, err = cli(argv, capsys)
+    assert status == 1
+    final = out / "model" / "model.pth.tar-2"
+    assert one_line(err) == (f"error: disk full while writing {final}; the previous checkpoint is intact; "
+                             "the same command resumes once there is space.")
+    assert sorted(os.listdir(out / "model")) == ["checkpoint", "model.pth.tar-1"]
+    assert "disk full while writing" in (out / "log.txt").read_text()
+    monkeypatch.setattr(checkpoint, "write_bytes", original)
+    status, _, err = cli(argv, capsys)
+    assert status == 0, err[-3000:]
+    assert_same_run(straight("CoOp"), out)
+
+
+# ---- never silently wrong ------------------------------------------------------------------
+
+
+def test_non_finite_loss_stops_the_run(data_root, tiny_clip_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    status, stdout, err = cli(args(data_root, out, tiny_clip_path), capsys, fault="nan@1.2")
+    assert status == 1
+    assert one_line(err) == (
+        "error: the loss is nan at epoch 2, step 2 (5 steps in a row); the run stopped, its last good checkpoint "
+        "is kept and no result was written; try a lower OPTIM.LR, or TRAINER.<NAME>.PREC fp32."
+    )
+    assert "Non-finite loss at epoch 1, step 2: step skipped" in stdout
+    assert not (out / "result.json").exists()
+    kept = torch.load(out / "model" / "model.pth.tar-1", weights_only=True)["state_dict"]
+    assert all(torch.isfinite(v).all() for v in kept.values())
+
+
+def test_huge_learning_rate_is_not_reported_as_a_result(data_root, tiny_clip_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    status, _, err = cli(args(data_root, out, tiny_clip_path, "OPTIM.LR", "1e30", "OPTIM.MAX_EPOCH", "4"), capsys)
+    assert status == 1 and "steps in a row); the run stopped" in one_line(err)
+    assert not (out / "result.json").exists()
+
+
+def test_eval_only_of_an_unfinished_run(data_root, tiny_clip_path, tmp_path, capsys, straight):
+    out = tmp_path / "run"
+    interrupted(data_root, tiny_clip_path, out, capsys, "1.4")  # epoch 1 of 2 saved
+    evaluated = tmp_path / "eval"
+    eval_args = ["--eval-only", "--model-dir", str(out)]
+    status, _, err = cli(args(data_root, evaluated, tiny_clip_path, flags=eval_args), capsys)
+    assert status == 2
+    assert one_line(err) == (
+        f"error: {out} holds an unfinished training run (epoch 1 of 2 finished); run its training command again "
+        "to finish it, or evaluate epoch 1 with --load-epoch 1."
+    )
+    from trainers.base import ClipTrainer
+
+    ClipTrainer.run_info = {"protocol": "base2new"}  # what a protocol driver adds (train.py sets it per run)
+    try:
+        status, stdout, err = cli(args(data_root, evaluated, tiny_clip_path, "DATALOADER.NUM_WORKERS", "512",
+                                       flags=[*eval_args, "--load-epoch", "1"]), capsys)
+    finally:
+        del ClipTrainer.run_info
+    assert status == 0, err[-3000:]
+    assert "DATALOADER.NUM_WORKERS 512 is more than the " in stdout
+    assert f"Caltech101, all classes (4), 4 shots, seed 3: accuracy " in stdout
+    assert stdout.rstrip().endswith(f"Result written to {evaluated / 'result.json'}")
+    assert metrics(evaluated)["training_finished"] is False and metrics(evaluated)["max_epoch"] == 2
+    assert metrics(evaluated)["protocol"] == "base2new"
+    assert metrics(straight("CoOp"))["training_finished"] is True
+
+
+# ---- output folders ------------------------------------------------------------------------
+
+
+def test_output_dir_that_is_a_file(data_root, tiny_clip_path, tmp_path, capsys):
+    file = tmp_path / "file"
+    file.write_text("x")
+    for out, message in ((file, f"error: --output-dir {file} is not a folder; choose another --output-dir."),
+                         (file / "run", f"error: --output-dir {file / 'run'} is not a folder ({file} is a file)")):
+        status, _, err = cli(args(data_root, out, tiny_clip_path), capsys)
+        assert status == 2 and one_line(err).startswith(message)
+
+
+def test_unwritable_output_dir_is_found_before_any_work(data_root, tiny_clip_path, tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    out = tmp_path / "run"
+    (out / "model").mkdir(parents=True)
+
+    def read_only(*args, dir=None, **kwargs):
+        if Path(dir) == out / "model":
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*args, dir=dir, **kwargs)
+
+    real = tempfile.TemporaryFile
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    status, stdout, err = cli(args(data_root, out, tiny_clip_path), capsys)
+    assert status == 2
+    assert one_line(err) == f"error: --output-dir {out / 'model'}: cannot write in {out / 'model'} (Read-only file system)."
+    assert "Loading CLIP" not in stdout
+
+
+def test_input_error_leaves_no_output_folder(tiny_clip_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    status, _, err = cli(args(tmp_path / "no-data", out, tiny_clip_path), capsys)
+    assert status == 2 and "caltech-101" in one_line(err)
+    assert not out.exists()
+
+
+# ---- bad data (earlier tests) -----------------------------------------------------------------
 
 
 def corrupt_a_training_image(data_root):
@@ -89,40 +459,60 @@ def corrupt_a_training_image(data_root):
     return path
 
 
-def test_unreadable_image_stops_with_its_path(data_root, tmp_path, tiny_clip_path):
-    bad = corrupt_a_training_image(data_root)
-    result = run(command(data_root, tmp_path / "out", tiny_clip_path, "OPTIM.MAX_EPOCH", "1"))
-    assert result.returncode == 2
-    assert f"error: Cannot read image {bad}" in result.stderr and "SKIP_BAD_IMAGES" in result.stderr
-    assert "Traceback" not in result.stderr
+@pytest.fixture
+def own_data_root(tmp_path):
+    root = tmp_path / "data"
+    make_tiny_dataset(str(root), "Caltech101", num_classes=4, images_per_class=24)
+    return root
 
 
-def test_unreadable_image_is_skipped_when_asked(data_root, tmp_path, tiny_clip_path):
-    bad = corrupt_a_training_image(data_root)
-    cmd = command(data_root, tmp_path / "out", tiny_clip_path, "OPTIM.MAX_EPOCH", "1", "DATALOADER.SKIP_BAD_IMAGES", "True")
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert f"Skipping unreadable image {bad}" in result.stderr
+def test_unreadable_image_stops_with_its_path(own_data_root, tmp_path, tiny_clip_path, capsys):
+    bad = corrupt_a_training_image(own_data_root)
+    status, _, err = cli(args(own_data_root, tmp_path / "out", tiny_clip_path, "DATASET.NUM_SHOTS", "24"), capsys)
+    assert status == 2
+    assert f"error: Cannot read image {bad}" in err and "SKIP_BAD_IMAGES" in err
+    assert "Traceback" not in err
 
 
-def test_missing_images_are_named(data_root, tmp_path, tiny_clip_path):
-    split = json.loads((data_root / "caltech-101" / "split_zhou_Caltech101.json").read_text())
-    gone = [data_root / "caltech-101" / "101_ObjectCategories" / row[0] for row in split["test"][3:5]]
+def test_unreadable_image_is_skipped_when_asked(own_data_root, tmp_path, tiny_clip_path):
+    bad = corrupt_a_training_image(own_data_root)
+    argv = args(own_data_root, tmp_path / "out", tiny_clip_path, "OPTIM.MAX_EPOCH", "1", "DATASET.NUM_SHOTS", "24",
+                "DATALOADER.SKIP_BAD_IMAGES", "True")
+    run = subprocess.run([sys.executable, "train.py", *argv], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f"Skipping unreadable image {bad}" in run.stderr
+
+
+def test_missing_images_are_named(own_data_root, tmp_path, tiny_clip_path, capsys):
+    split = json.loads((own_data_root / "caltech-101" / "split_zhou_Caltech101.json").read_text())
+    gone = [own_data_root / "caltech-101" / "101_ObjectCategories" / row[0] for row in split["test"][3:5]]
     for path in gone:
         path.unlink()
-    result = run(command(data_root, tmp_path / "out", tiny_clip_path))
-    assert result.returncode == 2
-    assert "2 of" in result.stderr and all(str(p) in result.stderr for p in gone)
+    status, _, err = cli(args(own_data_root, tmp_path / "out", tiny_clip_path), capsys)
+    assert status == 2
+    assert "2 of" in err and all(str(p) in err for p in gone)
 
 
-def test_finished_run_is_not_overwritten(data_root, tmp_path, tiny_clip_path):
+def test_finished_run_is_not_overwritten(data_root, tmp_path, tiny_clip_path, capsys):
     out = tmp_path / "out"
-    cmd = command(data_root, out, tiny_clip_path, "OPTIM.MAX_EPOCH", "1")
-    assert run(cmd).returncode == 0
+    argv = args(data_root, out, tiny_clip_path, "OPTIM.MAX_EPOCH", "1")
+    assert cli(argv, capsys)[0] == 0
     before = (out / "result.json").read_text()
-    again = run(cmd)
-    assert again.returncode == 2 and "already holds a finished run" in again.stderr and "--overwrite" in again.stderr
+    status, _, err = cli(argv, capsys)
+    assert status == 2 and "already holds a finished run" in err and "--overwrite" in err
     assert (out / "result.json").read_text() == before
-    forced = run(command(data_root, out, tiny_clip_path, "OPTIM.MAX_EPOCH", "1", flags=["--overwrite"]))
-    assert forced.returncode == 0 and "removed the previous result" in forced.stdout
-    assert "No checkpoint found, train from scratch" in forced.stdout
+    status, stdout, _ = cli(args(data_root, out, tiny_clip_path, "OPTIM.MAX_EPOCH", "1", flags=["--overwrite"]), capsys)
+    assert status == 0 and "removed the previous result" in stdout
+    assert "No checkpoint found, train from scratch" in stdout
+
+
+def test_same_seed_same_weights_other_seed_differs(data_root, tmp_path, tiny_clip_path, capsys):
+    outs = []
+    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
+        out = tmp_path / name
+        argv = args(data_root, out, tiny_clip_path, "OPTIM.MAX_EPOCH", "2")
+        argv[argv.index("--seed") + 1] = seed
+        assert cli(argv, capsys)[0] == 0
+        outs.append(weights(out)["state_dict"]["ctx"])
+    assert torch.equal(outs[0], outs[1])
+    assert not torch.equal(outs[0], outs[2])

@@ -295,6 +295,8 @@ def test_trainer_initialises_prototypes_trains_resumes_and_evaluates(tmp_path, t
     from dassl.engine import build_trainer
 
     from clipprompt.testing import make_tiny_dataset
+    from clipprompt.errors import RunInterrupted
+    from clipprompt.stopping import StopRequests
     from trainers.sep import SEP as SEPTrainer
 
     root = tmp_path / "data"
@@ -312,16 +314,19 @@ def test_trainer_initialises_prototypes_trains_resumes_and_evaluates(tmp_path, t
         ])
         return build_trainer(train.setup_cfg(args))
 
-    first = trainer(1)
+    first = trainer(2)
     assert first.optim.param_groups[0]["eps"] == 1e-3
     inits = []
     original = SEPTrainer.init_prototypes
     monkeypatch.setattr(SEPTrainer, "init_prototypes", lambda self: inits.append(1) or original(self))
-    first.train()
+    first.stops = StopRequests()
+    first.stops.requested = "SIGTERM"  # as if signalled: stops after its step (the only one of epoch 1)
+    with pytest.raises(RunInterrupted):
+        first.train()
     assert inits == [1] and first.model.prototypes_initialized
     saved_files = sorted(p.name for p in (out / "model").iterdir())
-    assert saved_files == ["checkpoint", "model.pth.tar-1", "prototypes.pth.tar-1"]
-    saved = torch.load(out / "model" / "prototypes.pth.tar-1", weights_only=True)["prototypes"]
+    assert saved_files == ["checkpoint", "model.pth.tar-1"]  # one file: the prototypes are inside
+    saved = torch.load(out / "model" / "model.pth.tar-1", weights_only=True)["training"]["prototypes"]
     torch.testing.assert_close(saved, first.model.prototypes.detach())
 
     resumed = trainer(2)  # continues in the same folder: the trained prototypes come back

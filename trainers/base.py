@@ -10,13 +10,25 @@ Under `torchrun` (see `clipprompt.distributed`) each process trains on its slice
 batch and the model's loss runs through DistributedDataParallel; rank 0 alone writes tensorboard,
 checkpoints and `result.json`. Every rank evaluates the whole split (identical results, no gather).
 A subclass that overrides `forward_backward` should get its loss from `self.train_loss(images,
-labels)` (not `self.model.loss`), so that gradients are synchronised across processes.
+labels)` (not `self.model.loss`), so that gradients are synchronised across processes, and skip
+the step when `self.loss_is_finite(loss)` says no.
+
+Every run is resumable (see `clipprompt.checkpoint` for the files): a rolling checkpoint at each
+epoch end and every `TRAIN.CHECKPOINT_MINUTES` within an epoch, holding everything a resume needs
+to continue at the next batch bit for bit (`checkpoint_state`). The training data order is
+`clipprompt.resumable_data`'s, so a resume replays it from any step. A subclass with more trained
+state than its weights (SEP's prototypes) adds it through `training_extras` /
+`restore_training_extras`, in the same file.
 """
 
 from __future__ import annotations
 
+import datetime
+import math
 import os.path as osp
 import random
+import sys
+import time
 import warnings
 
 import numpy as np
@@ -26,21 +38,40 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from clipprompt.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from clipprompt.fileio import atomic_write
+from clipprompt import faults
+from clipprompt.checkpoint import (
+    find_checkpoint,
+    load_checkpoint,
+    load_latest_usable,
+    save_progress,
+    saved_checkpoints,
+    write_state,
+)
 from clipprompt.clip_loading import load_clip
-from clipprompt.distributed import DistInfo, GlobalBatchSampler, barrier, mix_seed, shared_seed
-from clipprompt.errors import ConfigError, UserError
+from clipprompt.distributed import DistInfo, barrier, mix_seed, shared_seed
+from clipprompt.errors import CheckpointError, ConfigError, NonFiniteLoss, RunInterrupted, UserError
 from clipprompt.models import PromptedCLIP
 from clipprompt.options import OPTIONS
 from clipprompt.optim import build_lr_scheduler_from_cfg
 from clipprompt.precision import resolve_precision
 from clipprompt.results import write_result
+from clipprompt.resumable_data import ResumableBatchSampler, SeededSamples, quiet_worker
+from clipprompt.stopping import NO_STOPS
+from clipprompt.training_state import (
+    Progress,
+    config_differences,
+    flat_config,
+    rng_state,
+    same_backbone,
+    set_rng_state,
+)
 
-from ._dassl import DataManager, TrainerX, build_optimizer
+from ._dassl import AverageMeter, DataManager, MetricMeter, TrainerX, build_optimizer
 from .data import CheckedDatasetWrapper
 
 MODEL_NAME = "model"  # checkpoints go to <output>/model/model.pth.tar-<epoch>
+NONFINITE_LIMIT = 5  # non-finite losses in a row that stop a run (fewer are skipped steps, as fp16's)
+RESUMABLE_SAMPLERS = ("RandomSampler", "SequentialSampler")
 
 
 class LossForward(nn.Module):
@@ -61,13 +92,14 @@ class ClipTrainer(TrainerX):
 
     def __init__(self, cfg):
         self.dist = DistInfo.from_env()
-        self.train_sampler: GlobalBatchSampler | None = None  # set under torchrun
+        self.train_sampler: ResumableBatchSampler | None = None  # None: Dassl's loader (epoch-end resume only)
         self.ddp_model: DistributedDataParallel | None = None  # set with > 1 process and parameters to train
+        self.stops = NO_STOPS  # train.py installs SIGTERM/SIGINT handling here
+        self.resume_step = 0  # steps of the first epoch already done by the run resumed
+        self.nonfinite_streak = 0
+        self.progress_bar = None  # a tqdm bar per epoch, on a terminal only
+        self.training_status: dict = {}  # training_finished / max_epoch of the evaluated weights
         super().__init__(cfg)
-        if not self.dist.is_main:
-            # Checkpoints are written by rank 0 alone, whatever a subclass's save_model does;
-            # after_epoch's barrier makes the other ranks wait for them.
-            self.save_model = self._not_saved_on_this_rank
 
     @classmethod
     def config_node_name(cls) -> str:
@@ -98,31 +130,38 @@ class ClipTrainer(TrainerX):
         self.num_classes, self.num_source_domains = dm.num_classes, dm.num_source_domains
         self.lab2cname = dm.lab2cname
         self.dm = dm
-        if self.dist.launched:
-            self.build_distributed_train_loader()
+        self.build_resumable_train_loader()
 
-    def build_distributed_train_loader(self) -> None:
-        """Under torchrun: this rank's slices of seeded global batches (see GlobalBatchSampler)."""
+    def build_resumable_train_loader(self) -> None:
+        """Seeded batches that a resume replays from any step (see clipprompt.resumable_data);
+        under torchrun, this rank's slice of each global batch."""
         cfg = self.cfg
-        if cfg.DATALOADER.TRAIN_X.SAMPLER != "RandomSampler":
-            raise ConfigError(
-                f"DATALOADER.TRAIN_X.SAMPLER {cfg.DATALOADER.TRAIN_X.SAMPLER!r} is not supported with torchrun; "
-                "multi-process training draws random global batches (RandomSampler)."
-            )
+        sampler = cfg.DATALOADER.TRAIN_X.SAMPLER
+        if sampler not in RESUMABLE_SAMPLERS:
+            if self.dist.launched:
+                raise ConfigError(
+                    f"DATALOADER.TRAIN_X.SAMPLER {sampler!r} is not supported with torchrun; "
+                    "multi-process training draws random global batches (RandomSampler)."
+                )
+            print(f"DATALOADER.TRAIN_X.SAMPLER {sampler}: Dassl's loader; checkpoints and stops at epoch ends only")
+            return
         self.data_seed = shared_seed(cfg.SEED)  # the same on every rank, also when SEED is -1
         dataset = self.dm.train_loader_x.dataset  # Dassl's wrapper with the training transform
-        self.train_sampler = GlobalBatchSampler(
+        self.train_sampler = ResumableBatchSampler(
             len(dataset),
             cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
             seed=self.data_seed,
+            shuffle=sampler == "RandomSampler",
         )
         self.train_loader_x = DataLoader(
-            dataset,
+            SeededSamples(dataset),
             batch_sampler=self.train_sampler,
             num_workers=cfg.DATALOADER.NUM_WORKERS,
             pin_memory=self.dm.train_loader_x.pin_memory,
+            worker_init_fn=quiet_worker,
+            generator=torch.Generator().manual_seed(self.data_seed),  # leaves the global RNG alone
         )
 
     def build_model(self) -> None:
@@ -160,8 +199,9 @@ class ClipTrainer(TrainerX):
 
     # ---- multi-process hooks ---------------------------------------------------------------
 
-    def _not_saved_on_this_rank(self, epoch, *args, **kwargs) -> None:
-        self.model_epoch = epoch + 1  # what save_model records, without writing
+    def writes_checkpoints(self) -> bool:
+        """Rank 0 alone writes checkpoints; after_epoch's barrier makes the other ranks wait for them."""
+        return self.dist.is_main
 
     def init_writer(self, log_dir):
         if self.dist.is_main:
@@ -169,6 +209,7 @@ class ClipTrainer(TrainerX):
 
     def before_train(self):
         super().before_train()  # resumes on every rank
+        self._last_save = time.monotonic()
         if self.dist.distributed and self.dist.rank > 0:
             # Random augmentation: give each rank its own stream (rank 0 keeps the 1-process one).
             seed = mix_seed(self.data_seed, self.dist.rank, self.start_epoch)
@@ -176,14 +217,128 @@ class ClipTrainer(TrainerX):
             np.random.seed(seed)
             torch.manual_seed(seed)
 
+    # ---- the training loop: Dassl's, with resumable steps, rolling checkpoints and clean stops ----
+
+    def train(self):
+        self.max_epoch = self.cfg.OPTIM.MAX_EPOCH
+        with self.stops.deferring():  # a signal stops the run after the current step
+            self.before_train()
+            for self.epoch in range(self.start_epoch, self.max_epoch):
+                self.before_epoch()
+                self.run_epoch()
+                self.after_epoch()
+        self.after_train()
+
     def run_epoch(self):
+        self.set_model_mode("train")
+        start, self.resume_step = self.resume_step, 0
         if self.train_sampler is not None:
-            self.train_sampler.set_epoch(self.epoch)
-        super().run_epoch()
+            self.train_sampler.set_epoch(self.epoch, start)
+        self.num_batches = len(self.train_loader_x) + start
+        if self.num_batches == 0:
+            raise UserError(
+                f"The training loader yields no step ({len(self.dm.dataset.train_x)} training images, "
+                f"DATALOADER.TRAIN_X.BATCH_SIZE {self.cfg.DATALOADER.TRAIN_X.BATCH_SIZE})."
+            )
+        losses, batch_time, data_time = MetricMeter(), AverageMeter(), AverageMeter()
+        self.progress_bar = None
+        if on_terminal():  # a bar on the terminal; log.txt keeps the plain lines
+            desc = f"epoch {self.epoch + 1}/{self.max_epoch}"
+            self.progress_bar = tqdm(total=self.num_batches, initial=start, desc=desc, dynamic_ncols=True, leave=False)
+        end = time.time()
+        try:
+            for self.batch_idx, batch in enumerate(self.train_loader_x, start):
+                data_time.update(time.time() - end)
+                losses.update(self.forward_backward(batch))
+                batch_time.update(time.time() - end)
+                self.log_step(losses, batch_time, data_time)
+                self.after_step()
+                end = time.time()
+        finally:
+            if self.progress_bar is not None:
+                self.progress_bar.close()
+
+    def log_step(self, losses, batch_time, data_time) -> None:
+        """Dassl's progress line, every TRAIN.PRINT_FREQ steps, and the tensorboard scalars."""
+        freq = self.cfg.TRAIN.PRINT_FREQ
+        if (self.batch_idx + 1) % freq == 0 or self.num_batches < freq:
+            remaining = self.num_batches - self.batch_idx - 1 + (self.max_epoch - self.epoch - 1) * self.num_batches
+            eta = datetime.timedelta(seconds=int(batch_time.avg * remaining))
+            line = (
+                f"epoch [{self.epoch + 1}/{self.max_epoch}] batch [{self.batch_idx + 1}/{self.num_batches}] "
+                f"time {batch_time.val:.3f} ({batch_time.avg:.3f}) data {data_time.val:.3f} ({data_time.avg:.3f}) "
+                f"{losses} lr {self.get_current_lr():.4e} eta {eta}"
+            )
+            if self.progress_bar is None:
+                print(line)
+            elif hasattr(sys.stdout, "write_file_only"):
+                sys.stdout.write_file_only(line + "\n")
+        if self.progress_bar is not None:
+            shown = {name: f"{meter.avg:.4f}" for name, meter in losses.meters.items()}
+            self.progress_bar.set_postfix(shown, lr=f"{self.get_current_lr():.2e}", refresh=False)
+            self.progress_bar.update(1)
+        n_iter = self.epoch * self.num_batches + self.batch_idx
+        for name, meter in losses.meters.items():
+            self.write_scalar("train/" + name, meter.avg, n_iter)
+        self.write_scalar("train/lr", self.get_current_lr(), n_iter)
+
+    def after_step(self) -> None:
+        """Stop on a signal (after saving), or save the rolling checkpoint when it is due."""
+        faults.after_step(self.epoch + 1, self.batch_idx + 1)
+        stop = self.stops.requested is not None
+        if self.dist.distributed:  # every rank stops after the same step
+            flag = torch.tensor([float(stop)], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            stop = bool(flag.item())
+        if self.batch_idx + 1 == self.num_batches or self.train_sampler is None:
+            return  # after_epoch saves (and stops); Dassl's loader cannot resume mid-epoch
+        progress = Progress(self.epoch, self.batch_idx + 1)
+        minutes = self.cfg.TRAIN.CHECKPOINT_MINUTES
+        if stop:
+            path = self.save_rolling(progress)
+            self.raise_interrupted(progress, path)
+        if minutes > 0 and time.monotonic() - self._last_save >= minutes * 60:
+            self.save_rolling(progress)
+
+    def raise_interrupted(self, progress: Progress, path) -> None:
+        signal = self.stops.requested or "a signal"
+        saved = f"checkpoint {path}" if path else "the last checkpoint"
+        raise RunInterrupted(
+            f"interrupted by {signal} ({progress.describe(self.max_epoch)}); {saved} is kept; "
+            "the same command resumes."
+        )
 
     def after_epoch(self):
-        super().after_epoch()
+        cfg = self.cfg
+        if not cfg.TEST.NO_TEST and cfg.TEST.FINAL_MODEL == "best_val":
+            result = self.test(split="val")
+            if result > self.best_result:
+                self.best_result = result
+                self.save_model(self.epoch, self.output_dir, val_result=result, model_name="model-best.pth.tar")
+        path = self.save_rolling(Progress(self.epoch + 1, 0))
         barrier()  # rank 0's checkpoints are written before any rank reads one
+        stop = self.stops.requested is not None
+        if self.dist.distributed:
+            flag = torch.tensor([float(stop)], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            stop = bool(flag.item())
+        if stop and self.epoch + 1 < self.max_epoch:
+            self.raise_interrupted(Progress(self.epoch + 1, 0), path)
+
+    def after_train(self):
+        if self.stops.requested:
+            self.raise_interrupted(Progress(self.max_epoch, 0), None)
+        print(f"Finish training (elapsed: {datetime.timedelta(seconds=round(time.time() - self.time_start))})")
+        self.training_status = {"training_finished": True, "max_epoch": self.max_epoch}
+        if not self.cfg.TEST.NO_TEST:  # the run's last lines: what was evaluated, the accuracy, result.json
+            if self.cfg.TEST.FINAL_MODEL == "best_val":
+                print("Deploy the model with the best val performance")
+                self.load_model(self.output_dir)
+                self.training_status = {"training_finished": True, "max_epoch": self.max_epoch}
+            else:
+                print("Deploy the last-epoch model")
+            self.test()
+        self.close_writer()
 
     def train_loss(self, images, labels):
         """`self.model.loss(images, labels)`, through DistributedDataParallel with > 1 process.
@@ -205,13 +360,31 @@ class ClipTrainer(TrainerX):
         with self.precision.autocast():
             loss, summary = self.train_loss(images, labels)
         self.model_zero_grad()
-        self.detect_anomaly(loss)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optim)
-        self.scaler.update()
+        if faults.forced_nan(self.epoch + 1, self.batch_idx + 1):
+            loss = loss * float("nan")
+        if self.loss_is_finite(loss):
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optim)
+            self.scaler.update()
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()
         return summary
+
+    def loss_is_finite(self, loss) -> bool:
+        """False for a NaN or infinite loss (its step is skipped); NONFINITE_LIMIT in a row stop the run."""
+        if bool(torch.isfinite(loss.detach()).all()):
+            self.nonfinite_streak = 0
+            return True
+        self.nonfinite_streak += 1
+        where = f"epoch {self.epoch + 1}, step {self.batch_idx + 1}"
+        if self.nonfinite_streak >= NONFINITE_LIMIT:
+            raise NonFiniteLoss(
+                f"the loss is {float(loss.detach().float().mean())} at {where} ({self.nonfinite_streak} steps in a row); "
+                "the run stopped, its last good checkpoint is kept and no result was written; "
+                "try a lower OPTIM.LR, or TRAINER.<NAME>.PREC fp32."
+            )
+        print(f"Non-finite loss at {where}: step skipped")
+        return False
 
     def model_inference(self, images):
         with self.precision.autocast():
@@ -231,7 +404,7 @@ class ClipTrainer(TrainerX):
         split = "val" if loader is self.val_loader else "test"
         print(f"Evaluate on the *{split}* set")
         with self.precision.autocast(), self.model.cached_text_features():
-            for batch in tqdm(loader, desc=f"Evaluating ({split})", dynamic_ncols=True):
+            for batch in tqdm(loader, desc=f"Evaluating ({split})", dynamic_ncols=True, disable=not on_terminal()):
                 images, labels = self.parse_batch_test(batch)
                 self.evaluator.process(self.model_inference(images), labels)
         results = self.evaluator.evaluate()
@@ -253,37 +426,106 @@ class ClipTrainer(TrainerX):
             "num_classes": self.model.num_classes,
             "num_images": num_images,
             "epoch": self.model_epoch,  # epochs the evaluated weights were trained for
+            **self.training_status,  # training_finished and max_epoch, when weights were trained or loaded
+            **getattr(self, "run_info", {}),
         }
         path = write_result(cfg.OUTPUT_DIR, metrics, run, cfg.dump())
+        shots = f"{cfg.DATASET.NUM_SHOTS} shots" if cfg.DATASET.NUM_SHOTS > 0 else "all images"
+        first = next(iter(metrics))
+        print(
+            f"{cfg.DATASET.NAME}, {cfg.DATASET.SUBSAMPLE_CLASSES} classes ({self.model.num_classes}), {shots}, "
+            f"seed {cfg.SEED}: {first} {float(metrics[first]):.2f}"
+        )
         print(f"Result written to {path}")
 
     # ---- checkpoints ---------------------------------------------------------------------
 
-    def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
-        state = {
+    def checkpoint_state(self, progress: Progress, val_result=None) -> dict:
+        """Everything a resume needs to continue bit for bit, and what evaluation checks it against."""
+        best = float(self.best_result)
+        return {
             "state_dict": self.model.trainable_state_dict(),
-            "epoch": epoch + 1,
+            "epoch": progress.epochs,  # finished epochs behind these weights
+            "step": progress.steps,  # steps done in the next epoch
+            "max_epoch": self.max_epoch,
+            "finished": progress.steps == 0 and progress.epochs >= self.max_epoch,
             "optimizer": self.optim.state_dict() if self.optim else None,
             "scheduler": self.sched.state_dict() if self.sched else None,
             "scaler": self.scaler.state_dict(),
             "val_result": val_result,
+            "best_result": best if math.isfinite(best) else None,
             "rng": rng_state(),
+            "data_seed": getattr(self, "data_seed", None),
             "trainer": type(self).__name__,
+            "classnames": list(self.model.classnames),
+            "backbone": self.cfg.MODEL.BACKBONE.NAME,
+            "config": flat_config(self.cfg),
+            "training": self.training_extras(),  # training-only state; evaluation never reads it
         }
-        self.model_epoch = epoch + 1
-        folder = osp.join(directory, MODEL_NAME)
-        if model_name:  # e.g. model-best.pth.tar
-            path = osp.join(folder, model_name)
-            atomic_write(path, lambda tmp: torch.save(state, tmp))
-        else:
-            path = save_checkpoint(folder, state, epoch + 1)
-        print(f"Checkpoint saved to {path}")
 
-    def _load(self, path: str) -> dict:
-        state = load_checkpoint(path)
+    def training_extras(self) -> dict:
+        """Trained state beside the weights that a resume needs (SEP: its prototypes)."""
+        return {}
+
+    def restore_training_extras(self, extras: dict, path: str) -> None:
+        pass
+
+    def weights_are_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.model.trainable_state_dict().values())
+
+    def save_rolling(self, progress: Progress, directory: str | None = None) -> str | None:
+        """Save the rolling checkpoint of `progress`; older rolling ones go once it is complete."""
+        self._last_save = time.monotonic()
+        if progress.steps == 0:
+            self.model_epoch = progress.epochs
+        if not self.writes_checkpoints():
+            return None
+        if not self.weights_are_finite():
+            print(f"Not saving a checkpoint ({progress.describe()}): the weights are not finite")
+            return None
+        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
+
+        def keep(p: Progress) -> bool:  # the final epoch's and those CHECKPOINT_FREQ asks for
+            return p.steps == 0 and (p.epochs >= self.max_epoch or (freq > 0 and p.epochs % freq == 0))
+
+        folder = osp.join(directory or self.output_dir, MODEL_NAME)
+        path = save_progress(folder, self.checkpoint_state(progress), progress, keep)
+        print(f"Checkpoint saved to {path}")
+        return path
+
+    def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
+        """Dassl's entry point: `model_name` (model-best.pth.tar) or the epoch-end rolling checkpoint."""
+        if not model_name:
+            self.save_rolling(Progress(epoch + 1, 0), directory)
+            return
+        if self.writes_checkpoints():
+            path = osp.join(directory, MODEL_NAME, model_name)
+            write_state(path, self.checkpoint_state(Progress(epoch + 1, 0), val_result))
+            print(f"Checkpoint saved to {path}")
+
+    def check_origin(self, path, state: dict, same_classes: bool = False) -> None:
+        """A checkpoint of another trainer or another backbone is refused in one line; with
+        `same_classes` (a resume; evaluation of base-trained weights on new classes is legitimate),
+        one of other classes too."""
         saved_by = state.get("trainer")
         if saved_by and saved_by != type(self).__name__:
             raise UserError(f"{path} was saved by trainer {saved_by}, not {type(self).__name__}.")
+        classnames = state.get("classnames")
+        if same_classes and classnames is not None and list(classnames) != list(self.model.classnames):
+            raise UserError(
+                f"{path} was trained on other classes ({len(classnames)}: {', '.join(classnames[:4])}"
+                f"{', ...' if len(classnames) > 4 else ''}) than this run's {self.model.num_classes} "
+                "(check the dataset and DATASET.SUBSAMPLE_CLASSES)."
+            )
+        backbone = state.get("backbone")
+        if backbone and not same_backbone(backbone, self.cfg.MODEL.BACKBONE.NAME):
+            raise UserError(
+                f"{path} was trained with backbone {backbone}, not {self.cfg.MODEL.BACKBONE.NAME} (MODEL.BACKBONE.NAME)."
+            )
+
+    def _load(self, path: str, state: dict | None = None) -> dict:
+        state = load_checkpoint(path) if state is None else state
+        self.check_origin(path, state)
         try:
             self.model.load_trainable_state_dict(state["state_dict"])
         except ValueError as exc:
@@ -292,27 +534,65 @@ class ClipTrainer(TrainerX):
         return state
 
     def load_model(self, directory, epoch=None):
-        """Load `<directory>/model/model.pth.tar-<epoch>`, the latest saved if `epoch` is None."""
+        """Load `<directory>/model/model.pth.tar-<epoch>`, the latest saved if `epoch` is None.
+
+        The latest of an unfinished training run is refused: name the epoch to evaluate it."""
         if not directory:
             print("No --model-dir given: evaluating the model as built")
             return
         folder = osp.join(directory, MODEL_NAME)
         best = osp.join(folder, "model-best.pth.tar")
+        if epoch is None:
+            self.refuse_unfinished(directory)
         if epoch is None and self.cfg.TEST.FINAL_MODEL == "best_val" and osp.isfile(best):
             path = best
         else:
             path = find_checkpoint(folder, epoch)
         state = self._load(path)
-        print(f"Loaded {path} (epoch {state['epoch']})")
+        finished, max_epoch = state.get("finished"), state.get("max_epoch")
+        if finished is not None:
+            self.training_status = {"training_finished": bool(finished), "max_epoch": max_epoch}
+        unfinished = f" of {max_epoch}, training unfinished" if finished is False else ""
+        print(f"Loaded {path} (epoch {state['epoch']}{unfinished})")
+
+    def refuse_unfinished(self, directory) -> None:
+        """Evaluating the latest weights of a run whose training did not finish needs --load-epoch."""
+        saved = saved_checkpoints(osp.join(directory, MODEL_NAME))
+        if not saved:
+            return
+        progress, path = saved[0]
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError:
+            return  # the loading below names the problem
+        if state.get("finished") is not False:
+            return
+        epochs = [p.epochs for p, _ in saved if p.steps == 0 and p.epochs > 0]
+        hint = f"evaluate epoch {epochs[0]} with --load-epoch {epochs[0]}" if epochs else "no epoch has finished yet"
+        raise UserError(
+            f"{directory} holds an unfinished training run ({progress.describe(state.get('max_epoch'))}); "
+            f"run its training command again to finish it, or {hint}."
+        )
 
     def resume_model_if_exist(self, directory):
+        """Continue from the newest usable checkpoint: at the next epoch, or the next step mid-epoch."""
         folder = osp.join(directory, MODEL_NAME)
-        try:
-            path = find_checkpoint(folder)
-        except UserError:
+        found = load_latest_usable(folder)
+        if found is None:
+            if self.cfg.RESUME:
+                raise CheckpointError(f"--resume {directory}: no checkpoint in {folder}.")
             print("No checkpoint found, train from scratch")
             return 0
-        state = self._load(path)
+        path, state = found
+        if "config" in state:
+            differences = config_differences(state["config"], flat_config(self.cfg))
+            if differences:
+                raise ConfigError(
+                    f"Cannot resume from {path}: the run was started with another configuration: "
+                    f"{'; '.join(differences)}. Use the same values, or another --output-dir for a new run."
+                )
+        self.check_origin(path, state, same_classes=True)
+        self._load(path, state)
         if self.optim is not None and state.get("optimizer"):
             self.optim.load_state_dict(state["optimizer"])
         if self.sched is not None and state.get("scheduler"):
@@ -321,8 +601,23 @@ class ClipTrainer(TrainerX):
             self.scaler.load_state_dict(state["scaler"])
         if state.get("rng"):
             set_rng_state(state["rng"])
-        print(f"Resumed from {path}: continuing at epoch {state['epoch'] + 1}")
-        return state["epoch"]
+        if state.get("data_seed") is not None and self.train_sampler is not None:
+            self.data_seed = self.train_sampler.seed = state["data_seed"]
+        if state.get("best_result") is not None:
+            self.best_result = state["best_result"]
+        self.restore_training_extras(state.get("training") or {}, path)
+        progress = Progress(state["epoch"], state.get("step", 0))
+        if progress.steps and self.train_sampler is None:
+            raise CheckpointError(f"{path} is a mid-epoch checkpoint, which Dassl's loader for this sampler cannot resume.")
+        self.resume_step = progress.steps
+        at = f"epoch {progress.epochs + 1}" + (f", step {progress.steps + 1}" if progress.steps else "")
+        print(f"Resumed from {path}: continuing at {at}")
+        return progress.epochs
+
+
+def on_terminal() -> bool:
+    """Progress bars only for a person watching: not in logs, pipes or batch jobs."""
+    return sys.stdout.isatty() and sys.stderr.isatty()
 
 
 def check_input_size(size, resolution: int) -> None:
@@ -331,30 +626,3 @@ def check_input_size(size, resolution: int) -> None:
             f"INPUT.SIZE {tuple(size)} does not match the backbone's input resolution {resolution}; "
             f'set INPUT.SIZE "({resolution}, {resolution})".'
         )
-
-
-def rng_state() -> dict:
-    """Python, NumPy and torch RNG states as plain values and tensors (weights_only-safe)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": {"keys": torch.from_numpy(keys.copy()), "pos": pos, "has_gauss": has_gauss, "gauss": gauss},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(_as_tuples(state["python"]))
-    np_state = state["numpy"]
-    np.random.set_state(("MT19937", np_state["keys"].numpy(), np_state["pos"], np_state["has_gauss"], np_state["gauss"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _as_tuples(value):
-    """random.setstate wants the nested tuples that a save-load round trip may turn into lists."""
-    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value

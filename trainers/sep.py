@@ -5,31 +5,25 @@ normalized class means of frozen CLIP features of the training images: one pass 
 training image with the test transform (no augmentation, no dropped last batch, so every class
 gets its images even with 1 shot and a large batch).
 
-The prototypes are class-dependent and used in training only, so checkpoints (what evaluation
-loads) leave them out. To resume a run without losing the trained prototypes, each checkpoint
-`model/model.pth.tar-<E>` gets a training-only companion `model/prototypes.pth.tar-<E>`;
-resuming loads it, and evaluation never reads it. Without the companion (a checkpoint of an
-older run) resuming re-initialises them from the class means and says so.
+The prototypes are class-dependent and used in training only: they travel in the training-only
+part of the same checkpoint file (`training_extras`), so a checkpoint is one unit; resuming
+restores them, evaluation never reads them, and a resume never silently re-initialises them
+(a checkpoint without them is refused).
 """
 
 from __future__ import annotations
 
-import os.path as osp
-
 import torch
 from tqdm import tqdm
 
-from clipprompt.checkpoint import find_checkpoint
-from clipprompt.fileio import atomic_write
 from clipprompt.errors import CheckpointError
 from clipprompt.models import SEP as SEPModel
 from clipprompt.models.sep import class_means
 from clipprompt.models.base import DEFAULT_TEMPLATE
 
 from ._dassl import TRAINER_REGISTRY, build_data_loader
-from .base import MODEL_NAME, ClipTrainer
+from .base import ClipTrainer, on_terminal
 
-PROTOTYPES_FILE = "prototypes.pth.tar-{epoch}"
 
 
 @TRAINER_REGISTRY.register()
@@ -71,7 +65,7 @@ class SEP(ClipTrainer):
         self.set_model_mode("eval")
         features, labels = [], []
         with self.precision.autocast():
-            for batch in tqdm(loader, desc="SEP prototypes (class means)", dynamic_ncols=True):
+            for batch in tqdm(loader, desc="SEP prototypes (class means)", dynamic_ncols=True, disable=not on_terminal()):
                 images, batch_labels = self.parse_batch_test(batch)
                 features.append(self.model.frozen_image_features(images))
                 labels.append(batch_labels)
@@ -80,35 +74,25 @@ class SEP(ClipTrainer):
         self.set_model_mode("train")
         print(f"SEP prototypes initialised from {len(loader.dataset):,} training images")
 
-    # ---- checkpoints: the prototypes travel in a training-only companion file ----------------
+    # ---- checkpoints: the prototypes travel in the checkpoint's training-only part ----------------
 
-    def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
-        super().save_model(epoch, directory, is_best=is_best, val_result=val_result, model_name=model_name)
-        if model_name:  # model-best.pth.tar is for evaluation, which never needs prototypes
-            return
-        path = osp.join(directory, MODEL_NAME, PROTOTYPES_FILE.format(epoch=epoch + 1))
-        state = {"prototypes": self.model.prototypes.detach().cpu(), "classnames": list(self.model.classnames)}
-        atomic_write(path, lambda tmp: torch.save(state, tmp))
+    def training_extras(self) -> dict:
+        if not self.model.prototypes_initialized:
+            return {}
+        return {"prototypes": self.model.prototypes.detach().cpu(), "classnames": list(self.model.classnames)}
 
-    def resume_model_if_exist(self, directory):
-        start_epoch = super().resume_model_if_exist(directory)
-        if start_epoch:
-            checkpoint = find_checkpoint(osp.join(directory, MODEL_NAME))
-            path = osp.join(osp.dirname(checkpoint), PROTOTYPES_FILE.format(epoch=start_epoch))
-            self._prototypes_restored = self._load_prototypes(path)
-        return start_epoch
-
-    def _load_prototypes(self, path: str) -> bool:
-        if not osp.isfile(path):
-            print(f"No {osp.basename(path)} beside the checkpoint: re-initialising SEP's prototypes")
-            return False
+    def restore_training_extras(self, extras: dict, path: str) -> None:
+        if "prototypes" not in extras:
+            raise CheckpointError(
+                f"{path} holds no SEP prototypes (saved by an older version or another trainer); "
+                "delete its folder to train again from scratch."
+            )
+        if list(extras.get("classnames", [])) != list(self.model.classnames):
+            raise CheckpointError(f"{path} holds SEP prototypes of other classes than this run's.")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(f"Cannot read {path} ({type(exc).__name__}); delete it to re-initialise.") from None
-        if state.get("classnames") != list(self.model.classnames):
-            print(f"{path} holds prototypes of other classes: re-initialising SEP's prototypes")
-            return False
-        self.model.load_prototypes(state["prototypes"].to(self.device))
+            self.model.load_prototypes(extras["prototypes"].to(self.device))
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+        self.model.prototypes_initialized = True
+        self._prototypes_restored = True
         print(f"Restored SEP's trained prototypes from {path}")
-        return True
