@@ -115,7 +115,7 @@ def _unknown_key_error(cfg: CN, exc: Exception | str, source: str) -> ConfigErro
 
 def _describe_value_type(value) -> str:
     if isinstance(value, (list, tuple)):
-        return "a list such as " + repr(list(value))
+        return "a list"
     return {bool: "True or False", int: "an integer", float: "a number", str: "a string"}.get(
         type(value), type(value).__name__
     )
@@ -135,7 +135,7 @@ def _checked_value(key: str, current, value, source: str):
     if isinstance(current, (list, tuple)) and isinstance(value, (list, tuple)):
         return type(current)(value)
     raise ConfigError(
-        f"{key} is {value!r} ({source}); it must be {_describe_value_type(current)}, like its default {current!r}."
+        f"Type mismatch for {key} ({source}): {value!r} is not {_describe_value_type(current)} like its default {current!r}."
     )
 
 
@@ -204,14 +204,15 @@ def merge_from_file(cfg: CN, path: str) -> None:
 
 def merge_from_list(cfg: CN, opts: Sequence[str]) -> None:
     """Merge trailing `KEY VALUE` pairs (values read as Python literals, like yacs), with clear errors."""
+    flags = [item for item in opts[0::2] if item.startswith("--")] or [item for item in opts if item.startswith("--")]
+    if flags:
+        raise ConfigError(
+            f"{flags[0]} comes after the KEY VALUE overrides, where it reads as a config key; "
+            "put every --flag before the overrides."
+        )
     if len(opts) % 2:
         raise ConfigError(f"Config overrides come in KEY VALUE pairs; got an odd number: {' '.join(opts)}")
     for key, raw in zip(opts[0::2], opts[1::2]):
-        if key.startswith("-"):
-            raise ConfigError(
-                f"{key} comes after the KEY VALUE overrides, where it reads as a config key; "
-                "put every --flag before the overrides."
-            )
         node = cfg
         for part in key.split(".")[:-1]:
             if not isinstance(node, CN) or part not in node:

@@ -106,6 +106,7 @@ class Rule:
     length: int | None = None  # for lists: exactly this many items
     when: Callable[[CN], bool] | None = None  # the key only matters when this holds
     optional: bool = False  # the key may be absent (added by another part of the project)
+    allowed_text: str = ""  # for docs/errors.md, where a check below says more than the fields
 
     def allowed(self) -> Sequence[Any] | None:
         return self.names() if callable(self.names) else self.names
@@ -195,11 +196,12 @@ RULES: tuple[Rule, ...] = (
     Rule("INPUT.COLORJITTER_H", Number, "colorjitter: hue", min=0, max=0.5, when=_transform("colorjitter")),
     Rule("INPUT.RGS_P", Number, "randomgrayscale: probability", min=0, max=1, when=_transform("randomgrayscale")),
     Rule("INPUT.GB_P", Number, "gaussian_blur: probability", min=0, max=1, when=_transform("gaussian_blur")),
-    Rule("INPUT.GB_K", int, "gaussian_blur: kernel size, odd", min=1, when=_transform("gaussian_blur")),
+    Rule("INPUT.GB_K", int, "gaussian_blur: kernel size", min=1, when=_transform("gaussian_blur"),
+         allowed_text="odd, >= 1"),
     # dataset
     Rule("DATASET.NAME", str, "dataset, a registered name"),
     Rule("DATASET.ROOT", str, "the data folder, --root"),
-    Rule("DATASET.NUM_SHOTS", int, "training images per class, or -1 for all"),
+    Rule("DATASET.NUM_SHOTS", int, "training images per class, or -1 for all", allowed_text="-1, or >= 1"),
     Rule("DATASET.SUBSAMPLE_CLASSES", str, "base-to-new protocol: all, base or new classes", names=subsample_names),
     # model
     Rule("MODEL.BACKBONE.NAME", str, "CLIP model name or checkpoint file"),
@@ -298,13 +300,16 @@ def check_rules(cfg: CN, rules: Sequence[Rule] = RULES, prefix: str = "") -> Non
         check_value(rule, value, prefix + rule.key)
 
 
-def check_num_shots(cfg: CN) -> None:
+def check_across_keys(cfg: CN) -> None:
+    """What one rule's fields cannot say."""
     shots = cfg.DATASET.NUM_SHOTS
     if shots == 0 or shots < -1:
         raise ConfigError(
             f"DATASET.NUM_SHOTS is {shots}; use a number of training images per class >= 1, "
             "or -1 for every training image."
         )
+    if "gaussian_blur" in cfg.INPUT.TRANSFORMS and cfg.INPUT.GB_K % 2 == 0:
+        raise ConfigError(f"INPUT.GB_K is {cfg.INPUT.GB_K}; gaussian_blur needs an odd kernel size.")
 
 
 def check_trainer_node(cfg: CN) -> None:
@@ -394,21 +399,45 @@ def _why_not_writable(folder: str) -> str:
 def validate_config(cfg: CN) -> None:
     """Check the resolved config before any work; raise the first problem as one-line ConfigError/UserError."""
     check_rules(cfg)
-    check_num_shots(cfg)
+    check_across_keys(cfg)
     check_trainer_node(cfg)
     check_output_dir(cfg.OUTPUT_DIR)
     check_dataset(cfg)
     check_backbone(cfg)
 
 
-def describe_rules(rules: Sequence[Rule] = RULES) -> Iterator[tuple[str, str, str, str]]:
-    """(key, type, range or names, help) of every rule, for docs/errors.md."""
-    from .options import _describe_type
+def _kind(tp: Any) -> str:
+    """A type in the words of docs/errors.md: number, list of integers, integer or list of integers."""
+    import types
+    import typing
 
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_kind(arg) for arg in args)
+    if typing.get_origin(tp) in (list, tuple):
+        return f"list of {_kind(args[0])}s"
+    return {int: "integer", float: "number", str: "string", bool: "True/False"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def describe_rules(rules: Sequence[Rule] = RULES) -> Iterator[tuple[str, str, str, str]]:
+    """(key, type, allowed values or range, help) of every rule, for docs/errors.md."""
     for rule in rules:
-        try:
-            names = rule.allowed()
-        except Exception:  # noqa: BLE001  (documentation only)
-            names = None
-        allowed = ", ".join(map(str, names)) if names is not None else rule.bounds()
-        yield rule.key, _describe_type(rule.type), allowed, rule.help
+        names = rule.allowed()
+        allowed = rule.allowed_text or (", ".join(map(str, names)) if names is not None else rule.bounds())
+        if rule.when is not None:
+            allowed = f"{allowed} (when used)" if allowed else "(when used)"
+        yield rule.key, _kind(rule.type), allowed, rule.help
+
+
+def rules_table(rules: Sequence[Rule] = RULES) -> str:
+    """The markdown table of docs/errors.md: `python -m clipprompt.validation` prints it."""
+    lines = ["| key | type | allowed | what it is |", "|---|---|---|---|"]
+    for key, kind, allowed, help in describe_rules(rules):
+        lines.append(f"| `{key}` | {kind} | {allowed} | {help} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import trainers  # noqa: F401  (Dassl, minus its import side effects)
+
+    print(rules_table(), end="")

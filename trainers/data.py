@@ -27,12 +27,14 @@ class UnreadableImageError(UserError):
 
 
 def refuse_oversized_images() -> None:
-    """Turn PIL's DecompressionBombWarning into an exception in this (loader) process.
+    """Make PIL's DecompressionBombWarning an exception in this (loader) process.
 
-    Installed once per process rather than around every read: entering `warnings.catch_warnings`
-    per image would reset the once-per-location registry and repeat every other warning.
+    A filter installed once per process (again only if another filter now comes first), rather
+    than `warnings.catch_warnings` around every read: entering that per image would reset the
+    once-per-location registry and repeat every other warning of the run.
     """
-    if not any(f[0] == "error" and f[2] is Image.DecompressionBombWarning for f in warnings.filters):
+    first = next((f for f in warnings.filters if issubclass(Image.DecompressionBombWarning, f[2])), None)
+    if first is None or first[0] != "error":
         warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 
