@@ -56,6 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def setup_cfg(args: argparse.Namespace):
+    from clipprompt.validation import validate_config
     from trainers._dassl import get_cfg_default
 
     cfg = add_project_config(get_cfg_default())
@@ -78,6 +79,7 @@ def setup_cfg(args: argparse.Namespace):
         cfg.INPUT.TRANSFORMS = args.transforms
     merge_from_list(cfg, args.opts or [])
     cfg.freeze()
+    validate_config(cfg)
     return cfg
 
 

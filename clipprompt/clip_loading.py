@@ -7,7 +7,10 @@ model is rebuilt with `clip.model.build_model`, so every trainer sees the same e
 
 from __future__ import annotations
 
+import http.client
 import os
+import shutil
+import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -35,11 +38,47 @@ def resolve_checkpoint(name: str, cache_dir: str | None = None) -> str:
     if path.is_file():
         return str(path)
     if name in clip.available_models():
-        return clip_api._download(clip_api._MODELS[name], cache_dir or default_cache_dir())
+        return download_named_model(name, cache_dir or default_cache_dir())
     raise BackboneError(
         f"MODEL.BACKBONE.NAME {name!r} is neither a CLIP model name nor an existing file. "
         f"Known names: {', '.join(clip.available_models())}; or give the path to a checkpoint file."
     )
+
+
+def download_named_model(name: str, cache_dir: str) -> str:
+    """The cached file of published model `name`, downloaded first if it is not there.
+
+    clip's own `_download` checks the SHA-256 that is part of the URL. A new download goes to a
+    temporary folder inside the cache and is moved into place whole, so an interrupted one never
+    leaves a partial file under the final name. A failure (offline, proxy, full disk, checksum)
+    is one line with the URL, the cache folder and how to use a local file instead.
+    """
+    url = clip_api._MODELS[name]
+    target = os.path.join(cache_dir, os.path.basename(url))
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+    except OSError as exc:
+        raise BackboneError(
+            f"Cannot create the CLIP cache folder {cache_dir} ({exc.strerror or exc}); set "
+            f"MODEL.BACKBONE.CACHE_DIR or ${CACHE_ENV} to a writable folder, or MODEL.BACKBONE.NAME to a local file."
+        ) from None
+    try:
+        if os.path.isfile(target):
+            return clip_api._download(url, cache_dir)  # verifies the checksum; re-downloads a damaged file
+        staging = tempfile.mkdtemp(prefix=".download-", dir=cache_dir)
+        try:
+            os.replace(clip_api._download(url, staging), target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+    except (OSError, http.client.HTTPException, RuntimeError) as exc:  # URLError is an OSError
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise BackboneError(
+            f"Cannot download CLIP {name} from {url} into {cache_dir} ({type(exc).__name__}: {reason}). "
+            f"Without internet access, download that file elsewhere and copy it into {cache_dir} "
+            f"(MODEL.BACKBONE.CACHE_DIR or ${CACHE_ENV} choose the folder), or set MODEL.BACKBONE.NAME "
+            "to the path of a local CLIP checkpoint file."
+        ) from None
 
 
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:

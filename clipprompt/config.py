@@ -44,33 +44,124 @@ def iter_keys(node: CN, prefix: str = "") -> Iterator[str]:
             yield path
 
 
-def _unknown_key_error(cfg: CN, exc: Exception, source: str) -> ConfigError:
+def _unknown_key_error(cfg: CN, exc: Exception | str, source: str) -> ConfigError:
     match = re.search(r"Non-existent (?:config )?key: ([\w.]+)", str(exc))
-    key = match.group(1) if match else str(exc)
-    close = difflib.get_close_matches(key, list(iter_keys(cfg)), n=1, cutoff=0.6)
+    key = match.group(1) if match else str(exc).strip("'\"")
+    keys = list(iter_keys(cfg))
+    same_but_case = [k for k in keys if k.upper() == key.upper()]
+    close = same_but_case or difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
     hint = f" Did you mean {close[0]}?" if close else ""
     return ConfigError(f"Unknown config key {key} ({source}).{hint}")
 
 
-def merge_from_file(cfg: CN, path: str) -> None:
-    """`cfg.merge_from_file`, with one clear error for a missing file or an unknown key."""
+def _describe_value_type(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return {bool: "True or False", int: "an integer", float: "a number", str: "a string"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _checked_value(key: str, current, value, source: str):
+    """`value` for `key` as yacs will store it (ints accepted for numbers), or one clear error."""
+    if isinstance(current, CN):
+        example = f"{key}.{next(iter(current))}" if len(current) else key
+        raise ConfigError(f"{key} is a section of keys, not a value ({source}); set a key inside it, e.g. {example}.")
+    if isinstance(value, dict):
+        raise ConfigError(f"{key} is a single value, not a section of keys ({source}).")
+    if value is None or current is None or type(value) is type(current):
+        return value
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)  # `OPTIM.LR 1` means 1.0
+    if isinstance(current, (list, tuple)) and isinstance(value, (list, tuple)):
+        return type(current)(value)
+    raise ConfigError(
+        f"Type mismatch for {key} ({source}): {value!r} is not {_describe_value_type(current)} like its default {current!r}."
+    )
+
+
+def _merge_mapping(cfg: CN, node: CN, data: dict, prefix: str, source: str) -> None:
+    for key, value in data.items():
+        full_key = f"{prefix}{key}"
+        if key not in node:
+            if node.is_new_allowed():
+                node[key] = CN(value) if isinstance(value, dict) else value
+                continue
+            raise _unknown_key_error(cfg, full_key, source)
+        if isinstance(node[key], CN) and isinstance(value, dict):
+            _merge_mapping(cfg, node[key], value, full_key + ".", source)
+        else:  # yacs reads strings as Python literals: "(224, 224)" and "1e-3" are a tuple and a float
+            node[key] = _checked_value(full_key, node[key], CN._decode_cfg_value(value), source)
+
+
+_YAML_TYPES = {str: "string", list: "list", int: "number", float: "number", bool: "boolean"}
+
+
+def read_config_file(path: str) -> dict:
+    """The mapping in a YAML config file, or one line saying why there is none.
+
+    Missing, a folder, unreadable, not UTF-8, a YAML syntax error (with its line and column),
+    or a document that is not a mapping of keys. An empty file is an empty mapping.
+    """
+    import yaml
+
     try:
-        cfg.merge_from_file(path)
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
     except FileNotFoundError:
         raise ConfigError(f"Config file {path} does not exist.") from None
-    except KeyError as exc:
-        raise _unknown_key_error(cfg, exc, f"in {path}") from None
-    except ValueError as exc:
+    except IsADirectoryError:
+        raise ConfigError(f"Config file {path} is a folder; give a YAML file inside it.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"Cannot read config file {path}: {reason}.") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"Config file {path} is not valid YAML{where}: {problem}.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"Config file {path} holds a {_YAML_TYPES.get(type(data), type(data).__name__)}, not a mapping of config keys "
+            "(e.g. 'OPTIM:' with 'LR: 0.002' under it)."
+        )
+    return data
+
+
+def merge_from_file(cfg: CN, path: str) -> None:
+    """Merge a YAML config file into `cfg`; every way the file can be wrong is one clear line."""
+    data = read_config_file(path)
+    try:
+        _merge_mapping(cfg, cfg, data, "", f"in {path}")
+    except (KeyError, ValueError, AssertionError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
         raise ConfigError(f"{exc} (in {path})") from None
 
 
 def merge_from_list(cfg: CN, opts: Sequence[str]) -> None:
-    """`cfg.merge_from_list` for trailing `KEY VALUE` pairs, with clear errors."""
+    """Merge trailing `KEY VALUE` pairs (values read as Python literals, like yacs), with clear errors."""
+    flags = [item for item in opts[0::2] if item.startswith("--")] or [item for item in opts if item.startswith("--")]
+    if flags:
+        raise ConfigError(
+            f"{flags[0]} comes after the KEY VALUE overrides, where it reads as a config key; "
+            "put every --flag before the overrides."
+        )
     if len(opts) % 2:
         raise ConfigError(f"Config overrides come in KEY VALUE pairs; got an odd number: {' '.join(opts)}")
-    try:
-        cfg.merge_from_list(list(opts))
-    except (KeyError, AssertionError) as exc:  # yacs asserts on unknown keys given as a list
-        raise _unknown_key_error(cfg, exc, "on the command line") from None
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    for key, raw in zip(opts[0::2], opts[1::2]):
+        node = cfg
+        for part in key.split(".")[:-1]:
+            if not isinstance(node, CN) or part not in node:
+                raise _unknown_key_error(cfg, key, "on the command line")
+            node = node[part]
+        last = key.split(".")[-1]
+        if not isinstance(node, CN) or last not in node:
+            raise _unknown_key_error(cfg, key, "on the command line")
+        value = CN._decode_cfg_value(raw)  # yacs' own literal parsing: "0.5" -> 0.5, "(1, 2)" -> (1, 2)
+        node[last] = _checked_value(key, node[last], value, "on the command line")
+

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from clipprompt.data import DatasetError, build_splits
+from clipprompt.data import DatasetError, build_splits, get_spec
 from clipprompt.errors import UserError
 from clipprompt.testing import make_tiny_dataset, tiny_wnid
 
@@ -117,3 +117,73 @@ def test_errors_are_user_errors_and_survive_pickling(tmp_path):
     assert isinstance(error, UserError) and isinstance(error, RuntimeError)
     clone = pickle.loads(pickle.dumps(error))
     assert str(clone) == str(error) and clone.path == error.path
+
+
+# ---- split files are validated when read ------------------------------------------------------
+
+
+def _edit_split(tmp_path, edit, name="Caltech101", num_classes=3):
+    dataset_dir = make_tiny_dataset(tmp_path, name, num_classes=num_classes, images_per_class=4)
+    path = dataset_dir / get_spec(name).split_file
+    data = json.loads(path.read_text())
+    text = edit(data)
+    path.write_text(text if isinstance(text, str) else json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda d: '{"train": [\n  ["a.jpg", 0, "x"]\n  "b.jpg"]}', "not valid JSON: line 3, column 3: Expecting ',' delimiter"),
+    (lambda d: "[]", "found a JSON list"),
+    (lambda d: d.__setitem__("test", {"a": 1}), "'test' is a JSON object"),
+    (lambda d: d["train"][1].__setitem__(1, 1.5), "entry 1 of 'train' is [\"face/face_0002.jpg\", 1.5, \"face\"]"),
+    (lambda d: d["train"][0].__setitem__(1, True), "entry 0 of 'train' is [\"face/face_0001.jpg\", true, \"face\"]"),
+    (lambda d: d["val"].append(["face/face_0001.jpg", 0]), "entry 3 of 'val' is [\"face/face_0001.jpg\", 0]"),
+    (lambda d: d["val"][0].__setitem__(1, -1), "expected labels >= 0, found label -1 for "),
+    (lambda d: [e.__setitem__(1, 9) for k in d for e in d[k] if e[1] == 2],
+     "expected labels 0..2 for its 3 class names, found label(s) 9 ('wild cat') while [2] name no class"),
+])
+def test_bad_split_files_are_one_line_naming_the_file(tmp_path, edit, expected):
+    path = _edit_split(tmp_path, edit)
+    error = _error("Caltech101", tmp_path)
+    assert error.path == str(path) and expected in str(error)
+    assert "DATASETS.md#caltech101" in str(error) and "\n" not in str(error)
+
+
+def test_a_class_without_training_images_is_an_error_naming_it(tmp_path):
+    _edit_split(tmp_path, lambda d: d.__setitem__("train", [e for e in d["train"] if e[1] != 1]))
+    message = str(_error("Caltech101", tmp_path))
+    assert "at least one training image for every class" in message
+    assert "1 class(es) have none: 'leopard' (label 1)" in message
+
+
+def test_a_class_without_test_images_is_a_warning(tmp_path):
+    _edit_split(tmp_path, lambda d: d.__setitem__("test", [e for e in d["test"] if e[1] != 2]))
+    with pytest.warns(UserWarning, match=r"no test image for 1 class\(es\): 'wild cat' \(label 2\); their accuracy"):
+        splits = build_splits("Caltech101", str(tmp_path))
+    assert splits["classnames"] == ["face", "leopard", "wild cat"]
+
+
+def test_missing_data_root_names_the_prepare_command(tmp_path):
+    from clipprompt.data.build import validate_dataset
+
+    root = tmp_path / "nowhere"
+    with pytest.raises(DatasetError) as info:
+        validate_dataset("OxfordFlowers", str(root))
+    message = str(info.value)
+    assert message.startswith(f"{root}: expected the data root (--root / DATASET.ROOT '{root}') holding oxford_flowers/")
+    assert "it does not exist; download it with `python -m clipprompt.data.prepare oxford_flowers --root " in message
+    make_tiny_dataset(tmp_path / "other", "DescribableTextures")
+    with pytest.raises(DatasetError, match="expected the OxfordFlowers dataset folder; download it with `python -m"):
+        validate_dataset("OxfordFlowers", str(tmp_path / "other"))
+
+
+def test_validate_dataset_reads_split_files_but_not_image_folders(tmp_path, monkeypatch):
+    from clipprompt.data import build
+    from clipprompt.data.build import validate_dataset
+
+    _edit_split(tmp_path, lambda d: d["val"][0].__setitem__(1, -2))
+    with pytest.raises(DatasetError, match="found label -2"):
+        validate_dataset("Caltech101", str(tmp_path))
+    make_tiny_dataset(tmp_path, "ImageNet")
+    monkeypatch.setattr(build, "read_raw_splits", lambda *a: pytest.fail("ImageNet's folders were listed"))
+    validate_dataset("ImageNet", str(tmp_path))

@@ -13,6 +13,7 @@ from .errors import DatasetError
 from .fewshot import load_or_create_few_shot
 from .records import (
     check_images_exist,
+    check_labels,
     Record,
     read_classnames,
     read_fgvc_aircraft,
@@ -63,6 +64,42 @@ def variant_classnames_path(spec: DatasetSpec, root: str) -> str:
     )
 
 
+def prepare_command(spec: DatasetSpec, root: str) -> str:
+    """The command that downloads and checks ``spec`` under ``root``."""
+    return f"python -m clipprompt.data.prepare {spec.config} --root {root or 'DATA'}"
+
+
+def check_dataset_folder(spec: DatasetSpec, root: str) -> None:
+    """The data root and the dataset's folder in it exist; if not, say how to get them."""
+    dataset_dir, _ = dataset_paths(spec, root)
+    data_root = os.path.dirname(dataset_dir)
+    get_it = f"download it with `{prepare_command(spec, root)}`"
+    if not os.path.isdir(data_root):
+        given = f"--root / DATASET.ROOT {root!r}" if root else "no --root given, so the current folder"
+        state = "is not a folder" if os.path.exists(data_root) else "does not exist"
+        raise DatasetError(data_root, f"the data root ({given}) holding {spec.dataset_dir}/, but it {state}; "
+                           f"{get_it}", spec.hint)
+    if not os.path.isdir(dataset_dir):
+        raise DatasetError(dataset_dir, f"the {spec.name} dataset folder; {get_it}", spec.hint)
+
+
+def split_source(spec: DatasetSpec, root: str) -> str:
+    """The file (or folder) whose contents define the splits, for error messages."""
+    dataset_dir, _ = dataset_paths(spec, root)
+    return os.path.join(dataset_dir, spec.split_file) if spec.split_file else dataset_dir
+
+
+def validate_dataset(name: str, root: str) -> None:
+    """The cheap checks of a dataset before a run: its folder, and its labels where the splits are one file.
+
+    Layouts read by listing image folders (ImageNet and its variants) are checked when read.
+    """
+    spec = get_spec(name)
+    check_dataset_folder(spec, root)
+    if spec.layout in (Layout.SPLIT_JSON, Layout.FGVC_TXT):
+        check_labels(read_raw_splits(spec, root), split_source(spec, root), spec.hint)
+
+
 def read_raw_splits(spec: DatasetSpec, root: str) -> dict[str, list[Record]]:
     """Full train/val/test of a dataset as stored on disk, before few-shot and subsampling.
 
@@ -70,8 +107,7 @@ def read_raw_splits(spec: DatasetSpec, root: str) -> dict[str, list[Record]]:
     """
     dataset_dir, image_dir = dataset_paths(spec, root)
     hint = spec.hint
-    if not os.path.isdir(dataset_dir):
-        raise DatasetError(dataset_dir, f"the {spec.name} dataset folder", hint)
+    check_dataset_folder(spec, root)
 
     if spec.layout is Layout.SPLIT_JSON:
         assert spec.split_file is not None
@@ -122,6 +158,7 @@ def build_splits(
     check_subsample(subsample)
     dataset_dir, image_dir = dataset_paths(spec, root)
     raw = read_raw_splits(spec, root)
+    check_labels(raw, split_source(spec, root), spec.hint, needs_train=not spec.test_only)
     train, val, test = raw["train"], raw["val"], raw["test"]
 
     if spec.test_only:

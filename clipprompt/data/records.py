@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import DatasetError, MissingImageError
@@ -77,34 +79,122 @@ def check_images_exist(records: list[Record], source: str, hint: str = "") -> No
         )
 
 
+SPLIT_SHAPE = "a JSON object with 'train', 'val' and 'test' lists of [relative_path, label, classname]"
+_JSON_TYPES = {dict: "object", list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
+def _json_type(value: object) -> str:
+    return "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _label(value: object) -> int | None:
+    """An integer label, also written as a string of digits ("3"); None for anything else (2.5, true, "x")."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _is_entry(entry: object) -> bool:
+    return (
+        isinstance(entry, list)
+        and len(entry) == 3
+        and isinstance(entry[0], str)
+        and bool(entry[0])
+        and _label(entry[1]) is not None
+        and isinstance(entry[2], str)
+    )
+
+
+def parse_split(raw: object, split_path: str, image_dir: str, *, hint: str = "") -> dict[str, list[Record]]:
+    """Records of a loaded split file; a wrong shape names the first entry that is not a triple."""
+    if not isinstance(raw, dict):
+        raise DatasetError(split_path, f"{SPLIT_SHAPE}, found a JSON {_json_type(raw)}", hint)
+    splits: dict[str, list[Record]] = {}
+    for key in SPLITS:
+        if key not in raw:
+            raise DatasetError(split_path, f"{SPLIT_SHAPE}; it has no {key!r} list", hint)
+        entries = raw[key]
+        if not isinstance(entries, list):
+            raise DatasetError(split_path, f"{SPLIT_SHAPE}; {key!r} is a JSON {_json_type(entries)}", hint)
+        for index, entry in enumerate(entries):
+            if not _is_entry(entry):
+                shown = json.dumps(entry)
+                shown = shown if len(shown) <= 120 else shown[:117] + "..."
+                raise DatasetError(split_path, f"{SPLIT_SHAPE} (the label an integer); entry {index} of {key!r} "
+                                   f"is {shown}", hint)
+        splits[key] = [Record(os.path.join(image_dir, rel), _label(label), name) for rel, label, name in entries]
+    return splits
+
+
 def read_split_file(split_path: str, image_dir: str, *, hint: str = "") -> dict[str, list[Record]]:
     """Read a CoOp ``split_zhou_*.json`` file.
 
     The file maps ``train``/``val``/``test`` to lists of
     ``[path relative to image_dir, label, classname]``; class names are used
-    exactly as written there.
+    exactly as written there. Invalid JSON names its line and column.
     """
     _require_file(split_path, "the CoOp split file (train/val/test JSON)", hint)
     _require_dir(image_dir, "the dataset's image folder", hint)
     try:
         with open(split_path, encoding="utf-8") as f:
             raw = json.load(f)
-        splits = {
-            key: [
-                Record(os.path.join(image_dir, rel), int(label), str(classname))
-                for rel, label, classname in raw[key]
-            ]
-            for key in SPLITS
-        }
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DatasetError(
-            split_path,
-            "a JSON object with 'train', 'val' and 'test' lists of "
-            f"[relative_path, label, classname] ({type(exc).__name__}: {exc})",
-            hint,
-        ) from exc
+    except json.JSONDecodeError as exc:
+        raise DatasetError(split_path, f"{SPLIT_SHAPE}, but it is not valid JSON: line {exc.lineno}, "
+                           f"column {exc.colno}: {exc.msg}", hint) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise DatasetError(split_path, f"a readable UTF-8 JSON file ({reason})", hint) from None
+    splits = parse_split(raw, split_path, image_dir, hint=hint)
     _check_first_images(splits, split_path, hint)
     return splits
+
+
+def check_labels(splits: Mapping[str, list[Record]], source: str, hint: str = "", *,
+                 needs_train: bool = True) -> list[str]:
+    """Check the labels of raw splits and return the class names in label order.
+
+    Labels are integers >= 0 with one class name each, numbered 0..n-1 for the n classes the
+    splits name; with ``needs_train`` every class has a training image (few-shot sampling and
+    SEP's class-mean prototypes need one), an error naming the classes without. A class with
+    no test image is only a warning: its accuracy is not measured.
+    """
+    names: dict[int, str] = {}
+    for key, records in splits.items():
+        for record in records:
+            if record.label < 0:
+                raise DatasetError(source, f"labels >= 0, found label {record.label} for {record.impath} "
+                                   f"in {key!r}", hint)
+            known = names.setdefault(record.label, record.classname)
+            if known != record.classname:
+                raise DatasetError(source, f"one class name per label, label {record.label} "
+                                   f"is both {known!r} and {record.classname!r}", hint)
+    count = len(names)
+    out_of_range = sorted(label for label in names if label >= count)
+    if out_of_range:
+        unused = sorted(set(range(count)) - set(names))
+        shown = ", ".join(f"{label} ({names[label]!r})" for label in out_of_range[:5])
+        raise DatasetError(source, f"labels 0..{count - 1} for its {count} class names, found label(s) "
+                           f"{shown} while {unused[:5]} name no class", hint)
+
+    def named(labels: list[int]) -> str:
+        more = f" and {len(labels) - 10} more" if len(labels) > 10 else ""
+        return ", ".join(f"{names[label]!r} (label {label})" for label in labels[:10]) + more
+
+    if needs_train:
+        in_train = {record.label for record in splits.get("train", [])}
+        missing = [label for label in range(count) if label not in in_train]
+        if missing:
+            raise DatasetError(source, f"at least one training image for every class (few-shot sampling and "
+                               f"SEP's prototypes need them), but {len(missing)} class(es) have none: "
+                               f"{named(missing)}", hint)
+    in_test = {record.label for record in splits.get("test", [])}
+    absent = [label for label in range(count) if label not in in_test]
+    if absent:
+        warnings.warn(f"{source}: no test image for {len(absent)} class(es): {named(absent)}; their accuracy "
+                      "is not measured.", stacklevel=2)
+    return [names[label] for label in range(count)]
 
 
 def read_fgvc_aircraft(dataset_dir: str, image_dir: str, *, hint: str = "") -> dict[str, list[Record]]:

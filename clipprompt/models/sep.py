@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from .._clip import clip_model
 from ..encoders import ImageEncoder, TextEncoder
-from ..errors import ConfigError
+from ..errors import ConfigError, UserError
 from ..options import MethodOptions, option, register_options
 from ..prompts import ClassPrompts, PromptLengthError, cut_after_eos, init_context, tokenize
 from .base import DEFAULT_TEMPLATE, PromptedCLIP, accuracy, fp32_matmul, normalize
@@ -403,13 +403,24 @@ class SEP(PromptedCLIP):
             self.prototypes.requires_grad_(requires_grad)
 
 
+class EmptyClassError(UserError, ValueError):
+    """A class with no (readable) training image: SEP's class-mean prototypes need one."""
+
+
 def class_means(features: Tensor, labels: Tensor, num_classes: int) -> Tensor:
-    """Mean feature of each class (num_classes, dim); an error names a class without samples."""
+    """Mean feature of each class (num_classes, dim); an error names a class without samples.
+
+    Split validation rejects a class without training images before a run; this still happens
+    when every training image of a class was skipped as unreadable (DATALOADER.SKIP_BAD_IMAGES).
+    """
     features = features.float()
     sums = torch.zeros(num_classes, features.shape[1], dtype=features.dtype, device=features.device)
     sums.index_add_(0, labels, features)
     counts = torch.bincount(labels, minlength=num_classes)[:num_classes]
     empty = (counts == 0).nonzero().flatten().tolist()
     if empty:
-        raise ValueError(f"No training image for class(es) {empty[:10]}: cannot initialise SEP's prototypes.")
+        raise EmptyClassError(
+            f"No readable training image for class(es) {empty[:10]} (labels): SEP's prototypes are class means "
+            "of training images; replace the unreadable images of those classes."
+        )
     return sums / counts.unsqueeze(1).to(features.dtype)

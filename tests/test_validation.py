@@ -1,0 +1,394 @@
+"""Every bad input is one line: the resolved config, config files, the backbone, the output folder, images.
+
+Most cases run train.py's own `setup_cfg` in-process (it ends with `validate_config`); a
+representative subset runs `python train.py` to check the exit status 2, the single `error:` line,
+no traceback, and that no output folder was created.
+"""
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+
+import pytest
+
+from clipprompt.config import merge_from_file, merge_from_list
+from clipprompt.errors import ConfigError, UserError
+from clipprompt.testing import make_tiny_dataset
+from clipprompt.testing.markers import requires_dassl
+
+REPO = Path(__file__).resolve().parent.parent
+LONG_INIT = " ".join(["a photo"] * 40)  # 80 tokens
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    make_tiny_dataset(str(root), "Caltech101", num_classes=4, images_per_class=4)
+    return str(root)
+
+
+def arguments(data_root, clip_path, out, *overrides, trainer="CoOp", config="CoOp/vit_b16_ep50", flags=()):
+    return [
+        "--root", data_root, "--trainer", trainer, "--seed", "1",
+        "--dataset-config-file", str(REPO / "configs/datasets/caltech101.yaml"),
+        "--config-file", str(REPO / f"configs/trainers/{config}.yaml"),
+        "--output-dir", str(out), *flags,
+        "MODEL.BACKBONE.NAME", clip_path, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0", *overrides,
+    ]
+
+
+def setup_cfg(*argv):
+    import train
+
+    return train.setup_cfg(train.parse_args(list(argv)))
+
+
+def input_error(*argv) -> str:
+    """The one-line message setup_cfg raises for these arguments."""
+    with pytest.raises(UserError) as info:
+        setup_cfg(*argv)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+# ---- every validated key family, in-process ---------------------------------------------------
+
+KEY_CASES = [
+    # counts and sizes
+    (["OPTIM.MAX_EPOCH", "0"], "OPTIM.MAX_EPOCH is 0; it must be >= 1"),
+    (["DATALOADER.TRAIN_X.BATCH_SIZE", "0"], "DATALOADER.TRAIN_X.BATCH_SIZE is 0; it must be >= 1"),
+    (["DATALOADER.TEST.BATCH_SIZE", "-4"], "DATALOADER.TEST.BATCH_SIZE is -4; it must be >= 1"),
+    (["DATALOADER.NUM_WORKERS", "-1"], "DATALOADER.NUM_WORKERS is -1; it must be >= 0"),
+    (["TRAIN.PRINT_FREQ", "0"], "TRAIN.PRINT_FREQ is 0; it must be >= 1"),
+    (["DATASET.NUM_SHOTS", "0"], "DATASET.NUM_SHOTS is 0; use a number of training images per class >= 1, or -1"),
+    (["INPUT.SIZE", "(32,)"], "INPUT.SIZE is [32]; it must have 2 items"),
+    (["INPUT.PIXEL_STD", "[0.2, 0.0, 0.2]"], "INPUT.PIXEL_STD is [0.2, 0.0, 0.2]; it must be > 0"),
+    # learning rate and optimizer numbers
+    (["OPTIM.LR", "0.0"], "OPTIM.LR is 0.0; it must be > 0"),
+    (["OPTIM.LR", "-0.1"], "OPTIM.LR is -0.1; it must be > 0"),
+    (["OPTIM.LR", "1e999"], "OPTIM.LR is inf; it must be a finite number"),
+    (["OPTIM.ADAM_BETA2", "1.0"], "OPTIM.ADAM_BETA2 is 1.0; it must be < 1"),
+    (["OPTIM.WEIGHT_DECAY", "-1e-4"], "OPTIM.WEIGHT_DECAY is -0.0001; it must be >= 0"),
+    (["OPTIM.WARMUP_CONS_LR", "0.0"], "OPTIM.WARMUP_CONS_LR is 0.0; it must be > 0"),  # the config warms up
+    # names, each from the registered list
+    (["OPTIM.NAME", "adam_w"], "OPTIM.NAME is 'adam_w'; use one of: adam, amsgrad, sgd, rmsprop, radam, adamw"),
+    (["OPTIM.LR_SCHEDULER", "linear"], "OPTIM.LR_SCHEDULER is 'linear'; use one of: cosine, single_step, multi_step"),
+    (["OPTIM.WARMUP_TYPE", "exp"], "OPTIM.WARMUP_TYPE is 'exp'; use one of: constant, linear"),
+    (["DATALOADER.TRAIN_X.SAMPLER", "Shuffle"], "DATALOADER.TRAIN_X.SAMPLER is 'Shuffle'; use one of: RandomClassSampler"),
+    (["INPUT.TRANSFORMS", "['random_flip', 'blur']"], "INPUT.TRANSFORMS has 'blur'; use names from: random_flip"),
+    (["INPUT.INTERPOLATION", "cubic"], "INPUT.INTERPOLATION is 'cubic'; use one of: bilinear, bicubic, nearest"),
+    (["TEST.EVALUATOR", "Accuracy"], "TEST.EVALUATOR is 'Accuracy'; use one of: Classification"),
+    (["TEST.FINAL_MODEL", "best"], "TEST.FINAL_MODEL is 'best'; use one of: last_step, best_val"),
+    (["DATASET.SUBSAMPLE_CLASSES", "half"], "DATASET.SUBSAMPLE_CLASSES is 'half'; use one of: all, base, new"),
+    (["TRAINER.COOP.PREC", "fp8"], "TRAINER.COOP.PREC is 'fp8'; use one of fp32, fp16, amp, bf16"),
+    (["OPTIM.STAGED_LR", "True"], "OPTIM.STAGED_LR is True; use one of: False"),
+    (["DATALOADER.K_TRANSFORMS", "2"], "DATALOADER.K_TRANSFORMS is 2; use one of: 1"),
+    # the trainer's node, through its registered options class, and CLIP's 77 tokens
+    (["TRAINER.COOP.N_CTX", "0"], "TRAINER.COOP.N_CTX is 0; it must be >= 1"),
+    (["TRAINER.COOP.N_CTX", "None"], "TRAINER.COOP.N_CTX is None; it must be an integer"),
+    (["TRAINER.COOP.N_CTX", "74"], "TRAINER.COOP.N_CTX is 74; a prompt also needs the start and end tokens"),
+    (["TRAINER.COOP.CTX_INIT", LONG_INIT], "TRAINER.COOP.CTX_INIT is 80 tokens long"),
+    # values of the wrong type
+    (["OPTIM.LR", "fast"], "Type mismatch for OPTIM.LR (on the command line): 'fast' is not a number"),
+    (["OPTIM.MAX_EPOCH", "2.5"], "Type mismatch for OPTIM.MAX_EPOCH (on the command line): 2.5 is not an integer"),
+    (["OPTIM", "3"], "OPTIM is a section of keys, not a value (on the command line)"),
+    (["TEST.NO_TEST", "None"], "TEST.NO_TEST is None; it must be True or False"),
+    (["OPTIM.MAX_EPOCH", "1", "--eval-only"], "--eval-only comes after the KEY VALUE overrides"),
+]
+
+
+@requires_dassl
+@pytest.mark.parametrize("overrides, message", KEY_CASES, ids=[" ".join(c[0])[:40] for c in KEY_CASES])
+def test_each_key_family_is_one_line_naming_the_key(data_root, tiny_clip_path, tmp_path, overrides, message):
+    out = tmp_path / "out"
+    assert message in input_error(*arguments(data_root, tiny_clip_path, out, *overrides))
+    assert not out.exists()
+
+
+@requires_dassl
+@pytest.mark.parametrize("trainer, overrides, message", [
+    ("CoCoOp", ["TRAINER.COCOOP.TEXT_CHUNK", "-1"], "TRAINER.COCOOP.TEXT_CHUNK is -1; it must be >= 0"),
+    ("MPL", ["TRAINER.MPL.TEXT_CHUNK", "-8"], "TRAINER.MPL.TEXT_CHUNK is -8; it must be >= 0"),
+    ("SEP", ["TRAINER.SEP.N_CTX_V", "0"], "TRAINER.SEP.N_CTX_V is 0; it must be >= 1"),
+    ("MPL", ["TRAINER.MPL.CTX_INIT", LONG_INIT], "TRAINER.MPL.CTX_INIT is 80 tokens long"),
+])
+def test_other_trainers_nodes_are_checked(data_root, tiny_clip_path, tmp_path, trainer, overrides, message):
+    config = {"CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1", "MPL": "MPL/vit_b16_c4_ep10_batch1_ctxv1",
+              "SEP": "SEP/vit_b16_ep50_batch32"}[trainer]
+    argv = arguments(data_root, tiny_clip_path, tmp_path / "out", *overrides, trainer=trainer, config=config)
+    assert message in input_error(*argv)
+
+
+@requires_dassl
+@pytest.mark.parametrize("config", sorted(p.relative_to(REPO / "configs/trainers").with_suffix("").as_posix()
+                                          for p in (REPO / "configs/trainers").rglob("*.yaml")))
+def test_every_shipped_config_validates(data_root, tiny_clip_path, tmp_path, config):
+    """No false alarms: each shipped trainer config (on every dataset config's keys) passes as it is."""
+    cfg = setup_cfg(*arguments(data_root, tiny_clip_path, tmp_path / "out", trainer=config.split("/")[0],
+                               config=config))
+    assert cfg.OPTIM.MAX_EPOCH >= 1 and not (tmp_path / "out").exists()
+
+
+@requires_dassl
+def test_names_come_from_dassl_and_our_registries():
+    from clipprompt import validation
+    from clipprompt.optim import SCHEDULES
+    from dassl.data.transforms.transforms import AVAI_CHOICES
+    from dassl.optim.optimizer import AVAI_OPTIMS
+
+    assert list(validation.optimizer_names()) == list(AVAI_OPTIMS)
+    assert list(validation.transform_names()) == list(AVAI_CHOICES)
+    assert list(validation.schedule_names()) == list(SCHEDULES)
+    assert "RandomSampler" in validation.sampler_names() and "SequentialSampler" in validation.sampler_names()
+
+
+@requires_dassl
+def test_docs_table_is_the_generated_one():
+    import trainers  # noqa: F401  (Dassl's registries)
+    from clipprompt.validation import RULES, rules_table
+
+    table = rules_table()
+    assert all(f"| `{rule.key}` |" in table for rule in RULES)
+    assert table in (REPO / "docs/errors.md").read_text(), "regenerate with: python -m clipprompt.validation"
+
+
+# ---- config files ---------------------------------------------------------------------------------
+
+
+@requires_dassl
+@pytest.mark.parametrize("content, message", [
+    ("OPTIM:\n  LR: [0.1\n", "is not valid YAML at line 3, column 1: expected ',' or ']'"),
+    ("OPTIM:\n\tLR: 0.1\n", "is not valid YAML at line 2, column 1: found character '\\t'"),
+    ("- OPTIM\n- LR\n", "holds a list, not a mapping of config keys"),
+    ("just words\n", "holds a string, not a mapping of config keys"),
+    ("OPTIM: 3\n", "OPTIM is a section of keys, not a value (in "),
+    ("OPTIM:\n  LR:\n    VALUE: 1\n", "OPTIM.LR is a single value, not a section of keys"),
+    ("OPTIM:\n  MAX_EPOCHS: 3\n", "Did you mean OPTIM.MAX_EPOCH?"),
+    ("OPTIM:\n  LR: fast\n", "Type mismatch for OPTIM.LR (in "),
+    (None, "is a folder; give a YAML file inside it"),
+    ("missing", "does not exist"),
+])
+def test_bad_config_files(tmp_path, content, message):
+    from trainers._dassl import get_cfg_default
+    from clipprompt.config import add_project_config
+
+    path = tmp_path / "bad.yaml"
+    if content is None:
+        path.mkdir()
+    elif content != "missing":
+        path.write_text(content)
+    with pytest.raises(ConfigError) as info:
+        merge_from_file(add_project_config(get_cfg_default()), str(path))
+    assert message in str(info.value) and str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+@requires_dassl
+def test_config_files_merge_as_yacs_does_and_take_integers_for_numbers(tmp_path):
+    from trainers._dassl import get_cfg_default
+    from clipprompt.config import add_project_config
+
+    for path in sorted((REPO / "configs").rglob("*.yaml")):
+        ours, theirs = add_project_config(get_cfg_default()), add_project_config(get_cfg_default())
+        merge_from_file(ours, str(path))
+        theirs.merge_from_file(str(path))
+        assert ours == theirs, path
+    cfg = add_project_config(get_cfg_default())
+    (tmp_path / "lr.yaml").write_text("OPTIM:\n  LR: 1\n  MAX_EPOCH: 3\n")
+    merge_from_file(cfg, str(tmp_path / "lr.yaml"))
+    merge_from_list(cfg, ["OPTIM.WEIGHT_DECAY", "0", "INPUT.SIZE", "[32, 32]"])
+    assert (cfg.OPTIM.LR, type(cfg.OPTIM.LR), cfg.OPTIM.MAX_EPOCH) == (1.0, float, 3)
+    assert cfg.OPTIM.WEIGHT_DECAY == 0.0 and cfg.INPUT.SIZE == (32, 32)
+
+
+@requires_dassl
+def test_empty_config_file_changes_nothing(tmp_path):
+    from trainers._dassl import get_cfg_default
+    from clipprompt.config import add_project_config
+
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    cfg = add_project_config(get_cfg_default())
+    merge_from_file(cfg, str(tmp_path / "empty.yaml"))
+    assert cfg == add_project_config(get_cfg_default())
+
+
+# ---- files and folders the config names -----------------------------------------------------------
+
+
+@requires_dassl
+def test_output_dir_that_is_a_file_or_under_one(data_root, tiny_clip_path, tmp_path):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("x")
+    assert "is a file, not a folder" in input_error(*arguments(data_root, tiny_clip_path, afile))
+    message = input_error(*arguments(data_root, tiny_clip_path, afile / "run"))
+    assert f"cannot be created: {afile} is a file, not a folder" in message
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model").write_text("x")
+    assert "holds a file named model" in input_error(*arguments(data_root, tiny_clip_path, tmp_path / "run"))
+
+
+@requires_dassl
+def test_missing_data_root_names_the_prepare_command(tiny_clip_path, tmp_path):
+    root = tmp_path / "nowhere"
+    message = input_error(*arguments(str(root), tiny_clip_path, tmp_path / "out"))
+    assert f"python -m clipprompt.data.prepare caltech101 --root {root}" in message
+    assert "does not exist" in message and not (tmp_path / "out").exists()
+
+
+@requires_dassl
+def test_split_file_is_checked_before_the_run(data_root, tiny_clip_path, tmp_path):
+    root = tmp_path / "data"
+    make_tiny_dataset(str(root), "Caltech101", num_classes=3, images_per_class=4)
+    split = root / "caltech-101" / "split_zhou_Caltech101.json"
+    data = json.loads(split.read_text())
+    data["train"] = [entry for entry in data["train"] if entry[1] != 1]
+    split.write_text(json.dumps(data))
+    message = input_error(*arguments(str(root), tiny_clip_path, tmp_path / "out"))
+    assert "1 class(es) have none: 'leopard' (label 1)" in message and not (tmp_path / "out").exists()
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A valid PNG header claiming width x height pixels, with no pixel data behind it."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_named_model_offline_is_one_line_with_url_cache_and_local_file(tmp_path, monkeypatch):
+    from clipprompt.clip_loading import BackboneError, resolve_checkpoint
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    cache = tmp_path / "cache"
+    with pytest.raises(BackboneError) as info:
+        resolve_checkpoint("ViT-B/32", str(cache))
+    message = str(info.value)
+    assert "Cannot download CLIP ViT-B/32 from https://openaipublic.azureedge.net/clip/models/" in message
+    assert f"ViT-B-32.pt into {cache} (URLError: [Errno -3] Temporary failure" in message
+    assert "copy it into" in message and "set MODEL.BACKBONE.NAME to the path of a local CLIP checkpoint" in message
+    assert os.listdir(cache) == []  # no partial download, no staging folder
+
+
+@requires_dassl
+def test_named_model_offline_fails_before_the_output_folder(data_root, tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    out = tmp_path / "out"
+    message = input_error(*arguments(data_root, "ViT-B/16", out, "MODEL.BACKBONE.CACHE_DIR", str(tmp_path / "c")))
+    assert "Cannot download CLIP ViT-B/16" in message and not out.exists()
+
+
+@requires_dassl
+@pytest.mark.parametrize("limit, refused_as", [(1000, "DecompressionBombError"), (3000, "DecompressionBombWarning")])
+def test_images_too_large_for_pil_are_unreadable_images(tmp_path, monkeypatch, limit, refused_as):
+    """PIL warns above MAX_IMAGE_PIXELS and refuses above twice that: both are unreadable images."""
+    from PIL import Image
+
+    from clipprompt.config import add_project_config
+    from trainers._dassl import Datum, get_cfg_default
+    from trainers.data import CheckedDatasetWrapper, UnreadableImageError
+
+    big, small = tmp_path / "big.png", tmp_path / "small.png"
+    Image.new("RGB", (64, 64)).save(big)  # 4096 pixels
+    Image.new("RGB", (8, 8)).save(small)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    cfg = add_project_config(get_cfg_default())
+    data = [Datum(impath=str(big), label=0, classname="a"), Datum(impath=str(small), label=1, classname="b")]
+    with pytest.raises(UnreadableImageError, match=f"Cannot read image {big} \\({refused_as}: .*SKIP_BAD_IMAGES True"):
+        CheckedDatasetWrapper(cfg, data)[0]
+    cfg.DATALOADER.SKIP_BAD_IMAGES = True
+    with pytest.warns(UserWarning, match=f"Skipping unreadable image {big} \\({refused_as}\\)"):
+        assert CheckedDatasetWrapper(cfg, data)[0]["label"] == 1  # the next readable sample
+
+
+def test_sep_prototypes_of_a_class_without_images_is_a_user_error():
+    import torch
+
+    from clipprompt.models.sep import class_means
+
+    with pytest.raises(UserError, match=r"No readable training image for class\(es\) \[2\]"):
+        class_means(torch.ones(3, 2), torch.tensor([0, 0, 1]), 3)
+
+
+# ---- through `python train.py`: exit status 2, one line, no traceback, no output folder --------------
+
+
+def train_py(*argv, env=None):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore::UserWarning", **(env or {})}
+    return subprocess.run([sys.executable, "train.py", *argv], cwd=REPO, capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+def assert_one_line_input_error(run, message):
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert len(errors) == 1 and message in errors[0], run.stderr[-3000:]
+    assert "Traceback" not in run.stderr
+
+
+@requires_dassl
+@pytest.mark.parametrize("case, message", [
+    ("zero epochs", "error: OPTIM.MAX_EPOCH is 0; it must be >= 1"),
+    ("yaml syntax", "is not valid YAML at line 4, column 6: expected ',' or ']', but got ':'"),
+    ("negative label", "expected labels >= 0, found label -1"),
+    ("missing root", "download it with `python -m clipprompt.data.prepare caltech101 --root "),
+    ("offline model", "error: Cannot download CLIP ViT-B/32 from https://openaipublic.azureedge.net/"),
+])
+def test_train_py_input_errors_exit_2_before_the_output_folder(data_root, tiny_clip_path, tmp_path, case, message):
+    out, root, config, extra, env = tmp_path / "out", data_root, "CoOp/vit_b16_ep50", [], {}
+    clip_path = tiny_clip_path
+    if case == "zero epochs":
+        extra = ["OPTIM.MAX_EPOCH", "0"]
+    elif case == "yaml syntax":
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("OPTIM:\n  LR: 0.1\n  NAME: [sgd\nTRAIN:\n  PRINT_FREQ: 5\n")
+        config = None
+    elif case == "negative label":
+        root = str(tmp_path / "data")
+        make_tiny_dataset(root, "Caltech101", num_classes=2, images_per_class=4)
+        split = Path(root) / "caltech-101" / "split_zhou_Caltech101.json"
+        data = json.loads(split.read_text())
+        data["val"][0][1] = -1
+        split.write_text(json.dumps(data))
+    elif case == "missing root":
+        root = str(tmp_path / "no-data")
+    elif case == "offline model":
+        clip_path = "ViT-B/32"
+        env = {"CLIP_CACHE_DIR": str(tmp_path / "cache"), "https_proxy": "http://127.0.0.1:9",
+               "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}
+    argv = arguments(root, clip_path, out, *extra)
+    if config is None:
+        argv[argv.index("--config-file") + 1] = str(tmp_path / "bad.yaml")
+    run = train_py(*argv, env=env)
+    assert_one_line_input_error(run, message)
+    assert not out.exists()
+
+
+@requires_dassl
+def test_train_py_decompression_bomb_is_an_unreadable_image(tiny_clip_path, tmp_path):
+    root = tmp_path / "data"
+    make_tiny_dataset(str(root), "Caltech101", num_classes=2, images_per_class=4)
+    image = root / "caltech-101" / "101_ObjectCategories" / "face" / "face_0001.jpg"
+    image.write_bytes(bomb_png(20000, 20000))  # 400 MP claimed in a 60-byte file
+    base = arguments(str(root), tiny_clip_path, tmp_path / "stop", "OPTIM.MAX_EPOCH", "1", "DATASET.NUM_SHOTS", "-1")
+    assert_one_line_input_error(train_py(*base), f"error: Cannot read image {image} (DecompressionBombError: ")
+
+    skip = arguments(str(root), tiny_clip_path, tmp_path / "skip", "OPTIM.MAX_EPOCH", "1", "DATASET.NUM_SHOTS", "-1",
+                     "DATALOADER.SKIP_BAD_IMAGES", "True")
+    run = train_py(*skip, env={"PYTHONWARNINGS": "default"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"Skipping unreadable image {image} (DecompressionBombError)" in run.stderr
+    assert (tmp_path / "skip" / "result.json").is_file()
