@@ -1,5 +1,7 @@
 import warnings
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -71,13 +73,21 @@ def test_non_clip_checkpoint_is_refused(tmp_path):
 def test_cache_dir_comes_from_the_environment(monkeypatch, tmp_path):
     from clipprompt import clip_loading
 
-    calls = []
-    monkeypatch.setenv(clip_loading.CACHE_ENV, str(tmp_path))
-    monkeypatch.setattr(clip_loading.clip_api, "_download", lambda url, root: calls.append(root) or "x")
-    assert resolve_checkpoint("ViT-B/16") == "x"
-    assert calls == [str(tmp_path)]
-    resolve_checkpoint("ViT-B/16", cache_dir="/elsewhere")
-    assert calls[-1] == "/elsewhere"
+    roots = []
+
+    def fake_download(url, root):  # clip's _download: writes <root>/<file name of the URL>
+        roots.append(root)
+        path = Path(root) / Path(url).name
+        path.write_bytes(b"weights")
+        return str(path)
+
+    monkeypatch.setenv(clip_loading.CACHE_ENV, str(tmp_path / "env"))
+    monkeypatch.setattr(clip_loading.clip_api, "_download", fake_download)
+    path = resolve_checkpoint("ViT-B/16")
+    assert path == str(tmp_path / "env" / "ViT-B-16.pt") and Path(path).read_bytes() == b"weights"
+    assert Path(roots[0]).parent == tmp_path / "env"  # downloaded into a staging folder of the cache
+    assert not Path(roots[0]).exists()  # and moved into place whole
+    assert resolve_checkpoint("ViT-B/16", cache_dir=str(tmp_path / "elsewhere")) == str(tmp_path / "elsewhere" / "ViT-B-16.pt")
 
 
 @pytest.mark.parametrize(
