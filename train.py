@@ -50,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--overwrite", action="store_true",
         help="start again in an output folder that holds a finished run (deletes its checkpoints and result)",
     )
+    parser.add_argument("--protocol", type=str, default="", help="protocol this run belongs to (recorded in result.json)")
+    parser.add_argument("--part", type=str, default="", help="part of the protocol (recorded in result.json)")
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser.parse_args(argv)
 
@@ -160,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"Trainer {cfg.TRAINER.NAME} on {cfg.DATASET.NAME} (output: {cfg.OUTPUT_DIR})")
 
     trainer = build_trainer(cfg)
+    trainer.run_info = {"protocol": args.protocol or None, "part": args.part or None,
+                        "config_name": Path(args.config_file).stem if args.config_file else None}
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test()

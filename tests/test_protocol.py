@@ -15,6 +15,12 @@ from clipprompt.testing.markers import requires_dassl
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _output_in_tmp(tmp_path, monkeypatch):
+    """The driver keeps each run's state under OUTPUT/.sweeps: never in the repository."""
+    monkeypatch.setenv("OUTPUT", str(tmp_path / "output"))
+
+
 def scripts(runs):
     return [" ".join([run.script.name, *run.args]) for run in runs]
 

@@ -248,6 +248,7 @@ class ClipTrainer(TrainerX):
             "num_images": num_images,
             "epoch": self.model_epoch,  # epochs the evaluated weights were trained for
         }
+        run.update(getattr(self, "run_info", None) or {})  # protocol, part, config_name from train.py
         path = write_result(cfg.OUTPUT_DIR, metrics, run, cfg.dump())
         print(f"Result written to {path}")
 
