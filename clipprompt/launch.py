@@ -279,6 +279,10 @@ def run_local(jobs: list[Job], after: dict[str, str | None], slots: int = 1, gpu
                     if dep is not None and status[dep] != "ok":
                         pending.remove(job)
                         status[job.name] = "not run (its training failed)"
+                        if runner is None:
+                            write_state(job, "failed", rc=None, reason="its training failed")
+                            job.log.parent.mkdir(parents=True, exist_ok=True)
+                            job.log.write_text("not run: its training failed\n")
                         print(f"[{order[job.name]}/{total}] {describe(job)}: not run, its training failed",
                               file=out, flush=True)
                         continue

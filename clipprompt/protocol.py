@@ -76,7 +76,8 @@ def resolve(run: Run, overrides: Sequence[str] = ()) -> launch.Job:
         raise ProtocolError(f"{run.describe()}: {printed.stderr.strip() or 'could not say its run folder'}")
     keys = []
     for line in printed.stdout.splitlines():
-        folder, protocol, part, trainer, config, dataset, shots, seed = line.split("\t")[:8]
+        fields = line.split("\t") + [""] * 8
+        folder, protocol, part, trainer, config, dataset, shots, seed = fields[:8]
         keys.append(dict(protocol=protocol, part=part, trainer=trainer, config=config, dataset=dataset,
                          shots=int(shots) if shots else None, seed=int(seed) if seed else None))
     output = output_root()

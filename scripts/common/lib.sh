@@ -40,7 +40,7 @@ run_folder() {  # run_folder PROTOCOL PART TRAINER CFG DATASET SHOTS [SEED]: set
 
 finished() {  # true (and says so) when $DIR holds a finished run whose result.json matches this run
   if [ -n "${PRINT_DIR:-}" ]; then  # the protocol driver asks where the run lives: say it, run nothing
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$DIR" "${RUN_KEY[@]}" ""
+    (IFS=$'\t'; echo "$DIR${IFS}${RUN_KEY[*]}")
     exit 0
   fi
   "$PYTHON" -m clipprompt.layout finished "$DIR" --trainer "$RUN_TRAINER" --dataset "$RUN_DATASET" \
