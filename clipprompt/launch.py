@@ -356,10 +356,11 @@ class SlurmOptions:
     sbatch: dict = field(default_factory=dict)  # extra sbatch options, e.g. {"qos": "high"}
 
     def parameters(self) -> dict:
-        params = dict(slurm_gpus_per_node=self.gpus_per_job or None, slurm_cpus_per_task=self.cpus_per_job,
-                      slurm_time=self.time_min, slurm_array_parallelism=self.array_parallelism,
-                      slurm_partition=self.partition, slurm_account=self.account,
-                      slurm_mem=f"{int(self.mem_gb * 1024)}M" if self.mem_gb else None)
+        """submitit.SlurmExecutor's parameters."""
+        params = dict(gpus_per_node=self.gpus_per_job or None, cpus_per_task=self.cpus_per_job,
+                      time=self.time_min, array_parallelism=self.array_parallelism,
+                      partition=self.partition, account=self.account,
+                      mem=f"{int(self.mem_gb * 1024)}M" if self.mem_gb else None)
         return {k: v for k, v in params.items() if v is not None}
 
 
@@ -386,12 +387,10 @@ def submit_slurm(steps: list[list[Job]], options: SlurmOptions, out=sys.stdout) 
                 waiting.append(str(read_state(job)["job_id"]))
             else:
                 todo.append(job)
-        extra = dict(options.sbatch)
         deps = sorted({j.split("_")[0] for j in previous})
-        if deps:
-            extra["dependency"] = "afterany:" + ":".join(deps)
-        executor.update_parameters(**options.parameters(), additional_parameters=extra,
-                                   requeue=True, signal_delay_s=30, job_name="clipprompt")
+        executor.update_parameters(**options.parameters(), additional_parameters={"requeue": True, **options.sbatch},
+                                   dependency="afterany:" + ":".join(deps) if deps else None,
+                                   signal_delay_s=60, job_name="clipprompt")
         ids = []
         if todo:
             with executor.batch():
