@@ -28,7 +28,7 @@ setup(
     packages=find_packages(include=["clipprompt", "clipprompt.*"]),
     package_data={"clipprompt": ["published/*.csv", "published/*.md"]},
     install_requires=requirements,
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7"], "slurm": ["submitit>=1.5"]},
     entry_points={
         "console_scripts": [
             "clipprompt-random-clip=clipprompt.random_clip:main",

@@ -286,6 +286,16 @@ def run_local(jobs: list[Job], after: dict[str, str | None], slots: int = 1, gpu
                         print(f"[{order[job.name]}/{total}] {describe(job)}: not run, its training failed",
                               file=out, flush=True)
                         continue
+                    if runner is None and job.finished():  # nothing to start (the script would skip it too)
+                        pending.remove(job)
+                        status[job.name] = "ok"
+                        print(f"[{order[job.name]}/{total}] {describe(job)}: finished already", file=out, flush=True)
+                        continue
+                    if runner is None and live_state(job) == "running":  # another driver runs it
+                        pending.remove(job)
+                        status[job.name] = f"not run (running in process {read_state(job).get('pid')})"
+                        print(f"[{order[job.name]}/{total}] {describe(job)}: {status[job.name]}", file=out, flush=True)
+                        continue
                     if not free:
                         break
                     pending.remove(job)
