@@ -50,6 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--overwrite", action="store_true",
         help="start again in an output folder that holds a finished run (deletes its checkpoints and result)",
     )
+    parser.add_argument("--no-feature-cache", action="store_true", help="compute test-set image features anew (MODEL.FEATURE_CACHE False)")
     parser.add_argument("--protocol", type=str, default="", help="protocol this run belongs to (recorded in result.json)")
     parser.add_argument("--part", type=str, default="", help="part of the protocol (recorded in result.json)")
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
@@ -83,6 +84,8 @@ def setup_cfg(args: argparse.Namespace):
     if args.transforms:
         cfg.INPUT.TRANSFORMS = args.transforms
     merge_from_list(cfg, args.opts or [])
+    if args.no_feature_cache:
+        cfg.MODEL.FEATURE_CACHE = False
     cfg.freeze()
     return cfg
 

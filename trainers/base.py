@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from clipprompt.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from clipprompt.fileio import atomic_write
-from clipprompt.clip_loading import load_clip
+from clipprompt import feature_cache
+from clipprompt.clip_loading import load_clip, resolve_checkpoint
 from clipprompt.config import check_precision
 from clipprompt.distributed import DistInfo, GlobalBatchSampler, barrier, mix_seed, shared_seed
 from clipprompt.errors import ConfigError, UserError
@@ -225,15 +226,46 @@ class ClipTrainer(TrainerX):
         split = "val" if loader is self.val_loader else "test"
         print(f"Evaluate on the *{split}* set")
         with self.precision.autocast(), self.model.cached_text_features():
-            for batch in tqdm(loader, desc=f"Evaluating ({split})", dynamic_ncols=True):
-                images, labels = self.parse_batch_test(batch)
-                self.evaluator.process(self.model_inference(images), labels)
+            cache = self.feature_cache(loader, split)
+            if cache is not None:  # frozen image features, computed once across runs
+                features, labels, hit = cache.get(lambda: self.image_features(loader, split))
+                print(f"Frozen image features {'read from' if hit else 'written to'} {cache.path}")
+                step = loader.batch_size or len(labels)
+                for i in range(0, len(labels), step):
+                    logits = self.model.logits_from_image_features(features[i:i + step].to(self.device))
+                    self.evaluator.process(logits.float(), labels[i:i + step].to(self.device))
+            else:
+                for batch in tqdm(loader, desc=f"Evaluating ({split})", dynamic_ncols=True):
+                    images, labels = self.parse_batch_test(batch)
+                    self.evaluator.process(self.model_inference(images), labels)
         results = self.evaluator.evaluate()
         for key, value in results.items():
             self.write_scalar(f"{split}/{key}", value, self.epoch)
         if split == "test" and self.dist.is_main:
             self.write_result(results, num_images=len(loader.dataset))
         return list(results.values())[0]
+
+    def feature_cache(self, loader, split):
+        """The on-disk cache of this test set's frozen image features, or None where not used."""
+        cfg = self.cfg
+        if not (cfg.MODEL.FEATURE_CACHE and feature_cache.uses_frozen_features(self.model)
+                and type(self).model_inference is ClipTrainer.model_inference):
+            return None
+        backbone = resolve_checkpoint(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.CACHE_DIR or None)
+        key = dict(backbone=feature_cache.file_digest(backbone), encoder=type(self.model.image_encoder).__name__,
+                   fused=bool(self.model.image_encoder.fused), dataset=cfg.DATASET.NAME, split=split,
+                   items=feature_cache.items_digest(loader.dataset.data_source), transform=repr(loader.dataset.transform),
+                   precision=self.precision.name, device=self.device.type)
+        return feature_cache.FeatureCache(cfg.MODEL.FEATURE_CACHE_DIR or feature_cache.default_dir(), key)
+
+    def image_features(self, loader, split):
+        """(raw frozen image features, labels) of a whole split, in the loader's order."""
+        features, labels = [], []
+        for batch in tqdm(loader, desc=f"Image features ({split})", dynamic_ncols=True):
+            images, batch_labels = self.parse_batch_test(batch)
+            features.append(self.model.image_encoder(images).cpu())
+            labels.append(batch_labels.cpu())
+        return torch.cat(features), torch.cat(labels)
 
     def write_result(self, metrics, num_images: int) -> None:
         cfg = self.cfg

@@ -60,7 +60,11 @@ class CoCoOp(CoOp):
         return self.ctx + shift.unsqueeze(1)
 
     def forward(self, images: Tensor) -> Tensor:
-        image_features = normalize(self.image_encoder(images))
+        return self.logits_from_image_features(self.image_encoder(images))
+
+    def logits_from_image_features(self, features: Tensor) -> Tensor:
+        """Logits from the frozen encoder's output (clipprompt.feature_cache may have stored it)."""
+        image_features = normalize(features)
         prompts = self.prompts.assemble(self.image_context(image_features))
         text = normalize(encode_prompt_grid(self.text_encoder, prompts, self.prompts.eos_positions, self.text_chunk))
         return self.logit_scale * torch.einsum("bd,bcd->bc", image_features, text.to(image_features.dtype))

@@ -40,5 +40,9 @@ class CoOp(PromptedCLIP):
         return normalize(self.text_encoder(embeddings, self.prompts.eos_positions))
 
     def forward(self, images: Tensor) -> Tensor:
-        image_features = normalize(self.image_encoder(images))
+        return self.logits_from_image_features(self.image_encoder(images))
+
+    def logits_from_image_features(self, features: Tensor) -> Tensor:
+        """Logits from the frozen encoder's output (clipprompt.feature_cache may have stored it)."""
+        image_features = normalize(features)
         return self.logit_scale * image_features @ self.text_features().t().to(image_features.dtype)
