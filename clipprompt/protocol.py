@@ -213,11 +213,16 @@ def execute(runs: list[Run], overrides: Sequence[str] = (), runner: Runner | Non
             run.status = "ok" if state == "done" else f"{state} (log: {job.log})"
         return [run for run in runs if run.status != "ok"]
     slots = launcher.slots if launcher.kind == "local" else 1
+    status: dict[str, str] = {}
     try:
         status = launch.run_local(jobs, after, slots=slots, gpus=launcher.gpus, runner=runner, out=out)
-    finally:
+    except launch.Stopped:
         for run, job in zip(runs, jobs):
-            run.status = locals().get("status", {}).get(job.name, "not run (driver stopped)")
+            run.status = launch.live_state(job) if runner is None else "stopped"
+            run.status = "ok" if run.status == "done" else run.status
+        raise
+    for run, job in zip(runs, jobs):
+        run.status = status.get(job.name, "not run")
     return [run for run in runs if run.status != "ok"]
 
 
