@@ -28,6 +28,7 @@ import os
 import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -191,7 +192,8 @@ def execute(runs: list[Run], overrides: Sequence[str] = (), runner: Runner | Non
             out=sys.stdout, launcher: Launcher | None = None, manifest: str | None = None) -> list[Run]:
     """Run every run, continuing past failures; returns the runs that failed or were not run."""
     launcher = launcher or Launcher()
-    jobs = [resolve(run, overrides) for run in runs]
+    with ThreadPoolExecutor(max_workers=8) as pool:  # each asks its script (bash + python): overlap them
+        jobs = list(pool.map(lambda run: resolve(run, overrides), runs))
     by_run = {id(run): job for run, job in zip(runs, jobs)}
     after = {}
     for run, job in zip(runs, jobs):
