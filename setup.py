@@ -31,6 +31,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "matplotlib>=3.5"],  # the report's figures are tested too
         "plot": ["matplotlib>=3.5"],
+        "slurm": ["submitit>=1.5"],
     },
     entry_points={
         "console_scripts": [

@@ -51,6 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--overwrite", action="store_true",
         help="start again in an output folder that holds a finished run (deletes its checkpoints and result)",
     )
+    parser.add_argument("--no-feature-cache", action="store_true", help="compute test-set image features anew (MODEL.FEATURE_CACHE False)")
+    parser.add_argument("--protocol", type=str, default="", help="protocol this run belongs to (recorded in result.json)")
+    parser.add_argument("--part", type=str, default="", help="part of the protocol (recorded in result.json)")
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser.parse_args(argv)
 
@@ -78,6 +81,8 @@ def setup_cfg(args: argparse.Namespace):
     if args.transforms:
         cfg.INPUT.TRANSFORMS = args.transforms
     merge_from_list(cfg, args.opts or [])
+    if args.no_feature_cache:
+        cfg.MODEL.FEATURE_CACHE = False
     cfg.freeze()
     validate_config(cfg)
     return cfg
@@ -218,6 +223,8 @@ def run(args: argparse.Namespace, log, stops) -> int:
 
     trainer = build_trainer(cfg)  # reads and checks data and CLIP: no output folder before it succeeds
     trainer.stops = stops
+    trainer.run_info = {"protocol": args.protocol or None, "part": args.part or None,
+                        "config_name": Path(args.config_file).stem if args.config_file else None}
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
 

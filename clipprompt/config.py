@@ -23,6 +23,8 @@ def add_project_config(cfg: CN) -> CN:
     """Extend a Dassl default config in place with this project's keys and trainer nodes."""
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new (the base-to-new protocol)
     cfg.MODEL.BACKBONE.CACHE_DIR = ""  # download folder for named CLIP models ("" = $CLIP_CACHE_DIR or ~/.cache/clip)
+    cfg.MODEL.FEATURE_CACHE = True  # reuse frozen test-set image features across runs (clipprompt/feature_cache.py)
+    cfg.MODEL.FEATURE_CACHE_DIR = ""  # "" = $CLIPPROMPT_FEATURE_CACHE or ~/.cache/clipprompt/features
     cfg.MODEL.FUSED_ATTENTION = True  # attention through scaled_dot_product_attention (False: CLIP's own path)
     cfg.DATALOADER.SKIP_BAD_IMAGES = False  # unreadable image: stop with its path (False) or skip it (True)
     cfg.TRAIN = cfg.get("TRAIN", CN())

@@ -1,10 +1,13 @@
 """Fixtures: a tiny random CLIP (built with clip's own classes) and its checkpoint file."""
 
 import os
+import tempfile
 
 # Subprocesses (train.py, the scripts, torchrun) inherit this: tiny tensors run fastest on one
 # thread, and parallel test processes do not oversubscribe the cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Frozen test-set features (clipprompt/feature_cache.py) go to a folder of this session, not ~/.cache.
+os.environ.setdefault("CLIPPROMPT_FEATURE_CACHE", tempfile.mkdtemp(prefix="clipprompt-features-"))
 
 import pytest
 import torch

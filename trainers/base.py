@@ -38,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from clipprompt import faults
+from clipprompt import faults, feature_cache
 from clipprompt.checkpoint import (
     find_checkpoint,
     load_checkpoint,
@@ -47,7 +47,7 @@ from clipprompt.checkpoint import (
     saved_checkpoints,
     write_state,
 )
-from clipprompt.clip_loading import load_clip
+from clipprompt.clip_loading import load_clip, resolve_checkpoint
 from clipprompt.distributed import DistInfo, barrier, mix_seed, shared_seed
 from clipprompt.errors import CheckpointError, ConfigError, NonFiniteLoss, RunInterrupted, UserError
 from clipprompt.models import PromptedCLIP
@@ -404,15 +404,46 @@ class ClipTrainer(TrainerX):
         split = "val" if loader is self.val_loader else "test"
         print(f"Evaluate on the *{split}* set")
         with self.precision.autocast(), self.model.cached_text_features():
-            for batch in tqdm(loader, desc=f"Evaluating ({split})", dynamic_ncols=True, disable=not on_terminal()):
-                images, labels = self.parse_batch_test(batch)
-                self.evaluator.process(self.model_inference(images), labels)
+            cache = self.feature_cache(loader, split)
+            if cache is not None:  # frozen image features, computed once across runs
+                features, labels, hit = cache.get(lambda: self.image_features(loader, split))
+                print(f"Frozen image features {'read from' if hit else 'written to'} {cache.path}")
+                step = loader.batch_size or len(labels)
+                for i in range(0, len(labels), step):
+                    logits = self.model.logits_from_image_features(features[i:i + step].to(self.device))
+                    self.evaluator.process(logits.float(), labels[i:i + step].to(self.device))
+            else:
+                for batch in tqdm(loader, desc=f"Evaluating ({split})", dynamic_ncols=True, disable=not on_terminal()):
+                    images, labels = self.parse_batch_test(batch)
+                    self.evaluator.process(self.model_inference(images), labels)
         results = self.evaluator.evaluate()
         for key, value in results.items():
             self.write_scalar(f"{split}/{key}", value, self.epoch)
         if split == "test" and self.dist.is_main:
             self.write_result(results, num_images=len(loader.dataset))
         return list(results.values())[0]
+
+    def feature_cache(self, loader, split):
+        """The on-disk cache of this test set's frozen image features, or None where not used."""
+        cfg = self.cfg
+        if not (cfg.MODEL.FEATURE_CACHE and feature_cache.uses_frozen_features(self.model)
+                and type(self).model_inference is ClipTrainer.model_inference):
+            return None
+        backbone = resolve_checkpoint(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.CACHE_DIR or None)
+        key = dict(backbone=feature_cache.file_digest(backbone), encoder=type(self.model.image_encoder).__name__,
+                   fused=bool(self.model.image_encoder.fused), dataset=cfg.DATASET.NAME, split=split,
+                   items=feature_cache.items_digest(loader.dataset.data_source), transform=repr(loader.dataset.transform),
+                   precision=self.precision.name, device=self.device.type)
+        return feature_cache.FeatureCache(cfg.MODEL.FEATURE_CACHE_DIR or feature_cache.default_dir(), key)
+
+    def image_features(self, loader, split):
+        """(raw frozen image features, labels) of a whole split, in the loader's order."""
+        features, labels = [], []
+        for batch in tqdm(loader, desc=f"Image features ({split})", dynamic_ncols=True, disable=not on_terminal()):
+            images, batch_labels = self.parse_batch_test(batch)
+            features.append(self.model.image_encoder(images).cpu())
+            labels.append(batch_labels.cpu())
+        return torch.cat(features), torch.cat(labels)
 
     def write_result(self, metrics, num_images: int) -> None:
         cfg = self.cfg
@@ -427,7 +458,7 @@ class ClipTrainer(TrainerX):
             "num_images": num_images,
             "epoch": self.model_epoch,  # epochs the evaluated weights were trained for
             **self.training_status,  # training_finished and max_epoch, when weights were trained or loaded
-            **getattr(self, "run_info", {}),
+            **getattr(self, "run_info", {}),  # protocol, part, config_name from train.py
         }
         path = write_result(cfg.OUTPUT_DIR, metrics, run, cfg.dump())
         shots = f"{cfg.DATASET.NUM_SHOTS} shots" if cfg.DATASET.NUM_SHOTS > 0 else "all images"

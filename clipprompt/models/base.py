@@ -82,11 +82,20 @@ class PromptedCLIP(nn.Module):
         return cosine_logits(image_features, text_features, self.logit_scale)
 
     def forward(self, images: Tensor) -> Tensor:
-        """Logits (B, n_cls) against the class-only text features; image-conditioned methods override."""
+        """Logits (B, n_cls) of the frozen image encoder's features; prompted encoders override."""
+        return self.logits_from_image_features(self.image_encoder(images))
+
+    def logits_from_image_features(self, features: Tensor) -> Tensor:
+        """Logits from the frozen image encoder's output, against the class-only text features.
+
+        A method whose `forward` is this function of the frozen features (defined in the same class)
+        gets its test-set features from `clipprompt.feature_cache`; image-conditioned methods
+        (CoCoOp) override it, methods that prompt the image encoder override `forward`.
+        """
         text = self.text_features()
         if text is None:
             raise NotImplementedError(f"{type(self).__name__} must implement forward() or class_text_features()")
-        return self.logits(self.image_encoder(images), text)
+        return self.logits(features, text)
 
     def loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         """Cross-entropy of the logits; returns the loss and scalars to log."""

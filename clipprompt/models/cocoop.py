@@ -66,8 +66,9 @@ class CoCoOp(CoOp):
         shift = self.meta_net(image_features.float())
         return self.ctx + shift.unsqueeze(1)
 
-    def forward(self, images: Tensor) -> Tensor:
-        image_features = normalize(self.image_encoder(images))
+    def logits_from_image_features(self, features: Tensor) -> Tensor:
+        """Logits from the frozen encoder's output (clipprompt.feature_cache may have stored it)."""
+        image_features = normalize(features)
         prompts = self.prompts.assemble(self.image_context(image_features))
         text = encode_prompt_grid(self.text_encoder, prompts, self.prompts.eos_positions, self.text_chunk)
         return self.logits(image_features, text)

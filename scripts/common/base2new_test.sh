@@ -6,9 +6,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 usage_unless 4 "TRAINER CFG DATASET SEED [KEY VALUE ...]" "$@"
 TRAINER=$1 CFG=$2 DATASET=$3 SEED=$4
 shift 4
-MODEL_DIR=$OUTPUT/base2new/train_base/$DATASET/shots_$SHOTS/$TRAINER/$CFG/seed$SEED
-DIR=$OUTPUT/base2new/test_new/$DATASET/shots_$SHOTS/$TRAINER/$CFG/seed$SEED
-finished "$DIR" && exit 0
+run_folder base2new base "$TRAINER" "$CFG" "$DATASET" "$SHOTS" "$SEED"
+MODEL_DIR=$DIR
+run_folder base2new new "$TRAINER" "$CFG" "$DATASET" "$SHOTS" "$SEED"
+finished && exit 0
 train_py "$TRAINER" "$CFG" "$DATASET" "$DIR" --seed "$SEED" \
   --model-dir "$MODEL_DIR" ${LOADEP:+--load-epoch "$LOADEP"} --eval-only \
   DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES new "$@"

@@ -5,7 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 usage_unless 4 "TRAINER CFG DATASET SEED [KEY VALUE ...]" "$@"
 TRAINER=$1 CFG=$2 DATASET=$3 SEED=$4
 shift 4
-DIR=$OUTPUT/base2new/train_base/$DATASET/shots_$SHOTS/$TRAINER/$CFG/seed$SEED
-finished "$DIR" && exit 0
+run_folder base2new base "$TRAINER" "$CFG" "$DATASET" "$SHOTS" "$SEED"
+finished && exit 0
 train_py "$TRAINER" "$CFG" "$DATASET" "$DIR" --seed "$SEED" \
   DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES base "$@"

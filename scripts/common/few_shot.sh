@@ -5,7 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 usage_unless 5 "TRAINER CFG DATASET SEED SHOTS [KEY VALUE ...]" "$@"
 TRAINER=$1 CFG=$2 DATASET=$3 SEED=$4 SHOTS=$5
 shift 5
-DIR=$OUTPUT/few_shot/$DATASET/shots_$SHOTS/$TRAINER/$CFG/seed$SEED
-finished "$DIR" && exit 0
+run_folder few_shot "shots_$SHOTS" "$TRAINER" "$CFG" "$DATASET" "$SHOTS" "$SEED"
+finished && exit 0
 train_py "$TRAINER" "$CFG" "$DATASET" "$DIR" --seed "$SEED" \
   DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES all "$@"

@@ -5,8 +5,9 @@
 #   SHOTS    training shots per class            (default: 16)
 #   PYTHON   interpreter                         (default: python)
 #
-# A run folder holding result.json is finished and skipped; a folder without it is an
-# interrupted run, and running the same command again resumes it from its last checkpoint.
+# A run folder whose result.json parses and records this run is finished and skipped; any other
+# folder is an interrupted run, and running the same command again resumes it from its last
+# checkpoint. Folder paths come from clipprompt/layout.py (`run_folder`).
 
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -29,15 +30,21 @@ usage_unless() {  # usage_unless N "ARGS" "$@": exit with usage unless at least 
   fi
 }
 
-finished() {  # finished DIR: true (and says so) when DIR holds a finished run
-  if [ -f "$1/result.json" ]; then
-    echo "Skipping: $1 already holds a finished run (delete the folder to run it again)."
-    return 0
+run_folder() {  # run_folder PROTOCOL PART TRAINER CFG DATASET SHOTS [SEED]: sets DIR, RUN_PROTOCOL, RUN_PART
+  # The layout is defined once, in clipprompt/layout.py.
+  local line
+  line=$("$PYTHON" -m clipprompt.layout dir "$OUTPUT" "$@") || exit 2
+  IFS=$'\t' read -r DIR RUN_PROTOCOL RUN_PART <<<"$line"
+  RUN_KEY=("$@") RUN_TRAINER=$3 RUN_CFG=$4 RUN_DATASET=$5 RUN_SEED=${7:-}
+}
+
+finished() {  # true (and says so) when $DIR holds a finished run whose result.json matches this run
+  if [ -n "${PRINT_DIR:-}" ]; then  # the protocol driver asks where the run lives: say it, run nothing
+    (IFS=$'\t'; echo "$DIR${IFS}${RUN_KEY[*]}")
+    exit 0
   fi
-  if [ -d "$1" ]; then
-    echo "Resuming the unfinished run in $1"
-  fi
-  return 1
+  "$PYTHON" -m clipprompt.layout finished "$DIR" --trainer "$RUN_TRAINER" --dataset "$RUN_DATASET" \
+    --protocol "$RUN_PROTOCOL" --part "$RUN_PART" --config "$RUN_CFG" ${RUN_SEED:+--seed "$RUN_SEED"}
 }
 
 train_py() {  # train_py TRAINER CFG DATASET DIR [OPTIONS...] [KEY VALUE...]
@@ -46,5 +53,5 @@ train_py() {  # train_py TRAINER CFG DATASET DIR [OPTIONS...] [KEY VALUE...]
   "$PYTHON" train.py --root "$DATA" --trainer "$trainer" \
     --dataset-config-file "configs/datasets/$dataset.yaml" \
     --config-file "configs/trainers/$trainer/$cfg.yaml" \
-    --output-dir "$dir" "$@"
+    --output-dir "$dir" --protocol "$RUN_PROTOCOL" --part "$RUN_PART" "$@"
 }

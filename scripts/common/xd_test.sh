@@ -7,9 +7,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 usage_unless 4 "TRAINER CFG DATASET SEED [KEY VALUE ...]" "$@"
 TRAINER=$1 CFG=$2 DATASET=$3 SEED=$4
 shift 4
-MODEL_DIR=$OUTPUT/xd/train/${SOURCE_DATASET:-imagenet}/shots_$SHOTS/$TRAINER/$CFG/seed$SEED
-DIR=$OUTPUT/xd/test/$DATASET/shots_$SHOTS/$TRAINER/$CFG/seed$SEED
-finished "$DIR" && exit 0
+run_folder xd source "$TRAINER" "$CFG" "${SOURCE_DATASET:-imagenet}" "$SHOTS" "$SEED"
+MODEL_DIR=$DIR
+run_folder xd target "$TRAINER" "$CFG" "$DATASET" "$SHOTS" "$SEED"
+finished && exit 0
 train_py "$TRAINER" "$CFG" "$DATASET" "$DIR" --seed "$SEED" \
   --model-dir "$MODEL_DIR" ${LOADEP:+--load-epoch "$LOADEP"} --eval-only \
   DATASET.SUBSAMPLE_CLASSES all "$@"

@@ -6,7 +6,7 @@ usage_unless 3 "TRAINER CFG SEED [KEY VALUE ...]" "$@"
 TRAINER=$1 CFG=$2 SEED=$3
 shift 3
 DATASET=${SOURCE_DATASET:-imagenet}
-DIR=$OUTPUT/xd/train/$DATASET/shots_$SHOTS/$TRAINER/$CFG/seed$SEED
-finished "$DIR" && exit 0
+run_folder xd source "$TRAINER" "$CFG" "$DATASET" "$SHOTS" "$SEED"
+finished && exit 0
 train_py "$TRAINER" "$CFG" "$DATASET" "$DIR" --seed "$SEED" \
   DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES all "$@"

@@ -5,7 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 usage_unless 2 "CFG DATASET [all|base|new] [KEY VALUE ...]" "$@"
 CFG=$1 DATASET=$2 SUBSAMPLE=${3:-all}
 shift $(( $# >= 3 ? 3 : 2 ))
-DIR=$OUTPUT/zeroshot/$DATASET/$SUBSAMPLE/ZeroshotCLIP/$CFG
-finished "$DIR" && exit 0
+run_folder zeroshot "$SUBSAMPLE" ZeroshotCLIP "$CFG" "$DATASET" ""
+finished && exit 0
 train_py ZeroshotCLIP "$CFG" "$DATASET" "$DIR" --eval-only \
   DATASET.SUBSAMPLE_CLASSES "$SUBSAMPLE" "$@"

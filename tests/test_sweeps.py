@@ -1,0 +1,195 @@
+"""Run folders from one layout, and whole sweeps through the local launcher on the CPU (2 slots):
+a failing run that does not stop the others, `status` while the sweep runs, a killed driver that
+takes its children with it, a restart that finishes the sweep, and the same report as serially."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from clipprompt import launch, layout, protocol
+from clipprompt.testing import make_tiny_dataset
+from clipprompt.testing.markers import requires_dassl
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ---- layout ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key, folder, recorded", [
+    (("base2new", "base", "CoOp", "c", "dtd", 16, 1), "base2new/train_base/dtd/shots_16/CoOp/c/seed1", ("base2new", "base")),
+    (("base2new", "new", "CoOp", "c", "dtd", 16, 1), "base2new/test_new/dtd/shots_16/CoOp/c/seed1", ("base2new", "new")),
+    (("dg", "source", "SEP", "c", "imagenet", 4, 2), "xd/train/imagenet/shots_4/SEP/c/seed2", ("xd", "source")),
+    (("xd", "target", "SEP", "c", "imagenet_a", 4, 2), "xd/test/imagenet_a/shots_4/SEP/c/seed2", ("dg", "target")),
+    (("few_shot", "shots_2", "MPL", "c", "dtd", 2, 3), "few_shot/dtd/shots_2/MPL/c/seed3", ("few_shot", "shots_2")),
+    (("zeroshot", "all", "ZeroshotCLIP", "v", "imagenet", None, None), "zeroshot/imagenet/all/ZeroshotCLIP/v", ("xd", "source")),
+    (("zeroshot", "new", "ZeroshotCLIP", "v", "dtd", None, None), "zeroshot/dtd/new/ZeroshotCLIP/v", ("base2new", "new")),
+])
+def test_layout_folders_and_recorded_parts(key, folder, recorded):
+    run = layout.RunKey(*key)
+    assert run.folder("/out") == Path("/out", folder) and run.recorded() == recorded
+
+
+def test_layout_cli_matches_python_and_rejects_bad_parts(capsys):
+    assert layout.main(["dir", "/o", "few_shot", "shots_2", "CoOp", "c", "dtd", "2", "1"]) == 0
+    assert capsys.readouterr().out == "/o/few_shot/dtd/shots_2/CoOp/c/seed1\tfew_shot\tshots_2\n"
+    assert layout.main(["dir", "/o", "base2new", "train", "CoOp", "c", "dtd", "2", "1"]) == 2
+    assert "unknown part 'train' of protocol 'base2new'" in capsys.readouterr().err
+
+
+def _result(folder, **run):
+    folder.mkdir(parents=True, exist_ok=True)
+    record = dict(trainer="CoOp", dataset="DescribableTextures", seed=1, num_shots=2, protocol="base2new",
+                  part="base", config_name="c", metrics={"accuracy": 71.5})
+    record.update(run)
+    (folder / "result.json").write_text(json.dumps(record))
+
+
+def test_a_run_is_finished_only_when_its_result_parses_and_matches(tmp_path, capsys):
+    key = layout.RunKey("base2new", "base", "CoOp", "c", "dtd", 2, 1)
+    folder, expected = key.folder(tmp_path), layout.expected_of(key)
+    assert layout.finished(folder, expected) == (False, "no result.json")
+    _result(folder)
+    assert layout.finished(folder, expected) == (True, "finished")
+    _result(folder, seed=2)
+    assert layout.finished(folder, expected) == (False, "its result.json records seed 2, not 1")
+    _result(folder, protocol=None, part=None, config_name=None)  # an older result: still matches
+    assert layout.finished(folder, expected)[0]
+    (folder / "result.json").write_text('{"trainer": "CoOp", "metr')  # torn by a kill
+    assert layout.finished(folder, expected) == (False, "result.json is not valid")
+    # the scripts' check sets a torn result aside, so the run is done again instead of refused
+    args = ["finished", str(folder), "--trainer", "CoOp", "--seed", "1"]
+    assert layout.main(args) == 1
+    assert "was not valid" in capsys.readouterr().out
+    assert not (folder / "result.json").exists() and (folder / "result.json.invalid").exists()
+
+
+def test_scripts_take_their_folders_from_the_layout(tmp_path):
+    env = {**os.environ, "OUTPUT": str(tmp_path), "PRINT_DIR": "1", "PYTHON": sys.executable}
+    printed = subprocess.run(["bash", "scripts/sep/xd_test.sh", "imagenet_r", "2"], cwd=REPO, env=env,
+                             capture_output=True, text=True, check=True).stdout
+    folder, *key = printed.rstrip("\n").split("\t")
+    assert key == ["xd", "target", "SEP", "vit_b16_ep3_xd", "imagenet_r", "16", "2"]
+    assert folder == str(layout.RunKey("xd", "target", "SEP", "vit_b16_ep3_xd", "imagenet_r", 16, 2)
+                         .folder(tmp_path))
+
+
+def test_slots_share_the_cores_or_get_a_gpu_each(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert launch.slot_env(1, 4, None)["OMP_NUM_THREADS"] == "4"
+    assert launch.slot_env(0, 32, None)["OMP_NUM_THREADS"] == "1"
+    assert launch.slot_env(2, 4, ["0", "1", "5", "7"]) == {"CUDA_VISIBLE_DEVICES": "5"}
+
+
+# ---- a real sweep -------------------------------------------------------------------------
+
+OVERRIDES = ["INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TEST.BATCH_SIZE", "8",
+             "OPTIM.MAX_EPOCH", "1"]
+
+
+def sweep_env(tmp_path, output):
+    return {**os.environ, "DATA": str(tmp_path / "data"), "OUTPUT": str(output), "SHOTS": "2",
+            "PYTHON": sys.executable, "PYTHONWARNINGS": "ignore::UserWarning"}
+
+
+def driver(args, env, clip):
+    return [sys.executable, "-m", "clipprompt.protocol", *args, "--", "MODEL.BACKBONE.NAME", clip, *OVERRIDES]
+
+
+def status(output, *extra):
+    run = subprocess.run([sys.executable, "-m", "clipprompt.protocol", "status", str(output), *extra], cwd=REPO,
+                         capture_output=True, text=True)
+    return run.returncode, run.stdout, run.stderr
+
+
+def wait_for(condition, timeout=240, what="condition"):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def running_job(output):
+    for state_file in (Path(output) / ".sweeps" / "state").glob("*.json"):
+        state = json.loads(state_file.read_text())
+        if state["state"] == "running" and "train_base__caltech101" in state_file.name:
+            return state
+    return None
+
+
+def report(output):
+    run = subprocess.run([sys.executable, "-m", "clipprompt.report", str(output)], cwd=REPO, capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr
+    return "\n".join(line for line in run.stdout.splitlines() if str(output) not in line)
+
+
+@requires_dassl
+def test_local_launcher_two_slots_failure_kill_restart_status_and_report(tmp_path, tiny_clip_path):
+    make_tiny_dataset(str(tmp_path / "data"), "Caltech101", num_classes=6, images_per_class=6)
+    output = tmp_path / "parallel"
+    env = sweep_env(tmp_path, output)
+    # eurosat has no data: its trainings fail, their tests are not run, caltech101 goes on
+    coop = ["base2new", "coop", "--datasets", "caltech101", "eurosat", "--seeds", "1", "2",
+            "--launcher", "local", "--slots", "2"]
+    first = subprocess.Popen(driver(coop, env, tiny_clip_path), cwd=REPO, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    state = wait_for(lambda: running_job(output), what="a caltech101 training to start")
+
+    code, table, _ = status(output)  # while the sweep runs
+    assert code == 1
+    rows = [line.split() for line in table.splitlines()[1:-1]]
+    assert any("running" in row for row in rows) and any("missing" in row for row in rows), table
+
+    first.send_signal(signal.SIGTERM)
+    out, _ = first.communicate(timeout=120)
+    assert first.returncode == 143, out[-3000:]
+    assert "Stopped by SIGTERM; the same command resumes." in out
+    assert not launch._pid_alive(state["pid"]), "the driver left its child running"
+    code, table, _ = status(output)
+    assert code == 1 and "stopped" in table
+
+    again = subprocess.run(driver(coop, env, tiny_clip_path), cwd=REPO, env=env, capture_output=True, text=True,
+                           timeout=900)
+    assert again.returncode == 1, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "4 of 8 runs finished." in again.stdout
+    assert "scripts/coop/base2new_test.sh eurosat 1: not run (its training failed)" in again.stdout
+    zeroshot = subprocess.run(driver(["base2new", "zeroshot", "--datasets", "caltech101", "--launcher", "local",
+                                      "--slots", "2"], env, tiny_clip_path), cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=900)
+    assert zeroshot.returncode == 0, zeroshot.stdout[-3000:] + zeroshot.stderr[-3000:]
+
+    code, csv_text, _ = status(output, "--format", "csv")
+    assert code == 1
+    import csv
+    rows = list(csv.DictReader(csv_text.splitlines()))
+    by = {(r["trainer"], r["dataset"], r["part"], r["seed"]): r for r in rows}
+    assert len(rows) == 10
+    for seed in ("1", "2"):
+        for part in ("base", "new"):
+            done = by[("CoOp", "caltech101", part, seed)]
+            assert done["state"] == "done" and 0 <= float(done["accuracy"]) <= 100
+        failed = by[("CoOp", "eurosat", "base", seed)]
+        assert failed["state"] == "failed" and failed["detail"].startswith("error:") and ".log)" in failed["detail"]
+        assert by[("CoOp", "eurosat", "new", seed)]["state"] == "failed"
+    assert by[("ZeroshotCLIP", "caltech101", "new", "")]["state"] == "done"
+    result = json.loads((output / by[("CoOp", "caltech101", "new", "1")]["folder"] / "result.json").read_text())
+    assert (result["protocol"], result["part"], result["config_name"]) == ("base2new", "new", "vit_b16_ep50")
+
+    # the same sweep serially gives the same report
+    serial_out = tmp_path / "serial"
+    serial_env = sweep_env(tmp_path, serial_out)
+    for args in (["base2new", "coop", "--datasets", "caltech101", "--seeds", "1", "2"],
+                 ["base2new", "zeroshot", "--datasets", "caltech101"]):
+        run = subprocess.run(driver(args, serial_env, tiny_clip_path), cwd=REPO, env=serial_env,
+                             capture_output=True, text=True, timeout=900)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert report(serial_out) == report(output)
