@@ -15,7 +15,6 @@ from clipprompt.checkpoint import (
     progress_of,
     remove_stale_temporaries,
     save_progress,
-    saved_checkpoints,
     write_state,
 )
 from clipprompt.errors import CheckpointError, DiskFull
