@@ -9,7 +9,7 @@ sequence of samples depends on the worker count). Here:
   and can start at any batch; it yields `(index, sample_seed)` pairs, the seed drawn from
   (seed, epoch, position in the epoch);
 - `SeededSamples` seeds Python's, NumPy's and torch's RNGs with that seed before reading the
-  sample (in the main process it puts the RNG states back afterwards).
+  sample (in the main process it puts Python's and torch's states back afterwards).
 
 So every sample's augmentation is fixed by (seed, epoch, position): the same with 0 or N workers,
 in one process or N under torchrun, straight through or resumed mid-epoch.
@@ -73,17 +73,16 @@ class SeededSamples(Dataset):
         index, seed = item
         in_worker = get_worker_info() is not None
         if not in_worker:  # the main process: leave the training step's RNG streams untouched
-            saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
+            saved = random.getstate(), torch.default_generator.get_state()
         random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
+        np.random.seed(seed)  # NumPy's state is not put back (slow to copy); no training step draws from it
+        torch.default_generator.manual_seed(seed)  # transforms run on the CPU
         try:
             return self.dataset[index]
         finally:
             if not in_worker:
                 random.setstate(saved[0])
-                np.random.set_state(saved[1])
-                torch.set_rng_state(saved[2])
+                torch.default_generator.set_state(saved[1])
 
 
 def quiet_worker(worker_id: int) -> None:

@@ -44,6 +44,10 @@ class RunLog(io.TextIOBase):
     def flush(self) -> None:
         self.console.flush()
 
+    @property
+    def encoding(self):
+        return getattr(self.console, "encoding", "utf-8")
+
     def isatty(self) -> bool:
         return self.console.isatty()
 

@@ -404,7 +404,7 @@ def test_eval_only_of_an_unfinished_run(data_root, tiny_clip_path, tmp_path, cap
         del ClipTrainer.run_info
     assert status == 0, err[-3000:]
     assert "DATALOADER.NUM_WORKERS 512 is more than the " in stdout
-    assert f"Caltech101, all classes (4), 4 shots, seed 3: accuracy " in stdout
+    assert "Caltech101, all classes (4), 4 shots, seed 3: accuracy " in stdout
     assert stdout.rstrip().endswith(f"Result written to {evaluated / 'result.json'}")
     assert metrics(evaluated)["training_finished"] is False and metrics(evaluated)["max_epoch"] == 2
     assert metrics(evaluated)["protocol"] == "base2new"
