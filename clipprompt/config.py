@@ -135,7 +135,7 @@ def _checked_value(key: str, current, value, source: str):
     if isinstance(current, (list, tuple)) and isinstance(value, (list, tuple)):
         return type(current)(value)
     raise ConfigError(
-        f"Type mismatch for {key} ({source}): {value!r} is not {_describe_value_type(current)} like its default {current!r}."
+        f"Type mismatch for {key} ({source}): {value!r} is not {_describe_value_type(current)} (it was {current!r})."
     )
 
 
