@@ -1,3 +1,4 @@
+import os
 import warnings
 
 import pytest
@@ -72,12 +73,22 @@ def test_cache_dir_comes_from_the_environment(monkeypatch, tmp_path):
     from clipprompt import clip_loading
 
     calls = []
+
+    def download(url, root):  # clip's own: the file lands in `root`
+        calls.append(root)
+        path = os.path.join(root, os.path.basename(url))
+        open(path, "wb").close()
+        return path
+
     monkeypatch.setenv(clip_loading.CACHE_ENV, str(tmp_path))
-    monkeypatch.setattr(clip_loading.clip_api, "_download", lambda url, root: calls.append(root) or "x")
-    assert resolve_checkpoint("ViT-B/16") == "x"
-    assert calls == [str(tmp_path)]
-    resolve_checkpoint("ViT-B/16", cache_dir="/elsewhere")
-    assert calls[-1] == "/elsewhere"
+    monkeypatch.setattr(clip_loading.clip_api, "_download", download)
+    assert resolve_checkpoint("ViT-B/16") == str(tmp_path / "ViT-B-16.pt")
+    assert os.path.dirname(calls[0]) == str(tmp_path)  # a staging folder inside the cache ...
+    assert os.listdir(tmp_path) == ["ViT-B-16.pt"]  # ... moved into place whole, then removed
+    assert resolve_checkpoint("ViT-B/16", cache_dir=str(tmp_path / "elsewhere")) == str(tmp_path / "elsewhere" / "ViT-B-16.pt")
+    assert len(calls) == 2  # each cache folder once; a second resolve in this process hashes nothing
+    resolve_checkpoint("ViT-B/16")
+    assert len(calls) == 2
 
 
 @pytest.mark.parametrize(
