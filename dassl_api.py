@@ -32,17 +32,6 @@ from dassl.data.data_manager import build_data_loader  # noqa: E402,F401
 from dassl.engine import TRAINER_REGISTRY, TrainerX, build_trainer  # noqa: E402,F401
 from dassl.optim import build_optimizer  # noqa: E402,F401
 from dassl.utils import AverageMeter, MetricMeter, set_random_seed, setup_logger  # noqa: E402,F401
-# the names Dassl accepts, for clipprompt.validation
-from dassl.data import samplers as _samplers  # noqa: E402
-from dassl.data.transforms.transforms import AVAI_CHOICES, INTERPOLATION_MODES  # noqa: E402,F401
-from dassl.evaluation import EVALUATOR_REGISTRY  # noqa: E402,F401
-from dassl.optim.optimizer import AVAI_OPTIMS  # noqa: E402,F401
-
-# Dassl's build_sampler knows the Sampler classes of its samplers module (an if-chain, no list).
-SAMPLER_NAMES = sorted(
-    name for name, value in vars(_samplers).items()
-    if isinstance(value, type) and issubclass(value, _samplers.Sampler) and value is not _samplers.Sampler
-)
 
 logging.disable(logging.NOTSET)
 

@@ -45,6 +45,9 @@ def resolve_checkpoint(name: str, cache_dir: str | None = None) -> str:
     )
 
 
+_VERIFIED: dict[tuple[str, str], str] = {}  # (name, cache) -> file whose checksum this process checked
+
+
 def download_named_model(name: str, cache_dir: str) -> str:
     """The cached file of published model `name`, downloaded first if it is not there.
 
@@ -53,6 +56,14 @@ def download_named_model(name: str, cache_dir: str) -> str:
     leaves a partial file under the final name. A failure (offline, proxy, full disk, checksum)
     is one line with the URL, the cache folder and how to use a local file instead.
     """
+    known = _VERIFIED.get((name, cache_dir))
+    if known and os.path.isfile(known):  # validation resolved it before the trainer loads it: hash once
+        return known
+    _VERIFIED[(name, cache_dir)] = path = _download_named_model(name, cache_dir)
+    return path
+
+
+def _download_named_model(name: str, cache_dir: str) -> str:
     url = clip_api._MODELS[name]
     target = os.path.join(cache_dir, os.path.basename(url))
     try:

@@ -78,7 +78,7 @@ def _checked_value(key: str, current, value, source: str):
     if isinstance(current, (list, tuple)) and isinstance(value, (list, tuple)):
         return type(current)(value)
     raise ConfigError(
-        f"Type mismatch for {key} ({source}): {value!r} is not {_describe_value_type(current)} like its default {current!r}."
+        f"Type mismatch for {key} ({source}): {value!r} is not {_describe_value_type(current)} (it was {current!r})."
     )
 
 
@@ -155,15 +155,22 @@ def merge_from_list(cfg: CN, opts: Sequence[str]) -> None:
         )
     if len(opts) % 2:
         raise ConfigError(f"Config overrides come in KEY VALUE pairs; got an odd number: {' '.join(opts)}")
-    for key, raw in zip(opts[0::2], opts[1::2]):
-        node = cfg
-        for part in key.split(".")[:-1]:
-            if not isinstance(node, CN) or part not in node:
+    try:
+        for key, raw in zip(opts[0::2], opts[1::2]):
+            node = cfg
+            for part in key.split(".")[:-1]:
+                if not isinstance(node, CN) or part not in node:
+                    raise _unknown_key_error(cfg, key, "on the command line")
+                node = node[part]
+            last = key.split(".")[-1]
+            if not isinstance(node, CN) or last not in node:
                 raise _unknown_key_error(cfg, key, "on the command line")
-            node = node[part]
-        last = key.split(".")[-1]
-        if not isinstance(node, CN) or last not in node:
-            raise _unknown_key_error(cfg, key, "on the command line")
-        value = CN._decode_cfg_value(raw)  # yacs' own literal parsing: "0.5" -> 0.5, "(1, 2)" -> (1, 2)
-        node[last] = _checked_value(key, node[last], value, "on the command line")
+            value = CN._decode_cfg_value(raw)  # yacs' own literal parsing: "0.5" -> 0.5, "(1, 2)" -> (1, 2)
+            node[last] = _checked_value(key, node[last], value, "on the command line")
+    except ConfigError:
+        raise
+    except (KeyError, AssertionError) as exc:  # anything of yacs' own that still objects
+        raise _unknown_key_error(cfg, exc, "on the command line") from None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 

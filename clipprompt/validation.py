@@ -13,12 +13,14 @@ its log exist, so a typo costs a second and leaves nothing behind. It checks
   output folder (it must be creatable and writable).
 
 Unknown trainer and dataset names are left to train.py's `check_registered`, which lists the
-registered ones. Dassl's name lists are read lazily through `dassl_api`; without Dassl
-installed those name checks are skipped (nothing could run anyway).
+registered ones. Dassl's name lists are read lazily, after `import dassl_api` (the project's Dassl
+import); without Dassl installed those name checks are skipped (nothing could run anyway).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -39,34 +41,46 @@ Names = Callable[[], Sequence[Any]]
 # ---- where the allowed names come from ---------------------------------------------------------
 
 
-def _dassl(name: str) -> Any:
-    """An attribute of `dassl_api` (Dassl, minus its import side effects), or None without Dassl."""
-    try:
-        import dassl_api
-    except ImportError:
+def _dassl(module: str, name: str | None = None) -> Any:
+    """`name` from Dassl's `module` (the module itself without a name), or None without Dassl.
+
+    `import dassl_api` first: it imports Dassl through the project's wrapper, which undoes the
+    logging side effect of Dassl's import.
+    """
+    if importlib.util.find_spec("dassl") is None:
         return None
-    return getattr(dassl_api, name)
+    import dassl_api  # noqa: F401
+
+    found = importlib.import_module(module)
+    return found if name is None else getattr(found, name)
 
 
 def optimizer_names() -> Sequence[str] | None:
-    return _dassl("AVAI_OPTIMS")
+    return _dassl("dassl.optim.optimizer", "AVAI_OPTIMS")
 
 
 def sampler_names() -> Sequence[str] | None:
-    return _dassl("SAMPLER_NAMES")
+    """The Sampler classes of Dassl's samplers module (its build_sampler is an if-chain, no list)."""
+    samplers = _dassl("dassl.data.samplers")
+    if samplers is None:
+        return None
+    return sorted(
+        name for name, value in vars(samplers).items()
+        if isinstance(value, type) and issubclass(value, samplers.Sampler) and value is not samplers.Sampler
+    )
 
 
 def transform_names() -> Sequence[str] | None:
-    return _dassl("AVAI_CHOICES")
+    return _dassl("dassl.data.transforms.transforms", "AVAI_CHOICES")
 
 
 def interpolation_names() -> Sequence[str] | None:
-    modes = _dassl("INTERPOLATION_MODES")
+    modes = _dassl("dassl.data.transforms.transforms", "INTERPOLATION_MODES")
     return None if modes is None else list(modes)
 
 
 def evaluator_names() -> Sequence[str] | None:
-    registry = _dassl("EVALUATOR_REGISTRY")
+    registry = _dassl("dassl.evaluation", "EVALUATOR_REGISTRY")
     return None if registry is None else sorted(registry.registered_names())
 
 
@@ -438,6 +452,6 @@ def rules_table(rules: Sequence[Rule] = RULES) -> str:
 
 
 if __name__ == "__main__":
-    import trainers  # noqa: F401  (Dassl, minus its import side effects)
+    import dassl_api  # noqa: F401  (Dassl, minus its import side effects)
 
     print(rules_table(), end="")

@@ -1,6 +1,5 @@
+import os
 import warnings
-
-from pathlib import Path
 
 import pytest
 import torch
@@ -73,21 +72,23 @@ def test_non_clip_checkpoint_is_refused(tmp_path):
 def test_cache_dir_comes_from_the_environment(monkeypatch, tmp_path):
     from clipprompt import clip_loading
 
-    roots = []
+    calls = []
 
-    def fake_download(url, root):  # clip's _download: writes <root>/<file name of the URL>
-        roots.append(root)
-        path = Path(root) / Path(url).name
-        path.write_bytes(b"weights")
-        return str(path)
+    def download(url, root):  # clip's own: the file lands in `root`
+        calls.append(root)
+        path = os.path.join(root, os.path.basename(url))
+        open(path, "wb").close()
+        return path
 
-    monkeypatch.setenv(clip_loading.CACHE_ENV, str(tmp_path / "env"))
-    monkeypatch.setattr(clip_loading.clip_api, "_download", fake_download)
-    path = resolve_checkpoint("ViT-B/16")
-    assert path == str(tmp_path / "env" / "ViT-B-16.pt") and Path(path).read_bytes() == b"weights"
-    assert Path(roots[0]).parent == tmp_path / "env"  # downloaded into a staging folder of the cache
-    assert not Path(roots[0]).exists()  # and moved into place whole
+    monkeypatch.setenv(clip_loading.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(clip_loading.clip_api, "_download", download)
+    assert resolve_checkpoint("ViT-B/16") == str(tmp_path / "ViT-B-16.pt")
+    assert os.path.dirname(calls[0]) == str(tmp_path)  # a staging folder inside the cache ...
+    assert os.listdir(tmp_path) == ["ViT-B-16.pt"]  # ... moved into place whole, then removed
     assert resolve_checkpoint("ViT-B/16", cache_dir=str(tmp_path / "elsewhere")) == str(tmp_path / "elsewhere" / "ViT-B-16.pt")
+    assert len(calls) == 2  # each cache folder once; a second resolve in this process hashes nothing
+    resolve_checkpoint("ViT-B/16")
+    assert len(calls) == 2
 
 
 @pytest.mark.parametrize(

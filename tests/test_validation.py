@@ -233,6 +233,26 @@ def test_output_dir_that_is_a_file_or_under_one(data_root, tiny_clip_path, tmp_p
     assert "holds a file named model" in input_error(*arguments(data_root, tiny_clip_path, tmp_path / "run"))
 
 
+def test_unwritable_output_dir_or_model_folder_is_found_before_training(tmp_path, monkeypatch):
+    """As root, permissions do not stop writes; the checks are driven through os.access and statvfs."""
+    from clipprompt import validation
+
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    model = str(run / "model")
+    monkeypatch.setattr(validation.os, "access", lambda path, mode: path != model)
+    with pytest.raises(ConfigError, match=f"--output-dir {run} is not writable: no permission to write in {model}"):
+        validation.check_output_dir(str(run))
+
+    class ReadOnly:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(validation.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(validation.os, "statvfs", lambda path: ReadOnly())
+    with pytest.raises(ConfigError, match=f"{tmp_path} is on a read-only file system"):
+        validation.check_output_dir(str(tmp_path / "new" / "run"))
+
+
 @requires_dassl
 def test_missing_data_root_names_the_prepare_command(tiny_clip_path, tmp_path):
     root = tmp_path / "nowhere"

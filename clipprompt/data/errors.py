@@ -15,6 +15,14 @@ class DataConfigError(UserError, ValueError):
     """A dataset setting that cannot work: unknown name, bad ``SUBSAMPLE_CLASSES``."""
 
 
+class EmptyClassError(UserError, ValueError):
+    """A class without (readable) training images where every class needs some (SEP's class means).
+
+    Split validation rejects a class without training images before a run; this remains for
+    classes whose every training image was skipped as unreadable (``DATALOADER.SKIP_BAD_IMAGES``).
+    """
+
+
 class DatasetError(UserError, RuntimeError):
     """A dataset file or folder is missing or unusable.
 

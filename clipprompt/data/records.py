@@ -193,7 +193,7 @@ def check_labels(splits: Mapping[str, list[Record]], source: str, hint: str = ""
     absent = [label for label in range(count) if label not in in_test]
     if absent:
         warnings.warn(f"{source}: no test image for {len(absent)} class(es): {named(absent)}; their accuracy "
-                      "is not measured.", stacklevel=2)
+                      "is not measured.", stacklevel=1)  # one location: shown once per run, not per reader
     return [names[label] for label in range(count)]
 
 

@@ -403,22 +403,18 @@ class SEP(PromptedCLIP):
             self.prototypes.requires_grad_(requires_grad)
 
 
-class EmptyClassError(UserError, ValueError):
-    """A class with no (readable) training image: SEP's class-mean prototypes need one."""
 
 
 def class_means(features: Tensor, labels: Tensor, num_classes: int) -> Tensor:
-    """Mean feature of each class (num_classes, dim); an error names a class without samples.
-
-    Split validation rejects a class without training images before a run; this still happens
-    when every training image of a class was skipped as unreadable (DATALOADER.SKIP_BAD_IMAGES).
-    """
+    """Mean feature of each class (num_classes, dim); an error names a class without samples."""
     features = features.float()
     sums = torch.zeros(num_classes, features.shape[1], dtype=features.dtype, device=features.device)
     sums.index_add_(0, labels, features)
     counts = torch.bincount(labels, minlength=num_classes)[:num_classes]
     empty = (counts == 0).nonzero().flatten().tolist()
     if empty:
+        from ..data.errors import EmptyClassError  # the user's data: one line in train.py, not a traceback
+
         raise EmptyClassError(
             f"No readable training image for class(es) {empty[:10]} (labels): SEP's prototypes are class means "
             "of training images; replace the unreadable images of those classes."
