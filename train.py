@@ -25,7 +25,6 @@ import errno
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from clipprompt.config import add_project_config, merge_from_file, merge_from_list
@@ -125,30 +124,6 @@ def check_registered(cfg) -> None:
             raise ConfigError(f"Unknown {kind} {name!r} ({flag}); registered: {', '.join(sorted(names))}.")
 
 
-def check_writable(folder: Path) -> None:
-    """One line now, not a traceback after an epoch, for an output folder we cannot write."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        where = "" if existing == folder else f" ({existing} is a file)"
-        raise ConfigError(f"--output-dir {folder} is not a folder{where}; choose another --output-dir.")
-    try:
-        with tempfile.TemporaryFile(dir=existing, prefix=".write-test"):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"--output-dir {folder}: cannot write in {existing} ({exc.strerror}).") from None
-
-
-def check_output_writable(cfg) -> None:
-    out = Path(cfg.OUTPUT_DIR)
-    check_writable(out)
-    if out.is_dir():
-        from trainers.base import MODEL_NAME
-
-        check_writable(out / MODEL_NAME)
-
-
 def cap_workers(cfg):
     """More loader workers than usable cores only adds processes; the count cannot change the result."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -208,7 +183,6 @@ def run(args: argparse.Namespace, log, stops) -> int:
         log.console, log._pending = open(os.devnull, "w"), None
     cfg = cap_workers(cfg)
     check_output_dir(cfg, args, remove=False)
-    check_output_writable(cfg)
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
@@ -223,8 +197,9 @@ def run(args: argparse.Namespace, log, stops) -> int:
 
     trainer = build_trainer(cfg)  # reads and checks data and CLIP: no output folder before it succeeds
     trainer.stops = stops
-    trainer.run_info = {"protocol": args.protocol or None, "part": args.part or None,
-                        "config_name": Path(args.config_file).stem if args.config_file else None}
+    run_info = {"protocol": args.protocol, "part": args.part,
+                "config_name": Path(args.config_file).stem if args.config_file else None}
+    trainer.run_info = {key: value for key, value in run_info.items() if value}  # recorded in result.json
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
 

@@ -3,9 +3,9 @@
 A method whose image encoder stays frozen (ZeroshotCLIP, CoOp, CoCoOp, KgCoOp, TCP) computes the
 same image features for a test set in every run: 3 seeds × every such method × every protocol
 evaluate the same images through the same frozen ViT. Such a method says so by defining
-`logits_from_image_features(features)` in the same class as its `forward` (forward being
-`logits_from_image_features(image_encoder(images))`, as `PromptedCLIP` defines both); a subclass
-that overrides `forward` without it (SEP, MPL, MaPLe, PromptSRC) is not trusted to be frozen.
+`logits_from_image_features(features)`, where `forward` is `PromptedCLIP`'s
+`logits_from_image_features(image_encoder(images))`; a class that overrides `forward` below the
+class defining it (SEP, MPL, MaPLe, PromptSRC) is not trusted to be frozen.
 
 A cache file holds the raw encoder outputs in their dtype plus the labels, under a key of
 everything they depend on: the backbone file's content hash, the encoder (class, fused attention),
@@ -60,7 +60,10 @@ def uses_frozen_features(model) -> bool:
     """True when `model`'s (a model or its class) logits come from frozen image features."""
     cls = model if isinstance(model, type) else type(model)
     owner = _defined_in(cls, "logits_from_image_features")
-    return owner is not None and owner is _defined_in(cls, "forward")
+    if owner is None:
+        return False
+    mro = cls.__mro__
+    return mro.index(_defined_in(cls, "forward")) >= mro.index(owner)  # forward not overridden below it
 
 
 def items_digest(items) -> str:

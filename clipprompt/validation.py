@@ -23,6 +23,7 @@ import importlib
 import importlib.util
 import math
 import os
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -397,17 +398,24 @@ def check_output_dir(path: str) -> None:
     if not os.path.isdir(existing):
         raise ConfigError(f"--output-dir {path} cannot be created: {existing} is a file, not a folder.")
     for folder in (existing, os.path.join(target, "model")):
-        if os.path.isdir(folder) and not os.access(folder, os.W_OK | os.X_OK):
-            raise ConfigError(f"--output-dir {path} is not writable: {_why_not_writable(folder)}.")
+        why = _write_error(folder) if os.path.isdir(folder) else None
+        if why:
+            raise ConfigError(f"--output-dir {path} is not writable: {why}.")
 
 
-def _why_not_writable(folder: str) -> str:
+def _write_error(folder: str) -> str | None:
+    """Why no file can be created in `folder`, or None. Tried for real: root passes os.access on
+    an immutable folder, and a read-only file system only says so when written."""
     try:
-        if os.statvfs(folder).f_flag & os.ST_RDONLY:
-            return f"{folder} is on a read-only file system"
-    except OSError:
-        pass
-    return f"no permission to write in {folder}"
+        with tempfile.TemporaryFile(dir=folder, prefix=".write-test"):
+            return None
+    except OSError as exc:
+        try:
+            if os.statvfs(folder).f_flag & os.ST_RDONLY:
+                return f"{folder} is on a read-only file system"
+        except OSError:
+            pass
+        return f"cannot write in {folder} ({exc.strerror or exc})"
 
 
 def validate_config(cfg: CN) -> None:

@@ -20,9 +20,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_which_methods_use_frozen_features():
-    assert all(feature_cache.uses_frozen_features(m) for m in (ZeroshotCLIP, CoOp, CoCoOp))
-    # MPL inherits CoOp's logits_from_image_features but has its own forward: not trusted
-    assert not feature_cache.uses_frozen_features(MPL) and not feature_cache.uses_frozen_features(SEP)
+    from clipprompt.models import TCP, KgCoOp, MaPLe, PromptSRC
+
+    assert all(feature_cache.uses_frozen_features(m) for m in (ZeroshotCLIP, CoOp, CoCoOp, KgCoOp, TCP))
+    # MPL inherits CoOp's logits_from_image_features but has its own forward: not trusted; nor are
+    # the methods that prompt the image encoder
+    assert not any(feature_cache.uses_frozen_features(m) for m in (MPL, SEP, MaPLe, PromptSRC))
 
 
 def test_forward_is_the_logits_of_the_encoder_output(tiny_clip):

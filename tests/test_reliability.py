@@ -396,12 +396,8 @@ def test_eval_only_of_an_unfinished_run(data_root, tiny_clip_path, tmp_path, cap
     )
     from trainers.base import ClipTrainer
 
-    ClipTrainer.run_info = {"protocol": "base2new"}  # what a protocol driver adds (train.py sets it per run)
-    try:
-        status, stdout, err = cli(args(data_root, evaluated, tiny_clip_path, "DATALOADER.NUM_WORKERS", "512",
-                                       flags=[*eval_args, "--load-epoch", "1"]), capsys)
-    finally:
-        del ClipTrainer.run_info
+    status, stdout, err = cli(args(data_root, evaluated, tiny_clip_path, "DATALOADER.NUM_WORKERS", "512",
+                                   flags=[*eval_args, "--load-epoch", "1", "--protocol", "base2new"]), capsys)
     assert status == 0, err[-3000:]
     assert "DATALOADER.NUM_WORKERS 512 is more than the " in stdout
     assert "Caltech101, all classes (4), 4 shots, seed 3: accuracy " in stdout
@@ -417,8 +413,8 @@ def test_eval_only_of_an_unfinished_run(data_root, tiny_clip_path, tmp_path, cap
 def test_output_dir_that_is_a_file(data_root, tiny_clip_path, tmp_path, capsys):
     file = tmp_path / "file"
     file.write_text("x")
-    for out, message in ((file, f"error: --output-dir {file} is not a folder; choose another --output-dir."),
-                         (file / "run", f"error: --output-dir {file / 'run'} is not a folder ({file} is a file)")):
+    for out, message in ((file, f"error: --output-dir {file} is a file, not a folder; choose another --output-dir."),
+                         (file / "run", f"error: --output-dir {file / 'run'} cannot be created: {file} is a file, not a folder.")):
         status, _, err = cli(args(data_root, out, tiny_clip_path), capsys)
         assert status == 2 and one_line(err).startswith(message)
 
@@ -438,7 +434,7 @@ def test_unwritable_output_dir_is_found_before_any_work(data_root, tiny_clip_pat
     monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
     status, stdout, err = cli(args(data_root, out, tiny_clip_path), capsys)
     assert status == 2
-    assert one_line(err) == f"error: --output-dir {out / 'model'}: cannot write in {out / 'model'} (Read-only file system)."
+    assert one_line(err) == f"error: --output-dir {out} is not writable: cannot write in {out / 'model'} (Read-only file system)."
     assert "Loading CLIP" not in stdout
 
 

@@ -234,20 +234,21 @@ def test_output_dir_that_is_a_file_or_under_one(data_root, tiny_clip_path, tmp_p
 
 
 def test_unwritable_output_dir_or_model_folder_is_found_before_training(tmp_path, monkeypatch):
-    """As root, permissions do not stop writes; the checks are driven through os.access and statvfs."""
+    """As root, permissions do not stop writes; the checks are driven through the write probe and statvfs."""
     from clipprompt import validation
 
     run = tmp_path / "run"
     (run / "model").mkdir(parents=True)
     model = str(run / "model")
-    monkeypatch.setattr(validation.os, "access", lambda path, mode: path != model)
-    with pytest.raises(ConfigError, match=f"--output-dir {run} is not writable: no permission to write in {model}"):
+    monkeypatch.setattr(validation, "_write_error", lambda path: f"cannot write in {path} (Permission denied)" if path == model else None)
+    with pytest.raises(ConfigError, match=rf"--output-dir {run} is not writable: cannot write in {model} \(Permission denied\)"):
         validation.check_output_dir(str(run))
 
     class ReadOnly:
         f_flag = os.ST_RDONLY
 
-    monkeypatch.setattr(validation.os, "access", lambda path, mode: False)
+    monkeypatch.undo()
+    monkeypatch.setattr(validation.tempfile, "TemporaryFile", lambda **kw: (_ for _ in ()).throw(OSError(30, "Read-only file system")))
     monkeypatch.setattr(validation.os, "statvfs", lambda path: ReadOnly())
     with pytest.raises(ConfigError, match=f"{tmp_path} is on a read-only file system"):
         validation.check_output_dir(str(tmp_path / "new" / "run"))
