@@ -17,7 +17,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 def test_ci_reads_install_and_test_lines_from_readme():
     install = helper["commands"](README, "install")
-    assert install == ["pip install torch torchvision", 'pip install -e ".[test]"']
+    assert install == ["pip install torch==2.14.1 torchvision==0.29.1", 'pip install -e ".[test]"']
     assert helper["commands"](README, "test") == ["python3 -m pytest -q"]
     ci = (ROOT / ".ci" / "run").read_text()
     # .ci/run has no install or test line of its own: both come from README.
