@@ -100,8 +100,8 @@ def slurm_states(job_ids: Sequence[str]) -> dict[str, str]:
     ids = sorted({str(j) for j in job_ids if j})
     if not ids:
         return {}
-    try:
-        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(ids)], capture_output=True,
+    try:  # all of the user's jobs: `-j` fails as a whole on one id that SLURM has forgotten
+        out = subprocess.run(["squeue", "--me", "-h", "-r", "-o", "%i %T"], capture_output=True,
                              text=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
@@ -110,7 +110,7 @@ def slurm_states(job_ids: Sequence[str]) -> dict[str, str]:
         if line.strip():
             job_id, state = line.split()[:2]
             states[job_id] = state
-    return states
+    return {job_id: states[job_id] for job_id in ids if job_id in states}
 
 
 def live_state(job: Job, queue: dict[str, str] | None = None) -> str:
