@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -100,17 +101,26 @@ def slurm_states(job_ids: Sequence[str]) -> dict[str, str]:
     ids = sorted({str(j) for j in job_ids if j})
     if not ids:
         return {}
-    try:
-        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(ids)], capture_output=True,
-                             text=True, timeout=60).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
+    for attempt in range(10):  # all of the user's jobs: `-j` fails as a whole on one id SLURM forgot
+        try:
+            done = subprocess.run(["squeue", "--me", "-h", "-r", "-o", "%i %T"], capture_output=True,
+                                  text=True, timeout=60)
+        except OSError:
+            return {}  # no SLURM here
+        except subprocess.SubprocessError:
+            done = None
+        if done is not None and done.returncode == 0:
+            break
+        time.sleep(min(2 ** attempt, 10))  # a busy slurmctld: an empty answer would read as "all finished"
+    else:
+        raise RuntimeError(f"squeue keeps failing: {done.stderr.strip() if done else 'timed out'}")
+    out = done.stdout
     states = {}
     for line in out.splitlines():
         if line.strip():
             job_id, state = line.split()[:2]
             states[job_id] = state
-    return states
+    return {job_id: states[job_id] for job_id in ids if job_id in states}
 
 
 def live_state(job: Job, queue: dict[str, str] | None = None) -> str:
@@ -136,12 +146,17 @@ def live_state(job: Job, queue: dict[str, str] | None = None) -> str:
     return kind or "missing"
 
 
+_ERROR_LINE = re.compile(r"^(error: |[\w.]*(Error|Exception|Interrupt)\b)")
+
+
 def last_line(path: Path) -> str:
+    """The last error line of a log (train.py's `error: ...`, a traceback's last line), else its
+    last line: warnings printed at shutdown must not hide why a run failed."""
     try:
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         return ""
-    return lines[-1].strip() if lines else ""
+    return next((line for line in reversed(lines) if _ERROR_LINE.match(line)), lines[-1] if lines else "")
 
 
 # ---- running one job (in the driver or on a node) -----------------------------------------

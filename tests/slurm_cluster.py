@@ -115,6 +115,11 @@ def slurm_cluster(tmp_path_factory):
         yield d
     finally:
         subprocess.run(["scancel", "--user", "root"], capture_output=True)
+        try:  # let slurmd end the jobs' steps before it stops, so no slurmstepd outlives the session
+            _wait(lambda: not subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip(), 30,
+                  "the queue emptying")
+        except RuntimeError:
+            pass
         for proc in reversed(started):
             proc.terminate()
             try:

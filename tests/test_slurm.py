@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from clipprompt import launch, layout
-from clipprompt.testing import make_tiny_dataset
 from clipprompt.testing.markers import requires_dassl
 from slurm_cluster import slurm_cluster  # noqa: F401  (the session fixture)
-from test_sweeps import OVERRIDES, report, status, sweep_env, wait_for
+from test_sweeps import OVERRIDES, report, status, sweep_env, tiny_sweep, wait_for  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 submitit = pytest.importorskip("submitit", reason="submitit is not installed (pip install -e .[slurm])")
@@ -55,10 +54,11 @@ def squeue_ids():
 
 
 @requires_dassl
-def test_tiny_protocol_on_a_real_slurm_with_a_requeued_job(slurm_cluster, tmp_path, tiny_clip_path):  # noqa: F811
-    make_tiny_dataset(str(tmp_path / "data"), "Caltech101", num_classes=6, images_per_class=6)
+def test_tiny_protocol_on_a_real_slurm_with_a_requeued_job(slurm_cluster, tmp_path, tiny_clip_path,  # noqa: F811
+                                                            tiny_sweep):  # noqa: F811
+    data, serial_report = tiny_sweep
     output = tmp_path / "slurm"
-    env = sweep_env(tmp_path, output)
+    env = sweep_env(data, output)
     tail = ["--", "MODEL.BACKBONE.NAME", tiny_clip_path, *OVERRIDES]
     coop = [sys.executable, "-m", "clipprompt.protocol", "base2new", "coop", "--datasets", "caltech101",
             "--seeds", "1", "2", "--launcher", "slurm", "--cpus-per-job", "1", "--time-min", "20", "--no-wait", *tail]
@@ -96,11 +96,4 @@ def test_tiny_protocol_on_a_real_slurm_with_a_requeued_job(slurm_cluster, tmp_pa
     requeued_log = next((output / ".sweeps" / "logs").glob("*train_base*seed1.log")).read_text()
     assert requeued_log.count("$ bash") == 2  # started, cancelled by the requeue, started again, finished
 
-    serial_out = tmp_path / "serial"
-    serial_env = sweep_env(tmp_path, serial_out)
-    for args in (["coop", "--seeds", "1", "2"], ["zeroshot"]):
-        run = subprocess.run([sys.executable, "-m", "clipprompt.protocol", "base2new", args[0], "--datasets",
-                              "caltech101", *args[1:], *tail], cwd=REPO, env=serial_env, capture_output=True,
-                             text=True, timeout=900)
-        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert report(serial_out) == report(output)
+    assert report(output) == serial_report  # the same sweep run serially

@@ -79,6 +79,17 @@ def test_scripts_take_their_folders_from_the_layout(tmp_path):
                          .folder(tmp_path))
 
 
+def test_a_failed_runs_line_is_its_error_not_a_later_warning(tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text("Loading dataset: EuroSAT\nerror: no EuroSAT folder\n/x/outdated/utils.py:14: Warning: ...\n"
+                   "  return warn(\n")
+    assert launch.last_line(log) == "error: no EuroSAT folder"
+    log.write_text("Traceback (most recent call last):\n  File x\nRuntimeError: CUDA out of memory\n")
+    assert launch.last_line(log) == "RuntimeError: CUDA out of memory"
+    log.write_text("epoch 1/5\nKilled\n")
+    assert launch.last_line(log) == "Killed"
+
+
 def test_slots_share_the_cores_or_get_a_gpu_each(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     assert launch.slot_env(1, 4, None)["OMP_NUM_THREADS"] == "4"
@@ -92,9 +103,27 @@ OVERRIDES = ["INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0", "DATALOADE
              "OPTIM.MAX_EPOCH", "1"]
 
 
-def sweep_env(tmp_path, output):
-    return {**os.environ, "DATA": str(tmp_path / "data"), "OUTPUT": str(output), "SHOTS": "2",
+def sweep_env(data, output):
+    return {**os.environ, "DATA": str(data), "OUTPUT": str(output), "SHOTS": "2",
             "PYTHON": sys.executable, "PYTHONWARNINGS": "ignore::UserWarning"}
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory, tiny_clip_path):
+    """Tiny data, and the report of base-to-new for CoOp (seeds 1 2) and zero-shot run serially:
+    what every launcher must reproduce."""
+    root = tmp_path_factory.getbasetemp() / "tiny_sweep"  # a fixed place: test_slurm imports this fixture too
+    if (root / "report.txt").is_file():
+        return root / "data", (root / "report.txt").read_text()
+    make_tiny_dataset(str(root / "data"), "Caltech101", num_classes=6, images_per_class=6)
+    env = sweep_env(root / "data", root / "serial")
+    for args in (["base2new", "coop", "--datasets", "caltech101", "--seeds", "1", "2"],
+                 ["base2new", "zeroshot", "--datasets", "caltech101"]):
+        run = subprocess.run(driver(args, env, tiny_clip_path), cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=900)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (root / "report.txt").write_text(report(root / "serial"))
+    return root / "data", (root / "report.txt").read_text()
 
 
 def driver(args, env, clip):
@@ -133,10 +162,10 @@ def report(output):
 
 
 @requires_dassl
-def test_local_launcher_two_slots_failure_kill_restart_status_and_report(tmp_path, tiny_clip_path):
-    make_tiny_dataset(str(tmp_path / "data"), "Caltech101", num_classes=6, images_per_class=6)
+def test_local_launcher_two_slots_failure_kill_restart_status_and_report(tmp_path, tiny_clip_path, tiny_sweep):
+    data, serial_report = tiny_sweep
     output = tmp_path / "parallel"
-    env = sweep_env(tmp_path, output)
+    env = sweep_env(data, output)
     # eurosat has no data: its trainings fail, their tests are not run, caltech101 goes on
     coop = ["base2new", "coop", "--datasets", "caltech101", "eurosat", "--seeds", "1", "2",
             "--launcher", "local", "--slots", "2"]
@@ -184,12 +213,4 @@ def test_local_launcher_two_slots_failure_kill_restart_status_and_report(tmp_pat
     result = json.loads((output / by[("CoOp", "caltech101", "new", "1")]["folder"] / "result.json").read_text())
     assert (result["protocol"], result["part"], result["config_name"]) == ("base2new", "new", "vit_b16_ep50")
 
-    # the same sweep serially gives the same report
-    serial_out = tmp_path / "serial"
-    serial_env = sweep_env(tmp_path, serial_out)
-    for args in (["base2new", "coop", "--datasets", "caltech101", "--seeds", "1", "2"],
-                 ["base2new", "zeroshot", "--datasets", "caltech101"]):
-        run = subprocess.run(driver(args, serial_env, tiny_clip_path), cwd=REPO, env=serial_env,
-                             capture_output=True, text=True, timeout=900)
-        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert report(serial_out) == report(output)
+    assert report(output) == serial_report  # the same sweep run serially
