@@ -378,5 +378,10 @@ def test_cli_compare_for_xd_and_dg(tree):
     coop = next(r for r in rows if r["table"] == "xd_compare" and r["trainer"] == "CoOp"
                 and r["measure"] == "imagenet (source)")
     assert float(coop["mean"]) == 71.5
+    published_avg = {r["measure"]: r for r in rows if r["table"] == "xd_compare" and r["trainer"] == "CoOp"}
+    assert float(published_avg["published Average (10)"]["mean"]) == 63.88  # clipprompt/published/xd.csv
+    assert float(published_avg["Δ Average (10)"]["mean"]) == pytest.approx(
+        statistics.fmean(50.0 + i + 1.5 for i in range(10)) - 63.88)
+    assert published_avg["published imagenet (source)"]["text"] == ""  # read row, number not printed there
     few = run_report(tree, "--protocol", "few_shot", "--compare")
     assert few.returncode == 0 and "note: no published numbers for protocol few_shot" in few.stderr
