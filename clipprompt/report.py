@@ -20,8 +20,9 @@ the 11 datasets, its HM computed from the averaged Base and New as the papers do
 and domain generalization: one row per method, the source (ImageNet) and each target, and the
 average over the targets. Few-shot: per dataset accuracy at each number of shots. An average
 is a gap unless every dataset it covers has a number. Each protocol starts with one table of
-every method, best first. `--compare` adds the published averages (`clipprompt/published/`)
-and our difference from them; `--plot DIR` draws the figures (`clipprompt/figures.py`).
+every method, best first. `--compare` adds the published averages (`clipprompt/published/`:
+base-to-new Base/New/HM, cross-dataset and domain-generalization source accuracy and target
+average) and our difference from them; `--plot DIR` draws the figures (`clipprompt/figures.py`).
 
 Dassl-free and torch-free: only the standard library (matplotlib for --plot).
 """
@@ -403,6 +404,7 @@ def tables(records: Iterable[Record], protocol: str = "all") -> list[Table]:
 
 
 def published(protocol: str = "base2new") -> list[dict]:
+    """The published rows of a protocol (`clipprompt/published/<protocol>.csv`); [] if it has none."""
     path = PUBLISHED / f"{protocol}.csv"
     if not path.is_file():
         return []
@@ -410,31 +412,74 @@ def published(protocol: str = "base2new") -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def compare_table(base2new: list[Table]) -> Table:
-    """Our 11-dataset averages beside the published ones, with the difference (ours − published)."""
-    ours = {}
-    for t in base2new:
-        ours.setdefault(PUBLISHED_NAME.get(t.group.trainer, t.group.trainer), []).append(t)
+def _compare_rows(protocol: str, keys: Sequence[str], ours: dict) -> tuple[list, list]:
+    """Published rows (`keys` of its CSV) beside ours (name -> [(Group, our numbers)]), with ours − published.
+
+    Every published method gets a row, ours or not; our methods without a published row follow.
+    """
     rows, row_groups = [], []
-    rows_published = published("base2new")
+    rows_published = published(protocol)
     names = [p["method"] for p in rows_published] + sorted(set(ours) - {p["method"] for p in rows_published})
     by_name = {p["method"]: p for p in rows_published}
     for name in names:
         pub = by_name.get(name)
         status = pub["status"] if pub else "none"
-        numbers = [float(pub[k]) if pub and pub[k] else None for k in ("base", "new", "hm")]
+        numbers = [float(pub[k]) if pub and pub.get(k) else None for k in keys]
         label = {"derived": f"{name} (derived)", "unknown": f"{name} (unknown)"}.get(status, name)
-        for t in ours.get(name, [None]):
-            mine = [v.mean for v in t.rows[-1][1:]] if t else [None, None, None]
+        for g, mine in ours.get(name, [(None, [None] * len(keys))]):
             pub_cells = [Value(x) if x is not None else ("unknown" if status == "unknown" else "") for x in numbers]
             diffs = [Value(m - x) if m is not None and x is not None else "" for m, x in zip(mine, numbers)]
-            row_groups.append(t.group if t else Group("base2new", name, "", None))
-            rows.append([label if t is None else f"{label}: {t.group.title}", *(Value(m) for m in mine),
+            row_groups.append(g if g else Group(protocol, name, "", None))
+            rows.append([label if g is None else f"{label}: {g.title}", *(Value(m) for m in mine),
                          *pub_cells, *diffs, status, pub["source"] if pub else ""])
+    return rows, row_groups
+
+
+def compare_table(base2new: list[Table]) -> Table:
+    """Our 11-dataset averages beside the published ones, with the difference (ours − published)."""
+    ours: dict = {}
+    for t in base2new:
+        ours.setdefault(PUBLISHED_NAME.get(t.group.trainer, t.group.trainer), []).append(
+            (t.group, [v.mean for v in t.rows[-1][1:]]))
+    rows, row_groups = _compare_rows("base2new", ("base", "new", "hm"), ours)
     columns = ["method", "Base", "New", "HM", "published Base", "published New", "published HM",
                "Δ Base", "Δ New", "Δ HM", "published status", "published source"]
     return Table(f"Base-to-new, average over {len(protocols.BASE2NEW)} datasets: ours vs published",
                  "base2new_compare", None, columns, rows, row_groups=row_groups)
+
+
+def transfer_compare_table(protocol: str, transfer: list[Table]) -> Table:
+    """xd or dg: our source accuracy and target average beside the published ones (ours − published)."""
+    ours: dict = {}
+    for t in transfer:
+        for g, row in zip(t.row_groups, t.rows):
+            ours.setdefault(PUBLISHED_NAME.get(g.trainer, g.trainer), []).append((g, [row[1].mean, row[-1].mean]))
+    rows, row_groups = _compare_rows(protocol, ("source_acc", "target_avg"), ours)
+    source, targets = f"{protocols.SOURCE} (source)", f"Average ({len(protocols.datasets_of(protocol))})"
+    measures = [source, targets]
+    columns = ["method", *measures, *(f"published {m}" for m in measures), *(f"Δ {m}" for m in measures),
+               "published status", "published source"]
+    name = "Cross-dataset transfer" if protocol == "xd" else "Domain generalization"
+    return Table(f"{name}: ours vs published", f"{protocol}_compare", None, columns, rows, row_groups=row_groups)
+
+
+def compare_tables(found: list[Table], protocol: str = "all") -> tuple[list[Table], list[str]]:
+    """The ours-vs-published table of each protocol that has runs in `found` and published numbers.
+
+    Also the protocols asked for by name whose runs have no published numbers to compare with.
+    """
+    out, missing = [], []
+    for p in protocols.PROTOCOLS if protocol == "all" else [protocol]:
+        mine = [t for t in found if t.protocol == p]
+        if not mine:
+            continue
+        if not published(p):
+            missing += [p] if protocol != "all" else []
+        elif p == "base2new":
+            out.append(compare_table(mine))
+        else:
+            out.append(transfer_compare_table(p, mine))
+    return out, missing
 
 
 # -- output ------------------------------------------------------------------------------------
@@ -498,6 +543,8 @@ def to_csv(tables_: list[Table]) -> str:
                     dataset, measure = column.replace(" (source)", ""), "accuracy"
                 elif t.protocol in ("base2new_compare", "base2new_summary"):
                     dataset, measure = f"Average ({len(protocols.BASE2NEW)})", column
+                elif t.protocol in ("xd_compare", "dg_compare"):
+                    dataset, measure = "", column
                 elif t.protocol == "few_shot_summary":
                     dataset, measure = f"Average ({len(protocols.FEW_SHOT)})", column
                 else:
@@ -518,7 +565,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("output_dir", help="the OUTPUT folder of the protocol scripts (or any folder above run folders)")
     parser.add_argument("--protocol", choices=[*protocols.PROTOCOLS, "all"], default="all")
     parser.add_argument("--format", choices=["markdown", "csv"], default="markdown")
-    parser.add_argument("--compare", action="store_true", help="add the published base-to-new averages and our difference")
+    parser.add_argument("--compare", action="store_true",
+                        help="add the published averages (base-to-new, cross-dataset, domain generalization) and our difference")
     parser.add_argument("--plot", metavar="DIR", help="also write the figures (PNG and SVG) to DIR; needs matplotlib")
     args = parser.parse_args(argv)
     root = Path(args.output_dir)
@@ -528,15 +576,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     unreadable: list = []
     records = scan(root, unreadable=unreadable)
     found = tables(records, args.protocol)
-    if args.compare and args.protocol in ("base2new", "all"):
-        found.append(compare_table([t for t in found if t.protocol == "base2new"]))
-    elif args.compare:
-        print(f"note: no published numbers for protocol {args.protocol} in {PUBLISHED}", file=sys.stderr)
     for path, reason in unreadable:
         print(f"warning: unreadable {path} ({reason}); not counted", file=sys.stderr)
     if not found:
         print(f"No finished runs of protocol {args.protocol} under {root}", file=sys.stderr)
         return 1
+    if args.compare:
+        comparisons, missing = compare_tables(found, args.protocol)
+        found += comparisons
+        for p in missing:
+            print(f"note: no published numbers for protocol {p} in {PUBLISHED}", file=sys.stderr)
     sys.stdout.write(markdown(found, records, unreadable) if args.format == "markdown" else to_csv(found))
     if args.plot:
         from . import figures
