@@ -8,6 +8,7 @@ come from `clipprompt.faults` (CLIPPROMPT_FAULT).
 import errno
 import json
 import os
+import re
 import random
 import shutil
 import signal
@@ -512,3 +513,51 @@ def test_same_seed_same_weights_other_seed_differs(data_root, tmp_path, tiny_cli
         outs.append(weights(out)["state_dict"]["ctx"])
     assert torch.equal(outs[0], outs[1])
     assert not torch.equal(outs[0], outs[2])
+
+
+# ---- what a person sees on a terminal ------------------------------------------------------
+
+
+@requires_dassl
+def test_a_terminal_shows_a_progress_bar_with_eta_and_log_txt_keeps_plain_lines(data_root, tiny_clip_path, tmp_path):
+    """train.py under a pseudo-terminal: tqdm bars (steps, ETA, loss, lr) on the screen, none in log.txt."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    out = tmp_path / "run"
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a terminal has a size
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TQDM_MININTERVAL": "0"}  # every step drawn, however fast
+    argv = args(data_root, out, tiny_clip_path, flags=["--no-feature-cache"])  # so that evaluation reads images
+    process = subprocess.Popen([sys.executable, str(REPO / "train.py"), *argv],
+                               cwd=REPO, stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    screen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 120)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(master)
+    assert process.wait(timeout=120) == 0, screen.decode(errors="replace")[-3000:]
+    text = screen.decode(errors="replace")
+    assert "epoch 1/2" in text and "epoch 2/2" in text  # one bar per epoch
+    assert re.search(r"\d+/\d+ \[\d\d:\d\d<\d\d:\d\d", text), "no tqdm bar with elapsed<ETA"
+    assert "loss=" in text and "lr=" in text
+    assert "Evaluating (test)" in text
+    assert f"Result written to {out / 'result.json'}" in text
+    assert re.search(r"Caltech101, all classes \(4\), 4 shots, seed 3: accuracy \d+\.\d\d", text)
+    log = (out / "log.txt").read_text()
+    assert "\r" not in log and "<00:" not in log  # the log file keeps plain lines
+    assert "epoch [2/2] batch [" in log and "Result written to" in log
