@@ -50,6 +50,13 @@ def cut_after_eos(tokens: Tensor) -> Tensor:
     return tokens[:, : int(tokens.argmax(dim=-1).max()) + 1]
 
 
+def template_tokens(template: str, classnames: Sequence[str], context_length: int = 77) -> Tensor:
+    """Tokens (n_cls, L) of a hand-crafted prompt per class, e.g. "a photo of a {}.", cut after the
+    longest EOS; underscores in class names become spaces."""
+    texts = [template.replace("{}", name.replace("_", " ")) for name in classnames]
+    return cut_after_eos(tokenize(texts, context_length))
+
+
 def context_from_words(text_encoder: TextEncoder, words: str) -> Tensor:
     """Initial context vectors (n, width) from the embeddings of `words`, e.g. "a photo of a"."""
     words = words.replace("_", " ").strip()

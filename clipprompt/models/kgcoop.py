@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .._clip import clip_model
 from ..options import option, register_options
-from ..prompts import cut_after_eos, tokenize
+from ..prompts import template_tokens
 from .base import accuracy, normalize
 from .coop import CoOp, CoOpOptions
 
@@ -44,9 +44,8 @@ def authors_template(dataset: str, dataset_template: str) -> str:
 
 def hand_crafted_features(text_encoder, classnames: Sequence[str], template: str) -> Tensor:
     """Normalized fp32 features (n_cls, embed_dim) of `template.format(class name)` through the frozen encoder."""
-    texts = [template.format(name.replace("_", " ")) for name in classnames]
     with torch.no_grad():
-        return normalize(text_encoder.encode_tokens(cut_after_eos(tokenize(texts))).float())
+        return normalize(text_encoder.encode_tokens(template_tokens(template, classnames)).float())
 
 
 class KnowledgeGuided:

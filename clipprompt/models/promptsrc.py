@@ -31,7 +31,7 @@ from .._clip import clip_model
 from ..encoders import deep_prompt_injections
 from ..errors import ConfigError
 from ..options import MethodOptions, option, register_options
-from ..prompts import ClassPrompts, cut_after_eos, tokenize
+from ..prompts import ClassPrompts, template_tokens
 from ..templates import IMAGENET_TEMPLATES
 from .base import PromptedCLIP, accuracy, normalize
 from .maple import split_init
@@ -177,11 +177,10 @@ class PromptSRC(PromptedCLIP):
     def teacher_text_features(self) -> Tensor:
         """ḡ (n_cls, embed_dim): frozen CLIP's text features averaged over the templates, normalized."""
         if self._teacher is None or self._teacher.device != self.logit_scale.device:
-            names = [name.replace("_", " ") for name in self.classnames]
             total = None
             for template in IMAGENET_TEMPLATES:
-                tokens = tokenize([template.replace("{}", name) for name in names], self.text_encoder.context_length)
-                tokens = cut_after_eos(tokens).to(self.logit_scale.device)
+                tokens = template_tokens(template, self.classnames, self.text_encoder.context_length)
+                tokens = tokens.to(self.logit_scale.device)
                 features = torch.cat([
                     self.text_encoder.encode_tokens(tokens[i : i + self.template_chunk]).float()
                     for i in range(0, tokens.shape[0], self.template_chunk)

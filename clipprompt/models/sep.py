@@ -31,9 +31,9 @@ from torch import Tensor, nn
 
 from .._clip import clip_model
 from ..encoders import ImageEncoder, TextEncoder
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError
 from ..options import MethodOptions, option, register_options
-from ..prompts import ClassPrompts, PromptLengthError, cut_after_eos, init_context, tokenize
+from ..prompts import ClassPrompts, PromptLengthError, init_context, template_tokens
 from .base import DEFAULT_TEMPLATE, PromptedCLIP, accuracy, fp32_matmul, normalize
 
 SELECTIONS = ("image", "batch")
@@ -288,8 +288,7 @@ class SEP(PromptedCLIP):
         self.visual_prompts = VisualPromptLearner(
             self.image_encoder, options.n_ctx_v, chosen["image"], self.selection == "image", self.official_compat
         )
-        texts = [template.format(name.replace("_", " ")) for name in self.classnames]
-        tokens = cut_after_eos(tokenize(texts, self.text_encoder.context_length))
+        tokens = template_tokens(template, self.classnames, self.text_encoder.context_length)
         with torch.no_grad():
             device = self.text_encoder.token_embedding.weight.device
             hand = normalize(self.text_encoder.encode_tokens(tokens.to(device)).float())

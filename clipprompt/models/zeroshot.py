@@ -10,7 +10,7 @@ from torch import Tensor
 
 from .._clip import clip_model
 from ..options import MethodOptions, register_options
-from ..prompts import cut_after_eos, tokenize
+from ..prompts import template_tokens
 from .base import DEFAULT_TEMPLATE, PromptedCLIP, normalize
 
 
@@ -34,8 +34,7 @@ class ZeroshotCLIP(PromptedCLIP):
     ):
         super().__init__(clip, classnames)
         self.options = options or ZeroshotCLIPOptions()
-        texts = [template.format(name.replace("_", " ")) for name in self.classnames]
-        self.register_buffer("tokens", cut_after_eos(tokenize(texts)), persistent=False)
+        self.register_buffer("tokens", template_tokens(template, self.classnames), persistent=False)
 
     def class_text_features(self) -> Tensor:
         tokens = self.tokens if self.eos_cut else F.pad(self.tokens, (0, self.text_encoder.context_length - self.tokens.shape[1]))
