@@ -48,6 +48,10 @@ def test_job_function_through_submitits_local_executor(tmp_path):
     assert isinstance(requeued, submitit.helpers.DelayedSubmission) and requeued.function.job == ok
 
 
+def scontrol_show(job_id):
+    return subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+
+
 def squeue_ids():
     out = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True).stdout
     return set(out.split())
@@ -82,6 +86,9 @@ def test_tiny_protocol_on_a_real_slurm_with_a_requeued_job(slurm_cluster, tmp_pa
     assert code == 1 and "running" in table and "queued" in table, table
     time.sleep(3)  # well inside train.py
     subprocess.run(["scontrol", "requeue", state["job_id"]], check=True)
+    # SLURM holds a requeued job for two minutes (Reason=BeginTime, set once the old step has ended);
+    # as the cluster's admin the test lets it start at once instead of waiting
+    wait_for(lambda: "Reason=BeginTime" in scontrol_show(state["job_id"]), what="the requeued job to be held")
     subprocess.run(["scontrol", "update", f"JobId={state['job_id']}", "StartTime=now"], check=True)
 
     zeroshot = subprocess.run([sys.executable, "-m", "clipprompt.protocol", "base2new", "zeroshot", "--datasets",
