@@ -1,7 +1,10 @@
 """Fixtures: a tiny random CLIP (built with clip's own classes) and its checkpoint file."""
 
+import fcntl
 import os
+import shutil
 import tempfile
+from pathlib import Path
 
 # Subprocesses (train.py, the scripts, torchrun) inherit this: tiny tensors run fastest on one
 # thread, and parallel test processes do not oversubscribe the cores.
@@ -34,3 +37,19 @@ def tiny_clip_path(tmp_path_factory) -> str:
 def images():
     torch.manual_seed(0)
     return torch.randn(4, 3, 32, 32)
+
+
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """A folder that `build(folder)` fills once per test session, shared by every pytest-xdist worker
+    (they take turns on a lock; the first builds, the others find it done)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder, done = shared / name, shared / f"{name}.done"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder

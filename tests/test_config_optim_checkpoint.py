@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from clipprompt.config import add_project_config, merge_from_file, merge_from_list
 from clipprompt.options import OPTIONS, MethodOptions, option, register_options
-from clipprompt.errors import CheckpointError, ConfigError, UserError
+from clipprompt.errors import CheckpointError, ConfigError
 from clipprompt.optim import build_lr_scheduler
 
 

@@ -1,6 +1,5 @@
 """KgCoOp: CoOp plus the knowledge-guided term towards the hand-crafted class text features."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from clipprompt.models.coop import CoOpOptions
 from clipprompt.models.kgcoop import KgCoOpOptions, authors_template
 from clipprompt.testing import make_tiny_dataset
 from clipprompt.testing.markers import requires_dassl
+from clipprompt.testing.protocol_scripts import run_script
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = ["dog", "cat", "fire truck", "sea lion"]
@@ -121,14 +121,11 @@ def run_base2new_scripts(method: str, tmp_path, tiny_clip_path, *extra: str) -> 
     """`scripts/<method>/base2new_train.sh caltech101 1` then `base2new_test.sh` on tiny data; the report."""
     data = tmp_path / "data"
     make_tiny_dataset(str(data), "Caltech101", num_classes=6, images_per_class=4)
-    env = {**os.environ, "DATA": str(data), "OUTPUT": str(tmp_path / "output"), "SHOTS": "2",
-           "PYTHON": sys.executable, "PYTHONWARNINGS": "ignore::UserWarning"}
+    env = {"DATA": str(data), "OUTPUT": str(tmp_path / "output"), "SHOTS": "2", "PYTHON": sys.executable}
     overrides = ["MODEL.BACKBONE.NAME", tiny_clip_path, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
                  "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "DATALOADER.TEST.BATCH_SIZE", "8", "OPTIM.MAX_EPOCH", "1", *extra]
     for step in ("base2new_train", "base2new_test"):
-        run = subprocess.run(["bash", f"scripts/{method}/{step}.sh", "caltech101", "1", *overrides],
-                             cwd=REPO, env=env, capture_output=True, text=True)
-        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        run_script(f"scripts/{method}/{step}.sh", "caltech101", "1", *overrides, env=env)
     results = list((tmp_path / "output" / "base2new").glob("test_new/caltech101/*/*/*/seed1/result.json"))
     assert len(results) == 1, list((tmp_path / "output").rglob("*"))
     report = subprocess.run([sys.executable, "-m", "clipprompt.report", str(tmp_path / "output"), "--compare"],

@@ -1,6 +1,5 @@
 """The protocol driver: plans, a fake runner for failures, and one real base-to-new run (Dassl)."""
 
-import io
 import os
 import subprocess
 import sys

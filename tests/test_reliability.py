@@ -395,7 +395,6 @@ def test_eval_only_of_an_unfinished_run(data_root, tiny_clip_path, tmp_path, cap
         f"error: {out} holds an unfinished training run (epoch 1 of 2 finished); run its training command again "
         "to finish it, or evaluate epoch 1 with --load-epoch 1."
     )
-    from trainers.base import ClipTrainer
 
     status, stdout, err = cli(args(data_root, evaluated, tiny_clip_path, "DATALOADER.NUM_WORKERS", "512",
                                    flags=[*eval_args, "--load-epoch", "1", "--protocol", "base2new"]), capsys)

@@ -58,8 +58,8 @@ def tree(tmp_path):
             put(out, f"xd/test/{d}/{COOP}/seed{seed}", 50.0 + i + seed)
         for i, d in enumerate(protocols.DG_TARGETS[:3]):  # imagenet_r missing
             put(out, f"xd/test/{d}/{COOP}/seed{seed}", 40.0 + i)
-    put(out, f"few_shot/dtd/shots_4/CoOp/vit_b16_ep50/seed1", 50.0)
-    put(out, f"few_shot/dtd/shots_4/CoOp/vit_b16_ep50/seed2", 54.0)
+    put(out, "few_shot/dtd/shots_4/CoOp/vit_b16_ep50/seed1", 50.0)
+    put(out, "few_shot/dtd/shots_4/CoOp/vit_b16_ep50/seed2", 54.0)
     return out
 
 

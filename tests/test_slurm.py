@@ -3,7 +3,6 @@ real one-node SLURM (tests/slurm_cluster.py) with a job requeued mid-run, resubm
 idempotent, `status`, and the same report as a serial run."""
 
 import json
-import os
 import subprocess
 import sys
 import time

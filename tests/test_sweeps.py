@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from clipprompt import launch, layout, protocol
+from clipprompt import launch, layout
 from clipprompt.testing import make_tiny_dataset
 from clipprompt.testing.markers import requires_dassl
+from conftest import built_once
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -111,18 +112,18 @@ def sweep_env(data, output):
 @pytest.fixture(scope="session")
 def tiny_sweep(tmp_path_factory, tiny_clip_path):
     """Tiny data, and the report of base-to-new for CoOp (seeds 1 2) and zero-shot run serially:
-    what every launcher must reproduce."""
-    root = tmp_path_factory.getbasetemp() / "tiny_sweep"  # a fixed place: test_slurm imports this fixture too
-    if (root / "report.txt").is_file():
-        return root / "data", (root / "report.txt").read_text()
-    make_tiny_dataset(str(root / "data"), "Caltech101", num_classes=6, images_per_class=6)
-    env = sweep_env(root / "data", root / "serial")
-    for args in (["base2new", "coop", "--datasets", "caltech101", "--seeds", "1", "2"],
-                 ["base2new", "zeroshot", "--datasets", "caltech101"]):
-        run = subprocess.run(driver(args, env, tiny_clip_path), cwd=REPO, env=env, capture_output=True, text=True,
-                             timeout=900)
-        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    (root / "report.txt").write_text(report(root / "serial"))
+    what every launcher must reproduce. Made once per session, whichever test (or test worker) asks first."""
+    def build(root):
+        make_tiny_dataset(str(root / "data"), "Caltech101", num_classes=6, images_per_class=6)
+        env = sweep_env(root / "data", root / "serial")
+        for args in (["base2new", "coop", "--datasets", "caltech101", "--seeds", "1", "2"],
+                     ["base2new", "zeroshot", "--datasets", "caltech101"]):
+            run = subprocess.run(driver(args, env, tiny_clip_path), cwd=REPO, env=env, capture_output=True,
+                                 text=True, timeout=900)
+            assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        (root / "report.txt").write_text(report(root / "serial"))
+
+    root = built_once(tmp_path_factory, "tiny_sweep", build)
     return root / "data", (root / "report.txt").read_text()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from clipprompt.testing import make_tiny_dataset
+from clipprompt.testing import make_tiny_dataset, protocol_scripts
 from clipprompt.testing.markers import requires_dassl
 
 pytestmark = requires_dassl
@@ -228,21 +228,24 @@ def run_script(script, *args, env_extra=None):
 
 @pytest.mark.parametrize("method, trainer", [("sep", "SEP"), ("mpl", "MPL"), ("coop", "CoOp"), ("cocoop", "CoCoOp")])
 def test_method_base2new_scripts(data_root, tmp_path, method, trainer):
-    """The issue's commands: `bash scripts/<method>/base2new_train.sh caltech101 1 <overrides>`, then test."""
+    """The issue's commands: `bash scripts/<method>/base2new_train.sh caltech101 1 <overrides>`, then test,
+    each train.py command (as the script prints it) run in-process; the protocol and sweep tests run
+    the same bash -> train.py path for real."""
     env = {"DATA": data_root, "OUTPUT": str(tmp_path), "SHOTS": "1"}
     overrides = ["MODEL.BACKBONE.NAME", TINY_CLIP[0], *TINY, "OPTIM.MAX_EPOCH", "1", "DATALOADER.TRAIN_X.BATCH_SIZE", "2"]
     for step in ("base2new_train", "base2new_test"):
-        run = run_script(f"scripts/{method}/{step}.sh", "caltech101", "1", *overrides, env_extra=env)
-        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        protocol_scripts.run_script(f"scripts/{method}/{step}.sh", "caltech101", "1", *overrides,
+                                    env={**env, "PYTHON": sys.executable})
     (base,) = tmp_path.glob(f"base2new/train_base/caltech101/shots_1/{trainer}/*/seed1/result.json")
     (new,) = tmp_path.glob(f"base2new/test_new/caltech101/shots_1/{trainer}/*/seed1/result.json")
     assert base.parent.parent.name == new.parent.parent.name  # the same config folder
     assert metrics(base.parent)["subsample_classes"] == "base" and metrics(new.parent)["subsample_classes"] == "new"
     assert metrics(base.parent)["num_classes"] == metrics(new.parent)["num_classes"] == 3
     assert metrics(new.parent)["epoch"] == 1 and metrics(new.parent)["trainer"] == trainer
-    if method == "coop":  # the wrappers call scripts/common/: a finished folder is skipped
-        again = run_script(f"scripts/{method}/base2new_train.sh", "caltech101", "1", *overrides, env_extra=env)
-        assert again.returncode == 0 and "Skipping" in again.stdout
+    # the wrappers call scripts/common/: a finished folder is skipped
+    again = run_script(f"scripts/{method}/base2new_train.sh", "caltech101", "1", *overrides,
+                       env_extra={**env, "DRY_RUN": "1"})
+    assert again.returncode == 0 and "Skipping" in again.stdout and "train.py" not in again.stdout
 
 
 def test_script_usage_error():

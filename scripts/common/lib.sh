@@ -4,6 +4,7 @@
 #   OUTPUT   root of all run folders             (default: ./output in the repository)
 #   SHOTS    training shots per class            (default: 16)
 #   PYTHON   interpreter                         (default: python)
+#   DRY_RUN  when set, print the train.py command (shell-quoted) instead of running it
 #
 # A run folder whose result.json parses and records this run is finished and skipped; any other
 # folder is an interrupted run, and running the same command again resumes it from its last
@@ -50,8 +51,14 @@ finished() {  # true (and says so) when $DIR holds a finished run whose result.j
 train_py() {  # train_py TRAINER CFG DATASET DIR [OPTIONS...] [KEY VALUE...]
   local trainer=$1 cfg=$2 dataset=$3 dir=$4
   shift 4
-  "$PYTHON" train.py --root "$DATA" --trainer "$trainer" \
-    --dataset-config-file "configs/datasets/$dataset.yaml" \
-    --config-file "configs/trainers/$trainer/$cfg.yaml" \
-    --output-dir "$dir" --protocol "$RUN_PROTOCOL" --part "$RUN_PART" "$@"
+  local command=("$PYTHON" train.py --root "$DATA" --trainer "$trainer"
+    --dataset-config-file "configs/datasets/$dataset.yaml"
+    --config-file "configs/trainers/$trainer/$cfg.yaml"
+    --output-dir "$dir" --protocol "$RUN_PROTOCOL" --part "$RUN_PART" "$@")
+  if [ -n "${DRY_RUN:-}" ]; then
+    printf '%q ' "${command[@]}"
+    echo
+    return 0
+  fi
+  "${command[@]}"
 }
