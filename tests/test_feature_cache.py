@@ -2,9 +2,6 @@
 for every method that uses it), shared across methods, keyed, rebuilt when they do not match."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -14,6 +11,7 @@ from clipprompt.models import CoCoOp, CoOp, ZeroshotCLIP
 from clipprompt.models.mpl import MPL
 from clipprompt.models.sep import SEP
 from clipprompt.testing.markers import requires_dassl
+from clipprompt.testing.protocol_scripts import train_in_process
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,7 +64,7 @@ def test_file_digest_follows_the_content(tmp_path):
 
 
 @requires_dassl
-def test_metrics_identical_with_and_without_the_cache_for_each_method(tmp_path, tiny_clip_path):
+def test_metrics_identical_with_and_without_the_cache_for_each_method(tmp_path, tiny_clip_path, capsys):
     from clipprompt.testing import make_tiny_dataset
 
     data = str(tmp_path / "data")
@@ -80,10 +78,10 @@ def test_metrics_identical_with_and_without_the_cache_for_each_method(tmp_path, 
                 "--config-file", f"configs/trainers/{config}.yaml", "--output-dir", str(tmp_path / out),
                 "MODEL.BACKBONE.NAME", tiny_clip_path, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
                 "DATALOADER.TEST.BATCH_SIZE", "8", *extra]
-        env = {**os.environ, "PYTHONWARNINGS": "ignore::UserWarning"}
-        done = subprocess.run([sys.executable, "train.py", *args], cwd=REPO, capture_output=True, text=True, env=env)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        return done.stdout
+        status = train_in_process(args)
+        out, err = capsys.readouterr()
+        assert status == 0, out[-3000:] + err[-3000:]
+        return out
 
     def metrics(out):
         return json.loads((tmp_path / out / "result.json").read_text())["metrics"]
