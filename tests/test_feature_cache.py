@@ -13,7 +13,6 @@ from clipprompt.models.sep import SEP
 from clipprompt.testing.markers import requires_dassl
 from clipprompt.testing.protocol_scripts import train_in_process
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def test_which_methods_use_frozen_features():

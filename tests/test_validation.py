@@ -7,6 +7,7 @@ no traceback, and that no output folder was created.
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from clipprompt.config import merge_from_file, merge_from_list
 from clipprompt.errors import ConfigError, UserError
 from clipprompt.testing import make_tiny_dataset
 from clipprompt.testing.markers import requires_dassl
+from clipprompt.testing.protocol_scripts import train_in_process
 
 REPO = Path(__file__).resolve().parent.parent
 LONG_INIT = " ".join(["a photo"] * 40)  # 80 tokens
@@ -348,9 +350,17 @@ def test_sep_prototypes_of_a_class_without_images_is_a_user_error():
 
 
 def train_py(*argv, env=None):
+    """`python train.py` in a fresh interpreter."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore::UserWarning", **(env or {})}
     return subprocess.run([sys.executable, "train.py", *argv], cwd=REPO, capture_output=True, text=True, env=env,
                           timeout=600)
+
+
+def train_cli(capsys, *argv):
+    """train.py's `cli` in this process, as a finished process would look: (returncode, stdout, stderr)."""
+    status = train_in_process(list(argv))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["train.py", *argv], status, out, err)
 
 
 def assert_one_line_input_error(run, message):
@@ -361,6 +371,14 @@ def assert_one_line_input_error(run, message):
 
 
 @requires_dassl
+def test_train_py_in_a_fresh_process_exits_2_with_one_line(data_root, tiny_clip_path, tmp_path):
+    out = tmp_path / "out"
+    run = train_py(*arguments(data_root, tiny_clip_path, out, "OPTIM.MAX_EPOCH", "0"))
+    assert_one_line_input_error(run, "error: OPTIM.MAX_EPOCH is 0; it must be >= 1")
+    assert not out.exists()
+
+
+@requires_dassl
 @pytest.mark.parametrize("case, message", [
     ("zero epochs", "error: OPTIM.MAX_EPOCH is 0; it must be >= 1"),
     ("yaml syntax", "is not valid YAML at line 4, column 6: expected ',' or ']', but got ':'"),
@@ -368,7 +386,8 @@ def assert_one_line_input_error(run, message):
     ("missing root", "download it with `python -m clipprompt.data.prepare caltech101 --root "),
     ("offline model", "error: Cannot download CLIP ViT-B/32 from https://openaipublic.azureedge.net/"),
 ])
-def test_train_py_input_errors_exit_2_before_the_output_folder(data_root, tiny_clip_path, tmp_path, case, message):
+def test_train_py_input_errors_exit_2_before_the_output_folder(data_root, tiny_clip_path, tmp_path, case, message,
+                                                               capsys, monkeypatch):
     out, root, config, extra, env = tmp_path / "out", data_root, "CoOp/vit_b16_ep50", [], {}
     clip_path = tiny_clip_path
     if case == "zero epochs":
@@ -393,23 +412,24 @@ def test_train_py_input_errors_exit_2_before_the_output_folder(data_root, tiny_c
     argv = arguments(root, clip_path, out, *extra)
     if config is None:
         argv[argv.index("--config-file") + 1] = str(tmp_path / "bad.yaml")
-    run = train_py(*argv, env=env)
-    assert_one_line_input_error(run, message)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert_one_line_input_error(train_cli(capsys, *argv), message)
     assert not out.exists()
 
 
 @requires_dassl
-def test_train_py_decompression_bomb_is_an_unreadable_image(tiny_clip_path, tmp_path):
+def test_train_py_decompression_bomb_is_an_unreadable_image(tiny_clip_path, tmp_path, capsys):
     root = tmp_path / "data"
     make_tiny_dataset(str(root), "Caltech101", num_classes=2, images_per_class=4)
     image = root / "caltech-101" / "101_ObjectCategories" / "face" / "face_0001.jpg"
     image.write_bytes(bomb_png(20000, 20000))  # 400 MP claimed in a 60-byte file
     base = arguments(str(root), tiny_clip_path, tmp_path / "stop", "OPTIM.MAX_EPOCH", "1", "DATASET.NUM_SHOTS", "-1")
-    assert_one_line_input_error(train_py(*base), f"error: Cannot read image {image} (DecompressionBombError: ")
+    assert_one_line_input_error(train_cli(capsys, *base), f"error: Cannot read image {image} (DecompressionBombError: ")
 
     skip = arguments(str(root), tiny_clip_path, tmp_path / "skip", "OPTIM.MAX_EPOCH", "1", "DATASET.NUM_SHOTS", "-1",
                      "DATALOADER.SKIP_BAD_IMAGES", "True")
-    run = train_py(*skip, env={"PYTHONWARNINGS": "default"})
+    with pytest.warns(UserWarning, match=re.escape(f"Skipping unreadable image {image} (DecompressionBombError)")):
+        run = train_cli(capsys, *skip)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert f"Skipping unreadable image {image} (DecompressionBombError)" in run.stderr
     assert (tmp_path / "skip" / "result.json").is_file()
