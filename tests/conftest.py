@@ -17,6 +17,8 @@ import torch
 
 from clipprompt.random_clip import build_random_clip, save_random_clip
 
+pytest_plugins = ["slurm_cluster", "tiny_sweep"]  # their session fixtures: a test SLURM, the serial tiny sweep
+
 # Tiny tensors: one thread is faster than many and leaves the other cores to other work.
 torch.set_num_threads(1)
 

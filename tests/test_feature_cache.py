@@ -2,7 +2,6 @@
 for every method that uses it), shared across methods, keyed, rebuilt when they do not match."""
 
 import json
-from pathlib import Path
 
 import torch
 

@@ -1,6 +1,7 @@
 """The protocol driver: plans, a fake runner for failures, and one real base-to-new run (Dassl)."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,26 +123,19 @@ def test_every_wrapper_names_an_existing_config():
 
 
 @requires_dassl
-def test_base2new_end_to_end_then_the_report(tmp_path, tiny_clip_path):
-    data = tmp_path / "data"
-    make_tiny_dataset(str(data), "Caltech101", num_classes=6, images_per_class=6)
-    env = {**os.environ, "DATA": str(data), "OUTPUT": str(tmp_path / "output"), "SHOTS": "2",
-           "PYTHON": sys.executable, "PYTHONWARNINGS": "ignore::UserWarning"}
-    overrides = ["MODEL.BACKBONE.NAME", tiny_clip_path, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
-                 "DATALOADER.TEST.BATCH_SIZE", "8", "OPTIM.MAX_EPOCH", "1"]
-    run = subprocess.run([sys.executable, "-m", "clipprompt.protocol", "base2new", "coop", "--datasets", "caltech101",
-                          "--seeds", "1", "--", *overrides], cwd=REPO, env=env, capture_output=True, text=True)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "2 of 2 runs finished." in run.stdout
-
-    table = subprocess.run([sys.executable, "-m", "clipprompt.report", str(tmp_path / "output"), "--compare"],
+def test_base2new_end_to_end_then_the_report(tiny_sweep):
+    """The serial sweep of the session (tests/tiny_sweep.py): CoOp seeds 1 2 through the driver."""
+    assert "4 of 4 runs finished." in tiny_sweep.driver_output
+    table = subprocess.run([sys.executable, "-m", "clipprompt.report", str(tiny_sweep.output), "--compare"],
                            cwd=REPO, capture_output=True, text=True)
     assert table.returncode == 0, table.stderr
     text = table.stdout
     assert "### Base-to-new: CoOp (vit_b16_ep50, 2 shots)" in text
     caltech = next(line for line in text.splitlines() if line.startswith("| caltech101 |"))
     cells = [c.strip() for c in caltech.strip("|").split("|")]
-    assert all(c.replace(".", "").isdigit() for c in cells[1:]), caltech  # Base, New, HM from the runs
+    # Base and New as the mean ± spread of the two seeds, then HM: numbers from the runs
+    assert [re.fullmatch(r"\d+\.\d\d( ± \d+\.\d\d)?", c) is not None for c in cells[1:]] == [True] * 3, caltech
+    assert "±" in cells[1] and "±" in cells[2]
     assert "| imagenet | – | – | – |" in text and "| Average (11) | – | – | – |" in text
     assert "CoOp: CoOp (vit_b16_ep50, 2 shots) | – |" in text
 

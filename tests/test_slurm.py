@@ -12,8 +12,7 @@ import pytest
 
 from clipprompt import launch, layout
 from clipprompt.testing.markers import requires_dassl
-from slurm_cluster import slurm_cluster  # noqa: F401  (the session fixture)
-from test_sweeps import OVERRIDES, report, status, sweep_env, tiny_sweep, wait_for  # noqa: F401
+from tiny_sweep import OVERRIDES, report, status, sweep_env, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 submitit = pytest.importorskip("submitit", reason="submitit is not installed (pip install -e .[slurm])")
@@ -57,11 +56,10 @@ def squeue_ids():
 
 
 @requires_dassl
-def test_tiny_protocol_on_a_real_slurm_with_a_requeued_job(slurm_cluster, tmp_path, tiny_clip_path,  # noqa: F811
-                                                            tiny_sweep):  # noqa: F811
-    data, serial_report = tiny_sweep
+def test_tiny_protocol_on_a_real_slurm_with_a_requeued_job(slurm_cluster, tmp_path, tiny_clip_path,
+                                                            tiny_sweep):
     output = tmp_path / "slurm"
-    env = sweep_env(data, output)
+    env = sweep_env(tiny_sweep.data, output)
     tail = ["--", "MODEL.BACKBONE.NAME", tiny_clip_path, *OVERRIDES]
     coop = [sys.executable, "-m", "clipprompt.protocol", "base2new", "coop", "--datasets", "caltech101",
             "--seeds", "1", "2", "--launcher", "slurm", "--cpus-per-job", "1", "--time-min", "20", "--no-wait", *tail]
@@ -102,4 +100,4 @@ def test_tiny_protocol_on_a_real_slurm_with_a_requeued_job(slurm_cluster, tmp_pa
     requeued_log = next((output / ".sweeps" / "logs").glob("*train_base*seed1.log")).read_text()
     assert requeued_log.count("$ bash") == 2  # started, cancelled by the requeue, started again, finished
 
-    assert report(output) == serial_report  # the same sweep run serially
+    assert report(output) == tiny_sweep.report  # the same sweep run serially

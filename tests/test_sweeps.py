@@ -7,15 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from clipprompt import launch, layout
-from clipprompt.testing import make_tiny_dataset
 from clipprompt.testing.markers import requires_dassl
-from conftest import built_once
+from tiny_sweep import driver, report, status, sweep_env, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -100,53 +98,6 @@ def test_slots_share_the_cores_or_get_a_gpu_each(monkeypatch):
 
 # ---- a real sweep -------------------------------------------------------------------------
 
-OVERRIDES = ["INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TEST.BATCH_SIZE", "8",
-             "OPTIM.MAX_EPOCH", "1"]
-
-
-def sweep_env(data, output):
-    return {**os.environ, "DATA": str(data), "OUTPUT": str(output), "SHOTS": "2",
-            "PYTHON": sys.executable, "PYTHONWARNINGS": "ignore::UserWarning"}
-
-
-@pytest.fixture(scope="session")
-def tiny_sweep(tmp_path_factory, tiny_clip_path):
-    """Tiny data, and the report of base-to-new for CoOp (seeds 1 2) and zero-shot run serially:
-    what every launcher must reproduce. Made once per session, whichever test (or test worker) asks first."""
-    def build(root):
-        make_tiny_dataset(str(root / "data"), "Caltech101", num_classes=6, images_per_class=6)
-        env = sweep_env(root / "data", root / "serial")
-        for args in (["base2new", "coop", "--datasets", "caltech101", "--seeds", "1", "2"],
-                     ["base2new", "zeroshot", "--datasets", "caltech101"]):
-            run = subprocess.run(driver(args, env, tiny_clip_path), cwd=REPO, env=env, capture_output=True,
-                                 text=True, timeout=900)
-            assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-        (root / "report.txt").write_text(report(root / "serial"))
-
-    root = built_once(tmp_path_factory, "tiny_sweep", build)
-    return root / "data", (root / "report.txt").read_text()
-
-
-def driver(args, env, clip):
-    return [sys.executable, "-m", "clipprompt.protocol", *args, "--", "MODEL.BACKBONE.NAME", clip, *OVERRIDES]
-
-
-def status(output, *extra):
-    run = subprocess.run([sys.executable, "-m", "clipprompt.protocol", "status", str(output), *extra], cwd=REPO,
-                         capture_output=True, text=True)
-    return run.returncode, run.stdout, run.stderr
-
-
-def wait_for(condition, timeout=240, what="condition"):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def running_job(output):
     for state_file in (Path(output) / ".sweeps" / "state").glob("*.json"):
         state = json.loads(state_file.read_text())
@@ -155,18 +106,10 @@ def running_job(output):
     return None
 
 
-def report(output):
-    run = subprocess.run([sys.executable, "-m", "clipprompt.report", str(output)], cwd=REPO, capture_output=True,
-                         text=True)
-    assert run.returncode == 0, run.stderr
-    return "\n".join(line for line in run.stdout.splitlines() if str(output) not in line)
-
-
 @requires_dassl
 def test_local_launcher_two_slots_failure_kill_restart_status_and_report(tmp_path, tiny_clip_path, tiny_sweep):
-    data, serial_report = tiny_sweep
     output = tmp_path / "parallel"
-    env = sweep_env(data, output)
+    env = sweep_env(tiny_sweep.data, output)
     # eurosat has no data: its trainings fail, their tests are not run, caltech101 goes on
     coop = ["base2new", "coop", "--datasets", "caltech101", "eurosat", "--seeds", "1", "2",
             "--launcher", "local", "--slots", "2"]
@@ -214,4 +157,4 @@ def test_local_launcher_two_slots_failure_kill_restart_status_and_report(tmp_pat
     result = json.loads((output / by[("CoOp", "caltech101", "new", "1")]["folder"] / "result.json").read_text())
     assert (result["protocol"], result["part"], result["config_name"]) == ("base2new", "new", "vit_b16_ep50")
 
-    assert report(output) == serial_report  # the same sweep run serially
+    assert report(output) == tiny_sweep.report  # the same sweep run serially
