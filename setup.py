@@ -29,7 +29,8 @@ setup(
     package_data={"clipprompt": ["published/*.csv", "published/*.md"]},
     install_requires=requirements,
     extras_require={
-        "test": ["pytest>=7", "matplotlib>=3.5"],  # the report's figures are tested too
+        # pytest-xdist runs the tests on every core (-n auto); the report's figures are tested too
+        "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.5"],
         "plot": ["matplotlib>=3.5"],
         "slurm": ["submitit>=1.5"],
     },

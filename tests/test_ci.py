@@ -18,7 +18,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 def test_ci_reads_install_and_test_lines_from_readme():
     install = helper["commands"](README, "install")
     assert install == ["pip install torch==2.14.1 torchvision==0.29.1", 'pip install -e ".[test]"']
-    assert helper["commands"](README, "test") == ["python3 -m pytest -q"]
+    assert helper["commands"](README, "test") == ["python3 -m pytest -q -n auto"]
     ci = (ROOT / ".ci" / "run").read_text()
     # .ci/run has no install or test line of its own: both come from README.
     assert "readme_commands.py install" in ci and "readme_commands.py test" in ci
@@ -28,7 +28,7 @@ def test_ci_reads_install_and_test_lines_from_readme():
 
 def test_install_lines_bring_pytest_and_skip_dassl():
     setup = (ROOT / "setup.py").read_text()
-    assert re.search(r'"test": \[[^\]]*"pytest', setup)
+    assert re.search(r'"test": \[[^\]]*"pytest>=7", "pytest-xdist', setup)  # README's test command uses -n
     install = " ".join(helper["commands"](README, "install"))
     assert "dassl" not in install.lower()  # Dassl is installed separately, by hand
     assert "Dassl.pytorch@" in README  # ... and README still says how
