@@ -55,3 +55,14 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
             build(folder)
             done.touch()
     return folder
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items):
+    """The tests that share the serial tiny sweep (the longest end-to-end runs) go first, as one group:
+    under `-n` (pytest.ini's --dist loadgroup) one worker builds the sweep and runs them while the
+    others run everything else, instead of waiting on the sweep's lock."""
+    shared = [item for item in items if "tiny_sweep" in item.fixturenames]
+    for item in shared:
+        item.add_marker(pytest.mark.xdist_group("tiny_sweep"))
+    items[:] = shared + [item for item in items if item not in shared]
