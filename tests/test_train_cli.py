@@ -214,13 +214,6 @@ def test_missing_dataset_folder_names_the_path(tmp_path, tiny_clip_path):
     assert str(tmp_path / "caltech-101") in stderr and "DATASETS.md" in stderr
 
 
-def test_datasets_import_dassl_without_its_side_effect_and_no_trainer():
-    """A fresh process: `import datasets` loads Dassl (logging left on) but no trainer module."""
-    code = "import logging, sys, datasets; print(logging.root.manager.disable, sorted(m for m in sys.modules if m.split('.')[0] == 'trainers'))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "0 []"
-
-
 def run_script(script, *args, env_extra=None):
     env = {**os.environ, **(env_extra or {}), "PYTHON": sys.executable, "PYTHONWARNINGS": "ignore::UserWarning"}
     return subprocess.run(["bash", script, *args], cwd=REPO, capture_output=True, text=True, env=env)
