@@ -113,13 +113,28 @@ def test_overrides_come_in_pairs_and_dry_run_prints(capsys):
     ]
 
 
-def test_every_wrapper_names_an_existing_config():
-    trainers = {"coop": "CoOp", "cocoop": "CoCoOp", "zeroshot": "ZeroshotCLIP", "kgcoop": "KgCoOp", "tcp": "TCP"}
-    for method, trainer in trainers.items():
-        for script in (REPO / "scripts" / method).glob("*.sh"):
-            text = script.read_text()
-            cfg = text.split("CFG=${CFG:-")[1].split("}")[0]
-            assert (REPO / "configs/trainers" / trainer / f"{cfg}.yaml").is_file(), script
+WRAPPER_ARGS = {"base2new_train.sh": ["dtd", "1"], "base2new_test.sh": ["dtd", "1"], "xd_train.sh": ["1"],
+                "xd_test.sh": ["dtd", "1"], "few_shot.sh": ["dtd", "1", "2"]}
+
+
+def test_every_wrapper_runs_an_existing_config_of_its_trainer(tmp_path):
+    """Each scripts/<method>/*.sh, asked where its run lives (PRINT_DIR, as the driver asks), names a
+    trainer and a config file that exists; every method folder has its base-to-new pair."""
+    methods = sorted(d for d in (REPO / "scripts").iterdir() if d.is_dir() and d.name != "common")
+    assert {d.name for d in methods} >= {"sep", "mpl", "coop", "cocoop", "kgcoop", "tcp", "maple", "promptsrc",
+                                         "zeroshot"}
+    env = {**os.environ, "PRINT_DIR": "1", "OUTPUT": str(tmp_path), "PYTHON": sys.executable}
+    for method in methods:
+        wrappers = sorted(method.glob("*.sh"))
+        assert {"base2new_test.sh", "xd_test.sh"} <= {w.name for w in wrappers}, method
+        for wrapper in wrappers:
+            args = WRAPPER_ARGS[wrapper.name][:1] if method.name == "zeroshot" else WRAPPER_ARGS[wrapper.name]
+            run = subprocess.run(["bash", str(wrapper), *args], cwd=REPO, env=env, capture_output=True, text=True)
+            assert run.returncode == 0, f"{wrapper}: {run.stderr}"
+            folder, *key = run.stdout.splitlines()[0].split("\t")
+            trainer, config = key[2], key[3]
+            assert (REPO / "configs" / "trainers" / trainer / f"{config}.yaml").is_file(), (wrapper, trainer, config)
+            assert Path(folder).is_relative_to(tmp_path) and f"/{trainer}/{config}" in folder, (wrapper, folder)
 
 
 @requires_dassl
