@@ -96,6 +96,10 @@ def _pid_alive(pid) -> bool:
     return True
 
 
+class SlurmError(RuntimeError):
+    """SLURM did not answer (squeue kept failing): the driver says so in one line, exit status 1."""
+
+
 def slurm_states(job_ids: Sequence[str]) -> dict[str, str]:
     """job id -> SLURM state (PENDING, RUNNING, ...) of the jobs still in the queue."""
     ids = sorted({str(j) for j in job_ids if j})
@@ -113,7 +117,8 @@ def slurm_states(job_ids: Sequence[str]) -> dict[str, str]:
             break
         time.sleep(min(2 ** attempt, 10))  # a busy slurmctld: an empty answer would read as "all finished"
     else:
-        raise RuntimeError(f"squeue keeps failing: {done.stderr.strip() if done else 'timed out'}")
+        reason = " ".join(done.stderr.split()) if done and done.stderr.strip() else "timed out"
+        raise SlurmError(f"squeue keeps failing: {reason}")
     out = done.stdout
     states = {}
     for line in out.splitlines():

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import difflib
+import importlib.util
 import io
 import json
 import os
@@ -344,6 +345,8 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     bad = [o for o in args.sbatch if "=" not in o]
     if bad:
         parser.error(f"--sbatch takes KEY=VALUE, got {bad[0]!r}")
+    if args.launcher == "slurm" and not args.dry_run and importlib.util.find_spec("submitit") is None:
+        parser.error("--launcher slurm needs submitit: pip install -e .[slurm]")
     if len(overrides) % 2:
         parser.error(f"config overrides come in KEY VALUE pairs; got {len(overrides)} words after --")
     return args, overrides
@@ -362,7 +365,11 @@ def main(argv: Sequence[str] | None = None, runner: Runner | None = None,
          scripts_dir: Path = SCRIPTS) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["status"]:
-        return status_main(argv[1:])
+        try:
+            return status_main(argv[1:])
+        except launch.SlurmError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     args, overrides = parse_args(argv)
     try:
         runs = plan(args.protocol, args.method, args.datasets, args.seeds, args.shots, scripts_dir)
@@ -379,6 +386,9 @@ def main(argv: Sequence[str] | None = None, runner: Runner | None = None,
     except ProtocolError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except launch.SlurmError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except launch.Stopped as stop:
         print(summary(runs, [run for run in runs if run.status != "ok"]))
         print(f"Stopped by {stop}; the same command resumes.")
