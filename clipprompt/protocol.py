@@ -85,7 +85,7 @@ def resolve(run: Run, overrides: Sequence[str] = ()) -> launch.Job:
     output = output_root()
     name = str(layout.RunKey(**keys[0]).folder(output).relative_to(output)).replace("/", "__")
     return launch.Job(name=name, command=run.command(overrides), cwd=str(REPO), output=str(output), env=env,
-                      keys=keys, nargs=len(run.args))
+                      keys=keys, title=run.describe())
 
 
 class ProtocolError(ValueError):
