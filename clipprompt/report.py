@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from . import protocols
+from . import layout, protocols
 
 RESULT_FILE = "result.json"
 PUBLISHED = Path(__file__).resolve().parent / "published"
@@ -73,42 +73,41 @@ def _int(text: str, prefix: str) -> int | None:
     return int(text[len(prefix):]) if text.startswith(prefix) and text[len(prefix):].isdigit() else None
 
 
-def locate(parts: Sequence[str]) -> list[dict] | None:
-    """What a run folder holds, from the tail of its path; None for folders of another layout.
+#: the folder under OUTPUT of a trained run's protocol part -> the (protocol, part) the layout knows it by
+_TRAINED_TOPS: dict[str, tuple[str, str]] = {}
+for _key, _top in layout.FOLDERS.items():
+    _TRAINED_TOPS.setdefault(_top, _key)
 
-    A zero-shot ImageNet evaluation is the source column of both xd and dg, so a list.
+
+def locate(parts: Sequence[str]) -> list[dict] | None:
+    """What a run folder holds, from the tail of its path (`clipprompt.layout` read backwards);
+    None for folders of another layout.
+
+    An ImageNet training or zero-shot evaluation is the source column of both xd and dg, so a list.
     """
     p = list(parts)
-    if len(p) >= 7 and p[-7] == "base2new" and p[-6] in ("train_base", "test_new"):
+    key = None
+    if len(p) >= 7 and "/".join(p[-7:-5]) in _TRAINED_TOPS:
         shots, seed = _int(p[-4], "shots_"), _int(p[-1], "seed")
         if shots is None or seed is None:
             return None
-        part = "base" if p[-6] == "train_base" else "new"
-        return [dict(protocol="base2new", part=part, dataset=p[-5], shots=shots, trainer=p[-3], config=p[-2], seed=seed)]
-    if len(p) >= 7 and p[-7] == "xd" and p[-6] in ("train", "test"):
+        protocol, part = _TRAINED_TOPS["/".join(p[-7:-5])]
+        key = layout.RunKey(protocol, part, p[-3], p[-2], p[-5], shots, seed)
+    elif len(p) >= 6 and p[-6] == "few_shot":
         shots, seed = _int(p[-4], "shots_"), _int(p[-1], "seed")
         if shots is None or seed is None:
             return None
-        run = dict(dataset=p[-5], shots=shots, trainer=p[-3], config=p[-2], seed=seed)
-        if p[-6] == "train":
-            return [dict(run, protocol="xd", part="source"), dict(run, protocol="dg", part="source")]
-        protocol = "dg" if p[-5] in protocols.DG_TARGETS else "xd"
-        return [dict(run, protocol=protocol, part="target")]
-    if len(p) >= 6 and p[-6] == "few_shot":
-        shots, seed = _int(p[-4], "shots_"), _int(p[-1], "seed")
-        if shots is None or seed is None:
-            return None
-        return [dict(protocol="few_shot", part=f"shots_{shots}", dataset=p[-5], shots=shots,
-                     trainer=p[-3], config=p[-2], seed=seed)]
-    if len(p) >= 5 and p[-5] == "zeroshot":
-        run = dict(dataset=p[-4], shots=None, trainer=p[-2], config=p[-1], seed=None)
-        if p[-3] in ("base", "new"):
-            return [dict(run, protocol="base2new", part=p[-3])]
-        if p[-3] == "all":
-            if p[-4] == protocols.SOURCE:
-                return [dict(run, protocol="xd", part="source"), dict(run, protocol="dg", part="source")]
-            return [dict(run, protocol="dg" if p[-4] in protocols.DG_TARGETS else "xd", part="target")]
-    return None
+        key = layout.RunKey("few_shot", f"shots_{shots}", p[-3], p[-2], p[-5], shots, seed)
+    elif len(p) >= 5 and p[-5] == "zeroshot" and p[-3] in ("all", "base", "new"):
+        key = layout.RunKey("zeroshot", p[-3], p[-2], p[-1], p[-4])
+    if key is None:
+        return None
+    protocol, part = key.recorded()
+    run = dict(dataset=key.dataset, shots=key.shots, trainer=key.trainer, config=key.config, seed=key.seed)
+    found = [dict(run, protocol=protocol, part=part)]
+    if (protocol, part) == ("xd", "source"):
+        found.append(dict(run, protocol="dg", part="source"))
+    return found
 
 
 def log_accuracy(folder: Path) -> tuple[float, str] | None:
