@@ -48,8 +48,6 @@ GAP = "–"
 UNFINISHED = "†"  # marks a cell with a run whose training did not finish
 _ACCURACY = re.compile(r"^\* accuracy: ([0-9.]+)%", re.MULTILINE)
 _LOG = re.compile(r"^log\.txt(-.+)?$")
-#: Our trainer names -> the method names of the published tables.
-PUBLISHED_NAME = {"ZeroshotCLIP": "CLIP (zero-shot)"}
 
 
 @dataclass(frozen=True)
@@ -411,13 +409,22 @@ def published(protocol: str = "base2new") -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _compare_rows(protocol: str, keys: Sequence[str], ours: dict) -> tuple[list, list]:
-    """Published rows (`keys` of its CSV) beside ours (name -> [(Group, our numbers)]), with ours − published.
+def published_names(rows: Iterable[dict]) -> dict[str, str]:
+    """Our trainer -> the published method its row is compared with (the CSVs' `trainer` column)."""
+    return {p["trainer"]: p["method"] for p in rows if p.get("trainer")}
+
+
+def _compare_rows(protocol: str, keys: Sequence[str], by_trainer: dict) -> tuple[list, list]:
+    """Published rows (`keys` of its CSV) beside ours (trainer -> [(Group, our numbers)]), with ours − published.
 
     Every published method gets a row, ours or not; our methods without a published row follow.
     """
     rows, row_groups = [], []
     rows_published = published(protocol)
+    name_of = published_names(rows_published)
+    ours: dict = {}
+    for trainer, mine in by_trainer.items():
+        ours.setdefault(name_of.get(trainer, trainer), []).extend(mine)
     names = [p["method"] for p in rows_published] + sorted(set(ours) - {p["method"] for p in rows_published})
     by_name = {p["method"]: p for p in rows_published}
     for name in names:
@@ -438,7 +445,7 @@ def compare_table(base2new: list[Table]) -> Table:
     """Our 11-dataset averages beside the published ones, with the difference (ours − published)."""
     ours: dict = {}
     for t in base2new:
-        ours.setdefault(PUBLISHED_NAME.get(t.group.trainer, t.group.trainer), []).append(
+        ours.setdefault(t.group.trainer, []).append(
             (t.group, [v.mean for v in t.rows[-1][1:]]))
     rows, row_groups = _compare_rows("base2new", ("base", "new", "hm"), ours)
     columns = ["method", "Base", "New", "HM", "published Base", "published New", "published HM",
@@ -452,7 +459,7 @@ def transfer_compare_table(protocol: str, transfer: list[Table]) -> Table:
     ours: dict = {}
     for t in transfer:
         for g, row in zip(t.row_groups, t.rows):
-            ours.setdefault(PUBLISHED_NAME.get(g.trainer, g.trainer), []).append((g, [row[1].mean, row[-1].mean]))
+            ours.setdefault(g.trainer, []).append((g, [row[1].mean, row[-1].mean]))
     rows, row_groups = _compare_rows(protocol, ("source_acc", "target_avg"), ours)
     source, targets = f"{protocols.SOURCE} (source)", f"Average ({len(protocols.datasets_of(protocol))})"
     measures = [source, targets]
@@ -590,7 +597,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import figures
 
         try:
-            figs = figures.figures(found, published("base2new"), PUBLISHED_NAME)
+            rows = published("base2new")
+            figs = figures.figures(found, rows, published_names(rows))
         except figures.PlotUnavailable as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
