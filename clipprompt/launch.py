@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -431,7 +431,3 @@ def wait_slurm(job_ids: Sequence[str], poll_s: float = 2.0) -> None:
     """Until none of the jobs is in the queue any more."""
     while slurm_states(job_ids):
         time.sleep(poll_s)
-
-
-def job_to_dict(job: Job) -> dict:
-    return asdict(job)

@@ -30,7 +30,7 @@ import shlex
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -185,7 +185,7 @@ def write_manifest(name: str, jobs: list[launch.Job]) -> None:
         known = {job["name"]: job for job in json.loads(path.read_text())}
     except (OSError, ValueError):
         known = {}
-    known.update({job.name: launch.job_to_dict(job) for job in jobs})
+    known.update({job.name: asdict(job) for job in jobs})
     atomic_write_text(path, json.dumps(list(known.values()), indent=1) + "\n")
 
 
