@@ -92,9 +92,7 @@ class FeatureCache:
         """(features, labels) when the file exists and was written under exactly this key."""
         try:
             stored = torch.load(self.path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            return None
-        except Exception:  # torn or foreign: rebuild
+        except Exception:  # absent, torn or foreign: rebuild
             return None
         if not isinstance(stored, dict) or stored.get("key") != json.dumps(self.key, sort_keys=True):
             return None

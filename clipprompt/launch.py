@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -50,7 +50,7 @@ class Job:
     env: dict = field(default_factory=dict)
     keys: list[dict] = field(default_factory=list)  # layout.RunKey fields of the folders it writes
     after: list[dict] = field(default_factory=list)  # RunKey fields of the training it needs
-    nargs: int = 0  # the script's own arguments in `command` (the rest are config overrides)
+    title: str = ""  # the run as the driver names it: its script and arguments, without overrides
 
     @property
     def log(self) -> Path:
@@ -96,6 +96,10 @@ def _pid_alive(pid) -> bool:
     return True
 
 
+class SlurmError(RuntimeError):
+    """SLURM did not answer (squeue kept failing): the driver says so in one line, exit status 1."""
+
+
 def slurm_states(job_ids: Sequence[str]) -> dict[str, str]:
     """job id -> SLURM state (PENDING, RUNNING, ...) of the jobs still in the queue."""
     ids = sorted({str(j) for j in job_ids if j})
@@ -113,7 +117,8 @@ def slurm_states(job_ids: Sequence[str]) -> dict[str, str]:
             break
         time.sleep(min(2 ** attempt, 10))  # a busy slurmctld: an empty answer would read as "all finished"
     else:
-        raise RuntimeError(f"squeue keeps failing: {done.stderr.strip() if done else 'timed out'}")
+        reason = " ".join(done.stderr.split()) if done and done.stderr.strip() else "timed out"
+        raise SlurmError(f"squeue keeps failing: {reason}")
     out = done.stdout
     states = {}
     for line in out.splitlines():
@@ -245,6 +250,9 @@ def run_local(jobs: list[Job], after: dict[str, str | None], slots: int = 1, gpu
     total = len(jobs)
     order = {job.name: i for i, job in enumerate(jobs, 1)}
 
+    def say(job: Job, note: str = "") -> None:
+        print(f"[{order[job.name]}/{total}] {job.title}" + (f": {note}" if note else ""), file=out, flush=True)
+
     def work(job: Job, slot: int):
         try:
             if runner is not None:
@@ -262,7 +270,7 @@ def run_local(jobs: list[Job], after: dict[str, str | None], slots: int = 1, gpu
                 status[job.name] = "stopped"
             else:
                 status[job.name] = f"failed (exit status {rc})"
-                print(f"[{order[job.name]}/{total}] {describe(job)}: {status[job.name]}", file=out, flush=True)
+                say(job, status[job.name])
             free.append(slot)
             del running[job.name]
             lock.notify_all()
@@ -298,24 +306,23 @@ def run_local(jobs: list[Job], after: dict[str, str | None], slots: int = 1, gpu
                             write_state(job, "failed", rc=None, reason="its training failed")
                             job.log.parent.mkdir(parents=True, exist_ok=True)
                             job.log.write_text("not run: its training failed\n")
-                        print(f"[{order[job.name]}/{total}] {describe(job)}: not run, its training failed",
-                              file=out, flush=True)
+                        say(job, "not run, its training failed")
                         continue
                     if runner is None and job.finished():  # nothing to start (the script would skip it too)
                         pending.remove(job)
                         status[job.name] = "ok"
-                        print(f"[{order[job.name]}/{total}] {describe(job)}: finished already", file=out, flush=True)
+                        say(job, "finished already")
                         continue
                     if runner is None and live_state(job) == "running":  # another driver runs it
                         pending.remove(job)
                         status[job.name] = f"not run (running in process {read_state(job).get('pid')})"
-                        print(f"[{order[job.name]}/{total}] {describe(job)}: {status[job.name]}", file=out, flush=True)
+                        say(job, status[job.name])
                         continue
                     if not free:
                         break
                     pending.remove(job)
                     slot = free.pop(0)
-                    print(f"[{order[job.name]}/{total}] {describe(job)}", file=out, flush=True)
+                    say(job)
                     running[job.name] = threading.Thread(target=work, args=(job, slot), daemon=True)
                     running[job.name].start()
                     started = True
@@ -336,15 +343,6 @@ class Stopped(Exception):
     def __init__(self, sig):
         super().__init__(signal.Signals(sig).name)
         self.exit_status = 128 + int(sig)
-
-
-def describe(job: Job) -> str:
-    script = Path(job.command[1])
-    try:
-        script = script.relative_to(job.cwd)
-    except ValueError:
-        pass
-    return " ".join([str(script), *job.command[2:2 + job.nargs]])
 
 
 # ---- SLURM through submitit ----------------------------------------------------------------
@@ -433,7 +431,3 @@ def wait_slurm(job_ids: Sequence[str], poll_s: float = 2.0) -> None:
     """Until none of the jobs is in the queue any more."""
     while slurm_states(job_ids):
         time.sleep(poll_s)
-
-
-def job_to_dict(job: Job) -> dict:
-    return asdict(job)

@@ -1,4 +1,4 @@
-"""Where each run of a protocol lives, stated once: the scripts, the driver and `status` ask here.
+"""Where each run of a protocol lives, stated once: the scripts, the driver, `status` and the report ask here.
 
     python -m clipprompt.layout dir OUTPUT PROTOCOL PART TRAINER CONFIG DATASET SHOTS [SEED]
         prints `DIR<TAB>PROTOCOL<TAB>PART` (the protocol and part that result.json records)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import difflib
+import importlib.util
 import io
 import json
 import os
@@ -29,7 +30,7 @@ import shlex
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -84,7 +85,7 @@ def resolve(run: Run, overrides: Sequence[str] = ()) -> launch.Job:
     output = output_root()
     name = str(layout.RunKey(**keys[0]).folder(output).relative_to(output)).replace("/", "__")
     return launch.Job(name=name, command=run.command(overrides), cwd=str(REPO), output=str(output), env=env,
-                      keys=keys, nargs=len(run.args))
+                      keys=keys, title=run.describe())
 
 
 class ProtocolError(ValueError):
@@ -184,7 +185,7 @@ def write_manifest(name: str, jobs: list[launch.Job]) -> None:
         known = {job["name"]: job for job in json.loads(path.read_text())}
     except (OSError, ValueError):
         known = {}
-    known.update({job.name: launch.job_to_dict(job) for job in jobs})
+    known.update({job.name: asdict(job) for job in jobs})
     atomic_write_text(path, json.dumps(list(known.values()), indent=1) + "\n")
 
 
@@ -344,6 +345,8 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     bad = [o for o in args.sbatch if "=" not in o]
     if bad:
         parser.error(f"--sbatch takes KEY=VALUE, got {bad[0]!r}")
+    if args.launcher == "slurm" and not args.dry_run and importlib.util.find_spec("submitit") is None:
+        parser.error("--launcher slurm needs submitit: pip install -e .[slurm]")
     if len(overrides) % 2:
         parser.error(f"config overrides come in KEY VALUE pairs; got {len(overrides)} words after --")
     return args, overrides
@@ -362,7 +365,11 @@ def main(argv: Sequence[str] | None = None, runner: Runner | None = None,
          scripts_dir: Path = SCRIPTS) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["status"]:
-        return status_main(argv[1:])
+        try:
+            return status_main(argv[1:])
+        except launch.SlurmError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     args, overrides = parse_args(argv)
     try:
         runs = plan(args.protocol, args.method, args.datasets, args.seeds, args.shots, scripts_dir)
@@ -379,6 +386,9 @@ def main(argv: Sequence[str] | None = None, runner: Runner | None = None,
     except ProtocolError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except launch.SlurmError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except launch.Stopped as stop:
         print(summary(runs, [run for run in runs if run.status != "ok"]))
         print(f"Stopped by {stop}; the same command resumes.")

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from . import protocols
+from . import layout, protocols
 
 RESULT_FILE = "result.json"
 PUBLISHED = Path(__file__).resolve().parent / "published"
@@ -48,8 +48,6 @@ GAP = "–"
 UNFINISHED = "†"  # marks a cell with a run whose training did not finish
 _ACCURACY = re.compile(r"^\* accuracy: ([0-9.]+)%", re.MULTILINE)
 _LOG = re.compile(r"^log\.txt(-.+)?$")
-#: Our trainer names -> the method names of the published tables.
-PUBLISHED_NAME = {"ZeroshotCLIP": "CLIP (zero-shot)"}
 
 
 @dataclass(frozen=True)
@@ -73,42 +71,41 @@ def _int(text: str, prefix: str) -> int | None:
     return int(text[len(prefix):]) if text.startswith(prefix) and text[len(prefix):].isdigit() else None
 
 
-def locate(parts: Sequence[str]) -> list[dict] | None:
-    """What a run folder holds, from the tail of its path; None for folders of another layout.
+#: the folder under OUTPUT of a trained run's protocol part -> the (protocol, part) the layout knows it by
+_TRAINED_TOPS: dict[str, tuple[str, str]] = {}
+for _key, _top in layout.FOLDERS.items():
+    _TRAINED_TOPS.setdefault(_top, _key)
 
-    A zero-shot ImageNet evaluation is the source column of both xd and dg, so a list.
+
+def locate(parts: Sequence[str]) -> list[dict] | None:
+    """What a run folder holds, from the tail of its path (`clipprompt.layout` read backwards);
+    None for folders of another layout.
+
+    An ImageNet training or zero-shot evaluation is the source column of both xd and dg, so a list.
     """
     p = list(parts)
-    if len(p) >= 7 and p[-7] == "base2new" and p[-6] in ("train_base", "test_new"):
+    key = None
+    if len(p) >= 7 and "/".join(p[-7:-5]) in _TRAINED_TOPS:
         shots, seed = _int(p[-4], "shots_"), _int(p[-1], "seed")
         if shots is None or seed is None:
             return None
-        part = "base" if p[-6] == "train_base" else "new"
-        return [dict(protocol="base2new", part=part, dataset=p[-5], shots=shots, trainer=p[-3], config=p[-2], seed=seed)]
-    if len(p) >= 7 and p[-7] == "xd" and p[-6] in ("train", "test"):
+        protocol, part = _TRAINED_TOPS["/".join(p[-7:-5])]
+        key = layout.RunKey(protocol, part, p[-3], p[-2], p[-5], shots, seed)
+    elif len(p) >= 6 and p[-6] == "few_shot":
         shots, seed = _int(p[-4], "shots_"), _int(p[-1], "seed")
         if shots is None or seed is None:
             return None
-        run = dict(dataset=p[-5], shots=shots, trainer=p[-3], config=p[-2], seed=seed)
-        if p[-6] == "train":
-            return [dict(run, protocol="xd", part="source"), dict(run, protocol="dg", part="source")]
-        protocol = "dg" if p[-5] in protocols.DG_TARGETS else "xd"
-        return [dict(run, protocol=protocol, part="target")]
-    if len(p) >= 6 and p[-6] == "few_shot":
-        shots, seed = _int(p[-4], "shots_"), _int(p[-1], "seed")
-        if shots is None or seed is None:
-            return None
-        return [dict(protocol="few_shot", part=f"shots_{shots}", dataset=p[-5], shots=shots,
-                     trainer=p[-3], config=p[-2], seed=seed)]
-    if len(p) >= 5 and p[-5] == "zeroshot":
-        run = dict(dataset=p[-4], shots=None, trainer=p[-2], config=p[-1], seed=None)
-        if p[-3] in ("base", "new"):
-            return [dict(run, protocol="base2new", part=p[-3])]
-        if p[-3] == "all":
-            if p[-4] == protocols.SOURCE:
-                return [dict(run, protocol="xd", part="source"), dict(run, protocol="dg", part="source")]
-            return [dict(run, protocol="dg" if p[-4] in protocols.DG_TARGETS else "xd", part="target")]
-    return None
+        key = layout.RunKey("few_shot", f"shots_{shots}", p[-3], p[-2], p[-5], shots, seed)
+    elif len(p) >= 5 and p[-5] == "zeroshot" and p[-3] in ("all", "base", "new"):
+        key = layout.RunKey("zeroshot", p[-3], p[-2], p[-1], p[-4])
+    if key is None:
+        return None
+    protocol, part = key.recorded()
+    run = dict(dataset=key.dataset, shots=key.shots, trainer=key.trainer, config=key.config, seed=key.seed)
+    found = [dict(run, protocol=protocol, part=part)]
+    if (protocol, part) == ("xd", "source"):
+        found.append(dict(run, protocol="dg", part="source"))
+    return found
 
 
 def log_accuracy(folder: Path) -> tuple[float, str] | None:
@@ -412,13 +409,22 @@ def published(protocol: str = "base2new") -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _compare_rows(protocol: str, keys: Sequence[str], ours: dict) -> tuple[list, list]:
-    """Published rows (`keys` of its CSV) beside ours (name -> [(Group, our numbers)]), with ours − published.
+def published_names(rows: Iterable[dict]) -> dict[str, str]:
+    """Our trainer -> the published method its row is compared with (the CSVs' `trainer` column)."""
+    return {p["trainer"]: p["method"] for p in rows if p.get("trainer")}
+
+
+def _compare_rows(protocol: str, keys: Sequence[str], by_trainer: dict) -> tuple[list, list]:
+    """Published rows (`keys` of its CSV) beside ours (trainer -> [(Group, our numbers)]), with ours − published.
 
     Every published method gets a row, ours or not; our methods without a published row follow.
     """
     rows, row_groups = [], []
     rows_published = published(protocol)
+    name_of = published_names(rows_published)
+    ours: dict = {}
+    for trainer, mine in by_trainer.items():
+        ours.setdefault(name_of.get(trainer, trainer), []).extend(mine)
     names = [p["method"] for p in rows_published] + sorted(set(ours) - {p["method"] for p in rows_published})
     by_name = {p["method"]: p for p in rows_published}
     for name in names:
@@ -439,7 +445,7 @@ def compare_table(base2new: list[Table]) -> Table:
     """Our 11-dataset averages beside the published ones, with the difference (ours − published)."""
     ours: dict = {}
     for t in base2new:
-        ours.setdefault(PUBLISHED_NAME.get(t.group.trainer, t.group.trainer), []).append(
+        ours.setdefault(t.group.trainer, []).append(
             (t.group, [v.mean for v in t.rows[-1][1:]]))
     rows, row_groups = _compare_rows("base2new", ("base", "new", "hm"), ours)
     columns = ["method", "Base", "New", "HM", "published Base", "published New", "published HM",
@@ -453,7 +459,7 @@ def transfer_compare_table(protocol: str, transfer: list[Table]) -> Table:
     ours: dict = {}
     for t in transfer:
         for g, row in zip(t.row_groups, t.rows):
-            ours.setdefault(PUBLISHED_NAME.get(g.trainer, g.trainer), []).append((g, [row[1].mean, row[-1].mean]))
+            ours.setdefault(g.trainer, []).append((g, [row[1].mean, row[-1].mean]))
     rows, row_groups = _compare_rows(protocol, ("source_acc", "target_avg"), ours)
     source, targets = f"{protocols.SOURCE} (source)", f"Average ({len(protocols.datasets_of(protocol))})"
     measures = [source, targets]
@@ -591,7 +597,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import figures
 
         try:
-            figs = figures.figures(found, published("base2new"), PUBLISHED_NAME)
+            rows = published("base2new")
+            figs = figures.figures(found, rows, published_names(rows))
         except figures.PlotUnavailable as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

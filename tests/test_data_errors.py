@@ -134,6 +134,8 @@ def _edit_split(tmp_path, edit, name="Caltech101", num_classes=3):
 @pytest.mark.parametrize("edit, expected", [
     (lambda d: '{"train": [\n  ["a.jpg", 0, "x"]\n  "b.jpg"]}', "not valid JSON: line 3, column 3: Expecting ',' delimiter"),
     (lambda d: "[]", "found a JSON list"),
+    (lambda d: d.pop("val") and json.dumps(d), "a JSON object with 'train', 'val' and 'test' lists of "
+     "[relative_path, label, classname]; it has no 'val' list"),
     (lambda d: d.__setitem__("test", {"a": 1}), "'test' is a JSON object"),
     (lambda d: d["train"][1].__setitem__(1, 1.5), "entry 1 of 'train' is [\"face/face_0002.jpg\", 1.5, \"face\"]"),
     (lambda d: d["train"][0].__setitem__(1, True), "entry 0 of 'train' is [\"face/face_0001.jpg\", true, \"face\"]"),
@@ -147,6 +149,14 @@ def test_bad_split_files_are_one_line_naming_the_file(tmp_path, edit, expected):
     error = _error("Caltech101", tmp_path)
     assert error.path == str(path) and expected in str(error)
     assert "DATASETS.md#caltech101" in str(error) and "\n" not in str(error)
+
+
+def test_a_split_file_that_is_not_utf8_is_one_line_naming_the_file(tmp_path):
+    path = _edit_split(tmp_path, lambda d: "")
+    path.write_bytes(b'{"train": ["\xff"]}')
+    error = _error("Caltech101", tmp_path)
+    assert str(error).startswith(f"{path}: expected a readable UTF-8 JSON file ('utf-8' codec can't decode byte 0xff")
+    assert error.path == str(path) and "\n" not in str(error)
 
 
 def test_a_class_without_training_images_is_an_error_naming_it(tmp_path):
@@ -172,6 +182,9 @@ def test_missing_data_root_names_the_prepare_command(tmp_path):
     message = str(info.value)
     assert message.startswith(f"{root}: expected the data root (--root / DATASET.ROOT '{root}') holding oxford_flowers/")
     assert "it does not exist; download it with `python -m clipprompt.data.prepare oxford_flowers --root " in message
+    root.write_text("")  # a file where the root should be
+    with pytest.raises(DatasetError, match=r"holding oxford_flowers/, but it is not a folder; download it with"):
+        validate_dataset("OxfordFlowers", str(root))
     make_tiny_dataset(tmp_path / "other", "DescribableTextures")
     with pytest.raises(DatasetError, match="expected the OxfordFlowers dataset folder; download it with `python -m"):
         validate_dataset("OxfordFlowers", str(tmp_path / "other"))

@@ -1,5 +1,6 @@
 """The protocol driver: plans, a fake runner for failures, and one real base-to-new run (Dassl)."""
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from clipprompt import protocols, protocol
+from clipprompt import launch, protocols, protocol
 from clipprompt.testing import make_tiny_dataset
 from clipprompt.testing.markers import requires_dassl
 
@@ -61,6 +62,52 @@ def test_evaluation_only_method_runs_once_per_dataset_without_seeds():
 def test_bad_names_exit_2_with_one_line(args, message, capsys):
     assert protocol.main(args, runner=lambda cmd: pytest.fail("ran")) == 2
     assert message in capsys.readouterr().err
+
+
+
+@pytest.mark.parametrize("args, message", [
+    (["base2new", "coop", "--launcher", "local", "--slots", "0"], "--slots must be at least 1"),
+    (["base2new", "coop", "--launcher", "slurm", "--sbatch", "qos"], "--sbatch takes KEY=VALUE, got 'qos'"),
+    (["base2new", "coop", "--launcher", "slurm"], "--launcher slurm needs submitit: pip install -e .[slurm]"),
+])
+def test_bad_launcher_options_exit_2_naming_the_option(args, message, capsys, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "submitit" else find_spec(name, *a))
+    with pytest.raises(SystemExit) as exit_:
+        protocol.main(args, runner=lambda cmd: pytest.fail("ran"))
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.splitlines()[-1].endswith(f"error: {message}") and "Traceback" not in err
+
+
+def test_a_script_that_cannot_say_its_folder_exits_2_with_one_line(tmp_path, capsys):
+    method = tmp_path / "scripts" / "broken"
+    method.mkdir(parents=True)
+    for step in ("base2new_train", "base2new_test"):
+        (method / f"{step}.sh").write_text('echo "no layout for this run" >&2; exit 2\n')
+    code = protocol.main(["base2new", "broken", "--datasets", "dtd", "--seeds", "1"],
+                         runner=lambda cmd: pytest.fail("ran"), scripts_dir=tmp_path / "scripts")
+    err = capsys.readouterr().err
+    assert code == 2 and err in (f"error: {method / s}.sh dtd 1: no layout for this run\n"
+                                 for s in ("base2new_train", "base2new_test"))
+
+
+def test_status_of_a_folder_without_a_sweep_exits_2_with_one_line(tmp_path, capsys):
+    assert protocol.main(["status", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"error: no runs planned by the protocol driver under {tmp_path} "
+                                       "(.sweeps/manifests/)\n")
+
+
+def test_status_when_squeue_keeps_failing_exits_1_with_one_line(tmp_path, capsys, monkeypatch):
+    key = dict(protocol="base2new", part="base", trainer="CoOp", config="c", dataset="dtd", shots=2, seed=1)
+    job = launch.Job(name="run", command=["bash", "x.sh"], cwd=str(tmp_path), output=str(tmp_path), keys=[key])
+    protocol.write_manifest("base2new-coop", [job])
+    launch.write_state(job, "queued", job_id="12_0")
+    failing = subprocess.CompletedProcess([], 1, "", "slurm_load_jobs error: Unable to contact\n  slurm controller\n")
+    monkeypatch.setattr(launch.subprocess, "run", lambda *a, **k: failing)
+    monkeypatch.setattr(launch.time, "sleep", lambda s: None)
+    assert protocol.main(["status", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (
+        "error: squeue keeps failing: slurm_load_jobs error: Unable to contact slurm controller\n")
 
 
 class FakeRunner:

@@ -281,7 +281,8 @@ def test_plot_writes_each_figure_with_one_series_per_method(tree, tmp_path):
 
     put(tree, "few_shot/dtd/shots_1/SEP/cfg/seed1", 40.0)  # a second few-shot method
     found = report.tables(report.scan(tree))
-    figs = figures.figures(found, report.published("base2new"), report.PUBLISHED_NAME)
+    rows = report.published("base2new")
+    figs = figures.figures(found, rows, report.published_names(rows))
     assert set(figs) == {"base2new", "xd", "dg", "few_shot"}
 
     few = figs["few_shot"].axes
