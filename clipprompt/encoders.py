@@ -103,8 +103,11 @@ class TextEncoder(nn.Module):
         return self.text_projection.dtype
 
     def embed(self, tokens: Tensor) -> Tensor:
-        """Word embeddings of token ids, in the encoder's dtype."""
-        return self.token_embedding(tokens).to(self.dtype)
+        """Word embeddings of token ids, in the encoder's dtype, on the encoder's device.
+
+        Prompts are tokenized on the CPU (`clip.tokenize`), also when CLIP is already on a GPU.
+        """
+        return self.token_embedding(tokens.to(self.token_embedding.weight.device)).to(self.dtype)
 
     def forward(self, embeddings: Tensor, eos_positions: Tensor, injections: Injections | None = None) -> Tensor:
         """Features (N, embed_dim) of prompts given as embeddings (N, L, width), L <= context.

@@ -180,7 +180,6 @@ class PromptSRC(PromptedCLIP):
             total = None
             for template in IMAGENET_TEMPLATES:
                 tokens = template_tokens(template, self.classnames, self.text_encoder.context_length)
-                tokens = tokens.to(self.logit_scale.device)
                 features = torch.cat([
                     self.text_encoder.encode_tokens(tokens[i : i + self.template_chunk]).float()
                     for i in range(0, tokens.shape[0], self.template_chunk)

@@ -290,8 +290,7 @@ class SEP(PromptedCLIP):
         )
         tokens = template_tokens(template, self.classnames, self.text_encoder.context_length)
         with torch.no_grad():
-            device = self.text_encoder.token_embedding.weight.device
-            hand = normalize(self.text_encoder.encode_tokens(tokens.to(device)).float())
+            hand = normalize(self.text_encoder.encode_tokens(tokens).float())
         self.register_buffer("hand_text_features", hand, persistent=False)
         # Training sets these with init_prototypes() (normalized class means of frozen image
         # features); until then they hold t_hand, so the module works on its own (with a warning).
