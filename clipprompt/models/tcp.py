@@ -19,10 +19,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from .._clip import clip_model
+from ..encoders import replace_tokens
 from ..errors import ConfigError
 from ..options import MethodOptions, option, register_options
 from ..prompts import ClassPrompts, init_context
@@ -108,12 +108,7 @@ class TCP(KnowledgeGuided, PromptedCLIP):
         return self.tke(self.anchor)
 
     def class_text_features(self) -> Tensor:
-        n_ctx = self.ctx.shape[0]
-        tokens = self.class_tokens()
-
-        def class_aware(x: Tensor) -> Tensor:  # the context slots := the class-aware tokens
-            return torch.cat([x[:, :1], tokens.to(x.dtype), x[:, 1 + n_ctx :]], dim=1)
-
+        class_aware = replace_tokens(self.class_tokens(), start=1)  # the context slots := the class-aware tokens
         embeddings = self.prompts.assemble(self.ctx)
         features = self.text_encoder(embeddings, self.prompts.eos_positions, {self.options.layer: class_aware})
         return normalize(features)
