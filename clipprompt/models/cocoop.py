@@ -35,7 +35,7 @@ def encode_prompt_grid(text_encoder: TextEncoder, prompts: Tensor, eos_positions
     batch, n_cls = prompts.shape[:2]
     flat = prompts.reshape(batch * n_cls, *prompts.shape[2:])
     eos = eos_positions.repeat(batch)
-    step = max(1, chunk) if chunk > 0 else flat.shape[0]
+    step = chunk if chunk > 0 else flat.shape[0]
     features = [text_encoder(flat[i : i + step], eos[i : i + step]) for i in range(0, flat.shape[0], step)]
     return torch.cat(features).reshape(batch, n_cls, -1)
 
