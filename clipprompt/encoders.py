@@ -170,7 +170,7 @@ class ImageEncoder(nn.Module):
         injections: Injections | None = None,
         return_tokens: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
-        """Image features (B, embed_dim); `prompts` (B or 1, P, width) are appended to the tokens.
+        """Image features (B, embed_dim); `prompts` (P, width) or (B or 1, P, width) are appended to the tokens.
 
         With `return_tokens`, also the last block's output sequence (B, 1 + N + P, width).
         """
