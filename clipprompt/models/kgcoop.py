@@ -21,7 +21,7 @@ from torch import Tensor
 from .._clip import clip_model
 from ..options import option, register_options
 from ..prompts import template_tokens
-from .base import accuracy, normalize
+from .base import DEFAULT_TEMPLATE, accuracy, normalize
 from .coop import CoOp, CoOpOptions
 
 # The authors' hand-crafted prompts, where they differ from the dataset's CoOp template.
@@ -75,7 +75,7 @@ class KgCoOp(KnowledgeGuided, CoOp):
         clip: clip_model.CLIP,
         classnames: Sequence[str],
         options: KgCoOpOptions | None = None,
-        template: str = "a photo of a {}.",
+        template: str = DEFAULT_TEMPLATE,
     ):
         options = options or KgCoOpOptions()
         super().__init__(clip, classnames, options)

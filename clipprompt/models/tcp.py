@@ -26,7 +26,7 @@ from ..encoders import replace_tokens
 from ..errors import ConfigError
 from ..options import MethodOptions, option, register_options
 from ..prompts import ClassPrompts, init_context
-from .base import PromptedCLIP, normalize
+from .base import DEFAULT_TEMPLATE, PromptedCLIP, normalize
 from .kgcoop import KnowledgeGuided, hand_crafted_features
 
 # The authors' prompts per Dassl dataset: what follows the context slots, and the hand-crafted
@@ -86,7 +86,7 @@ class TCP(KnowledgeGuided, PromptedCLIP):
         classnames: Sequence[str],
         options: TCPOptions | None = None,
         template: str = "{}.",
-        anchor_template: str = "a photo of a {}.",
+        anchor_template: str = DEFAULT_TEMPLATE,
     ):
         super().__init__(clip, classnames)
         self.options = options = options or TCPOptions()
