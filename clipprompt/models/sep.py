@@ -401,8 +401,6 @@ class SEP(PromptedCLIP):
             self.prototypes.requires_grad_(requires_grad)
 
 
-
-
 def class_means(features: Tensor, labels: Tensor, num_classes: int) -> Tensor:
     """Mean feature of each class (num_classes, dim); an error names a class without samples."""
     features = features.float()
