@@ -17,6 +17,8 @@ from clipprompt.testing import make_tiny_dataset
 from clipprompt.testing.markers import requires_dassl
 from clipprompt.testing.protocol_scripts import run_script
 
+from model_checks import train_steps
+
 REPO = Path(__file__).resolve().parents[1]
 BASE = ["dog", "cat", "fire truck", "sea lion"]
 NEW = ["owl", "red fox", "tram"]
@@ -73,14 +75,7 @@ def test_loss_falls_and_the_term_holds_the_features_near_the_anchor(tiny_clip, i
     def train(w):
         torch.manual_seed(0)
         model = KgCoOp(tiny_clip, BASE, KgCoOpOptions(w=w), template="a photo of a {}.")
-        optim = torch.optim.SGD([model.ctx], lr=0.5)
-        losses = []
-        for _ in range(12):
-            loss, summary = model.loss(images, LABELS)
-            losses.append(summary["ce"])
-            optim.zero_grad()
-            loss.backward()
-            optim.step()
+        losses = train_steps(model, images, LABELS, torch.optim.SGD([model.ctx], lr=0.5), 12, record="ce")
         return losses, model.knowledge_distance(model.class_text_features()).item()
 
     free, free_distance = train(0.0)

@@ -13,6 +13,8 @@ from clipprompt.models.sep import SEPOptions, TokenFusion, class_means, salient_
 from clipprompt.prompts import PromptLengthError
 from clipprompt.testing.markers import requires_dassl
 
+from model_checks import learned_parameters, train_steps
+
 BASE = ["dog", "cat", "fire truck", "sea lion"]
 NEW = ["owl", "red fox", "tram"]
 LABELS = torch.tensor([0, 1, 2, 3])
@@ -198,14 +200,7 @@ def test_text_features_once_per_step_and_once_per_evaluation(tiny_clip, images, 
 
 def test_a_few_steps_lower_the_loss(tiny_clip, images):
     model = build(tiny_clip)
-    optim = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-3, eps=1e-3)
-    losses = []
-    for _ in range(8):
-        loss, _ = model.loss(images, LABELS)
-        losses.append(loss.item())
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
+    losses = train_steps(model, images, LABELS, torch.optim.Adam(learned_parameters(model), lr=2e-3, eps=1e-3), 8)
     assert losses[-1] < losses[0] - 0.1, losses
 
 
@@ -224,12 +219,7 @@ def test_prototypes_come_from_class_means_or_default_to_the_hand_template(tiny_c
 
 def test_base_checkpoint_loads_for_new_classes_and_reproduces_base_logits(tiny_clip, images):
     trained = build(tiny_clip)
-    optim = torch.optim.Adam([p for p in trained.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(2):
-        loss, _ = trained.loss(images, LABELS)
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
+    train_steps(trained, images, LABELS, torch.optim.Adam(learned_parameters(trained), lr=1e-2), 2)
     state = trained.trainable_state_dict()
     assert "prototypes" not in state and "text_prompts.ctx" in state
     assert not any("hand" in name or "prompts.prefix" in name for name in state)
