@@ -11,10 +11,13 @@ import yaml
 
 import clipprompt.models  # noqa: F401  (registers every method's options)
 from clipprompt.errors import ConfigError
-from clipprompt.models import CoCoOp, CoOp, MPL, SEP, ZeroshotCLIP
+from clipprompt.models import TCP, CoCoOp, CoOp, KgCoOp, MaPLe, MPL, PromptSRC, SEP, ZeroshotCLIP
 from clipprompt.models.cocoop import CoCoOpOptions
+from clipprompt.models.maple import MaPLeOptions
 from clipprompt.models.mpl import MPLOptions
+from clipprompt.models.promptsrc import PromptSRCOptions
 from clipprompt.models.sep import SEPOptions
+from clipprompt.models.tcp import TCPOptions
 from clipprompt.options import OPTIONS, MethodOptions, option, register_options
 from clipprompt.testing.markers import requires_dassl
 
@@ -157,6 +160,10 @@ def build_each(clip):
         "CoCoOp": CoCoOp(clip, CLASSES),
         "SEP": SEP(clip, CLASSES),
         "MPL": MPL(clip, CLASSES),
+        "KgCoOp": KgCoOp(clip, CLASSES),
+        "TCP": TCP(clip, CLASSES, TCPOptions(layer=1)),  # the tiny CLIP has 3 blocks
+        "MaPLe": MaPLe(clip, CLASSES, MaPLeOptions(prompt_depth=3)),
+        "PromptSRC": PromptSRC(clip, CLASSES, PromptSRCOptions(prompt_depth_text=3, prompt_depth_vision=3)),
     }
 
 
