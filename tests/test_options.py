@@ -149,6 +149,22 @@ def test_an_options_subclass_is_a_new_node():
         del OPTIONS["TESTOPTS"]
 
 
+def test_unreadable_config_file_and_odd_overrides_are_one_line(tmp_path):
+    from yacs.config import CfgNode
+
+    from clipprompt.config import merge_from_list, read_config_file
+
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("OPTIM:\n  NAME: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        read_config_file(str(path))
+    assert str(info.value).startswith(f"Cannot read config file {path}: 'utf-8' codec can't decode byte 0xe9")
+    with pytest.raises(ConfigError) as info:
+        merge_from_list(CfgNode({"OPTIM": CfgNode({"LR": 0.1})}), ["OPTIM.LR", "0.2", "OPTIM.MAX_EPOCH"])
+    assert str(info.value) == "Config overrides come in KEY VALUE pairs; got an odd number: OPTIM.LR 0.2 OPTIM.MAX_EPOCH"
+    assert "\n" not in str(info.value)
+
+
 # ---- one logits path --------------------------------------------------------------------------
 
 

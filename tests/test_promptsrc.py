@@ -143,6 +143,24 @@ def test_options_and_errors(tiny_clip):
 
 
 @requires_dassl
+def test_trainer_checks_the_gpa_weights_before_loading_anything():
+    from clipprompt.config import add_project_config, merge_from_list
+    from trainers._dassl import get_cfg_default
+    from trainers.promptsrc import PromptSRC as PromptSRCTrainer
+
+    cfg = add_project_config(get_cfg_default())
+    merge_from_list(cfg, ["OPTIM.MAX_EPOCH", "5", "TRAINER.PROMPTSRC.GPA_MEAN", "1e6"])
+    trainer = PromptSRCTrainer.__new__(PromptSRCTrainer)  # check_cfg is the first thing Dassl's __init__ runs
+    with pytest.raises(ConfigError) as info:
+        trainer.check_cfg(cfg)
+    assert str(info.value) == (
+        "TRAINER.PROMPTSRC.GPA_MEAN / GPA_STD put no weight on epochs 1..5; move GPA_MEAN into that range or widen GPA_STD."
+    )
+    merge_from_list(cfg, ["TRAINER.PROMPTSRC.GPA", "False"])  # no averaging: nothing to weigh
+    trainer.check_cfg(cfg)
+
+
+@requires_dassl
 def test_base2new_scripts_with_gpa_on_tiny_caltech101(tmp_path, tiny_clip_path):
     state = run_base2new_scripts(
         "promptsrc", "PromptSRC", tmp_path, tiny_clip_path,

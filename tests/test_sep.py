@@ -278,6 +278,26 @@ def test_prompts_that_do_not_fit_the_context_give_one_clear_error(tiny_clip):
 
 
 @requires_dassl
+def test_checkpoint_prototypes_that_do_not_fit_are_one_line_errors(tiny_clip):
+    from clipprompt.errors import CheckpointError
+    from trainers.sep import SEP as SEPTrainer
+
+    trainer = SEPTrainer.__new__(SEPTrainer)  # restoring needs only the model and the device
+    trainer.model, trainer.device = build(tiny_clip), torch.device("cpu")
+    prototypes = torch.randn(len(BASE), 32)
+    for extras, message in [
+        ({}, "ckpt holds no SEP prototypes (saved by an older version or another trainer); delete its folder"),
+        ({"prototypes": prototypes, "classnames": NEW}, "ckpt holds SEP prototypes of other classes than this run's."),
+        ({"prototypes": prototypes[:, :8], "classnames": BASE}, "ckpt: Prototypes (4, 8) do not fit (4, 32)."),
+    ]:
+        with pytest.raises(CheckpointError) as info:
+            trainer.restore_training_extras(extras, "ckpt")
+        assert str(info.value).startswith(message)
+    trainer.restore_training_extras({"prototypes": prototypes, "classnames": BASE}, "ckpt")
+    assert torch.equal(trainer.model.prototypes.detach(), prototypes) and trainer._prototypes_restored
+
+
+@requires_dassl
 def test_trainer_initialises_prototypes_trains_resumes_and_evaluates(tmp_path, tiny_clip_path, monkeypatch):
     import train
     import trainers  # noqa: F401  (registers the trainers)
