@@ -143,7 +143,7 @@ def test_tfms_of_a_branch_start_identical_and_only_those_in_use_exist(tiny_clip)
 def test_predictions_depend_on_the_batch_only_with_official_compat(tiny_clip, images):
     for compat in (False, True):
         model = build(tiny_clip, official_compat=compat).eval()
-        assert model.selection == ("batch" if compat else "image")
+        assert model.options.selection == ("batch" if compat else "image")
         with torch.no_grad(), model.cached_text_features():
             alone, together = model(images[:1])[0], model(images)[0]
         assert torch.allclose(alone, together, atol=1e-5) is not compat

@@ -278,15 +278,12 @@ class SEP(PromptedCLIP):
             raise ConfigError(f"The hand-crafted template {template!r} has no '{{}}' for the class name.")
         depths = {"text": self.text_encoder.depth, "image": self.image_encoder.depth}
         chosen = check_layers(options.layers, depths)
-        self.w, self.w_v = options.w, options.w_v
-        self.selection = options.selection
-        self.official_compat = options.official_compat
         self.frozen_fusion = True  # False: no fusion with frozen features (an ablation; not a config key)
         self.text_prompts = TextPromptLearner(
-            self.text_encoder, self.classnames, options.n_ctx, options.ctx_init, chosen["text"], self.official_compat
+            self.text_encoder, self.classnames, options.n_ctx, options.ctx_init, chosen["text"], options.official_compat
         )
         self.visual_prompts = VisualPromptLearner(
-            self.image_encoder, options.n_ctx_v, chosen["image"], self.selection == "image", self.official_compat
+            self.image_encoder, options.n_ctx_v, chosen["image"], options.selection == "image", options.official_compat
         )
         tokens = template_tokens(template, self.classnames, self.text_encoder.context_length)
         with torch.no_grad():
@@ -374,7 +371,7 @@ class SEP(PromptedCLIP):
             F.cross_entropy(self.prototype_logits(image), labels)
             + F.cross_entropy(self.prototype_logits(frozen), labels)
         )
-        loss = ce + self.w * text_consistency + self.w_v * visual_consistency + proto
+        loss = ce + self.options.w * text_consistency + self.options.w_v * visual_consistency + proto
         return loss, {
             "loss": loss.item(),
             "acc": accuracy(logits, labels),
