@@ -14,14 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .._clip import clip_model
 from ..options import option, register_options
-from ..prompts import template_tokens
-from .base import DEFAULT_TEMPLATE, accuracy, normalize
+from .base import DEFAULT_TEMPLATE, accuracy, hand_crafted_features, normalize
 from .coop import CoOp, CoOpOptions
 
 # The authors' hand-crafted prompts, where they differ from the dataset's CoOp template.
@@ -40,12 +38,6 @@ class KgCoOpOptions(CoOpOptions):
 def authors_template(dataset: str, dataset_template: str) -> str:
     """KgCoOp's hand-crafted prompt for a Dassl dataset name: the CoOp template unless theirs differs."""
     return AUTHORS_TEMPLATES.get(dataset, dataset_template)
-
-
-def hand_crafted_features(text_encoder, classnames: Sequence[str], template: str) -> Tensor:
-    """Normalized fp32 features (n_cls, embed_dim) of `template.format(class name)` through the frozen encoder."""
-    with torch.no_grad():
-        return normalize(text_encoder.encode_tokens(template_tokens(template, classnames)).float())
 
 
 class KnowledgeGuided:

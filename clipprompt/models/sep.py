@@ -33,8 +33,8 @@ from .._clip import clip_model
 from ..encoders import ImageEncoder, TextEncoder
 from ..errors import ConfigError
 from ..options import MethodOptions, option, register_options
-from ..prompts import ClassPrompts, PromptLengthError, init_context, template_tokens
-from .base import DEFAULT_TEMPLATE, PromptedCLIP, accuracy, fp32_matmul, normalize
+from ..prompts import ClassPrompts, PromptLengthError, init_context
+from .base import DEFAULT_TEMPLATE, PromptedCLIP, accuracy, fp32_matmul, hand_crafted_features, normalize
 
 SELECTIONS = ("image", "batch")
 TFM_HIDDEN = 256  # width of the TFM's MLP bottleneck
@@ -285,9 +285,7 @@ class SEP(PromptedCLIP):
         self.visual_prompts = VisualPromptLearner(
             self.image_encoder, options.n_ctx_v, chosen["image"], options.selection == "image", options.official_compat
         )
-        tokens = template_tokens(template, self.classnames, self.text_encoder.context_length)
-        with torch.no_grad():
-            hand = normalize(self.text_encoder.encode_tokens(tokens).float())
+        hand = hand_crafted_features(self.text_encoder, self.classnames, template)
         self.register_buffer("hand_text_features", hand, persistent=False)
         # Training sets these with init_prototypes() (normalized class means of frozen image
         # features); until then they hold t_hand, so the module works on its own (with a warning).

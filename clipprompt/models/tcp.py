@@ -26,8 +26,8 @@ from ..encoders import replace_tokens
 from ..errors import ConfigError
 from ..options import MethodOptions, option, register_options
 from ..prompts import ClassPrompts, init_context
-from .base import DEFAULT_TEMPLATE, PromptedCLIP, normalize
-from .kgcoop import KnowledgeGuided, hand_crafted_features
+from .base import DEFAULT_TEMPLATE, PromptedCLIP, hand_crafted_features, normalize
+from .kgcoop import KnowledgeGuided
 
 # The authors' prompts per Dassl dataset: what follows the context slots, and the hand-crafted
 # prompt whose feature feeds the TKE and the knowledge term (where it differs from CoOp's).
