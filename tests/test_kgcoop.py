@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from clipprompt._clip import clip
+from clipprompt.errors import ConfigError
 from clipprompt.models import CoOp, KgCoOp, ZeroshotCLIP
 from clipprompt.models.base import normalize
 from clipprompt.models.coop import CoOpOptions
@@ -30,6 +31,14 @@ def test_defaults_are_the_authors():
     assert (options.n_ctx, options.ctx_init, options.w) == (4, "a photo of a", 8.0)
     assert authors_template("DescribableTextures", "{} texture.") == "a photo of a {}, a type of texture."
     assert authors_template("OxfordPets", "a photo of a {}, a type of pet.") == "a photo of a {}, a type of pet."
+
+
+def test_a_template_without_the_class_slot_is_one_line():
+    node = KgCoOpOptions.to_node()
+    node.TEMPLATE = "a photo"
+    with pytest.raises(ConfigError) as info:
+        KgCoOpOptions.from_node(node)
+    assert str(info.value) == "TRAINER.KGCOOP.TEMPLATE 'a photo' has no '{}' for the class name."
 
 
 def test_anchor_is_clips_hand_crafted_feature_and_starts_at_zero_distance(tiny_clip, images):

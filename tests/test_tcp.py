@@ -110,6 +110,15 @@ def test_fast_paths_give_the_slow_paths_outputs(tiny_clip, images):
         assert (grad - slow.grads[name]).norm() <= 1e-4 * slow.grads[name].norm(), name
 
 
+@pytest.mark.parametrize("key", ["TEMPLATE", "ANCHOR_TEMPLATE"])
+def test_a_template_without_the_class_slot_is_one_line(key):
+    node = TCPOptions.to_node()
+    node[key] = "a photo"
+    with pytest.raises(ConfigError) as info:
+        TCPOptions.from_node(node)
+    assert str(info.value) == f"TRAINER.TCP.{key} 'a photo' has no '{{}}' for the class name."
+
+
 def test_a_block_the_encoder_lacks_is_a_config_error(tiny_clip):
     with pytest.raises(ConfigError, match="TRAINER.TCP.LAYER is 8; the text encoder has blocks 0..2"):
         TCP(tiny_clip, BASE, TCPOptions())

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._clip import clip_model
-from ..options import option, register_options
+from ..options import check_template, option, register_options
 from .base import DEFAULT_TEMPLATE, accuracy, hand_crafted_features, normalize
 from .coop import CoOp, CoOpOptions
 
@@ -33,6 +33,9 @@ class KgCoOpOptions(CoOpOptions):
     ctx_init: str = option("a photo of a", "initialise the context from these words (\"\" = random N(0, 0.02²))")
     w: float = option(8.0, "weight of the knowledge term 1 - mean cos(learned, hand-crafted class text feature)", min=0)
     template: str = option("", "hand-crafted prompt of the knowledge term, \"{}\" = class name (\"\" = the authors' for the dataset)")
+
+    def check(self) -> None:
+        check_template("TRAINER.KGCOOP.TEMPLATE", self.template)
 
 
 def authors_template(dataset: str, dataset_template: str) -> str:

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from .._clip import clip_model
 from ..encoders import ImageEncoder, TextEncoder
 from ..errors import ConfigError
-from ..options import MethodOptions, option, register_options
+from ..options import MethodOptions, check_template, option, register_options
 from ..prompts import ClassPrompts, PromptLengthError, init_context
 from .base import DEFAULT_TEMPLATE, PromptedCLIP, accuracy, fp32_matmul, hand_crafted_features, normalize
 
@@ -66,8 +66,7 @@ class SEPOptions(MethodOptions):
             duplicates = sorted({i for i in self.layers if self.layers.count(i) > 1})
             if duplicates:
                 raise ConfigError(f"TRAINER.SEP.LAYERS lists block {duplicates[0]} more than once: {self.layers}.")
-        if self.template and "{}" not in self.template:
-            raise ConfigError(f"TRAINER.SEP.TEMPLATE {self.template!r} has no '{{}}' for the class name.")
+        check_template("TRAINER.SEP.TEMPLATE", self.template)
 
     @property
     def selection(self) -> str:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from .._clip import clip_model
 from ..encoders import replace_tokens
 from ..errors import ConfigError
-from ..options import MethodOptions, option, register_options
+from ..options import MethodOptions, check_template, option, register_options
 from ..prompts import ClassPrompts, init_context
 from .base import DEFAULT_TEMPLATE, PromptedCLIP, hand_crafted_features, normalize
 from .kgcoop import KnowledgeGuided
@@ -57,6 +57,10 @@ class TCPOptions(MethodOptions):
     template: str = option("", "prompt after the context, \"{}\" = class name (\"\" = the authors' for the dataset)")
     anchor_template: str = option("", "hand-crafted prompt of the TKE and the knowledge term (\"\" = the authors' for the dataset)")
     adam_eps: float = option(1e-3, "eps of Adam-family optimizers (the authors' value)", above=0)
+
+    def check(self) -> None:
+        check_template("TRAINER.TCP.TEMPLATE", self.template)
+        check_template("TRAINER.TCP.ANCHOR_TEMPLATE", self.anchor_template)
 
 
 def authors_templates(dataset: str, dataset_template: str) -> tuple[str, str]:
