@@ -12,7 +12,7 @@ from clipprompt.models.tcp import TCPOptions, authors_templates
 from clipprompt.testing.markers import requires_dassl
 
 from model_checks import fast_and_slow, learned_parameters, train_steps
-from test_kgcoop import run_base2new_scripts
+from test_kgcoop import base2new_report
 
 BASE = ["dog", "cat", "fire truck", "sea lion"]
 NEW = ["owl", "red fox", "tram"]
@@ -126,7 +126,7 @@ def test_a_block_the_encoder_lacks_is_a_config_error(tiny_clip):
 
 @requires_dassl
 def test_base2new_scripts_end_to_end(tmp_path, tiny_clip_path):
-    report = run_base2new_scripts("tcp", tmp_path, tiny_clip_path, "TRAINER.TCP.PREC", "fp32", "TRAINER.TCP.LAYER", "1")
+    report = base2new_report("tcp", "TCP", tmp_path, tiny_clip_path, "TRAINER.TCP.PREC", "fp32", "TRAINER.TCP.LAYER", "1")
     assert "### Base-to-new: TCP (vit_b16_ep50_ctx4, 2 shots)" in report
     assert "TCP: TCP (vit_b16_ep50_ctx4, 2 shots) |" in report and "| 84.13 | 75.36 | 79.51 |" in report
 
