@@ -91,6 +91,5 @@ class SEP(ClipTrainer):
             self.model.load_prototypes(extras["prototypes"].to(self.device))
         except ValueError as exc:
             raise CheckpointError(f"{path}: {exc}") from None
-        self.model.prototypes_initialized = True
         self._prototypes_restored = True
         print(f"Restored SEP's trained prototypes from {path}")
