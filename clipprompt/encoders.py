@@ -103,8 +103,11 @@ class TextEncoder(nn.Module):
         return self.text_projection.dtype
 
     def embed(self, tokens: Tensor) -> Tensor:
-        """Word embeddings of token ids, in the encoder's dtype."""
-        return self.token_embedding(tokens).to(self.dtype)
+        """Word embeddings of token ids, in the encoder's dtype, on the encoder's device.
+
+        Prompts are tokenized on the CPU (`clip.tokenize`), also when CLIP is already on a GPU.
+        """
+        return self.token_embedding(tokens.to(self.token_embedding.weight.device)).to(self.dtype)
 
     def forward(self, embeddings: Tensor, eos_positions: Tensor, injections: Injections | None = None) -> Tensor:
         """Features (N, embed_dim) of prompts given as embeddings (N, L, width), L <= context.
@@ -167,7 +170,7 @@ class ImageEncoder(nn.Module):
         injections: Injections | None = None,
         return_tokens: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
-        """Image features (B, embed_dim); `prompts` (B or 1, P, width) are appended to the tokens.
+        """Image features (B, embed_dim); `prompts` (P, width) or (B or 1, P, width) are appended to the tokens.
 
         With `return_tokens`, also the last block's output sequence (B, 1 + N + P, width).
         """

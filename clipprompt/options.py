@@ -154,6 +154,12 @@ class MethodOptions(Options):
     prec: str = option("fp16", "numeric precision (fp16/amp fall back to fp32 on the CPU)", choices=PRECISIONS)
 
 
+def check_template(key: str, template: str) -> None:
+    """A hand-crafted prompt option holds "{}" where the class name goes ("" = the method's default)."""
+    if template and "{}" not in template:
+        raise ConfigError(f"{key} {template!r} has no '{{}}' for the class name.")
+
+
 def options_node(name: str) -> CN:
     """The default yacs node of the options registered as `name`."""
     return OPTIONS[name.upper()].to_node()

@@ -10,6 +10,8 @@ from clipprompt.models.cocoop import CoCoOpOptions
 from clipprompt.models.coop import CoOpOptions
 from clipprompt.prompts import context_from_words
 
+from model_checks import train_steps
+
 BASE = ["dog", "cat", "fire truck", "sea lion"]
 NEW = ["owl", "red fox", "tram"]
 
@@ -43,16 +45,8 @@ def test_coop_trains_only_its_context(tiny_clip, images):
 def test_coop_loss_falls(tiny_clip, images):
     torch.manual_seed(0)
     model = CoOp(tiny_clip, BASE, CoOpOptions(n_ctx=4))
-    labels = torch.tensor([0, 1, 2, 3])
-    optim = torch.optim.SGD([model.ctx], lr=0.5)
-    first = None
-    for _ in range(15):
-        loss, _ = model.loss(images, labels)
-        first = first if first is not None else loss.item()
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
-    assert loss.item() < first - 0.05
+    losses = train_steps(model, images, torch.tensor([0, 1, 2, 3]), torch.optim.SGD([model.ctx], lr=0.5), 15)
+    assert losses[-1] < losses[0] - 0.05
 
 
 def test_cached_text_features_are_computed_once(tiny_clip, images, monkeypatch):

@@ -91,6 +91,16 @@ def test_cache_dir_comes_from_the_environment(monkeypatch, tmp_path):
     assert len(calls) == 2
 
 
+def test_cache_folder_that_cannot_be_created_is_one_line(tmp_path):
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    with pytest.raises(BackboneError) as info:
+        resolve_checkpoint("ViT-B/16", cache_dir=str(blocker / "cache"))
+    message = str(info.value)
+    assert message.startswith(f"Cannot create the CLIP cache folder {blocker / 'cache'} (")
+    assert "MODEL.BACKBONE.CACHE_DIR" in message and "\n" not in message
+
+
 @pytest.mark.parametrize(
     "name, expected, autocast, scaler",
     [("fp32", "fp32", None, False), ("bf16", "bf16", torch.bfloat16, False)],

@@ -10,6 +10,8 @@ from clipprompt.models import CoOp, ZeroshotCLIP
 from clipprompt.models.coop import CoOpOptions
 from clipprompt.prompts import ClassPrompts, context_from_words
 
+from model_checks import train_steps
+
 BASE = ["dog", "fire truck", "sea lion"]
 NEW = ["owl", "red fox"]
 
@@ -71,15 +73,7 @@ def test_word_context_at_the_end_is_zeroshot_and_moving_it_changes_the_logits(ti
 def test_csc_loss_falls(tiny_clip, images):
     torch.manual_seed(0)
     model = CoOp(tiny_clip, BASE + ["owl"], CoOpOptions(n_ctx=2, csc=True, class_token_position="front"))
-    labels = torch.tensor([0, 1, 2, 3])
-    optim = torch.optim.SGD([model.ctx], lr=0.5)
-    losses = []
-    for _ in range(15):
-        loss, _ = model.loss(images, labels)
-        losses.append(loss.item())
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
+    losses = train_steps(model, images, torch.tensor([0, 1, 2, 3]), torch.optim.SGD([model.ctx], lr=0.5), 15)
     assert losses[-1] < losses[0] - 0.05
 
 

@@ -1,23 +1,24 @@
 """KgCoOp: CoOp plus the knowledge-guided term towards the hand-crafted class text features."""
 
-import subprocess
-import sys
-from pathlib import Path
+import contextlib
+import io
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from clipprompt import report
 from clipprompt._clip import clip
+from clipprompt.errors import ConfigError
 from clipprompt.models import CoOp, KgCoOp, ZeroshotCLIP
 from clipprompt.models.base import normalize
 from clipprompt.models.coop import CoOpOptions
 from clipprompt.models.kgcoop import KgCoOpOptions, authors_template
-from clipprompt.testing import make_tiny_dataset
 from clipprompt.testing.markers import requires_dassl
-from clipprompt.testing.protocol_scripts import run_script
+from clipprompt.testing.protocol_scripts import run_base2new_scripts
 
-REPO = Path(__file__).resolve().parents[1]
+from model_checks import train_steps
+
 BASE = ["dog", "cat", "fire truck", "sea lion"]
 NEW = ["owl", "red fox", "tram"]
 LABELS = torch.tensor([0, 1, 2, 3])
@@ -28,6 +29,14 @@ def test_defaults_are_the_authors():
     assert (options.n_ctx, options.ctx_init, options.w) == (4, "a photo of a", 8.0)
     assert authors_template("DescribableTextures", "{} texture.") == "a photo of a {}, a type of texture."
     assert authors_template("OxfordPets", "a photo of a {}, a type of pet.") == "a photo of a {}, a type of pet."
+
+
+def test_a_template_without_the_class_slot_is_one_line():
+    node = KgCoOpOptions.to_node()
+    node.TEMPLATE = "a photo"
+    with pytest.raises(ConfigError) as info:
+        KgCoOpOptions.from_node(node)
+    assert str(info.value) == "TRAINER.KGCOOP.TEMPLATE 'a photo' has no '{}' for the class name."
 
 
 def test_anchor_is_clips_hand_crafted_feature_and_starts_at_zero_distance(tiny_clip, images):
@@ -73,14 +82,7 @@ def test_loss_falls_and_the_term_holds_the_features_near_the_anchor(tiny_clip, i
     def train(w):
         torch.manual_seed(0)
         model = KgCoOp(tiny_clip, BASE, KgCoOpOptions(w=w), template="a photo of a {}.")
-        optim = torch.optim.SGD([model.ctx], lr=0.5)
-        losses = []
-        for _ in range(12):
-            loss, summary = model.loss(images, LABELS)
-            losses.append(summary["ce"])
-            optim.zero_grad()
-            loss.backward()
-            optim.step()
+        losses = train_steps(model, images, LABELS, torch.optim.SGD([model.ctx], lr=0.5), 12, record="ce")
         return losses, model.knowledge_distance(model.class_text_features()).item()
 
     free, free_distance = train(0.0)
@@ -117,25 +119,18 @@ def test_fast_paths_give_the_slow_paths_outputs(tiny_clip, images):
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
 
 
-def run_base2new_scripts(method: str, tmp_path, tiny_clip_path, *extra: str) -> str:
-    """`scripts/<method>/base2new_train.sh caltech101 1` then `base2new_test.sh` on tiny data; the report."""
-    data = tmp_path / "data"
-    make_tiny_dataset(str(data), "Caltech101", num_classes=6, images_per_class=4)
-    env = {"DATA": str(data), "OUTPUT": str(tmp_path / "output"), "SHOTS": "2", "PYTHON": sys.executable}
-    overrides = ["MODEL.BACKBONE.NAME", tiny_clip_path, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
-                 "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "DATALOADER.TEST.BATCH_SIZE", "8", "OPTIM.MAX_EPOCH", "1", *extra]
-    for step in ("base2new_train", "base2new_test"):
-        run_script(f"scripts/{method}/{step}.sh", "caltech101", "1", *overrides, env=env)
-    results = list((tmp_path / "output" / "base2new").glob("test_new/caltech101/*/*/*/seed1/result.json"))
-    assert len(results) == 1, list((tmp_path / "output").rglob("*"))
-    report = subprocess.run([sys.executable, "-m", "clipprompt.report", str(tmp_path / "output"), "--compare"],
-                            cwd=REPO, capture_output=True, text=True)
-    assert report.returncode == 0, report.stderr
-    return report.stdout
+def base2new_report(method: str, trainer: str, tmp_path, tiny_clip_path, *overrides: str) -> str:
+    """`scripts/<method>/base2new_{train,test}.sh caltech101 1` on tiny data (`run_base2new_scripts`),
+    then `python -m clipprompt.report <output> --compare`, in this process; the report."""
+    run_base2new_scripts(method, trainer, tmp_path, tiny_clip_path, "DATALOADER.TRAIN_X.BATCH_SIZE", "4", *overrides)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert report.main([str(tmp_path / "out"), "--compare"]) == 0
+    return printed.getvalue()
 
 
 @requires_dassl
 def test_base2new_scripts_end_to_end(tmp_path, tiny_clip_path):
-    report = run_base2new_scripts("kgcoop", tmp_path, tiny_clip_path, "TRAINER.KGCOOP.PREC", "fp32")
+    report = base2new_report("kgcoop", "KgCoOp", tmp_path, tiny_clip_path, "TRAINER.KGCOOP.PREC", "fp32")
     assert "### Base-to-new: KgCoOp (vit_b16_ep100_ctxv1, 2 shots)" in report
     assert "KgCoOp: KgCoOp (vit_b16_ep100_ctxv1, 2 shots) |" in report and "| 80.73 | 73.60 | 77.00 |" in report

@@ -12,6 +12,8 @@ from clipprompt.options import OPTIONS
 from clipprompt.testing.markers import requires_dassl
 from clipprompt.testing.protocol_scripts import run_base2new_scripts
 
+from model_checks import fast_and_slow, learned_parameters, train_steps
+
 BASE = ["dog", "cat", "fire_truck", "sea lion", "snowy owl", "tram"]
 NEW = ["red fox", "hot air balloon", "maple leaf"]
 LABELS = torch.tensor([0, 1, 2, 3])
@@ -69,14 +71,7 @@ def test_gradients_reach_exactly_the_prompts_and_coupling_layers(tiny_clip, imag
 
 def test_loss_falls_on_a_tiny_task(tiny_clip, images):
     model = build(tiny_clip)
-    optim = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
-    losses = []
-    for _ in range(30):
-        loss, _ = model.loss(images, LABELS)
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
-        losses.append(loss.item())
+    losses = train_steps(model, images, LABELS, torch.optim.SGD(learned_parameters(model), lr=1.0), 30)
     assert losses[-1] < 0.5 * losses[0]
 
 
@@ -103,22 +98,12 @@ def test_save_load_round_trip_and_eval_on_new_classes(tiny_clip, images):
 
 def test_fast_paths_equal_slow_ones(tiny_clip, images):
     model = build(tiny_clip)
-    fast_loss, _ = model.loss(images, LABELS)
-    fast_loss.backward()
-    fast_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
-    with torch.no_grad(), model.cached_text_features():
-        cached = model(images)
-    model.zero_grad()
-    model.configure(eos_cut=False, fused=False)
+    fast, slow = fast_and_slow(model, images, LABELS)
     assert model.prompts.length == 77
-    slow_loss, _ = model.loss(images, LABELS)
-    slow_loss.backward()
-    torch.testing.assert_close(fast_loss, slow_loss, rtol=1e-5, atol=1e-6)
-    with torch.no_grad():
-        torch.testing.assert_close(cached, model(images), rtol=1e-5, atol=1e-5)
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            assert (fast_grads[name] - p.grad).norm() <= 1e-5 * p.grad.norm(), name
+    torch.testing.assert_close(fast.loss, slow.loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast.logits, slow.logits, rtol=1e-5, atol=1e-5)
+    for name, grad in slow.grads.items():
+        assert (fast.grads[name] - grad).norm() <= 1e-5 * grad.norm(), name
 
 
 def test_half_prompts_round_to_fp16_like_the_authors_code(tiny_clip, images):

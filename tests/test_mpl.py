@@ -15,6 +15,8 @@ from clipprompt.prompts import ClassPrompts
 from clipprompt.testing import make_tiny_dataset
 from clipprompt.testing.markers import requires_dassl
 
+from model_checks import learned_parameters, train_steps
+
 BASE = ["dog", "cat", "fire truck", "sea lion", "snowy owl", "tram"]
 NEW = ["red fox", "hot air balloon", "maple leaf"]
 LABELS = torch.tensor([0, 1, 2, 3])
@@ -185,14 +187,7 @@ def test_gradients_reach_exactly_ctx_ftp_and_tvp(tiny_clip, images, mode):
 @pytest.mark.parametrize("mode, symmetric", [("mlp", True), ("attn", False)])
 def test_a_few_steps_lower_the_loss(tiny_clip, images, mode, symmetric):
     model = build(tiny_clip, ftp_mode=mode, symmetric=symmetric)
-    optim = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05)
-    losses = []
-    for _ in range(4):
-        loss, _ = model.loss(images, LABELS)
-        losses.append(loss.item())
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
+    losses = train_steps(model, images, LABELS, torch.optim.SGD(learned_parameters(model), lr=0.05), 4)
     assert losses[-1] < losses[0] - 0.05, losses
 
 
@@ -216,12 +211,7 @@ def test_symmetric_loss_adds_the_text_to_image_direction(tiny_clip, images):
 @pytest.mark.parametrize("mode", MODES)
 def test_save_load_for_new_classes_and_reproduce(tiny_clip, images, mode):
     model = build(tiny_clip, ftp_mode=mode)
-    optim = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05)
-    for _ in range(2):
-        loss, _ = model.loss(images, LABELS)
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
+    train_steps(model, images, LABELS, torch.optim.SGD(learned_parameters(model), lr=0.05), 2)
     state = {k: v.clone() for k, v in model.trainable_state_dict().items()}
     model.eval()
     with torch.no_grad():

@@ -11,10 +11,13 @@ import yaml
 
 import clipprompt.models  # noqa: F401  (registers every method's options)
 from clipprompt.errors import ConfigError
-from clipprompt.models import CoCoOp, CoOp, MPL, SEP, ZeroshotCLIP
+from clipprompt.models import TCP, CoCoOp, CoOp, KgCoOp, MaPLe, MPL, PromptSRC, SEP, ZeroshotCLIP
 from clipprompt.models.cocoop import CoCoOpOptions
+from clipprompt.models.maple import MaPLeOptions
 from clipprompt.models.mpl import MPLOptions
+from clipprompt.models.promptsrc import PromptSRCOptions
 from clipprompt.models.sep import SEPOptions
+from clipprompt.models.tcp import TCPOptions
 from clipprompt.options import OPTIONS, MethodOptions, option, register_options
 from clipprompt.testing.markers import requires_dassl
 
@@ -146,6 +149,22 @@ def test_an_options_subclass_is_a_new_node():
         del OPTIONS["TESTOPTS"]
 
 
+def test_unreadable_config_file_and_odd_overrides_are_one_line(tmp_path):
+    from yacs.config import CfgNode
+
+    from clipprompt.config import merge_from_list, read_config_file
+
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("OPTIM:\n  NAME: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        read_config_file(str(path))
+    assert str(info.value).startswith(f"Cannot read config file {path}: 'utf-8' codec can't decode byte 0xe9")
+    with pytest.raises(ConfigError) as info:
+        merge_from_list(CfgNode({"OPTIM": CfgNode({"LR": 0.1})}), ["OPTIM.LR", "0.2", "OPTIM.MAX_EPOCH"])
+    assert str(info.value) == "Config overrides come in KEY VALUE pairs; got an odd number: OPTIM.LR 0.2 OPTIM.MAX_EPOCH"
+    assert "\n" not in str(info.value)
+
+
 # ---- one logits path --------------------------------------------------------------------------
 
 
@@ -157,6 +176,10 @@ def build_each(clip):
         "CoCoOp": CoCoOp(clip, CLASSES),
         "SEP": SEP(clip, CLASSES),
         "MPL": MPL(clip, CLASSES),
+        "KgCoOp": KgCoOp(clip, CLASSES),
+        "TCP": TCP(clip, CLASSES, TCPOptions(layer=1)),  # the tiny CLIP has 3 blocks
+        "MaPLe": MaPLe(clip, CLASSES, MaPLeOptions(prompt_depth=3)),
+        "PromptSRC": PromptSRC(clip, CLASSES, PromptSRCOptions(prompt_depth_text=3, prompt_depth_vision=3)),
     }
 
 

@@ -14,6 +14,8 @@ from clipprompt.templates import IMAGENET_TEMPLATES
 from clipprompt.testing.markers import requires_dassl
 from clipprompt.testing.protocol_scripts import run_base2new_scripts
 
+from model_checks import fast_and_slow, learned_parameters, train_steps
+
 BASE = ["dog", "cat", "fire_truck", "sea lion", "snowy owl", "tram"]
 NEW = ["red fox", "hot air balloon", "maple leaf"]
 LABELS = torch.tensor([0, 1, 2, 3])
@@ -68,14 +70,7 @@ def test_gradients_reach_exactly_the_prompts(tiny_clip, images):
 
 def test_loss_falls_on_a_tiny_task(tiny_clip, images):
     model = build(tiny_clip, text_loss_weight=1.0, image_loss_weight=1.0)
-    optim = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
-    losses = []
-    for _ in range(30):
-        loss, _ = model.loss(images, LABELS)
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
-        losses.append(loss.item())
+    losses = train_steps(model, images, LABELS, torch.optim.SGD(learned_parameters(model), lr=1.0), 30)
     assert losses[-1] < 0.6 * losses[0]
 
 
@@ -99,21 +94,11 @@ def test_save_load_round_trip_and_eval_on_new_classes(tiny_clip, images):
 
 def test_fast_paths_equal_slow_ones(tiny_clip, images):
     model = build(tiny_clip)
-    fast_loss, _ = model.loss(images, LABELS)
-    fast_loss.backward()
-    fast_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
-    with torch.no_grad(), model.cached_text_features():
-        cached = model(images)
-    model.zero_grad()
-    model.configure(eos_cut=False, fused=False)
-    slow_loss, _ = model.loss(images, LABELS)
-    slow_loss.backward()
-    torch.testing.assert_close(fast_loss, slow_loss, rtol=1e-5, atol=1e-6)
-    with torch.no_grad():
-        torch.testing.assert_close(cached, model(images), rtol=1e-5, atol=1e-5)
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            assert (fast_grads[name] - p.grad).norm() <= 1e-5 * p.grad.norm(), name
+    fast, slow = fast_and_slow(model, images, LABELS)
+    torch.testing.assert_close(fast.loss, slow.loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast.logits, slow.logits, rtol=1e-5, atol=1e-5)
+    for name, grad in slow.grads.items():
+        assert (fast.grads[name] - grad).norm() <= 1e-5 * grad.norm(), name
 
 
 def test_gaussian_epoch_weights_and_average():
@@ -155,6 +140,24 @@ def test_options_and_errors(tiny_clip):
         build(tiny_clip, prompt_depth_vision=4)
     with pytest.raises(ConfigError, match=r"TRAINER.PROMPTSRC.GPA_STD is 0.0; it must be > 0"):
         PromptSRCOptions(gpa_std=0.0).validate()
+
+
+@requires_dassl
+def test_trainer_checks_the_gpa_weights_before_loading_anything():
+    from clipprompt.config import add_project_config, merge_from_list
+    from trainers._dassl import get_cfg_default
+    from trainers.promptsrc import PromptSRC as PromptSRCTrainer
+
+    cfg = add_project_config(get_cfg_default())
+    merge_from_list(cfg, ["OPTIM.MAX_EPOCH", "5", "TRAINER.PROMPTSRC.GPA_MEAN", "1e6"])
+    trainer = PromptSRCTrainer.__new__(PromptSRCTrainer)  # check_cfg is the first thing Dassl's __init__ runs
+    with pytest.raises(ConfigError) as info:
+        trainer.check_cfg(cfg)
+    assert str(info.value) == (
+        "TRAINER.PROMPTSRC.GPA_MEAN / GPA_STD put no weight on epochs 1..5; move GPA_MEAN into that range or widen GPA_STD."
+    )
+    merge_from_list(cfg, ["TRAINER.PROMPTSRC.GPA", "False"])  # no averaging: nothing to weigh
+    trainer.check_cfg(cfg)
 
 
 @requires_dassl

@@ -13,6 +13,8 @@ from clipprompt.models.sep import SEPOptions, TokenFusion, class_means, salient_
 from clipprompt.prompts import PromptLengthError
 from clipprompt.testing.markers import requires_dassl
 
+from model_checks import learned_parameters, train_steps
+
 BASE = ["dog", "cat", "fire truck", "sea lion"]
 NEW = ["owl", "red fox", "tram"]
 LABELS = torch.tensor([0, 1, 2, 3])
@@ -141,7 +143,7 @@ def test_tfms_of_a_branch_start_identical_and_only_those_in_use_exist(tiny_clip)
 def test_predictions_depend_on_the_batch_only_with_official_compat(tiny_clip, images):
     for compat in (False, True):
         model = build(tiny_clip, official_compat=compat).eval()
-        assert model.selection == ("batch" if compat else "image")
+        assert model.options.selection == ("batch" if compat else "image")
         with torch.no_grad(), model.cached_text_features():
             alone, together = model(images[:1])[0], model(images)[0]
         assert torch.allclose(alone, together, atol=1e-5) is not compat
@@ -198,14 +200,7 @@ def test_text_features_once_per_step_and_once_per_evaluation(tiny_clip, images, 
 
 def test_a_few_steps_lower_the_loss(tiny_clip, images):
     model = build(tiny_clip)
-    optim = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-3, eps=1e-3)
-    losses = []
-    for _ in range(8):
-        loss, _ = model.loss(images, LABELS)
-        losses.append(loss.item())
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
+    losses = train_steps(model, images, LABELS, torch.optim.Adam(learned_parameters(model), lr=2e-3, eps=1e-3), 8)
     assert losses[-1] < losses[0] - 0.1, losses
 
 
@@ -224,12 +219,7 @@ def test_prototypes_come_from_class_means_or_default_to_the_hand_template(tiny_c
 
 def test_base_checkpoint_loads_for_new_classes_and_reproduces_base_logits(tiny_clip, images):
     trained = build(tiny_clip)
-    optim = torch.optim.Adam([p for p in trained.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(2):
-        loss, _ = trained.loss(images, LABELS)
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
+    train_steps(trained, images, LABELS, torch.optim.Adam(learned_parameters(trained), lr=1e-2), 2)
     state = trained.trainable_state_dict()
     assert "prototypes" not in state and "text_prompts.ctx" in state
     assert not any("hand" in name or "prompts.prefix" in name for name in state)
@@ -285,6 +275,26 @@ def test_prompts_that_do_not_fit_the_context_give_one_clear_error(tiny_clip):
 
 
 # ---- the Dassl trainer ---------------------------------------------------------------------------
+
+
+@requires_dassl
+def test_checkpoint_prototypes_that_do_not_fit_are_one_line_errors(tiny_clip):
+    from clipprompt.errors import CheckpointError
+    from trainers.sep import SEP as SEPTrainer
+
+    trainer = SEPTrainer.__new__(SEPTrainer)  # restoring needs only the model and the device
+    trainer.model, trainer.device = build(tiny_clip), torch.device("cpu")
+    prototypes = torch.randn(len(BASE), 32)
+    for extras, message in [
+        ({}, "ckpt holds no SEP prototypes (saved by an older version or another trainer); delete its folder"),
+        ({"prototypes": prototypes, "classnames": NEW}, "ckpt holds SEP prototypes of other classes than this run's."),
+        ({"prototypes": prototypes[:, :8], "classnames": BASE}, "ckpt: Prototypes (4, 8) do not fit (4, 32)."),
+    ]:
+        with pytest.raises(CheckpointError) as info:
+            trainer.restore_training_extras(extras, "ckpt")
+        assert str(info.value).startswith(message)
+    trainer.restore_training_extras({"prototypes": prototypes, "classnames": BASE}, "ckpt")
+    assert torch.equal(trainer.model.prototypes.detach(), prototypes) and trainer._prototypes_restored
 
 
 @requires_dassl

@@ -11,7 +11,8 @@ from clipprompt.models.base import normalize
 from clipprompt.models.tcp import TCPOptions, authors_templates
 from clipprompt.testing.markers import requires_dassl
 
-from test_kgcoop import run_base2new_scripts
+from model_checks import fast_and_slow, learned_parameters, train_steps
+from test_kgcoop import base2new_report
 
 BASE = ["dog", "cat", "fire truck", "sea lion"]
 NEW = ["owl", "red fox", "tram"]
@@ -79,14 +80,7 @@ def test_loss_is_cross_entropy_plus_w_times_the_distance(tiny_clip, images):
 
 def test_loss_falls(tiny_clip, images):
     tcp = model(tiny_clip)
-    optim = torch.optim.Adam([p for p in tcp.parameters() if p.requires_grad], lr=1e-3, eps=1e-3)
-    losses = []
-    for _ in range(15):
-        loss, _ = tcp.loss(images, LABELS)
-        losses.append(loss.item())
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
+    losses = train_steps(tcp, images, LABELS, torch.optim.Adam(learned_parameters(tcp), lr=1e-3, eps=1e-3), 15)
     assert losses[-1] < losses[0] - 0.05
 
 
@@ -109,22 +103,20 @@ def test_save_load_and_new_classes(tiny_clip, images):
 
 
 def test_fast_paths_give_the_slow_paths_outputs(tiny_clip, images):
-    tcp = model(tiny_clip)
-    fast, _ = tcp.loss(images, LABELS)
-    fast.backward()
-    fast_grads = {n: p.grad.clone() for n, p in tcp.named_parameters() if p.requires_grad}
-    with torch.no_grad(), tcp.cached_text_features():
-        cached = tcp(images)
-    tcp.zero_grad()
-    tcp.configure(eos_cut=False, fused=False)
-    slow, _ = tcp.loss(images, LABELS)
-    slow.backward()
-    with torch.no_grad():
-        torch.testing.assert_close(cached, tcp(images), rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
-    for name, grad in fast_grads.items():  # equal up to float rounding, relative to the gradient's size
-        slow_grad = tcp.get_parameter(name).grad
-        assert (grad - slow_grad).norm() <= 1e-4 * slow_grad.norm(), name
+    fast, slow = fast_and_slow(model(tiny_clip), images, LABELS)
+    torch.testing.assert_close(fast.logits, slow.logits, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(fast.loss, slow.loss, rtol=1e-5, atol=1e-5)
+    for name, grad in fast.grads.items():  # equal up to float rounding, relative to the gradient's size
+        assert (grad - slow.grads[name]).norm() <= 1e-4 * slow.grads[name].norm(), name
+
+
+@pytest.mark.parametrize("key", ["TEMPLATE", "ANCHOR_TEMPLATE"])
+def test_a_template_without_the_class_slot_is_one_line(key):
+    node = TCPOptions.to_node()
+    node[key] = "a photo"
+    with pytest.raises(ConfigError) as info:
+        TCPOptions.from_node(node)
+    assert str(info.value) == f"TRAINER.TCP.{key} 'a photo' has no '{{}}' for the class name."
 
 
 def test_a_block_the_encoder_lacks_is_a_config_error(tiny_clip):
@@ -134,7 +126,7 @@ def test_a_block_the_encoder_lacks_is_a_config_error(tiny_clip):
 
 @requires_dassl
 def test_base2new_scripts_end_to_end(tmp_path, tiny_clip_path):
-    report = run_base2new_scripts("tcp", tmp_path, tiny_clip_path, "TRAINER.TCP.PREC", "fp32", "TRAINER.TCP.LAYER", "1")
+    report = base2new_report("tcp", "TCP", tmp_path, tiny_clip_path, "TRAINER.TCP.PREC", "fp32", "TRAINER.TCP.LAYER", "1")
     assert "### Base-to-new: TCP (vit_b16_ep50_ctx4, 2 shots)" in report
     assert "TCP: TCP (vit_b16_ep50_ctx4, 2 shots) |" in report and "| 84.13 | 75.36 | 79.51 |" in report
 

@@ -1,7 +1,8 @@
 """KgCoOp: CoOp with a knowledge-guided term towards the hand-crafted class text features."""
 
 from clipprompt.models import KgCoOp as KgCoOpModel
-from clipprompt.models.kgcoop import KgCoOpOptions, authors_template
+from clipprompt.models.base import DEFAULT_TEMPLATE
+from clipprompt.models.kgcoop import authors_template
 
 from ._dassl import TRAINER_REGISTRY
 from .base import ClipTrainer
@@ -10,7 +11,5 @@ from .base import ClipTrainer
 @TRAINER_REGISTRY.register()
 class KgCoOp(ClipTrainer):
     def build_custom_model(self, clip, classnames):
-        options = KgCoOpOptions.from_node(self.trainer_cfg)
-        dataset = self.dm.dataset
-        template = authors_template(self.cfg.DATASET.NAME, getattr(dataset, "template", "a photo of a {}."))
-        return KgCoOpModel(clip, classnames, options, template=template)
+        template = authors_template(self.cfg.DATASET.NAME, getattr(self.dm.dataset, "template", DEFAULT_TEMPLATE))
+        return KgCoOpModel(clip, classnames, self.options, template=template)

@@ -1,7 +1,7 @@
 """PromptSRC: independent deep prompts, self-regulated towards frozen CLIP, averaged over epochs (GPA)."""
 
 from clipprompt.models import PromptSRC as PromptSRCModel
-from clipprompt.models.promptsrc import GaussianPromptAverage, PromptSRCOptions, gaussian_epoch_weights
+from clipprompt.models.promptsrc import GaussianPromptAverage, gaussian_epoch_weights
 
 from ._dassl import TRAINER_REGISTRY
 from .base import ClipTrainer
@@ -10,13 +10,13 @@ from .base import ClipTrainer
 @TRAINER_REGISTRY.register()
 class PromptSRC(ClipTrainer):
     def check_cfg(self, cfg) -> None:
-        super().check_cfg(cfg)
-        options = PromptSRCOptions.from_node(cfg.TRAINER.PROMPTSRC)  # before any data or weights load
+        super().check_cfg(cfg)  # sets self.options; GPA's weights are checked before any data or weights load
+        options = self.options
         if options.gpa:
             gaussian_epoch_weights(cfg.OPTIM.MAX_EPOCH, options.gpa_mean, options.gpa_std)
 
     def build_custom_model(self, clip, classnames):
-        options = PromptSRCOptions.from_node(self.trainer_cfg)
+        options = self.options
         model = PromptSRCModel(clip, classnames, options)
         if options.gpa:  # the model holds it so that checkpoints carry its running sum
             weights = gaussian_epoch_weights(self.cfg.OPTIM.MAX_EPOCH, options.gpa_mean, options.gpa_std)

@@ -18,12 +18,11 @@ from tqdm import tqdm
 
 from clipprompt.errors import CheckpointError
 from clipprompt.models import SEP as SEPModel
-from clipprompt.models.sep import class_means
 from clipprompt.models.base import DEFAULT_TEMPLATE
+from clipprompt.models.sep import class_means
 
 from ._dassl import TRAINER_REGISTRY, build_data_loader
 from .base import ClipTrainer, on_terminal
-
 
 
 @TRAINER_REGISTRY.register()
@@ -51,7 +50,6 @@ class SEP(ClipTrainer):
     @torch.no_grad()
     def init_prototypes(self) -> None:
         """Prototype classifier := normalized class means of frozen features of the training images."""
-
         cfg = self.cfg
         loader = build_data_loader(
             cfg,
@@ -93,6 +91,5 @@ class SEP(ClipTrainer):
             self.model.load_prototypes(extras["prototypes"].to(self.device))
         except ValueError as exc:
             raise CheckpointError(f"{path}: {exc}") from None
-        self.model.prototypes_initialized = True
         self._prototypes_restored = True
         print(f"Restored SEP's trained prototypes from {path}")

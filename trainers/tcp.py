@@ -1,7 +1,8 @@
 """TCP: class-aware prompt tokens from the hand-crafted class features, KgCoOp's loss."""
 
 from clipprompt.models import TCP as TCPModel
-from clipprompt.models.tcp import TCPOptions, authors_templates
+from clipprompt.models.base import DEFAULT_TEMPLATE
+from clipprompt.models.tcp import authors_templates
 
 from ._dassl import TRAINER_REGISTRY
 from .base import ClipTrainer
@@ -10,12 +11,11 @@ from .base import ClipTrainer
 @TRAINER_REGISTRY.register()
 class TCP(ClipTrainer):
     def build_custom_model(self, clip, classnames):
-        options = TCPOptions.from_node(self.trainer_cfg)
-        tail, anchor = authors_templates(self.cfg.DATASET.NAME, getattr(self.dm.dataset, "template", "a photo of a {}."))
-        return TCPModel(clip, classnames, options, template=tail, anchor_template=anchor)
+        tail, anchor = authors_templates(self.cfg.DATASET.NAME, getattr(self.dm.dataset, "template", DEFAULT_TEMPLATE))
+        return TCPModel(clip, classnames, self.options, template=tail, anchor_template=anchor)
 
     def build_model(self) -> None:
         super().build_model()
         if self.optim is not None and "eps" in self.optim.defaults:  # Adam, AdamW, AMSGrad, RAdam
             for group in self.optim.param_groups:
-                group["eps"] = self.trainer_cfg.ADAM_EPS
+                group["eps"] = self.options.adam_eps

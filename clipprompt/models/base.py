@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from .._clip import clip_model
 from ..encoders import ImageEncoder, TextEncoder
-from ..prompts import ClassPrompts
+from ..prompts import ClassPrompts, template_tokens
 
 DEFAULT_TEMPLATE = "a photo of a {}."  # hand-crafted prompt when a dataset has none of its own
 
@@ -158,6 +158,14 @@ def cosine_logits(image_features: Tensor, text_features: Tensor, logit_scale: Te
         else:
             similarity = torch.einsum("be,bce->bc", image, text)
         return logit_scale.float() * similarity
+
+
+def hand_crafted_features(text_encoder: TextEncoder, classnames: Sequence[str], template: str) -> Tensor:
+    """Normalized fp32 features (n_cls, embed_dim) of `template` with each class name for "{}",
+    through the frozen encoder (KgCoOp's and TCP's anchors, SEP's hand-crafted text features)."""
+    with torch.no_grad():
+        tokens = template_tokens(template, classnames, text_encoder.context_length)
+        return normalize(text_encoder.encode_tokens(tokens).float())
 
 
 def accuracy(logits: Tensor, labels: Tensor) -> float:

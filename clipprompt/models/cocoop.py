@@ -35,7 +35,7 @@ def encode_prompt_grid(text_encoder: TextEncoder, prompts: Tensor, eos_positions
     batch, n_cls = prompts.shape[:2]
     flat = prompts.reshape(batch * n_cls, *prompts.shape[2:])
     eos = eos_positions.repeat(batch)
-    step = max(1, chunk) if chunk > 0 else flat.shape[0]
+    step = chunk if chunk > 0 else flat.shape[0]
     features = [text_encoder(flat[i : i + step], eos[i : i + step]) for i in range(0, flat.shape[0], step)]
     return torch.cat(features).reshape(batch, n_cls, -1)
 
@@ -56,7 +56,6 @@ class CoCoOp(CoOp):
     def __init__(self, clip: clip_model.CLIP, classnames: Sequence[str], options: CoCoOpOptions | None = None):
         super().__init__(clip, classnames, options or CoCoOpOptions())
         self.meta_net = MetaNet(clip.text_projection.shape[1], self.text_encoder.width)
-        self.text_chunk = self.options.text_chunk
 
     def class_text_features(self) -> None:
         return None  # the prompts depend on the image: nothing to cache per class
@@ -70,5 +69,5 @@ class CoCoOp(CoOp):
         """Logits from the frozen encoder's output (clipprompt.feature_cache may have stored it)."""
         image_features = normalize(features)
         prompts = self.prompts.assemble(self.image_context(image_features))
-        text = encode_prompt_grid(self.text_encoder, prompts, self.prompts.eos_positions, self.text_chunk)
+        text = encode_prompt_grid(self.text_encoder, prompts, self.prompts.eos_positions, self.options.text_chunk)
         return self.logits(image_features, text)

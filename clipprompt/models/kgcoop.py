@@ -14,14 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .._clip import clip_model
-from ..options import option, register_options
-from ..prompts import template_tokens
-from .base import accuracy, normalize
+from ..options import check_template, option, register_options
+from .base import DEFAULT_TEMPLATE, accuracy, hand_crafted_features, normalize
 from .coop import CoOp, CoOpOptions
 
 # The authors' hand-crafted prompts, where they differ from the dataset's CoOp template.
@@ -36,16 +34,13 @@ class KgCoOpOptions(CoOpOptions):
     w: float = option(8.0, "weight of the knowledge term 1 - mean cos(learned, hand-crafted class text feature)", min=0)
     template: str = option("", "hand-crafted prompt of the knowledge term, \"{}\" = class name (\"\" = the authors' for the dataset)")
 
+    def check(self) -> None:
+        check_template("TRAINER.KGCOOP.TEMPLATE", self.template)
+
 
 def authors_template(dataset: str, dataset_template: str) -> str:
     """KgCoOp's hand-crafted prompt for a Dassl dataset name: the CoOp template unless theirs differs."""
     return AUTHORS_TEMPLATES.get(dataset, dataset_template)
-
-
-def hand_crafted_features(text_encoder, classnames: Sequence[str], template: str) -> Tensor:
-    """Normalized fp32 features (n_cls, embed_dim) of `template.format(class name)` through the frozen encoder."""
-    with torch.no_grad():
-        return normalize(text_encoder.encode_tokens(template_tokens(template, classnames)).float())
 
 
 class KnowledgeGuided:
@@ -75,7 +70,7 @@ class KgCoOp(KnowledgeGuided, CoOp):
         clip: clip_model.CLIP,
         classnames: Sequence[str],
         options: KgCoOpOptions | None = None,
-        template: str = "a photo of a {}.",
+        template: str = DEFAULT_TEMPLATE,
     ):
         options = options or KgCoOpOptions()
         super().__init__(clip, classnames, options)

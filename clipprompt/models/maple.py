@@ -20,12 +20,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .._clip import clip_api, clip_model
-from ..encoders import deep_prompt_injections
+from .._clip import clip_model
 from ..errors import ConfigError
 from ..options import MethodOptions, option, register_options
-from ..prompts import ClassPrompts, tokenize
-from .base import PromptedCLIP, normalize
+from .deep_prompts import DeepPromptedCLIP
 
 
 @register_options("MAPLE")
@@ -43,29 +41,7 @@ class MaPLeOptions(MethodOptions):
     )
 
 
-def split_init(text_encoder, n_ctx: int, ctx_init: str, key: str = "TRAINER.MAPLE") -> tuple[Tensor, str]:
-    """Initial prompt (n_ctx, width) and the words of `ctx_init` left after its first n_ctx tokens.
-
-    Those words stay in every prompt as fixed words before the class name (the authors' code of
-    MaPLe and PromptSRC does the same); `key` names the config node in errors.
-    """
-    if not ctx_init:
-        return torch.randn(n_ctx, text_encoder.width) * 0.02, ""
-    words = ctx_init.replace("_", " ").strip()
-    tokens = tokenize([words], text_encoder.context_length)
-    count = int(tokens.argmax(dim=-1)) - 1
-    if count < n_ctx:
-        raise ConfigError(
-            f"{key}.CTX_INIT {ctx_init!r} has {count} tokens, fewer than the {n_ctx} prompt tokens; "
-            'give longer words or CTX_INIT "" for a random start.'
-        )
-    with torch.no_grad():
-        ctx = text_encoder.embed(tokens)[0, 1 : 1 + n_ctx].float().clone()
-    rest = clip_api._tokenizer.decode(tokens[0, 1 + n_ctx : 1 + count].tolist()).strip()
-    return ctx, rest
-
-
-class MaPLe(PromptedCLIP):
+class MaPLe(DeepPromptedCLIP):
     """Multi-modal prompt learning: text prompts at J blocks, visual prompts projected from them."""
 
     def __init__(
@@ -81,46 +57,17 @@ class MaPLe(PromptedCLIP):
             raise ConfigError(f"TRAINER.MAPLE.PROMPT_DEPTH is {options.prompt_depth}; this CLIP has {depth} blocks.")
         text_width, image_width = self.text_encoder.width, self.image_encoder.width
         n_ctx = options.n_ctx
-        ctx, fixed_words = split_init(self.text_encoder, n_ctx, options.ctx_init)
-        self.ctx = nn.Parameter(ctx)
+        self.init_text_prompt(n_ctx, options.ctx_init)
         self.proj = nn.Linear(text_width, image_width)  # F_0: the input text prompt -> the visual one
         self.deep_text = nn.ParameterList(
             nn.Parameter(torch.randn(n_ctx, text_width) * 0.02) for _ in range(options.prompt_depth - 1)
         )
         coupling = nn.Linear(text_width, image_width)  # F_1..F_{J-1} start identical, as in the authors' code
         self.deep_proj = nn.ModuleList(copy.deepcopy(coupling) for _ in range(options.prompt_depth - 1))
-        self.fixed_words = fixed_words
-        names = [f"{fixed_words} {name}" if fixed_words else name for name in self.classnames]
-        self.prompts = ClassPrompts(self.text_encoder, names, n_ctx)
-
-    @property
-    def n_ctx(self) -> int:
-        return self.ctx.shape[0]
-
-    def _as_prompt(self, values: Tensor, batch: int) -> Tensor:
-        """`values` (n, width) for each of `batch` sequences.
-
-        With HALF_PROMPTS they are copied per sequence and then cast to fp16, in that order, as the
-        authors' code does (the gradients are then rounded per sequence before they are summed).
-        """
-        return values.expand(batch, *values.shape).half() if self.options.half_prompts else values
 
     def visual_prompts(self) -> list[Tensor]:
         """[F_0(p), F_1(P^1), ..]: the visual prompt of every prompted block, each (n, image width)."""
         return [self.proj(self.ctx)] + [f(p) for f, p in zip(self.deep_proj, self.deep_text)]
 
-    def class_text_features(self) -> Tensor:
-        embeddings = self.prompts.assemble(self.ctx)
-        deep = [self._as_prompt(p, self.num_classes) for p in self.deep_text]
-        injections = deep_prompt_injections(deep, start=1)
-        return normalize(self.text_encoder(embeddings, self.prompts.eos_positions, injections))
-
     def image_features(self, images: Tensor) -> Tensor:
-        first, *deep = [self._as_prompt(p, images.shape[0]) for p in self.visual_prompts()]
-        injections = deep_prompt_injections(deep, start=-self.n_ctx)
-        prompts = first if first.dim() == 3 else first.unsqueeze(0)
-        return normalize(self.image_encoder(images, prompts=prompts, injections=injections))
-
-    def forward(self, images: Tensor) -> Tensor:
-        image_features = self.image_features(images)
-        return self.logits(image_features, self.text_features())
+        return self.encode_prompted_images(images, self.visual_prompts())

@@ -180,8 +180,6 @@ class MPL(CoOp):
         ftp, tvp = options.ftp, options.tvp
         self.ftp = FTP(ftp.mode, self.ctx.shape[0], embed_dim, text_width, vision_width, ftp.reduction, ftp.attn_heads)
         self.tvp = TVP(embed_dim, vision_width, options.n_ctx_v, tvp.topk, tvp.tau)
-        self.symmetric = options.loss.symmetric
-        self.text_chunk = options.text_chunk
 
     def class_text_features(self) -> None:
         return None  # the prompts depend on the image: nothing to cache per class
@@ -200,14 +198,14 @@ class MPL(CoOp):
         Images are taken in groups of about `text_chunk / n_cls` so that only that group's
         prompts are ever assembled; `encode_prompt_grid` then encodes them `text_chunk` at a time.
         """
-        n_cls = self.prompts.num_classes
-        group = context.shape[0] if self.text_chunk == 0 else max(1, self.text_chunk // n_cls)
+        n_cls, chunk = self.prompts.num_classes, self.options.text_chunk
+        group = context.shape[0] if chunk == 0 else max(1, chunk // n_cls)
         features = [
             encode_prompt_grid(
                 self.text_encoder,
                 self.prompts.assemble(context[i : i + group]),
                 self.prompts.eos_positions,
-                self.text_chunk,
+                chunk,
             )
             for i in range(0, context.shape[0], group)
         ]
@@ -231,7 +229,7 @@ class MPL(CoOp):
         out = self.encode(images)
         loss = F.cross_entropy(out.logits, labels)
         summary = {"acc": accuracy(out.logits, labels)}
-        if self.symmetric:
+        if self.options.loss.symmetric:
             t2i = text_to_image_loss(out, labels, self.logit_scale)
             summary["loss_t2i"] = t2i.item()
             loss = loss + t2i

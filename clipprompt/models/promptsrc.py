@@ -28,13 +28,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._clip import clip_model
-from ..encoders import deep_prompt_injections
 from ..errors import ConfigError
 from ..options import MethodOptions, option, register_options
-from ..prompts import ClassPrompts, template_tokens
+from ..prompts import template_tokens
 from ..templates import IMAGENET_TEMPLATES
-from .base import PromptedCLIP, accuracy, normalize
-from .maple import split_init
+from .base import accuracy, normalize
+from .deep_prompts import DeepPromptedCLIP
 
 KEY = "TRAINER.PROMPTSRC"
 GPA_PREFIX = "gpa."
@@ -97,7 +96,7 @@ class GaussianPromptAverage:
         return self.total
 
 
-class PromptSRC(PromptedCLIP):
+class PromptSRC(DeepPromptedCLIP):
     """Independent deep text and visual prompts, regularised towards frozen CLIP."""
 
     def __init__(
@@ -116,8 +115,7 @@ class PromptSRC(PromptedCLIP):
             if depth > blocks:
                 raise ConfigError(f"{KEY}.{name} is {depth}; this CLIP's encoder has {blocks} blocks.")
         text_width, image_width = self.text_encoder.width, self.image_encoder.width
-        ctx, fixed_words = split_init(self.text_encoder, options.n_ctx_text, options.ctx_init, KEY)
-        self.ctx = nn.Parameter(ctx)
+        self.init_text_prompt(options.n_ctx_text, options.ctx_init)
         self.deep_text = nn.ParameterList(
             nn.Parameter(torch.randn(options.n_ctx_text, text_width) * 0.02) for _ in range(options.prompt_depth_text - 1)
         )
@@ -126,9 +124,6 @@ class PromptSRC(PromptedCLIP):
         self.deep_visual = nn.ParameterList(
             nn.Parameter(torch.randn(n_v, image_width) * 0.02) for _ in range(max(0, options.prompt_depth_vision - 1))
         )
-        self.fixed_words = fixed_words
-        names = [f"{fixed_words} {name}" if fixed_words else name for name in self.classnames]
-        self.prompts = ClassPrompts(self.text_encoder, names, options.n_ctx_text)
         self.template_chunk = template_chunk
         self._teacher: Tensor | None = None  # computed on first use: evaluation never needs it
         self.prompt_average: GaussianPromptAverage | None = None  # set by the trainer when GPA is on
@@ -151,27 +146,12 @@ class PromptSRC(PromptedCLIP):
         if running and self.prompt_average is not None:
             self.prompt_average.total = {name: value.detach().clone() for name, value in running.items()}
 
-    def _as_prompt(self, values: Tensor, batch: int) -> Tensor:
-        """`values` (n, width) for `batch` sequences; with HALF_PROMPTS copied, then cast to fp16 (the authors' order)."""
-        return values.expand(batch, *values.shape).half() if self.options.half_prompts else values
-
     # ---- features ------------------------------------------------------------------------------
-
-    def class_text_features(self) -> Tensor:
-        embeddings = self.prompts.assemble(self.ctx)
-        deep = [self._as_prompt(p, self.num_classes) for p in self.deep_text]
-        injections = deep_prompt_injections(deep, start=1)
-        return normalize(self.text_encoder(embeddings, self.prompts.eos_positions, injections))
 
     def image_features(self, images: Tensor) -> Tensor:
         if self.visual_ctx is None:
             return normalize(self.image_encoder(images))
-        batch = images.shape[0]
-        first = self._as_prompt(self.visual_ctx, batch)
-        deep = [self._as_prompt(p, batch) for p in self.deep_visual]
-        injections = deep_prompt_injections(deep, start=-self.options.n_ctx_vision)
-        prompts = first if first.dim() == 3 else first.unsqueeze(0)
-        return normalize(self.image_encoder(images, prompts=prompts, injections=injections))
+        return self.encode_prompted_images(images, [self.visual_ctx, *self.deep_visual])
 
     @torch.no_grad()
     def teacher_text_features(self) -> Tensor:
@@ -180,7 +160,6 @@ class PromptSRC(PromptedCLIP):
             total = None
             for template in IMAGENET_TEMPLATES:
                 tokens = template_tokens(template, self.classnames, self.text_encoder.context_length)
-                tokens = tokens.to(self.logit_scale.device)
                 features = torch.cat([
                     self.text_encoder.encode_tokens(tokens[i : i + self.template_chunk]).float()
                     for i in range(0, tokens.shape[0], self.template_chunk)
@@ -188,10 +167,6 @@ class PromptSRC(PromptedCLIP):
                 total = features if total is None else total + features
             self._teacher = normalize(total / len(IMAGENET_TEMPLATES))
         return self._teacher
-
-    def forward(self, images: Tensor) -> Tensor:
-        image_features = self.image_features(images)
-        return self.logits(image_features, self.text_features())
 
     # ---- training ------------------------------------------------------------------------------
 

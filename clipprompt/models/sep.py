@@ -32,9 +32,9 @@ from torch import Tensor, nn
 from .._clip import clip_model
 from ..encoders import ImageEncoder, TextEncoder
 from ..errors import ConfigError
-from ..options import MethodOptions, option, register_options
-from ..prompts import ClassPrompts, PromptLengthError, init_context, template_tokens
-from .base import DEFAULT_TEMPLATE, PromptedCLIP, accuracy, fp32_matmul, normalize
+from ..options import MethodOptions, check_template, option, register_options
+from ..prompts import ClassPrompts, PromptLengthError, init_context
+from .base import DEFAULT_TEMPLATE, PromptedCLIP, accuracy, fp32_matmul, hand_crafted_features, normalize
 
 SELECTIONS = ("image", "batch")
 TFM_HIDDEN = 256  # width of the TFM's MLP bottleneck
@@ -66,8 +66,7 @@ class SEPOptions(MethodOptions):
             duplicates = sorted({i for i in self.layers if self.layers.count(i) > 1})
             if duplicates:
                 raise ConfigError(f"TRAINER.SEP.LAYERS lists block {duplicates[0]} more than once: {self.layers}.")
-        if self.template and "{}" not in self.template:
-            raise ConfigError(f"TRAINER.SEP.TEMPLATE {self.template!r} has no '{{}}' for the class name.")
+        check_template("TRAINER.SEP.TEMPLATE", self.template)
 
     @property
     def selection(self) -> str:
@@ -278,20 +277,14 @@ class SEP(PromptedCLIP):
             raise ConfigError(f"The hand-crafted template {template!r} has no '{{}}' for the class name.")
         depths = {"text": self.text_encoder.depth, "image": self.image_encoder.depth}
         chosen = check_layers(options.layers, depths)
-        self.w, self.w_v = options.w, options.w_v
-        self.selection = options.selection
-        self.official_compat = options.official_compat
         self.frozen_fusion = True  # False: no fusion with frozen features (an ablation; not a config key)
         self.text_prompts = TextPromptLearner(
-            self.text_encoder, self.classnames, options.n_ctx, options.ctx_init, chosen["text"], self.official_compat
+            self.text_encoder, self.classnames, options.n_ctx, options.ctx_init, chosen["text"], options.official_compat
         )
         self.visual_prompts = VisualPromptLearner(
-            self.image_encoder, options.n_ctx_v, chosen["image"], self.selection == "image", self.official_compat
+            self.image_encoder, options.n_ctx_v, chosen["image"], options.selection == "image", options.official_compat
         )
-        tokens = template_tokens(template, self.classnames, self.text_encoder.context_length)
-        with torch.no_grad():
-            device = self.text_encoder.token_embedding.weight.device
-            hand = normalize(self.text_encoder.encode_tokens(tokens.to(device)).float())
+        hand = hand_crafted_features(self.text_encoder, self.classnames, template)
         self.register_buffer("hand_text_features", hand, persistent=False)
         # Training sets these with init_prototypes() (normalized class means of frozen image
         # features); until then they hold t_hand, so the module works on its own (with a warning).
@@ -375,7 +368,7 @@ class SEP(PromptedCLIP):
             F.cross_entropy(self.prototype_logits(image), labels)
             + F.cross_entropy(self.prototype_logits(frozen), labels)
         )
-        loss = ce + self.w * text_consistency + self.w_v * visual_consistency + proto
+        loss = ce + self.options.w * text_consistency + self.options.w_v * visual_consistency + proto
         return loss, {
             "loss": loss.item(),
             "acc": accuracy(logits, labels),
@@ -400,8 +393,6 @@ class SEP(PromptedCLIP):
             super().load_trainable_state_dict(state)
         finally:
             self.prototypes.requires_grad_(requires_grad)
-
-
 
 
 def class_means(features: Tensor, labels: Tensor, num_classes: int) -> Tensor:

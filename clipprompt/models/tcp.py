@@ -19,15 +19,15 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from .._clip import clip_model
+from ..encoders import replace_tokens
 from ..errors import ConfigError
-from ..options import MethodOptions, option, register_options
+from ..options import MethodOptions, check_template, option, register_options
 from ..prompts import ClassPrompts, init_context
-from .base import PromptedCLIP, normalize
-from .kgcoop import KnowledgeGuided, hand_crafted_features
+from .base import DEFAULT_TEMPLATE, PromptedCLIP, hand_crafted_features, normalize
+from .kgcoop import KnowledgeGuided
 
 # The authors' prompts per Dassl dataset: what follows the context slots, and the hand-crafted
 # prompt whose feature feeds the TKE and the knowledge term (where it differs from CoOp's).
@@ -58,6 +58,10 @@ class TCPOptions(MethodOptions):
     anchor_template: str = option("", "hand-crafted prompt of the TKE and the knowledge term (\"\" = the authors' for the dataset)")
     adam_eps: float = option(1e-3, "eps of Adam-family optimizers (the authors' value)", above=0)
 
+    def check(self) -> None:
+        check_template("TRAINER.TCP.TEMPLATE", self.template)
+        check_template("TRAINER.TCP.ANCHOR_TEMPLATE", self.anchor_template)
+
 
 def authors_templates(dataset: str, dataset_template: str) -> tuple[str, str]:
     """(prompt tail, hand-crafted prompt) of TCP's code for a Dassl dataset name."""
@@ -86,7 +90,7 @@ class TCP(KnowledgeGuided, PromptedCLIP):
         classnames: Sequence[str],
         options: TCPOptions | None = None,
         template: str = "{}.",
-        anchor_template: str = "a photo of a {}.",
+        anchor_template: str = DEFAULT_TEMPLATE,
     ):
         super().__init__(clip, classnames)
         self.options = options = options or TCPOptions()
@@ -108,12 +112,7 @@ class TCP(KnowledgeGuided, PromptedCLIP):
         return self.tke(self.anchor)
 
     def class_text_features(self) -> Tensor:
-        n_ctx = self.ctx.shape[0]
-        tokens = self.class_tokens()
-
-        def class_aware(x: Tensor) -> Tensor:  # the context slots := the class-aware tokens
-            return torch.cat([x[:, :1], tokens.to(x.dtype), x[:, 1 + n_ctx :]], dim=1)
-
+        class_aware = replace_tokens(self.class_tokens(), start=1)  # the context slots := the class-aware tokens
         embeddings = self.prompts.assemble(self.ctx)
         features = self.text_encoder(embeddings, self.prompts.eos_positions, {self.options.layer: class_aware})
         return normalize(features)

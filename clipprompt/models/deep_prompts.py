@@ -1,0 +1,85 @@
+"""What MaPLe and PromptSRC share: a text prompt that starts from CTX_INIT's words, deep prompts
+on both encoders, and the authors' fp16 rounding of those prompts (HALF_PROMPTS).
+
+The text prompt reads `[SOS] p_1..p_n <rest of CTX_INIT> <class>. [EOS]`: p learned, and the words
+of CTX_INIT after its first n tokens stay fixed words before every class name (the authors' code
+of both methods does this). Fresh learned prompts replace the n prompt positions before the deeper
+text blocks 1, 2, ..; the visual prompts are appended after the image's positional embedding and
+replaced the same way. How the visual prompts are made is each method's own (`image_features`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .._clip import clip_api
+from ..encoders import deep_prompt_injections
+from ..errors import ConfigError
+from ..prompts import ClassPrompts, context_from_words
+from .base import PromptedCLIP, normalize
+
+
+def split_init(text_encoder, n_ctx: int, ctx_init: str, key: str) -> tuple[Tensor, str]:
+    """Initial prompt (n_ctx, width) and the words of `ctx_init` left after its first n_ctx tokens.
+
+    `key` names the config node in errors ("" for `ctx_init`: N(0, 0.02²), no fixed words).
+    """
+    if not ctx_init:
+        return torch.randn(n_ctx, text_encoder.width) * 0.02, ""
+    words = context_from_words(text_encoder, ctx_init)
+    if words.shape[0] < n_ctx:
+        raise ConfigError(
+            f"{key}.CTX_INIT {ctx_init!r} has {words.shape[0]} tokens, fewer than the {n_ctx} prompt tokens; "
+            'give longer words or CTX_INIT "" for a random start.'
+        )
+    tokenizer = clip_api._tokenizer
+    rest = tokenizer.decode(tokenizer.encode(ctx_init.replace("_", " ").strip())[n_ctx:]).strip()
+    return words[:n_ctx].clone(), rest
+
+
+class DeepPromptedCLIP(PromptedCLIP):
+    """A text prompt `ctx` with deeper text prompts `deep_text`, visual prompts from the subclass.
+
+    A subclass calls `init_text_prompt`, creates `deep_text` (an `nn.ParameterList`, one per
+    block from block 1), has `options.half_prompts`, and implements `image_features(images)`
+    (with `encode_prompted_images` when the image encoder gets prompts).
+    """
+
+    ctx: nn.Parameter
+    deep_text: nn.ParameterList
+    prompts: ClassPrompts
+
+    def init_text_prompt(self, n_ctx: int, ctx_init: str) -> None:
+        """`ctx`, `fixed_words` (CTX_INIT's words after the first n_ctx tokens) and the class prompts."""
+        ctx, self.fixed_words = split_init(self.text_encoder, n_ctx, ctx_init, f"TRAINER.{self.options.node_name}")
+        self.ctx = nn.Parameter(ctx)
+        names = [f"{self.fixed_words} {name}" if self.fixed_words else name for name in self.classnames]
+        self.prompts = ClassPrompts(self.text_encoder, names, n_ctx)
+
+    def as_prompt(self, values: Tensor, batch: int) -> Tensor:
+        """`values` (n, width) for each of `batch` sequences.
+
+        With HALF_PROMPTS they are copied per sequence and then cast to fp16, in that order, as the
+        authors' code does (the gradients are then rounded per sequence before they are summed).
+        """
+        return values.expand(batch, *values.shape).half() if self.options.half_prompts else values
+
+    def class_text_features(self) -> Tensor:
+        embeddings = self.prompts.assemble(self.ctx)
+        deep = [self.as_prompt(p, self.num_classes) for p in self.deep_text]
+        injections = deep_prompt_injections(deep, start=1)
+        return normalize(self.text_encoder(embeddings, self.prompts.eos_positions, injections))
+
+    def encode_prompted_images(self, images: Tensor, visual_prompts: list[Tensor]) -> Tensor:
+        """Normalized image features with `visual_prompts[0]` appended at the input and
+        `visual_prompts[k]` at the prompt positions before block k, each (n, image width)."""
+        first, *deep = [self.as_prompt(p, images.shape[0]) for p in visual_prompts]
+        injections = deep_prompt_injections(deep, start=-first.shape[-2])
+        return normalize(self.image_encoder(images, prompts=first, injections=injections))
+
+    def image_features(self, images: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.logits(self.image_features(images), self.text_features())
