@@ -47,6 +47,7 @@ def compare(theirs_module, dataset: str, batch: int = 4) -> float:
          "COCOOP": {"PREC": "fp32"}},
         dataset, clip.visual.input_resolution,
     )
+    torch.manual_seed(0)  # their random context and TKE weights (torch seeds itself randomly otherwise)
     theirs = their_custom_clip(theirs_module, cfg, CLASSNAMES, clip.state_dict(), learnable="prompt_learner")
     tail, anchor = authors_templates(dataset, get_spec(dataset).template)
     ours = TCP(clip, CLASSNAMES, TCPOptions(), template=tail, anchor_template=anchor)
