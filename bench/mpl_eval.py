@@ -2,8 +2,8 @@
 
 MPL runs the text encoder once per (image, class) pair, so evaluation cost grows with the class
 count. Two things keep it down without changing any value: cutting the prompts after the class
-list's longest EOS (exact, the text encoder being causal; "full" is the 77-token pass of
-ClassPrompts(cut=False)), and chunking the pairs (TEXT_CHUNK), which bounds memory.
+list's longest EOS (exact, the text encoder being causal; "full" is the 77-token pass,
+`configure(eos_cut=False)`), and chunking the pairs (TEXT_CHUNK), which bounds memory.
 
     python bench/mpl_eval.py                                   # tiny CLIP on the CPU
     python bench/mpl_eval.py --preset ViT-B/16 --device cuda --batch 100 --prec fp16
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import resource
 import sys
 from pathlib import Path
 
@@ -25,9 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/cases.py and bench/timing.py
 
 from cases import build  # noqa: E402
-from timing import reset_peak_memory, time_ms  # noqa: E402
+from timing import peak_memory_mib, reset_peak_memory, time_ms  # noqa: E402
 
-from clipprompt.prompts import ClassPrompts  # noqa: E402
 from clipprompt.random_clip import build_random_clip  # noqa: E402
 
 ADJECTIVES = (
@@ -56,19 +54,17 @@ def run(preset, device, n_cls, batch, cut, chunk, repeats, prec, threads, queue)
     if prec == "fp16":
         clip = clip.half()
     model = build("MPL", clip, classnames(n_cls), text_chunk=chunk).eval()  # chunk 0: all pairs at once
-    if not cut:
-        model.prompts = ClassPrompts(model.text_encoder, model.classnames, model.ctx.shape[0], cut=False).to(device)
+    model.configure(eos_cut=cut)
     size = clip.visual.input_resolution
     images = torch.randn(batch, 3, size, size, device=device)
     autocast = torch.autocast(device, dtype=torch.float16, enabled=prec == "fp16")
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = peak_memory_mib("cpu")
     reset_peak_memory(device)
     with torch.no_grad(), autocast:
         timing = time_ms(lambda: model(images), device, repeats, warmup=1)
-    if device == "cuda":
-        memory = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        memory = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024  # KiB -> MiB
+    memory = peak_memory_mib(device)
+    if device != "cuda":
+        memory -= rss_before  # the RSS growth of this configuration
     queue.put((timing.per_second(batch), timing.spread, model.prompts.length, memory))
 
 

@@ -13,29 +13,33 @@ layouts (timings include Python start-up, Dassl and data loading: what a sweep p
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import math
 import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))  # bench/timing.py
+
+from timing import time_ms  # noqa: E402
 
 from clipprompt.data.catalog import CATALOG  # noqa: E402
+from clipprompt.protocols import BASE2NEW  # noqa: E402
 
-NAME_OF = {spec.config: name for name, spec in CATALOG.items()}
+SPEC_OF = {spec.config: spec for spec in CATALOG.values()}
 TINY = ["INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TEST.BATCH_SIZE", "50",
         "OPTIM.MAX_EPOCH", "1"]
 
-# Base-to-new with the papers' settings: classes and test images of each dataset (CoOp's splits).
-CLASSES = {"imagenet": 1000, "caltech101": 100, "oxford_pets": 37, "stanford_cars": 196, "oxford_flowers": 102,
-           "food101": 101, "fgvc_aircraft": 100, "sun397": 397, "dtd": 47, "eurosat": 10, "ucf101": 101}
+# Test images of each base-to-new dataset (CoOp's splits); their classes are the catalog's.
 TEST_IMAGES = {"imagenet": 50000, "caltech101": 2465, "oxford_pets": 3669, "stanford_cars": 8041,
                "oxford_flowers": 2463, "food101": 30300, "fgvc_aircraft": 3333, "sun397": 19850, "dtd": 1692,
                "eurosat": 8100, "ucf101": 3783}
+assert set(TEST_IMAGES) == set(BASE2NEW), sorted(set(TEST_IMAGES) ^ set(BASE2NEW))
 
 
 def tiny_setup(root: Path, datasets, classes=6, images_per_class=6) -> str:
@@ -43,16 +47,19 @@ def tiny_setup(root: Path, datasets, classes=6, images_per_class=6) -> str:
     from clipprompt.testing import make_tiny_dataset
 
     for name in datasets:
-        make_tiny_dataset(str(root / "data"), NAME_OF[name], num_classes=classes, images_per_class=images_per_class)
+        make_tiny_dataset(str(root / "data"), SPEC_OF[name].name, num_classes=classes, images_per_class=images_per_class)
     return save_random_clip(str(root / "tiny_clip.pt"))
 
 
-def timed(command, env) -> float:
-    start = time.perf_counter()
+def run(command, env) -> None:
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"failed: {' '.join(command)}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    return time.perf_counter() - start
+
+
+def wall_seconds(run_once, runs: int = 1) -> float:
+    """Median wall seconds of `runs` calls (bench/timing.py, no warm-up: each call is a whole process)."""
+    return time_ms(run_once, "cpu", runs, warmup=0).median_ms / 1000
 
 
 def sweep(args) -> None:
@@ -68,9 +75,9 @@ def sweep(args) -> None:
             command = [sys.executable, "-m", "clipprompt.protocol", "base2new", args.method, "--datasets",
                        *args.datasets, "--seeds", *map(str, args.seeds), *launcher, "--",
                        "MODEL.BACKBONE.NAME", clip, *TINY]
-            results[label] = timed(command, env)
+            results[label] = wall_seconds(lambda: run(command, env))
         runs = 2 * len(args.datasets) * len(args.seeds)
-        print(f"| launcher | runs | wall s | s/run |\n|---|---|---|---|")
+        print("| launcher | runs | wall s | s/run |\n|---|---|---|---|")
         for label, seconds in results.items():
             print(f"| {label} | {runs} | {seconds:.1f} | {seconds / runs:.1f} |")
         first, second = results.values()
@@ -84,19 +91,19 @@ def cache(args) -> None:
         env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO),
                "CLIPPROMPT_FEATURE_CACHE": str(root / "features")}
 
-        def evaluate(out, *flags):
-            return timed([sys.executable, "train.py", *flags, "--eval-only", "--root", str(root / "data"),
-                          "--trainer", "ZeroshotCLIP", "--dataset-config-file", "configs/datasets/caltech101.yaml",
-                          "--config-file", "configs/trainers/ZeroshotCLIP/vit_b16.yaml",
-                          "--output-dir", str(root / out), "MODEL.BACKBONE.NAME", clip, *TINY], env)
+        def evaluate(label, *flags, runs=1) -> float:
+            """Median seconds of `runs` evaluations, each into its own output folder <label><i>."""
+            index = itertools.count()
+            return wall_seconds(lambda: run(
+                [sys.executable, "train.py", *flags, "--eval-only", "--root", str(root / "data"),
+                 "--trainer", "ZeroshotCLIP", "--dataset-config-file", "configs/datasets/caltech101.yaml",
+                 "--config-file", "configs/trainers/ZeroshotCLIP/vit_b16.yaml",
+                 "--output-dir", str(root / f"{label}{next(index)}"), "MODEL.BACKBONE.NAME", clip, *TINY], env), runs)
 
-        off = [evaluate(f"off{i}", "--no-feature-cache") for i in range(args.repeat)]
+        off_s = evaluate("off", "--no-feature-cache", runs=args.repeat)
         cold = evaluate("cold")
-        warm = [evaluate(f"warm{i}") for i in range(args.repeat)]
-        import json
-
-        images = json.loads((root / "cold" / "result.json").read_text())["num_images"]
-        off_s, warm_s = sorted(off)[len(off) // 2], sorted(warm)[len(warm) // 2]
+        warm_s = evaluate("warm", runs=args.repeat)
+        images = json.loads((root / "cold0" / "result.json").read_text())["num_images"]
         print(f"ZeroshotCLIP --eval-only, tiny CLIP (32 px), {images} test images, whole train.py process"
               f" (start-up included), median of {args.repeat}:")
         print(f"| feature cache | wall s |\n|---|---|\n| off | {off_s:.2f} |\n| on, first run (writes) | {cold:.2f} |"
@@ -108,8 +115,8 @@ def estimate(args) -> None:
     """Every run of base-to-new for one method: 11 datasets x seeds x (train on base + evaluate on base,
     evaluate on new). Runs are placed greedily, longest first, each test after its training."""
     runs = []  # (seconds, name, after)
-    for name, n_cls in CLASSES.items():
-        base = math.ceil(n_cls / 2)
+    for name in BASE2NEW:
+        base = math.ceil(SPEC_OF[name].num_classes / 2)
         steps = args.epochs * max(1, math.ceil(base * args.shots / args.batch))
         half = TEST_IMAGES[name] / 2
         for seed in args.seeds:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -26,10 +25,6 @@ VARIANTS = {  # method and its option fields
     "SEP LAYERS []": ("SEP", {"layers": []}),
     "CoOp (reference)": ("CoOp", {}),
 }
-
-
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def run_one(spec: dict) -> dict:
@@ -55,7 +50,7 @@ def run_one(spec: dict) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     step = train_step(model, torch.optim.Adam(params, lr=2.5e-3, eps=1e-3), precision, images, labels)
 
-    before = rss_mb()
+    before = peak_memory_mib("cpu")  # the process's peak resident memory once the model is built
     reset_peak_memory(device)
     timing = time_ms(step, device, spec["steps"], spec["warmup"])
     return {

@@ -41,13 +41,14 @@ PRESETS: dict[str, ClipShape] = {
 }
 
 
-def build_random_clip(preset: str = "tiny", seed: int = 0) -> clip_model.CLIP:
-    """A fp32 CLIP with the shape of `preset` and seeded random weights (CLIP's own init)."""
-    if preset not in PRESETS:
+def build_random_clip(preset: str | ClipShape = "tiny", seed: int = 0) -> clip_model.CLIP:
+    """A fp32 CLIP with the shape of `preset` (a name or a ClipShape) and seeded random weights (CLIP's own init)."""
+    shape = preset if isinstance(preset, ClipShape) else PRESETS.get(preset)
+    if shape is None:
         raise ValueError(f"Unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = clip_model.CLIP(**asdict(PRESETS[preset]))
+        model = clip_model.CLIP(**asdict(shape))
     return model.eval()
 
 

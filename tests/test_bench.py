@@ -1,9 +1,14 @@
-"""The benchmarks: one timing helper, and the benchmark command at smoke-test size."""
+"""The benchmarks: one timing helper, random CLIPs of any shape, and the benchmark command at smoke-test size."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+import torch
+
+from clipprompt.random_clip import PRESETS, build_random_clip
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
@@ -40,3 +45,12 @@ def test_bench_prints_readmes_table_for_every_method(tmp_path):
     assert all((r["train_ms"] is None) == (r["method"] == "ZeroshotCLIP" or r["variant"] == "fast+loader") for r in rows)
     assert "| method | classes | batch | train ms/step fast | slow | eval images/s fast | slow | spread |" in result.stdout
     assert result.stdout.split("| MPL | 4 | 2 |")[1].split("\n")[0].count("–") == 2  # slow: not run
+
+
+def test_random_clip_of_a_shape_is_the_presets_clip():
+    """bench/compare builds CLIPs of their own shapes; a preset's shape gives that preset's weights."""
+    by_name, by_shape = build_random_clip("tiny", seed=3), build_random_clip(PRESETS["tiny"], seed=3)
+    assert by_name.state_dict().keys() == by_shape.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(by_name.state_dict().values(), by_shape.state_dict().values()))
+    with pytest.raises(ValueError, match="Unknown preset 'huge'; choose from tiny, "):
+        build_random_clip("huge")

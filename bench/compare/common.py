@@ -1,9 +1,11 @@
-"""What every fidelity comparison shares: the authors' module loaded beside ours, one CLIP, the diffs.
+"""What every fidelity comparison shares: the authors' module loaded beside ours, their CLIP, the diffs.
 
-Each authors' repository carries its own fork of CLIP and imports Dassl; their trainer module is
-loaded from a checkout given on the command line (never copied here): their folder goes first on
-sys.path so `import clip` finds their fork, `load_clip_to_cpu` returns a copy of the same random
-CLIP that our model gets, and `.cuda()` is a no-op so it all runs on the CPU in fp32.
+Each authors' repository ships its own fork of CLIP and imports it as `clip`, the name of the
+package we use too. `import_authors_file` imports one of their files with their checkout's `clip`
+in place and puts ours back afterwards (the imported module keeps its references to their fork);
+`their_clip` gives their fork's CLIP our random weights in fp32, and `cpu_only` makes `.cuda()` a
+no-op so their code runs on the CPU. Nothing of their code is stored here: the scripts take the
+path of a checkout.
 """
 
 from __future__ import annotations
@@ -12,58 +14,103 @@ import contextlib
 import copy
 import importlib.util
 import sys
+import types
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
+from torch import nn
 from yacs.config import CfgNode as CN
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from clipprompt.random_clip import build_random_clip  # noqa: E402  (binds clip-anytorch first)
+from clipprompt.random_clip import ClipShape  # noqa: E402  (binds our clip first)
+
+# MaPLe's and PromptSRC's code hard-codes a 512-wide text encoder and a 768-wide image encoder;
+# depth and input size are ours to shrink so the comparison runs on a CPU in seconds.
+WIDE_SHAPE = ClipShape(embed_dim=64, image_resolution=32, vision_layers=4, vision_width=768, vision_patch_size=16,
+                       context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8,
+                       transformer_layers=4)
+
+# Our two text paths: the exact slow one and the default fast one.
+PATHS = {
+    "exact (eos_cut=False, fused=False)": dict(eos_cut=False, fused=False),
+    "fast (default)": dict(eos_cut=True, fused=True),
+}
+
+
+def _clip_modules() -> dict:
+    return {name: module for name, module in sys.modules.items() if name == "clip" or name.startswith("clip.")}
+
+
+def import_authors_file(checkout: Path | str, relative_path: str, module_name: str) -> types.ModuleType:
+    """Import `<checkout>/<relative_path>` with the checkout's own `clip` package, then restore ours.
+
+    The file is imported inside a package `<module_name>_pkg` over its folder, so its relative
+    imports (`from .imagenet_templates import ...`, TCP's `.clip_text`) work without running that
+    folder's __init__ (which imports every trainer).
+    """
+    checkout = str(checkout)
+    ours = _clip_modules()
+    for name in ours:
+        del sys.modules[name]
+    sys.path.insert(0, checkout)
+    path = Path(checkout) / relative_path
+    package = types.ModuleType(f"{module_name}_pkg")
+    package.__path__ = [str(path.parent)]
+    sys.modules[package.__name__] = package
+    try:
+        spec = importlib.util.spec_from_file_location(f"{package.__name__}.{path.stem}", str(path))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(checkout)
+        for name in _clip_modules():
+            del sys.modules[name]
+        sys.modules.update(ours)
+    return module
 
 
 @contextlib.contextmanager
 def cpu_only() -> Iterator[None]:
     """`.cuda()` on modules and tensors returns them unchanged (their code moves things to the GPU)."""
-    module_cuda, tensor_cuda = torch.nn.Module.cuda, torch.Tensor.cuda
-    torch.nn.Module.cuda = lambda self, *a, **k: self
+    module_cuda, tensor_cuda = nn.Module.cuda, torch.Tensor.cuda
+    nn.Module.cuda = lambda self, *a, **k: self
     torch.Tensor.cuda = lambda self, *a, **k: self
     try:
         yield
     finally:
-        torch.nn.Module.cuda, torch.Tensor.cuda = module_cuda, tensor_cuda
+        nn.Module.cuda, torch.Tensor.cuda = module_cuda, tensor_cuda
 
 
-def load_authors_module(root: Path, module_file: str, name: str, package_dir: str | None = None):
-    """Import `root/module_file` as `name`, with `root` first on sys.path and their `clip` fork."""
-    for key in [k for k in sys.modules if k == "clip" or k.startswith("clip.")]:
-        del sys.modules[key]  # ours is already bound inside clipprompt; theirs must win here
-    sys.path.insert(0, str(root))
-    path = root / module_file
-    if package_dir:  # a module with relative imports (TCP's `.clip_text`) needs its package
-        package = name.rsplit(".", 1)[0]
-        spec = importlib.util.spec_from_file_location(package, root / package_dir / "__init__.py",
-                                                      submodule_search_locations=[str(root / package_dir)])
-        pkg = importlib.util.module_from_spec(spec)
-        sys.modules[package] = pkg  # not executed: their __init__ imports every trainer
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+def their_clip(clip_module, state: Mapping[str, torch.Tensor], design_details: dict | None = None) -> nn.Module:
+    """Their fork's CLIP (`clip_module`: the `clip` their trainer imported) with `state`'s fp32 weights.
 
-
-def their_clip(clip_module, ours: torch.nn.Module) -> torch.nn.Module:
-    """Their fork's CLIP class with our random CLIP's weights (same shapes, same state dict)."""
-    state = ours.state_dict()
-    model = clip_module.build_model(copy.deepcopy(state)).float()  # their build_model rounds to fp16
-    model.load_state_dict(state)  # so load the exact fp32 weights again
+    Their `build_model` rounds to fp16, so the exact weights are loaded again; only the prompt
+    parameters a `design_details` adds to their CLIP may be missing from `state`.
+    """
+    extra = () if design_details is None else (design_details,)
+    model = clip_module.build_model(copy.deepcopy(dict(state)), *extra).float()
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected, unexpected
+    assert design_details is not None or not missing, missing
     return model.eval()
 
 
-def random_clip(preset: str, seed: int = 0) -> torch.nn.Module:
-    return build_random_clip(preset, seed).float()
+def their_custom_clip(module, cfg: CN, classnames: list[str], state: Mapping[str, torch.Tensor],
+                      learnable: str) -> nn.Module:
+    """Their `CustomCLIP` (CoOp's family) on their CLIP with `state`'s weights, built on the CPU.
+
+    Their `load_clip_to_cpu` (a download, called for the hand-crafted features) returns the same
+    CLIP; as their trainer does, only parameters whose name contains `learnable` train.
+    """
+    module.load_clip_to_cpu = lambda cfg: their_clip(module.clip, state)
+    with cpu_only():
+        model = module.CustomCLIP(cfg, classnames, their_clip(module.clip, state))
+    for name, param in model.named_parameters():
+        param.requires_grad_(learnable in name)
+    return model
 
 
 def dassl_like_cfg(node: Mapping, dataset: str, resolution: int) -> CN:
@@ -78,15 +125,36 @@ def dassl_like_cfg(node: Mapping, dataset: str, resolution: int) -> CN:
     return cfg
 
 
+def loss_and_logits(model, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Our training loss, backpropagated into fresh gradients, and the logits without autograd."""
+    model.zero_grad()
+    loss, _ = model.loss(images, labels)
+    loss.backward()
+    with torch.no_grad():
+        logits = model(images)
+    return loss.detach(), logits
+
+
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Relative difference ||a - b|| / ||b||."""
+    """Relative difference ||a - b|| / ||b|| (0 when both are 0)."""
     a, b = a.detach().double(), b.detach().double()
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
-def report(title: str, rows: Mapping[str, float], tolerance: float = 1e-5) -> bool:
-    ok = all(v <= tolerance for v in rows.values())
-    print(f"{title}: {'MATCH' if ok else 'DIFFER'} (relative differences, tolerance {tolerance:g})")
-    for key, value in rows.items():
-        print(f"  {key:<28} {value:.2e}")
-    return ok
+def report(title: str, rows: Mapping[str, float]) -> float:
+    """Print one table of relative differences; returns the largest."""
+    worst = max(rows.values())
+    width = max(28, *map(len, rows))
+    print(f"\n{title}")
+    for name, value in rows.items():
+        print(f"  {name:<{width}} {value:.2e}")
+    print(f"  {'max':<{width}} {worst:.2e}")
+    return worst
+
+
+def verdict(worst: float, tolerance: float, scope: str = "") -> int:
+    """Print MATCH or MISMATCH for the largest relative difference that counts; the exit status."""
+    match = worst < tolerance
+    print(f"\n{'MATCH' if match else 'MISMATCH'}: largest relative difference{scope} {worst:.2e} "
+          f"(tolerance {tolerance:.0e})")
+    return 0 if match else 1
