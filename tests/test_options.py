@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 
 import clipprompt.models  # noqa: F401  (registers every method's options)
+from clipprompt._clip import clip
 from clipprompt.errors import ConfigError
 from clipprompt.models import TCP, CoCoOp, CoOp, KgCoOp, MaPLe, MPL, PromptSRC, SEP, ZeroshotCLIP
 from clipprompt.models.cocoop import CoCoOpOptions
@@ -197,10 +199,20 @@ def test_logits_are_fp32_under_bf16_autocast_for_every_method(tiny_clip, images)
 def test_logits_are_scaled_cosines(tiny_clip):
     model = CoOp(tiny_clip, CLASSES)
     dim = tiny_clip.text_projection.shape[1]
-    image, text = torch.randn(2, dim), torch.randn(3, dim)
+    image, text = F.normalize(torch.randn(2, dim), dim=-1), F.normalize(torch.randn(3, dim), dim=-1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        logits = model.logits(image * 7, text * 3)  # any norm: cosines
+        logits = model.logits(image, text)
         per_image = model.logits(image, text.expand(2, 3, dim))  # one text set per image
     expected = model.logit_scale * torch.nn.functional.cosine_similarity(image[:, None], text[None], dim=-1)
     torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(per_image, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_exact_path_gives_clips_own_logits_bit_for_bit(tiny_clip, images):
+    """Zero-shot on the exact path (77-token prompts, CLIP's attention) is CLIP's forward, to the bit:
+    features normalized once, then `(logit_scale * image) @ text.T` as CLIP computes it."""
+    model = ZeroshotCLIP(tiny_clip, CLASSES)
+    model.configure(eos_cut=False, fused=False)
+    tokens = clip.tokenize([f"a photo of a {name}." for name in CLASSES])
+    with torch.no_grad():
+        assert torch.equal(model.eval()(images), tiny_clip(images, tokens)[0])

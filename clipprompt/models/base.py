@@ -78,7 +78,7 @@ class PromptedCLIP(nn.Module):
             self._text_cache = None
 
     def logits(self, image_features: Tensor, text_features: Tensor) -> Tensor:
-        """Scaled cosine similarities in fp32 (see `cosine_logits`)."""
+        """Scaled cosine similarities in fp32 of normalized features (see `cosine_logits`)."""
         return cosine_logits(image_features, text_features, self.logit_scale)
 
     def forward(self, images: Tensor) -> Tensor:
@@ -95,7 +95,7 @@ class PromptedCLIP(nn.Module):
         text = self.text_features()
         if text is None:
             raise NotImplementedError(f"{type(self).__name__} must implement forward() or class_text_features()")
-        return self.logits(features, text)
+        return self.logits(normalize(features), text)
 
     def loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         """Cross-entropy of the logits; returns the loss and scalars to log."""
@@ -144,20 +144,21 @@ def fp32_matmul(a: Tensor, b: Tensor) -> Tensor:
 
 
 def cosine_logits(image_features: Tensor, text_features: Tensor, logit_scale: Tensor) -> Tensor:
-    """logit_scale · cos(image, text), computed in fp32 even under autocast (bf16 ties flip argmax).
+    """logit_scale · image · text of normalized features, in fp32 even under autocast (bf16 ties
+    flip argmax), in CLIP's order `(logit_scale * image) @ text.T` so the exact paths give the
+    authors' bits.
 
     image_features (B, E); text_features (n_cls, E), shared by the batch, or (B, n_cls, E), one
-    set per image (CoCoOp, MPL). Features are normalized here, in fp32, so callers may pass
-    them normalized or not. Returns (B, n_cls) fp32.
+    set per image (CoCoOp, MPL). Both must be normalized already: each method decides what its
+    features are (SEP's normalized sums, MPL's fused prompts), and normalizing twice changes bits.
+    Returns (B, n_cls) fp32.
     """
     with torch.autocast(image_features.device.type, enabled=False):
-        image = normalize(image_features.float())
-        text = normalize(text_features.float())
+        image = logit_scale.float() * image_features.float()
+        text = text_features.float()
         if text.dim() == 2:
-            similarity = image @ text.t()
-        else:
-            similarity = torch.einsum("be,bce->bc", image, text)
-        return logit_scale.float() * similarity
+            return image @ text.t()
+        return torch.einsum("be,bce->bc", image, text)
 
 
 def hand_crafted_features(text_encoder: TextEncoder, classnames: Sequence[str], template: str) -> Tensor:

@@ -70,4 +70,4 @@ class CoCoOp(CoOp):
         image_features = normalize(features)
         prompts = self.prompts.assemble(self.image_context(image_features))
         text = encode_prompt_grid(self.text_encoder, prompts, self.prompts.eos_positions, self.options.text_chunk)
-        return self.logits(image_features, text)
+        return self.logits(image_features, normalize(text))

@@ -55,7 +55,7 @@ class KnowledgeGuided:
 
     def loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         text_features = self.class_text_features()  # once for the logits and the knowledge term
-        logits = self.logits(self.image_encoder(images), text_features)
+        logits = self.logits(normalize(self.image_encoder(images)), text_features)
         ce = F.cross_entropy(logits, labels)
         kg = self.knowledge_distance(text_features)
         loss = ce + self.options.w * kg
