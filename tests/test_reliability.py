@@ -274,6 +274,57 @@ def test_explicit_resume_of_nothing_is_an_error(data_root, tiny_clip_path, tmp_p
     assert status == 2 and one_line(err) == f"error: --resume {tmp_path / 'nope'}: no such folder (give the output folder of the run to resume)."
 
 
+
+def test_explicit_resume_of_a_folder_without_checkpoints_is_an_error(data_root, tiny_clip_path, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    status, _, err = cli(args(data_root, tmp_path / "out", tiny_clip_path, flags=["--resume", str(empty)]), capsys)
+    assert status == 2 and one_line(err) == f"error: --resume {empty}: no checkpoint in {empty / 'model'}."
+
+
+def test_resume_on_other_classes_is_refused(own_data_root, tiny_clip_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    status, _, err = cli(args(own_data_root, out, tiny_clip_path), capsys, fault="sigterm@2.2")
+    assert status == 1, err[-3000:]
+    split_file = own_data_root / "caltech-101" / "split_zhou_Caltech101.json"  # the data changed since
+    split_file.write_text(split_file.read_text().replace('"sea horse"', '"hippocampus"'))
+    assert "hippocampus" in split_file.read_text()
+    status, _, err = cli(args(own_data_root, out, tiny_clip_path), capsys)
+    assert status == 2
+    assert one_line(err) == (
+        f"error: {out / 'model' / 'resume.pth.tar-2.2'} was trained on other classes (4: face, leopard, wild cat, "
+        "sea horse) than this run's 4 (check the dataset and DATASET.SUBSAMPLE_CLASSES)."
+    )
+
+
+def test_a_sampler_that_cannot_resume_is_refused_under_torchrun(data_root, tiny_clip_path, tmp_path, capsys,
+                                                                 monkeypatch):
+    for name, value in (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0")):  # torchrun, one process
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "run"
+    status, _, err = cli(args(data_root, out, tiny_clip_path, "DATALOADER.TRAIN_X.SAMPLER", "RandomClassSampler",
+                              "DATALOADER.TRAIN_X.N_INS", "2"), capsys)
+    assert status == 2
+    assert one_line(err) == (
+        "error: DATALOADER.TRAIN_X.SAMPLER 'RandomClassSampler' is not supported with torchrun; "
+        "multi-process training draws random global batches (RandomSampler)."
+    )
+    assert not out.exists()
+
+
+def test_a_signal_while_building_stops_at_once(data_root, tiny_clip_path, tmp_path, capsys, monkeypatch):
+    import trainers.base
+
+    def signalled(*args):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(trainers.base, "check_input_size", signalled)
+    out = tmp_path / "run"
+    status, _, err = cli(args(data_root, out, tiny_clip_path), capsys)
+    assert status == 1
+    assert one_line(err) == "interrupted by SIGTERM; the same command resumes from the last checkpoint."
+    assert not out.exists()
+
 # ---- the run-folder lock -------------------------------------------------------------------
 
 
@@ -469,6 +520,18 @@ def test_unreadable_image_stops_with_its_path(own_data_root, tmp_path, tiny_clip
     assert f"error: Cannot read image {bad}" in err and "SKIP_BAD_IMAGES" in err
     assert "Traceback" not in err
 
+
+
+def test_a_split_without_a_readable_image(own_data_root, tmp_path, tiny_clip_path, capsys):
+    split = json.loads((own_data_root / "caltech-101" / "split_zhou_Caltech101.json").read_text())
+    for row in split["train"]:
+        (own_data_root / "caltech-101" / "101_ObjectCategories" / row[0]).write_bytes(b"not an image")
+    argv = args(own_data_root, tmp_path / "out", tiny_clip_path, "DATASET.NUM_SHOTS", "1",
+                "DATALOADER.SKIP_BAD_IMAGES", "True")
+    with pytest.warns(UserWarning, match="Skipping unreadable image"):
+        status, _, err = cli(argv, capsys)
+    assert status == 2
+    assert one_line(err) == "error: No image of this split can be read."
 
 def test_unreadable_image_is_skipped_when_asked(own_data_root, tmp_path, tiny_clip_path):
     bad = corrupt_a_training_image(own_data_root)
