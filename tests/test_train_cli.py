@@ -186,6 +186,7 @@ def fake_run(folder, state_dict, trainer="CoOp"):
     ("truncated", "the file is truncated, corrupt, or not one of ours"),
     ("other_trainer", "was saved by trainer CoCoOp, not CoOp"),
     ("other_shape", "shape mismatch ctx: checkpoint (3, 128) vs model (16, 128)"),
+    ("not_ours", "model.pth.tar-1 is not a checkpoint of this project (no 'state_dict' entry)."),
 ])
 def test_unusable_backbone_or_checkpoint(data_root, tmp_path, case, message):
     import torch
@@ -198,6 +199,9 @@ def test_unusable_backbone_or_checkpoint(data_root, tmp_path, case, message):
         fake_run(model_dir, {"ctx": torch.zeros(16, 128)})
         path = model_dir / "model" / "model.pth.tar-1"
         path.write_bytes(path.read_bytes()[:200])
+    elif case == "not_ours":
+        (model_dir / "model").mkdir(parents=True)
+        torch.save({"weights": torch.zeros(16, 128)}, model_dir / "model" / "model.pth.tar-1")
     elif case == "other_trainer":
         fake_run(model_dir, {"ctx": torch.zeros(16, 128)}, trainer="CoCoOp")
     else:
