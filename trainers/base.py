@@ -220,7 +220,6 @@ class ClipTrainer(TrainerX):
     # ---- the training loop: Dassl's, with resumable steps, rolling checkpoints and clean stops ----
 
     def train(self):
-        self.max_epoch = self.cfg.OPTIM.MAX_EPOCH
         with self.stops.deferring():  # a signal stops the run after the current step
             self.before_train()
             for self.epoch in range(self.start_epoch, self.max_epoch):
@@ -285,11 +284,7 @@ class ClipTrainer(TrainerX):
     def after_step(self) -> None:
         """Stop on a signal (after saving), or save the rolling checkpoint when it is due."""
         faults.after_step(self.epoch + 1, self.batch_idx + 1)
-        stop = self.stops.requested is not None
-        if self.dist.distributed:  # every rank stops after the same step
-            flag = torch.tensor([float(stop)], device=self.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            stop = bool(flag.item())
+        stop = self.stop_requested()
         if self.batch_idx + 1 == self.num_batches or self.train_sampler is None:
             return  # after_epoch saves (and stops); Dassl's loader cannot resume mid-epoch
         progress = Progress(self.epoch, self.batch_idx + 1)
@@ -299,6 +294,15 @@ class ClipTrainer(TrainerX):
             self.raise_interrupted(progress, path)
         if minutes > 0 and time.monotonic() - self._last_save >= minutes * 60:
             self.save_rolling(progress)
+
+    def stop_requested(self) -> bool:
+        """A SIGTERM/SIGINT received by any rank: every rank stops after the same step."""
+        stop = self.stops.requested is not None
+        if self.dist.distributed:
+            flag = torch.tensor([float(stop)], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            stop = bool(flag.item())
+        return stop
 
     def raise_interrupted(self, progress: Progress, path) -> None:
         signal = self.stops.requested or "a signal"
@@ -317,12 +321,7 @@ class ClipTrainer(TrainerX):
                 self.save_model(self.epoch, self.output_dir, val_result=result, model_name="model-best.pth.tar")
         path = self.save_rolling(Progress(self.epoch + 1, 0))
         barrier()  # rank 0's checkpoints are written before any rank reads one
-        stop = self.stops.requested is not None
-        if self.dist.distributed:
-            flag = torch.tensor([float(stop)], device=self.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            stop = bool(flag.item())
-        if stop and self.epoch + 1 < self.max_epoch:
+        if self.stop_requested() and self.epoch + 1 < self.max_epoch:
             self.raise_interrupted(Progress(self.epoch + 1, 0), path)
 
     def after_train(self):
