@@ -458,6 +458,19 @@ def test_eval_only_of_an_unfinished_run(data_root, tiny_clip_path, tmp_path, cap
     assert metrics(straight("CoOp"))["training_finished"] is True
 
 
+
+def test_eval_only_of_a_finished_best_val_run(data_root, tiny_clip_path, tmp_path, capsys):
+    out, evaluated = tmp_path / "run", tmp_path / "eval"
+    best_val = ("TEST.FINAL_MODEL", "best_val", "OPTIM.LR", "1e-12")  # equal val accuracies: epoch 1 stays best
+    status, _, err = cli(args(data_root, out, tiny_clip_path, *best_val), capsys)
+    assert status == 0, err[-3000:]
+    assert metrics(out)["epoch"] == 1 and metrics(out)["training_finished"] is True
+    status, stdout, err = cli(args(data_root, evaluated, tiny_clip_path, *best_val,
+                                   flags=["--eval-only", "--model-dir", str(out)]), capsys)
+    assert status == 0, err[-3000:]
+    assert f"Loaded {out / 'model' / 'model-best.pth.tar'} (epoch 1)\n" in stdout
+    assert metrics(evaluated)["training_finished"] is True and metrics(evaluated)["max_epoch"] == 2
+
 # ---- output folders ------------------------------------------------------------------------
 
 

@@ -572,31 +572,34 @@ class ClipTrainer(TrainerX):
             return
         folder = osp.join(directory, MODEL_NAME)
         best = osp.join(folder, "model-best.pth.tar")
-        if epoch is None:
-            self.refuse_unfinished(directory)
+        run_finished = self.refuse_unfinished(directory) if epoch is None else None
         if epoch is None and self.cfg.TEST.FINAL_MODEL == "best_val" and osp.isfile(best):
             path = best
         else:
             path = find_checkpoint(folder, epoch)
         state = self._load(path)
         finished, max_epoch = state.get("finished"), state.get("max_epoch")
+        if path == best and run_finished:  # the best epoch's weights are what the finished run deploys
+            finished = True
         if finished is not None:
             self.training_status = {"training_finished": bool(finished), "max_epoch": max_epoch}
         unfinished = f" of {max_epoch}, training unfinished" if finished is False else ""
         print(f"Loaded {path} (epoch {state['epoch']}{unfinished})")
 
-    def refuse_unfinished(self, directory) -> None:
-        """Evaluating the latest weights of a run whose training did not finish needs --load-epoch."""
+    def refuse_unfinished(self, directory) -> bool | None:
+        """Evaluating the latest weights of a run whose training did not finish needs --load-epoch.
+
+        Returns whether the run's newest checkpoint says it finished (None where unknown)."""
         saved = saved_checkpoints(osp.join(directory, MODEL_NAME))
         if not saved:
-            return
+            return None
         progress, path = saved[0]
         try:
             state = load_checkpoint(path)
         except CheckpointError:
-            return  # the loading below names the problem
+            return None  # the loading below names the problem
         if state.get("finished") is not False:
-            return
+            return state.get("finished")
         epochs = [p.epochs for p, _ in saved if p.steps == 0 and p.epochs > 0]
         hint = f"evaluate epoch {epochs[0]} with --load-epoch {epochs[0]}" if epochs else "no epoch has finished yet"
         raise UserError(
