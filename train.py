@@ -180,7 +180,7 @@ def run(args: argparse.Namespace, log, stops) -> int:
     dist = init_distributed(use_cuda=torch.cuda.is_available() and cfg.USE_CUDA)
     if not dist.is_main:  # one log: rank 0's (errors still reach stderr)
         os.environ["TQDM_DISABLE"] = "1"
-        log.console, log._pending = open(os.devnull, "w"), None
+        log.mute()
     cfg = cap_workers(cfg)
     check_output_dir(cfg, args, remove=False)
     if cfg.SEED >= 0:
