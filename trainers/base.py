@@ -99,6 +99,7 @@ class ClipTrainer(TrainerX):
         self.nonfinite_streak = 0
         self.progress_bar = None  # a tqdm bar per epoch, on a terminal only
         self.training_status: dict = {}  # training_finished / max_epoch of the evaluated weights
+        self.run_info: dict = {}  # protocol, part, config_name: train.py sets them for result.json
         super().__init__(cfg)
 
     @classmethod
@@ -457,7 +458,7 @@ class ClipTrainer(TrainerX):
             "num_images": num_images,
             "epoch": self.model_epoch,  # epochs the evaluated weights were trained for
             **self.training_status,  # training_finished and max_epoch, when weights were trained or loaded
-            **getattr(self, "run_info", {}),  # protocol, part, config_name from train.py
+            **self.run_info,
         }
         path = write_result(cfg.OUTPUT_DIR, metrics, run, cfg.dump())
         shots = f"{cfg.DATASET.NUM_SHOTS} shots" if cfg.DATASET.NUM_SHOTS > 0 else "all images"
