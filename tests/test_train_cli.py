@@ -35,16 +35,11 @@ def train_py(*args, check=True):
     return result
 
 
-class _Output(io.StringIO):
-    def close(self) -> None:  # Dassl's Logger closes its console when collected; keep the text
-        pass
-
-
 def cli(*args) -> tuple[int, str, str]:
     """`python train.py ARGS` run in this process (its `__main__` block): status, stdout, stderr.
 
     Used where a fresh process adds nothing; the scripts' tests below run train.py as a process."""
-    stdout, stderr = _Output(), _Output()
+    stdout, stderr = io.StringIO(), io.StringIO()
     argv = sys.argv
     sys.argv = ["train.py", *args]
     try:
@@ -54,10 +49,6 @@ def cli(*args) -> tuple[int, str, str]:
                 status = 0
             except SystemExit as exc:
                 status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-            finally:
-                log = getattr(sys.stdout, "file", None)  # Dassl's setup_logger replaced sys.stdout
-                if log is not None:
-                    log.close()
     finally:
         sys.argv = argv
     return status, stdout.getvalue(), stderr.getvalue()
