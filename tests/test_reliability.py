@@ -411,6 +411,27 @@ def test_disk_full_while_saving(data_root, tiny_clip_path, tmp_path, capsys, mon
     assert_same_run(straight("CoOp"), out)
 
 
+
+def test_disk_full_while_writing_the_result(data_root, tiny_clip_path, tmp_path, capsys, monkeypatch, straight):
+    import clipprompt.results as results
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    original = results.atomic_write
+    monkeypatch.setattr(results, "atomic_write", full)
+    out = tmp_path / "run"
+    argv = args(data_root, out, tiny_clip_path)
+    status, _, err = cli(argv, capsys)
+    assert status == 1
+    assert one_line(err) == (f"error: disk full while writing {out / 'result.json'} (No space left on device); the last "
+                             "checkpoint is intact; the same command resumes once there is space.")
+    monkeypatch.setattr(results, "atomic_write", original)
+    status, stdout, err = cli(argv, capsys)
+    assert status == 0, err[-3000:]
+    assert "continuing at epoch 3" in stdout  # nothing left to train: the evaluation runs again
+    assert_same_run(straight("CoOp"), out)
+
 # ---- never silently wrong ------------------------------------------------------------------
 
 
