@@ -7,6 +7,7 @@ come from `clipprompt.faults` (CLIPPROMPT_FAULT).
 
 import errno
 import json
+import multiprocessing
 import os
 import re
 import random
@@ -547,12 +548,18 @@ def own_data_root(tmp_path):
     return root
 
 
-def test_unreadable_image_stops_with_its_path(own_data_root, tmp_path, tiny_clip_path, capsys):
+@pytest.mark.parametrize("workers", ["0", "2"])  # with workers, torch re-raises it wrapped in the worker's traceback
+def test_unreadable_image_stops_with_its_path(own_data_root, tmp_path, tiny_clip_path, capsys, workers):
     bad = corrupt_a_training_image(own_data_root)
-    status, _, err = cli(args(own_data_root, tmp_path / "out", tiny_clip_path, "DATASET.NUM_SHOTS", "24"), capsys)
+    status, _, err = cli(args(own_data_root, tmp_path / "out", tiny_clip_path, "DATASET.NUM_SHOTS", "24",
+                              "DATALOADER.NUM_WORKERS", workers), capsys)
     assert status == 2
     assert f"error: Cannot read image {bad}" in err and "SKIP_BAD_IMAGES" in err
     assert "Traceback" not in err
+    assert one_line(err).startswith(f"error: Cannot read image {bad} (UnidentifiedImageError: ")
+    assert one_line(err).endswith("or set DATALOADER.SKIP_BAD_IMAGES True to skip unreadable images.")
+    # Its workers (which ignore SIGTERM) are stopped: multiprocessing's exit would wait for them forever.
+    assert not multiprocessing.active_children()
 
 
 

@@ -55,7 +55,7 @@ from clipprompt.options import OPTIONS
 from clipprompt.optim import build_lr_scheduler_from_cfg
 from clipprompt.precision import resolve_precision
 from clipprompt.results import write_result
-from clipprompt.resumable_data import ResumableBatchSampler, SeededSamples, quiet_worker
+from clipprompt.resumable_data import ResumableBatchSampler, SeededSamples, quiet_worker, stop_workers
 from clipprompt.stopping import NO_STOPS
 from clipprompt.training_state import (
     Progress,
@@ -246,8 +246,9 @@ class ClipTrainer(TrainerX):
             desc = f"epoch {self.epoch + 1}/{self.max_epoch}"
             self.progress_bar = tqdm(total=self.num_batches, initial=start, desc=desc, dynamic_ncols=True, leave=False)
         end = time.time()
+        batches = iter(self.train_loader_x)
         try:
-            for self.batch_idx, batch in enumerate(self.train_loader_x, start):
+            for self.batch_idx, batch in enumerate(batches, start):
                 data_time.update(time.time() - end)
                 losses.update(self.forward_backward(batch))
                 batch_time.update(time.time() - end)
@@ -257,6 +258,7 @@ class ClipTrainer(TrainerX):
         finally:
             if self.progress_bar is not None:
                 self.progress_bar.close()
+            stop_workers(batches)
 
     def log_step(self, losses, batch_time, data_time) -> None:
         """Dassl's progress line, every TRAIN.PRINT_FREQ steps, and the tensorboard scalars."""
