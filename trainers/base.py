@@ -556,9 +556,9 @@ class ClipTrainer(TrainerX):
                 f"{path} was trained with backbone {backbone}, not {self.cfg.MODEL.BACKBONE.NAME} (MODEL.BACKBONE.NAME)."
             )
 
-    def _load(self, path: str, state: dict | None = None) -> dict:
+    def _load(self, path: str, state: dict | None = None, same_classes: bool = False) -> dict:
         state = load_checkpoint(path) if state is None else state
-        self.check_origin(path, state)
+        self.check_origin(path, state, same_classes)
         try:
             self.model.load_trainable_state_dict(state["state_dict"])
         except ValueError as exc:
@@ -627,8 +627,7 @@ class ClipTrainer(TrainerX):
                     f"Cannot resume from {path}: the run was started with another configuration: "
                     f"{'; '.join(differences)}. Use the same values, or another --output-dir for a new run."
                 )
-        self.check_origin(path, state, same_classes=True)
-        self._load(path, state)
+        self._load(path, state, same_classes=True)
         if self.optim is not None and state.get("optimizer"):
             self.optim.load_state_dict(state["optimizer"])
         if self.sched is not None and state.get("scheduler"):
