@@ -31,11 +31,11 @@ from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum  # noqa: E4
 from dassl.data.data_manager import build_data_loader  # noqa: E402,F401
 from dassl.engine import TRAINER_REGISTRY, TrainerX, build_trainer  # noqa: E402,F401
 from dassl.optim import build_optimizer  # noqa: E402,F401
-from dassl.utils import AverageMeter, MetricMeter, set_random_seed, setup_logger  # noqa: E402,F401
+from dassl.utils import AverageMeter, MetricMeter, set_random_seed  # noqa: E402,F401
 
 logging.disable(logging.NOTSET)
 
 __all__ = [
     "AverageMeter", "DATASET_REGISTRY", "DataManager", "MetricMeter", "DatasetBase", "DatasetWrapper", "Datum", "TRAINER_REGISTRY", "TrainerX",
-    "build_data_loader", "build_optimizer", "build_trainer", "get_cfg_default", "set_random_seed", "setup_logger",
+    "build_data_loader", "build_optimizer", "build_trainer", "get_cfg_default", "set_random_seed",
 ]

@@ -87,7 +87,7 @@ def setup_cfg(args: argparse.Namespace):
     return cfg
 
 
-def check_output_dir(cfg, args: argparse.Namespace, remove: bool = True) -> None:
+def check_finished_run(cfg, args: argparse.Namespace, remove: bool = True) -> None:
     """Never overwrite a finished run by accident; an unfinished one is resumed.
 
     With `remove` False (before the run lock is held, and on ranks other than 0) only check:
@@ -180,9 +180,9 @@ def run(args: argparse.Namespace, log, stops) -> int:
     dist = init_distributed(use_cuda=torch.cuda.is_available() and cfg.USE_CUDA)
     if not dist.is_main:  # one log: rank 0's (errors still reach stderr)
         os.environ["TQDM_DISABLE"] = "1"
-        log.console, log._pending = open(os.devnull, "w"), None
+        log.mute()
     cfg = cap_workers(cfg)
-    check_output_dir(cfg, args, remove=False)
+    check_finished_run(cfg, args, remove=False)
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
@@ -207,7 +207,7 @@ def run(args: argparse.Namespace, log, stops) -> int:
     lock = RunLock(cfg.OUTPUT_DIR).acquire() if dist.is_main else None
     try:
         if dist.is_main:
-            check_output_dir(cfg, args, remove=True)
+            check_finished_run(cfg, args, remove=True)
             for stale in remove_stale_temporaries(cfg.OUTPUT_DIR, Path(cfg.OUTPUT_DIR) / MODEL_NAME):
                 print(f"Removed {stale}, left by a run killed while saving")
             log.attach(cfg.OUTPUT_DIR)

@@ -89,3 +89,14 @@ def quiet_worker(worker_id: int) -> None:
     """Loader workers leave SIGINT/SIGTERM to the main process, which stops them after saving."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def stop_workers(batches) -> None:
+    """Stop a loader iterator's `quiet_worker`s now, also when an exception ends the epoch.
+
+    An error re-raised from a worker keeps the iterator alive in a reference cycle, so its workers
+    would outlive the run; at exit multiprocessing stops them with SIGTERM, which they ignore, and
+    the process would wait for them forever. (A no-op for an iterator without workers, or done.)"""
+    shutdown = getattr(batches, "_shutdown_workers", None)  # torch's DataLoader iterator with workers
+    if shutdown is not None:
+        shutdown()

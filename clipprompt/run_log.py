@@ -66,6 +66,10 @@ class RunLog(io.TextIOBase):
         self.path = path
         return path
 
+    def mute(self) -> None:
+        """Print nothing and keep nothing (a torchrun rank other than 0: rank 0's log is the run's)."""
+        self.console, self._pending = open(os.devnull, "w"), None
+
     def close(self) -> None:
         if self.file is not None:
             self.file.close()

@@ -185,9 +185,9 @@ RULES: tuple[Rule, ...] = (
     Rule("DATALOADER.TRAIN_X.SAMPLER", str, "training sampler, Dassl's build_sampler", names=sampler_names),
     Rule("DATALOADER.TEST.SAMPLER", str, "evaluation sampler, Dassl's build_sampler", names=sampler_names),
     Rule("DATALOADER.TRAIN_X.N_INS", int, "RandomClassSampler: images per class in a batch", min=1,
-         when=_sampler_is("RandomClassSampler")),
+         when=_sampler_is("RandomClassSampler"), allowed_text=">= 1, <= the batch size"),
     Rule("DATALOADER.TRAIN_X.N_DOMAIN", int, "RandomDomainSampler: domains per batch, 0 for all", min=0,
-         when=_sampler_is("RandomDomainSampler")),
+         when=_sampler_is("RandomDomainSampler"), allowed_text=">= 0, divides the batch size"),
     Rule("DATALOADER.K_TRANSFORMS", int, "views per training image; these trainers take one", names=(1,)),
     Rule("DATALOADER.SKIP_BAD_IMAGES", bool, "skip unreadable images instead of stopping"),
     # input
@@ -325,6 +325,18 @@ def check_across_keys(cfg: CN) -> None:
         )
     if "gaussian_blur" in cfg.INPUT.TRANSFORMS and cfg.INPUT.GB_K % 2 == 0:
         raise ConfigError(f"INPUT.GB_K is {cfg.INPUT.GB_K}; gaussian_blur needs an odd kernel size.")
+    # Dassl's samplers assert these with a traceback
+    train_x = cfg.DATALOADER.TRAIN_X
+    if train_x.SAMPLER == "RandomClassSampler" and train_x.N_INS > train_x.BATCH_SIZE:
+        raise ConfigError(
+            f"DATALOADER.TRAIN_X.N_INS is {train_x.N_INS}; RandomClassSampler needs at most "
+            f"DATALOADER.TRAIN_X.BATCH_SIZE ({train_x.BATCH_SIZE}) images per class in a batch."
+        )
+    if train_x.SAMPLER == "RandomDomainSampler" and train_x.N_DOMAIN > 0 and train_x.BATCH_SIZE % train_x.N_DOMAIN:
+        raise ConfigError(
+            f"DATALOADER.TRAIN_X.N_DOMAIN is {train_x.N_DOMAIN}; RandomDomainSampler needs it to divide "
+            f"DATALOADER.TRAIN_X.BATCH_SIZE ({train_x.BATCH_SIZE})."
+        )
 
 
 def check_trainer_node(cfg: CN) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from clipprompt.config import add_project_config, merge_from_file, merge_from_list
 from clipprompt.options import OPTIONS, MethodOptions, option, register_options
-from clipprompt.errors import CheckpointError, ConfigError
+from clipprompt.errors import CheckpointError, ConfigError, UserError
 from clipprompt.optim import build_lr_scheduler
 
 
@@ -67,6 +67,7 @@ def test_override_errors():
         merge_from_list(cfg, ["OPTIM.LR"])
     with pytest.raises(ConfigError, match="Type mismatch"):
         merge_from_list(cfg, ["OPTIM.MAX_EPOCH", "'ten'"])
+    assert issubclass(ConfigError, UserError)  # train.py: one line, status 2
 
 
 def test_sep_layers_accept_a_list():

@@ -82,3 +82,20 @@ def test_model_init_weights_is_refused_with_one_line(tmp_path):
     trainer = CoOp.__new__(CoOp)  # check_cfg is the first thing Dassl's __init__ runs
     with pytest.raises(ConfigError, match="MODEL.INIT_WEIGHTS is not supported"):
         trainer.check_cfg(cfg)
+
+
+@requires_dassl
+def test_a_trainer_without_registered_options_is_refused_with_one_line():
+    import trainers  # noqa: F401
+    from clipprompt.config import add_project_config
+    from clipprompt.errors import ConfigError
+    from trainers import ClipTrainer
+    from trainers._dassl import get_cfg_default
+
+    class Unregistered(ClipTrainer):
+        pass
+
+    trainer = Unregistered.__new__(Unregistered)  # check_cfg is the first thing Dassl's __init__ runs
+    with pytest.raises(ConfigError) as info:
+        trainer.check_cfg(add_project_config(get_cfg_default()))
+    assert str(info.value) == "No options for TRAINER.UNREGISTERED: declare them with @register_options('UNREGISTERED')."

@@ -7,6 +7,7 @@ come from `clipprompt.faults` (CLIPPROMPT_FAULT).
 
 import errno
 import json
+import multiprocessing
 import os
 import re
 import random
@@ -274,6 +275,57 @@ def test_explicit_resume_of_nothing_is_an_error(data_root, tiny_clip_path, tmp_p
     assert status == 2 and one_line(err) == f"error: --resume {tmp_path / 'nope'}: no such folder (give the output folder of the run to resume)."
 
 
+
+def test_explicit_resume_of_a_folder_without_checkpoints_is_an_error(data_root, tiny_clip_path, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    status, _, err = cli(args(data_root, tmp_path / "out", tiny_clip_path, flags=["--resume", str(empty)]), capsys)
+    assert status == 2 and one_line(err) == f"error: --resume {empty}: no checkpoint in {empty / 'model'}."
+
+
+def test_resume_on_other_classes_is_refused(own_data_root, tiny_clip_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    status, _, err = cli(args(own_data_root, out, tiny_clip_path), capsys, fault="sigterm@2.2")
+    assert status == 1, err[-3000:]
+    split_file = own_data_root / "caltech-101" / "split_zhou_Caltech101.json"  # the data changed since
+    split_file.write_text(split_file.read_text().replace('"sea horse"', '"hippocampus"'))
+    assert "hippocampus" in split_file.read_text()
+    status, _, err = cli(args(own_data_root, out, tiny_clip_path), capsys)
+    assert status == 2
+    assert one_line(err) == (
+        f"error: {out / 'model' / 'resume.pth.tar-2.2'} was trained on other classes (4: face, leopard, wild cat, "
+        "sea horse) than this run's 4 (check the dataset and DATASET.SUBSAMPLE_CLASSES)."
+    )
+
+
+def test_a_sampler_that_cannot_resume_is_refused_under_torchrun(data_root, tiny_clip_path, tmp_path, capsys,
+                                                                 monkeypatch):
+    for name, value in (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0")):  # torchrun, one process
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "run"
+    status, _, err = cli(args(data_root, out, tiny_clip_path, "DATALOADER.TRAIN_X.SAMPLER", "RandomClassSampler",
+                              "DATALOADER.TRAIN_X.N_INS", "2"), capsys)
+    assert status == 2
+    assert one_line(err) == (
+        "error: DATALOADER.TRAIN_X.SAMPLER 'RandomClassSampler' is not supported with torchrun; "
+        "multi-process training draws random global batches (RandomSampler)."
+    )
+    assert not out.exists()
+
+
+def test_a_signal_while_building_stops_at_once(data_root, tiny_clip_path, tmp_path, capsys, monkeypatch):
+    import trainers.base
+
+    def signalled(*args):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(trainers.base, "check_input_size", signalled)
+    out = tmp_path / "run"
+    status, _, err = cli(args(data_root, out, tiny_clip_path), capsys)
+    assert status == 1
+    assert one_line(err) == "interrupted by SIGTERM; the same command resumes from the last checkpoint."
+    assert not out.exists()
+
 # ---- the run-folder lock -------------------------------------------------------------------
 
 
@@ -360,6 +412,27 @@ def test_disk_full_while_saving(data_root, tiny_clip_path, tmp_path, capsys, mon
     assert_same_run(straight("CoOp"), out)
 
 
+
+def test_disk_full_while_writing_the_result(data_root, tiny_clip_path, tmp_path, capsys, monkeypatch, straight):
+    import clipprompt.results as results
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    original = results.atomic_write
+    monkeypatch.setattr(results, "atomic_write", full)
+    out = tmp_path / "run"
+    argv = args(data_root, out, tiny_clip_path)
+    status, _, err = cli(argv, capsys)
+    assert status == 1
+    assert one_line(err) == (f"error: disk full while writing {out / 'result.json'} (No space left on device); the last "
+                             "checkpoint is intact; the same command resumes once there is space.")
+    monkeypatch.setattr(results, "atomic_write", original)
+    status, stdout, err = cli(argv, capsys)
+    assert status == 0, err[-3000:]
+    assert "continuing at epoch 3" in stdout  # nothing left to train: the evaluation runs again
+    assert_same_run(straight("CoOp"), out)
+
 # ---- never silently wrong ------------------------------------------------------------------
 
 
@@ -406,6 +479,19 @@ def test_eval_only_of_an_unfinished_run(data_root, tiny_clip_path, tmp_path, cap
     assert metrics(evaluated)["protocol"] == "base2new"
     assert metrics(straight("CoOp"))["training_finished"] is True
 
+
+
+def test_eval_only_of_a_finished_best_val_run(data_root, tiny_clip_path, tmp_path, capsys):
+    out, evaluated = tmp_path / "run", tmp_path / "eval"
+    best_val = ("TEST.FINAL_MODEL", "best_val", "OPTIM.LR", "1e-12")  # equal val accuracies: epoch 1 stays best
+    status, _, err = cli(args(data_root, out, tiny_clip_path, *best_val), capsys)
+    assert status == 0, err[-3000:]
+    assert metrics(out)["epoch"] == 1 and metrics(out)["training_finished"] is True
+    status, stdout, err = cli(args(data_root, evaluated, tiny_clip_path, *best_val,
+                                   flags=["--eval-only", "--model-dir", str(out)]), capsys)
+    assert status == 0, err[-3000:]
+    assert f"Loaded {out / 'model' / 'model-best.pth.tar'} (epoch 1)\n" in stdout
+    assert metrics(evaluated)["training_finished"] is True and metrics(evaluated)["max_epoch"] == 2
 
 # ---- output folders ------------------------------------------------------------------------
 
@@ -462,13 +548,31 @@ def own_data_root(tmp_path):
     return root
 
 
-def test_unreadable_image_stops_with_its_path(own_data_root, tmp_path, tiny_clip_path, capsys):
+@pytest.mark.parametrize("workers", ["0", "2"])  # with workers, torch re-raises it wrapped in the worker's traceback
+def test_unreadable_image_stops_with_its_path(own_data_root, tmp_path, tiny_clip_path, capsys, workers):
     bad = corrupt_a_training_image(own_data_root)
-    status, _, err = cli(args(own_data_root, tmp_path / "out", tiny_clip_path, "DATASET.NUM_SHOTS", "24"), capsys)
+    status, _, err = cli(args(own_data_root, tmp_path / "out", tiny_clip_path, "DATASET.NUM_SHOTS", "24",
+                              "DATALOADER.NUM_WORKERS", workers), capsys)
     assert status == 2
     assert f"error: Cannot read image {bad}" in err and "SKIP_BAD_IMAGES" in err
     assert "Traceback" not in err
+    assert one_line(err).startswith(f"error: Cannot read image {bad} (UnidentifiedImageError: ")
+    assert one_line(err).endswith("or set DATALOADER.SKIP_BAD_IMAGES True to skip unreadable images.")
+    # Its workers (which ignore SIGTERM) are stopped: multiprocessing's exit would wait for them forever.
+    assert not multiprocessing.active_children()
 
+
+
+def test_a_split_without_a_readable_image(own_data_root, tmp_path, tiny_clip_path, capsys):
+    split = json.loads((own_data_root / "caltech-101" / "split_zhou_Caltech101.json").read_text())
+    for row in split["train"]:
+        (own_data_root / "caltech-101" / "101_ObjectCategories" / row[0]).write_bytes(b"not an image")
+    argv = args(own_data_root, tmp_path / "out", tiny_clip_path, "DATASET.NUM_SHOTS", "1",
+                "DATALOADER.SKIP_BAD_IMAGES", "True")
+    with pytest.warns(UserWarning, match="Skipping unreadable image"):
+        status, _, err = cli(argv, capsys)
+    assert status == 2
+    assert one_line(err) == "error: No image of this split can be read."
 
 def test_unreadable_image_is_skipped_when_asked(own_data_root, tmp_path, tiny_clip_path):
     bad = corrupt_a_training_image(own_data_root)

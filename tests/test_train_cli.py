@@ -35,16 +35,11 @@ def train_py(*args, check=True):
     return result
 
 
-class _Output(io.StringIO):
-    def close(self) -> None:  # Dassl's Logger closes its console when collected; keep the text
-        pass
-
-
 def cli(*args) -> tuple[int, str, str]:
     """`python train.py ARGS` run in this process (its `__main__` block): status, stdout, stderr.
 
     Used where a fresh process adds nothing; the scripts' tests below run train.py as a process."""
-    stdout, stderr = _Output(), _Output()
+    stdout, stderr = io.StringIO(), io.StringIO()
     argv = sys.argv
     sys.argv = ["train.py", *args]
     try:
@@ -54,10 +49,6 @@ def cli(*args) -> tuple[int, str, str]:
                 status = 0
             except SystemExit as exc:
                 status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-            finally:
-                log = getattr(sys.stdout, "file", None)  # Dassl's setup_logger replaced sys.stdout
-                if log is not None:
-                    log.close()
     finally:
         sys.argv = argv
     return status, stdout.getvalue(), stderr.getvalue()
@@ -186,6 +177,7 @@ def fake_run(folder, state_dict, trainer="CoOp"):
     ("truncated", "the file is truncated, corrupt, or not one of ours"),
     ("other_trainer", "was saved by trainer CoCoOp, not CoOp"),
     ("other_shape", "shape mismatch ctx: checkpoint (3, 128) vs model (16, 128)"),
+    ("not_ours", "model.pth.tar-1 is not a checkpoint of this project (no 'state_dict' entry)."),
 ])
 def test_unusable_backbone_or_checkpoint(data_root, tmp_path, case, message):
     import torch
@@ -198,6 +190,9 @@ def test_unusable_backbone_or_checkpoint(data_root, tmp_path, case, message):
         fake_run(model_dir, {"ctx": torch.zeros(16, 128)})
         path = model_dir / "model" / "model.pth.tar-1"
         path.write_bytes(path.read_bytes()[:200])
+    elif case == "not_ours":
+        (model_dir / "model").mkdir(parents=True)
+        torch.save({"weights": torch.zeros(16, 128)}, model_dir / "model" / "model.pth.tar-1")
     elif case == "other_trainer":
         fake_run(model_dir, {"ctx": torch.zeros(16, 128)}, trainer="CoCoOp")
     else:

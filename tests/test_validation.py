@@ -92,6 +92,18 @@ KEY_CASES = [
     (["TRAINER.COOP.PREC", "fp8"], "TRAINER.COOP.PREC is 'fp8'; use one of fp32, fp16, amp, bf16"),
     (["OPTIM.STAGED_LR", "True"], "OPTIM.STAGED_LR is True; use one of: False"),
     (["DATALOADER.K_TRANSFORMS", "2"], "DATALOADER.K_TRANSFORMS is 2; use one of: 1"),
+    # what one key cannot say alone
+    (["INPUT.TRANSFORMS", "['gaussian_blur']", "INPUT.GB_K", "4"],
+     "INPUT.GB_K is 4; gaussian_blur needs an odd kernel size."),
+    (["DATALOADER.TRAIN_X.SAMPLER", "RandomClassSampler", "DATALOADER.TRAIN_X.N_INS", "64"],
+     "DATALOADER.TRAIN_X.N_INS is 64; RandomClassSampler needs at most DATALOADER.TRAIN_X.BATCH_SIZE (32) images "
+     "per class in a batch."),
+    (["DATALOADER.TRAIN_X.SAMPLER", "RandomDomainSampler", "DATALOADER.TRAIN_X.N_DOMAIN", "3"],
+     "DATALOADER.TRAIN_X.N_DOMAIN is 3; RandomDomainSampler needs it to divide DATALOADER.TRAIN_X.BATCH_SIZE (32)."),
+    # empty names
+    (["MODEL.BACKBONE.NAME", "''"], "MODEL.BACKBONE.NAME is empty; give a CLIP model name (e.g. ViT-B/16) or a "
+     "checkpoint file."),
+    (["OUTPUT_DIR", "''"], "OUTPUT_DIR is empty; give an output folder with --output-dir."),
     # the trainer's node, through its registered options class, and CLIP's 77 tokens
     (["TRAINER.COOP.N_CTX", "0"], "TRAINER.COOP.N_CTX is 0; it must be >= 1"),
     (["TRAINER.COOP.N_CTX", "None"], "TRAINER.COOP.N_CTX is None; it must be an integer"),
@@ -113,6 +125,16 @@ def test_each_key_family_is_one_line_naming_the_key(data_root, tiny_clip_path, t
     assert message in input_error(*arguments(data_root, tiny_clip_path, out, *overrides))
     assert not out.exists()
 
+
+
+def test_a_config_without_the_project_keys_names_the_first_missing_one():
+    from yacs.config import CfgNode as CN
+
+    from clipprompt.validation import check_rules
+
+    with pytest.raises(ConfigError) as info:
+        check_rules(CN({"OPTIM": CN({"NAME": "sgd"})}))
+    assert str(info.value) == "The config has no key OPTIM.LR; was it built with add_project_config?"
 
 @requires_dassl
 @pytest.mark.parametrize("trainer, overrides, message", [

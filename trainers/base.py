@@ -55,7 +55,7 @@ from clipprompt.options import OPTIONS
 from clipprompt.optim import build_lr_scheduler_from_cfg
 from clipprompt.precision import resolve_precision
 from clipprompt.results import write_result
-from clipprompt.resumable_data import ResumableBatchSampler, SeededSamples, quiet_worker
+from clipprompt.resumable_data import ResumableBatchSampler, SeededSamples, quiet_worker, stop_workers
 from clipprompt.stopping import NO_STOPS
 from clipprompt.training_state import (
     Progress,
@@ -99,6 +99,7 @@ class ClipTrainer(TrainerX):
         self.nonfinite_streak = 0
         self.progress_bar = None  # a tqdm bar per epoch, on a terminal only
         self.training_status: dict = {}  # training_finished / max_epoch of the evaluated weights
+        self.run_info: dict = {}  # protocol, part, config_name: train.py sets them for result.json
         super().__init__(cfg)
 
     @classmethod
@@ -220,7 +221,6 @@ class ClipTrainer(TrainerX):
     # ---- the training loop: Dassl's, with resumable steps, rolling checkpoints and clean stops ----
 
     def train(self):
-        self.max_epoch = self.cfg.OPTIM.MAX_EPOCH
         with self.stops.deferring():  # a signal stops the run after the current step
             self.before_train()
             for self.epoch in range(self.start_epoch, self.max_epoch):
@@ -246,8 +246,9 @@ class ClipTrainer(TrainerX):
             desc = f"epoch {self.epoch + 1}/{self.max_epoch}"
             self.progress_bar = tqdm(total=self.num_batches, initial=start, desc=desc, dynamic_ncols=True, leave=False)
         end = time.time()
+        batches = iter(self.train_loader_x)
         try:
-            for self.batch_idx, batch in enumerate(self.train_loader_x, start):
+            for self.batch_idx, batch in enumerate(batches, start):
                 data_time.update(time.time() - end)
                 losses.update(self.forward_backward(batch))
                 batch_time.update(time.time() - end)
@@ -257,6 +258,7 @@ class ClipTrainer(TrainerX):
         finally:
             if self.progress_bar is not None:
                 self.progress_bar.close()
+            stop_workers(batches)
 
     def log_step(self, losses, batch_time, data_time) -> None:
         """Dassl's progress line, every TRAIN.PRINT_FREQ steps, and the tensorboard scalars."""
@@ -285,11 +287,7 @@ class ClipTrainer(TrainerX):
     def after_step(self) -> None:
         """Stop on a signal (after saving), or save the rolling checkpoint when it is due."""
         faults.after_step(self.epoch + 1, self.batch_idx + 1)
-        stop = self.stops.requested is not None
-        if self.dist.distributed:  # every rank stops after the same step
-            flag = torch.tensor([float(stop)], device=self.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            stop = bool(flag.item())
+        stop = self.stop_requested()
         if self.batch_idx + 1 == self.num_batches or self.train_sampler is None:
             return  # after_epoch saves (and stops); Dassl's loader cannot resume mid-epoch
         progress = Progress(self.epoch, self.batch_idx + 1)
@@ -299,6 +297,15 @@ class ClipTrainer(TrainerX):
             self.raise_interrupted(progress, path)
         if minutes > 0 and time.monotonic() - self._last_save >= minutes * 60:
             self.save_rolling(progress)
+
+    def stop_requested(self) -> bool:
+        """A SIGTERM/SIGINT received by any rank: every rank stops after the same step."""
+        stop = self.stops.requested is not None
+        if self.dist.distributed:
+            flag = torch.tensor([float(stop)], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            stop = bool(flag.item())
+        return stop
 
     def raise_interrupted(self, progress: Progress, path) -> None:
         signal = self.stops.requested or "a signal"
@@ -317,12 +324,7 @@ class ClipTrainer(TrainerX):
                 self.save_model(self.epoch, self.output_dir, val_result=result, model_name="model-best.pth.tar")
         path = self.save_rolling(Progress(self.epoch + 1, 0))
         barrier()  # rank 0's checkpoints are written before any rank reads one
-        stop = self.stops.requested is not None
-        if self.dist.distributed:
-            flag = torch.tensor([float(stop)], device=self.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            stop = bool(flag.item())
-        if stop and self.epoch + 1 < self.max_epoch:
+        if self.stop_requested() and self.epoch + 1 < self.max_epoch:
             self.raise_interrupted(Progress(self.epoch + 1, 0), path)
 
     def after_train(self):
@@ -458,7 +460,7 @@ class ClipTrainer(TrainerX):
             "num_images": num_images,
             "epoch": self.model_epoch,  # epochs the evaluated weights were trained for
             **self.training_status,  # training_finished and max_epoch, when weights were trained or loaded
-            **getattr(self, "run_info", {}),  # protocol, part, config_name from train.py
+            **self.run_info,
         }
         path = write_result(cfg.OUTPUT_DIR, metrics, run, cfg.dump())
         shots = f"{cfg.DATASET.NUM_SHOTS} shots" if cfg.DATASET.NUM_SHOTS > 0 else "all images"
@@ -554,9 +556,9 @@ class ClipTrainer(TrainerX):
                 f"{path} was trained with backbone {backbone}, not {self.cfg.MODEL.BACKBONE.NAME} (MODEL.BACKBONE.NAME)."
             )
 
-    def _load(self, path: str, state: dict | None = None) -> dict:
+    def _load(self, path: str, state: dict | None = None, same_classes: bool = False) -> dict:
         state = load_checkpoint(path) if state is None else state
-        self.check_origin(path, state)
+        self.check_origin(path, state, same_classes)
         try:
             self.model.load_trainable_state_dict(state["state_dict"])
         except ValueError as exc:
@@ -573,31 +575,34 @@ class ClipTrainer(TrainerX):
             return
         folder = osp.join(directory, MODEL_NAME)
         best = osp.join(folder, "model-best.pth.tar")
-        if epoch is None:
-            self.refuse_unfinished(directory)
+        run_finished = self.refuse_unfinished(directory) if epoch is None else None
         if epoch is None and self.cfg.TEST.FINAL_MODEL == "best_val" and osp.isfile(best):
             path = best
         else:
             path = find_checkpoint(folder, epoch)
         state = self._load(path)
         finished, max_epoch = state.get("finished"), state.get("max_epoch")
+        if path == best and run_finished:  # the best epoch's weights are what the finished run deploys
+            finished = True
         if finished is not None:
             self.training_status = {"training_finished": bool(finished), "max_epoch": max_epoch}
         unfinished = f" of {max_epoch}, training unfinished" if finished is False else ""
         print(f"Loaded {path} (epoch {state['epoch']}{unfinished})")
 
-    def refuse_unfinished(self, directory) -> None:
-        """Evaluating the latest weights of a run whose training did not finish needs --load-epoch."""
+    def refuse_unfinished(self, directory) -> bool | None:
+        """Evaluating the latest weights of a run whose training did not finish needs --load-epoch.
+
+        Returns whether the run's newest checkpoint says it finished (None where unknown)."""
         saved = saved_checkpoints(osp.join(directory, MODEL_NAME))
         if not saved:
-            return
+            return None
         progress, path = saved[0]
         try:
             state = load_checkpoint(path)
         except CheckpointError:
-            return  # the loading below names the problem
+            return None  # the loading below names the problem
         if state.get("finished") is not False:
-            return
+            return state.get("finished")
         epochs = [p.epochs for p, _ in saved if p.steps == 0 and p.epochs > 0]
         hint = f"evaluate epoch {epochs[0]} with --load-epoch {epochs[0]}" if epochs else "no epoch has finished yet"
         raise UserError(
@@ -622,8 +627,7 @@ class ClipTrainer(TrainerX):
                     f"Cannot resume from {path}: the run was started with another configuration: "
                     f"{'; '.join(differences)}. Use the same values, or another --output-dir for a new run."
                 )
-        self.check_origin(path, state, same_classes=True)
-        self._load(path, state)
+        self._load(path, state, same_classes=True)
         if self.optim is not None and state.get("optimizer"):
             self.optim.load_state_dict(state["optimizer"])
         if self.sched is not None and state.get("scheduler"):
