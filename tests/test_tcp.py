@@ -146,3 +146,33 @@ def test_fp16_clip_gives_fp32_gradients_close_to_fp32(images):
         assert tcp.ctx.grad.dtype == torch.float32 and torch.isfinite(tcp.tke.linear2.weight.grad).all()
         losses[name] = loss.item()
     assert losses["fp16"] == pytest.approx(losses["fp32"], abs=2e-2)
+
+
+@requires_dassl
+def test_trainers_apply_their_own_adam_eps_and_others_keep_dassls(tmp_path, tiny_clip_path):
+    """`ClipTrainer` sets the eps of Adam-family optimizers from a method's `ADAM_EPS` (TCP's 1e-3);
+    a method without that key keeps Dassl's (CoOp with Adam: 1e-8)."""
+    from pathlib import Path
+
+    import datasets  # noqa: F401  (registers the datasets)
+    import train
+    import trainers  # noqa: F401  (registers the trainers)
+    from clipprompt.testing import make_tiny_dataset
+    from dassl.engine import build_trainer
+
+    repo = Path(__file__).resolve().parent.parent
+    make_tiny_dataset(str(tmp_path / "data"), "Caltech101", num_classes=4, images_per_class=4)
+
+    def eps(trainer, config, *extra):
+        args = train.parse_args([
+            "--root", str(tmp_path / "data"), "--trainer", trainer, "--output-dir", str(tmp_path / trainer),
+            "--dataset-config-file", str(repo / "configs/datasets/caltech101.yaml"),
+            "--config-file", str(repo / f"configs/trainers/{config}.yaml"), "MODEL.BACKBONE.NAME", tiny_clip_path,
+            "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0", "DATASET.NUM_SHOTS", "1",
+            "TRAINER.TCP.LAYER", "1", *extra,
+        ])
+        return {group["eps"] for group in build_trainer(train.setup_cfg(args)).optim.param_groups}
+
+    assert eps("TCP", "TCP/vit_b16_ep50_ctx4") == {1e-3}
+    assert eps("TCP", "TCP/vit_b16_ep50_ctx4", "TRAINER.TCP.ADAM_EPS", "1e-6") == {1e-6}
+    assert eps("CoOp", "CoOp/vit_b16_ep50", "OPTIM.NAME", "adam") == {1e-8}

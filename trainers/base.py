@@ -184,6 +184,10 @@ class ClipTrainer(TrainerX):
         params = [p for p in self.model.parameters() if p.requires_grad]
         print(f"Trainable parameters: {sum(p.numel() for p in params):,}")
         self.optim = build_optimizer(params, cfg.OPTIM) if params else None
+        adam_eps = getattr(self.options, "adam_eps", None)  # a method's own Adam eps (SEP, TCP); Dassl has no key
+        if adam_eps is not None and self.optim is not None and "eps" in self.optim.defaults:  # the Adam family
+            for group in self.optim.param_groups:
+                group["eps"] = adam_eps
         self.sched = build_lr_scheduler_from_cfg(self.optim, cfg.OPTIM) if params else None
         self.register_model(MODEL_NAME, self.model, self.optim, self.sched)
         self.model_epoch = 0  # epochs of training behind the current weights

@@ -35,9 +35,6 @@ class SEP(ClipTrainer):
 
     def build_model(self) -> None:
         super().build_model()
-        if self.optim is not None and "eps" in self.optim.defaults:  # Adam, AdamW, AMSGrad, RAdam
-            for group in self.optim.param_groups:
-                group["eps"] = self.options.adam_eps
         self._prototypes_restored = False
 
     # ---- prototypes ------------------------------------------------------------------------

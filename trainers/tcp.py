@@ -13,9 +13,3 @@ class TCP(ClipTrainer):
     def build_custom_model(self, clip, classnames):
         tail, anchor = authors_templates(self.cfg.DATASET.NAME, getattr(self.dm.dataset, "template", DEFAULT_TEMPLATE))
         return TCPModel(clip, classnames, self.options, template=tail, anchor_template=anchor)
-
-    def build_model(self) -> None:
-        super().build_model()
-        if self.optim is not None and "eps" in self.optim.defaults:  # Adam, AdamW, AMSGrad, RAdam
-            for group in self.optim.param_groups:
-                group["eps"] = self.options.adam_eps
