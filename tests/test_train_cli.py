@@ -38,7 +38,8 @@ def train_py(*args, check=True):
 def cli(*args) -> tuple[int, str, str]:
     """`python train.py ARGS` run in this process (its `__main__` block): status, stdout, stderr.
 
-    Used where a fresh process adds nothing; the scripts' tests below run train.py as a process."""
+    Used where a fresh process adds nothing (the `__main__` block's `sys.exit(cli())` included); the
+    protocol and sweep tests run train.py as a process."""
     stdout, stderr = io.StringIO(), io.StringIO()
     argv = sys.argv
     sys.argv = ["train.py", *args]
