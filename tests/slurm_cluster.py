@@ -1,8 +1,10 @@
 """A real single-node SLURM on localhost for the tests: munged, slurmctld and slurmd from Debian's
 `slurm-wlm`, started for the session and stopped afterwards (`.ci/slurm_setup.sh` installs them).
 
-No cgroups (proctrack/linuxproc, task/none) so it runs in a container. The configuration lives in
-a temporary folder; clients find it through SLURM_CONF, which the fixture sets for the session.
+No cgroups (proctrack/linuxproc, task/none) so it runs in a container. Job credentials expire after
+10 s (`AuthInfo=cred_expire`, 120 s by default), which is also how long SLURM holds a requeued job
+before it runs again. The configuration lives in a temporary folder; clients find it through
+SLURM_CONF, which the fixture sets for the session.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 AuthType=auth/munge
+AuthInfo=cred_expire=10
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobRequeue=1
