@@ -26,7 +26,7 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["clipprompt", "clipprompt.*"]),
-    package_data={"clipprompt": ["published/*.csv", "published/*.md"]},
+    package_data={"clipprompt.results": ["published/*.csv", "published/*.md"]},
     install_requires=requirements,
     extras_require={
         # pytest-xdist runs the tests on every core (-n auto); the report's figures are tested too
@@ -36,9 +36,9 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "clipprompt-random-clip=clipprompt.random_clip:main",
+            "clipprompt-random-clip=clipprompt.backbones.random_clip:main",
             "clipprompt-prepare=clipprompt.data.prepare:main",
-            "clipprompt-report=clipprompt.report:main",
+            "clipprompt-report=clipprompt.results.report:main",
         ]
     },
 )

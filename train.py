@@ -92,7 +92,7 @@ def check_finished_run(cfg, args: argparse.Namespace, remove: bool = True) -> No
 
     With `remove` False (before the run lock is held, and on ranks other than 0) only check:
     rank 0 deletes what --overwrite deletes, once it holds the folder's lock."""
-    from clipprompt.results import RESULT_FILE
+    from clipprompt.results.result_file import RESULT_FILE
     from trainers.base import MODEL_NAME
 
     out = Path(cfg.OUTPUT_DIR)
@@ -142,11 +142,11 @@ def check_resume_folder(args: argparse.Namespace) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from clipprompt import distributed, faults
+    from clipprompt.runs import distributed, faults
 
     faults.reset()
-    from clipprompt.run_log import RunLog
-    from clipprompt.stopping import StopRequests
+    from clipprompt.runs.log import RunLog
+    from clipprompt.runs.stopping import StopRequests
 
     console, log, stops = sys.stdout, RunLog(sys.stdout), StopRequests().install()
     try:
@@ -165,9 +165,9 @@ def main(argv=None) -> int:
 def run(args: argparse.Namespace, log, stops) -> int:
     import torch
 
-    from clipprompt.checkpoint import remove_stale_temporaries
-    from clipprompt.distributed import barrier, init_distributed
-    from clipprompt.run_lock import RunLock
+    from clipprompt.runs.checkpoint import remove_stale_temporaries
+    from clipprompt.runs.distributed import barrier, init_distributed
+    from clipprompt.runs.lock import RunLock
 
     import trainers  # noqa: F401  (registers the trainers; imports Dassl without its side effects)
     import datasets  # noqa: F401  (registers the CoOp datasets)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/cases.py and b
 from cases import build  # noqa: E402
 from timing import peak_memory_mib, reset_peak_memory, time_ms  # noqa: E402
 
-from clipprompt.random_clip import build_random_clip  # noqa: E402
+from clipprompt.backbones.random_clip import build_random_clip  # noqa: E402
 
 ADJECTIVES = (
     "red", "small", "wild", "spotted", "golden", "striped", "black", "giant", "common", "grey",

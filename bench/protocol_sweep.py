@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO / "bench"))  # bench/timing.py
 from timing import time_ms  # noqa: E402
 
 from clipprompt.data.catalog import CATALOG  # noqa: E402
-from clipprompt.protocols import BASE2NEW  # noqa: E402
+from clipprompt.results.protocols import BASE2NEW  # noqa: E402
 
 SPEC_OF = {spec.config: spec for spec in CATALOG.values()}
 TINY = ["INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TEST.BATCH_SIZE", "50",
@@ -43,7 +43,7 @@ assert set(TEST_IMAGES) == set(BASE2NEW), sorted(set(TEST_IMAGES) ^ set(BASE2NEW
 
 
 def tiny_setup(root: Path, datasets, classes=6, images_per_class=6) -> str:
-    from clipprompt.random_clip import save_random_clip
+    from clipprompt.backbones.random_clip import save_random_clip
     from clipprompt.testing import make_tiny_dataset
 
     for name in datasets:

@@ -34,11 +34,11 @@ import torch
 from cases import IMAGE_CONDITIONED, METHODS, build, classnames, train_step
 from timing import Timing, peak_memory_mib, reset_peak_memory, time_ms
 
-from clipprompt._clip import clip_model
+from clipprompt.backbones._clip import clip_model
 from clipprompt.data import build_splits
 from clipprompt.models import PromptedCLIP
-from clipprompt.precision import resolve_precision
-from clipprompt.random_clip import PRESETS, build_random_clip
+from clipprompt.backbones.precision import resolve_precision
+from clipprompt.backbones.random_clip import PRESETS, build_random_clip
 from clipprompt.testing import make_tiny_dataset
 
 

@@ -33,8 +33,8 @@ def run_one(spec: dict) -> dict:
     from cases import build, classnames, train_step
     from timing import peak_memory_mib, reset_peak_memory, time_ms
 
-    from clipprompt.precision import resolve_precision
-    from clipprompt.random_clip import build_random_clip
+    from clipprompt.backbones.precision import resolve_precision
+    from clipprompt.backbones.random_clip import build_random_clip
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])

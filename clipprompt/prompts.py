@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ._clip import clip, clip_api
-from .encoders import TextEncoder
+from .backbones._clip import clip, clip_api
+from .backbones.encoders import TextEncoder
 from .errors import UserError
 
 PLACEHOLDER = "X"

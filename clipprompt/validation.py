@@ -360,7 +360,7 @@ def check_context_fits(node: CN, prefix: str) -> None:
     ctx_init = node.get("CTX_INIT")
     n_ctx = node.get("N_CTX")
     if isinstance(ctx_init, str) and ctx_init.strip():
-        from ._clip import clip_api
+        from .backbones._clip import clip_api
 
         count = len(clip_api._tokenizer.encode(ctx_init))
         if count > limit:
@@ -377,7 +377,7 @@ def check_context_fits(node: CN, prefix: str) -> None:
 
 def check_backbone(cfg: CN) -> str:
     """The CLIP checkpoint file, downloading a named model now (before the output folder exists)."""
-    from .clip_loading import resolve_checkpoint
+    from .backbones.loading import resolve_checkpoint
 
     name = cfg.MODEL.BACKBONE.NAME
     if not str(name).strip():

@@ -15,7 +15,7 @@ os.environ.setdefault("CLIPPROMPT_FEATURE_CACHE", tempfile.mkdtemp(prefix="clipp
 import pytest
 import torch
 
-from clipprompt.random_clip import build_random_clip, save_random_clip
+from clipprompt.backbones.random_clip import build_random_clip, save_random_clip
 
 pytest_plugins = ["slurm_cluster", "tiny_sweep"]  # their session fixtures: a test SLURM, the serial tiny sweep
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from clipprompt._clip import clip
+from clipprompt.backbones._clip import clip
 from clipprompt.models import CoCoOp, CoOp, ZeroshotCLIP
 from clipprompt.models.base import normalize
 from clipprompt.models.cocoop import CoCoOpOptions
@@ -113,7 +113,7 @@ def test_cocoop_gradients(tiny_clip, images):
 
 
 def test_word_context_matches_the_tokenizer(tiny_clip):
-    from clipprompt.encoders import TextEncoder
+    from clipprompt.backbones.encoders import TextEncoder
 
     encoder = TextEncoder(tiny_clip)
     ctx = context_from_words(encoder, "a photo of a")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from clipprompt.random_clip import PRESETS, build_random_clip
+from clipprompt.backbones.random_clip import PRESETS, build_random_clip
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))

@@ -4,9 +4,9 @@ import warnings
 import pytest
 import torch
 
-from clipprompt.clip_loading import BackboneError, load_clip, read_state_dict, resolve_checkpoint
-from clipprompt.precision import resolve_precision
-from clipprompt.random_clip import PRESETS, build_random_clip
+from clipprompt.backbones.loading import BackboneError, load_clip, read_state_dict, resolve_checkpoint
+from clipprompt.backbones.precision import resolve_precision
+from clipprompt.backbones.random_clip import PRESETS, build_random_clip
 
 
 def test_state_dict_file_round_trip_is_exact(tiny_clip_path):
@@ -70,7 +70,7 @@ def test_non_clip_checkpoint_is_refused(tmp_path):
 
 
 def test_cache_dir_comes_from_the_environment(monkeypatch, tmp_path):
-    from clipprompt import clip_loading
+    from clipprompt.backbones import loading as clip_loading
 
     calls = []
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from yacs.config import CfgNode as CN
 
-from clipprompt.checkpoint import find_checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint, saved_epochs
+from clipprompt.runs.checkpoint import find_checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint, saved_epochs
 from dataclasses import dataclass
 
 from clipprompt.config import add_project_config, merge_from_file, merge_from_list

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from clipprompt._clip import clip
-from clipprompt.encoders import TextEncoder
+from clipprompt.backbones._clip import clip
+from clipprompt.backbones.encoders import TextEncoder
 from clipprompt.errors import ConfigError
 from clipprompt.models import CoOp, ZeroshotCLIP
 from clipprompt.models.coop import CoOpOptions

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from clipprompt.distributed import GlobalBatchSampler
+from clipprompt.runs.distributed import GlobalBatchSampler
 from clipprompt.errors import ConfigError
 from clipprompt.testing import make_tiny_dataset
 from clipprompt.testing.markers import requires_dassl

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from clipprompt._clip import clip
-from clipprompt.encoders import ImageEncoder, TextEncoder
+from clipprompt.backbones._clip import clip
+from clipprompt.backbones.encoders import ImageEncoder, TextEncoder
 from clipprompt.prompts import cut_after_eos
 
 TEXTS = ["a photo of a dog.", "a big red fire truck parked outside the station", "x"]
@@ -103,7 +103,7 @@ def test_bf16_autocast_stays_close(tiny_clip, images):
 
 
 def test_resnet_backbone_is_refused_for_prompting():
-    from clipprompt._clip import clip_model
+    from clipprompt.backbones._clip import clip_model
 
     resnet_visual = clip_model.ModifiedResNet(layers=(1, 1, 1, 1), output_dim=32, heads=2, input_resolution=64, width=8)
     with pytest.raises(TypeError, match="need a ViT CLIP backbone"):
@@ -111,7 +111,7 @@ def test_resnet_backbone_is_refused_for_prompting():
 
 
 def test_replace_tokens_overwrites_exactly_the_prompt_positions():
-    from clipprompt.encoders import deep_prompt_injections, replace_tokens
+    from clipprompt.backbones.encoders import deep_prompt_injections, replace_tokens
 
     x = torch.arange(2 * 6 * 3, dtype=torch.float32).reshape(2, 6, 3)
     values = -torch.ones(2, 3)

@@ -5,7 +5,7 @@ import json
 
 import torch
 
-from clipprompt import feature_cache
+from clipprompt.runs import feature_cache
 from clipprompt.models import CoCoOp, CoOp, ZeroshotCLIP
 from clipprompt.models.mpl import MPL
 from clipprompt.models.sep import SEP

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipprompt import report
-from clipprompt._clip import clip
+from clipprompt.results import report
+from clipprompt.backbones._clip import clip
 from clipprompt.errors import ConfigError
 from clipprompt.models import CoOp, KgCoOp, ZeroshotCLIP
 from clipprompt.models.base import normalize

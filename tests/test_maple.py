@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from clipprompt._clip import clip
+from clipprompt.backbones._clip import clip
 from clipprompt.errors import ConfigError
 from clipprompt.models import MaPLe
 from clipprompt.models.base import normalize

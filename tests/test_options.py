@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import yaml
 
 import clipprompt.models  # noqa: F401  (registers every method's options)
-from clipprompt._clip import clip
+from clipprompt.backbones._clip import clip
 from clipprompt.errors import ConfigError
 from clipprompt.models import TCP, CoCoOp, CoOp, KgCoOp, MaPLe, MPL, PromptSRC, SEP, ZeroshotCLIP
 from clipprompt.models.cocoop import CoCoOpOptions

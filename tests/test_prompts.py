@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from clipprompt._clip import clip
-from clipprompt.encoders import TextEncoder
+from clipprompt.backbones._clip import clip
+from clipprompt.backbones.encoders import TextEncoder
 from clipprompt.prompts import ClassPrompts, PromptLengthError, context_from_words, init_context, tokenize
 
 NAMES = ["dog", "fire_truck", "sea lion"]

@@ -5,12 +5,12 @@ import math
 import pytest
 import torch
 
-from clipprompt._clip import clip
+from clipprompt.backbones._clip import clip
 from clipprompt.errors import ConfigError
 from clipprompt.models import PromptSRC
 from clipprompt.models.base import normalize
 from clipprompt.models.promptsrc import GaussianPromptAverage, PromptSRCOptions, gaussian_epoch_weights
-from clipprompt.templates import IMAGENET_TEMPLATES
+from clipprompt.backbones.templates import IMAGENET_TEMPLATES
 from clipprompt.testing.markers import requires_dassl
 from clipprompt.testing.protocol_scripts import run_base2new_scripts
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from clipprompt import launch, protocols, protocol
+from clipprompt.sweeps import launch, driver as protocol
+from clipprompt.results import protocols
 from clipprompt.testing import make_tiny_dataset
 from clipprompt.testing.markers import requires_dassl
 

@@ -2,7 +2,7 @@
 the run-folder lock, unusable checkpoints, a full disk, non-finite losses, bad output folders.
 
 Most runs are in-process (`train.cli`); a real SIGKILL needs a subprocess. Faults at exact moments
-come from `clipprompt.faults` (CLIPPROMPT_FAULT).
+come from `clipprompt.runs.faults` (CLIPPROMPT_FAULT).
 """
 
 import errno
@@ -330,7 +330,7 @@ def test_a_signal_while_building_stops_at_once(data_root, tiny_clip_path, tmp_pa
 
 
 def test_a_live_run_folder_is_refused_and_a_dead_one_is_not(tmp_path):
-    from clipprompt.run_lock import RunFolderBusy, RunLock
+    from clipprompt.runs.lock import RunFolderBusy, RunLock
 
     held = RunLock(tmp_path).acquire()
     with pytest.raises(RunFolderBusy, match=rf"{tmp_path} is in use by another run \(process {os.getpid()}\)"):
@@ -338,7 +338,7 @@ def test_a_live_run_folder_is_refused_and_a_dead_one_is_not(tmp_path):
     held.release()
     RunLock(tmp_path).acquire().release()
     # A process killed while holding it leaves no stale lock.
-    code = f"from clipprompt.run_lock import RunLock; import os; RunLock({str(tmp_path)!r}).acquire(); os._exit(9)"
+    code = f"from clipprompt.runs.lock import RunLock; import os; RunLock({str(tmp_path)!r}).acquire(); os._exit(9)"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=False)
     RunLock(tmp_path).acquire().release()
 
@@ -384,7 +384,7 @@ def test_no_usable_checkpoint_names_the_file(data_root, tiny_clip_path, tmp_path
 
 
 def test_disk_full_while_saving(data_root, tiny_clip_path, tmp_path, capsys, monkeypatch, straight):
-    import clipprompt.checkpoint as checkpoint
+    import clipprompt.runs.checkpoint as checkpoint
 
     calls = []
     original = checkpoint.write_bytes
@@ -414,7 +414,7 @@ def test_disk_full_while_saving(data_root, tiny_clip_path, tmp_path, capsys, mon
 
 
 def test_disk_full_while_writing_the_result(data_root, tiny_clip_path, tmp_path, capsys, monkeypatch, straight):
-    import clipprompt.results as results
+    import clipprompt.results.result_file as results
 
     def full(path, write):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))

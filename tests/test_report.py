@@ -1,4 +1,4 @@
-"""clipprompt.report on fake output trees with known numbers (Dassl-free)."""
+"""clipprompt.results.report on fake output trees with known numbers (Dassl-free)."""
 
 import csv
 import io
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from clipprompt import protocols, report
+from clipprompt.results import protocols, report
 
 REPO = Path(__file__).resolve().parent.parent
 COOP = "shots_16/CoOp/vit_b16_ep50"
@@ -264,12 +264,12 @@ def test_summary_puts_every_method_in_one_table_sorted_by_hm(tmp_path):
 
 
 def test_import_report_does_not_import_torch():
-    code = "import sys, clipprompt.report; print('torch' in sys.modules)"
+    code = "import sys, clipprompt.results.report; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
     assert not any(line.rstrip().endswith(("| torch", "| torchvision")) for line in done.stderr.splitlines())
-    assert "clipprompt.report" in done.stderr  # importtime really ran
+    assert "clipprompt.results.report" in done.stderr  # importtime really ran
 
 
 # -- figures -----------------------------------------------------------------------------------
@@ -277,7 +277,7 @@ def test_import_report_does_not_import_torch():
 
 def test_plot_writes_each_figure_with_one_series_per_method(tree, tmp_path):
     pytest.importorskip("matplotlib")
-    from clipprompt import figures
+    from clipprompt.results import figures
 
     put(tree, "few_shot/dtd/shots_1/SEP/cfg/seed1", 40.0)  # a second few-shot method
     found = report.tables(report.scan(tree))

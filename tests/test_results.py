@@ -4,7 +4,7 @@ import platform
 
 import torch
 
-from clipprompt.results import write_result
+from clipprompt.results.result_file import write_result
 
 
 def test_write_result_records_the_environment(tmp_path):

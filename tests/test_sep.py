@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from clipprompt._clip import clip
+from clipprompt.backbones._clip import clip
 from clipprompt.errors import ConfigError, UserError
 from clipprompt.models import SEP
 from clipprompt.models.base import normalize
@@ -306,7 +306,7 @@ def test_trainer_initialises_prototypes_trains_resumes_and_evaluates(tmp_path, t
 
     from clipprompt.testing import make_tiny_dataset
     from clipprompt.errors import RunInterrupted
-    from clipprompt.stopping import StopRequests
+    from clipprompt.runs.stopping import StopRequests
     from trainers.sep import SEP as SEPTrainer
 
     root = tmp_path / "data"

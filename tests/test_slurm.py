@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from clipprompt import launch, layout
+from clipprompt.sweeps import launch
+from clipprompt.results import layout
 from clipprompt.testing.markers import requires_dassl
 from tiny_sweep import OVERRIDES, report, status, sweep_env, wait_for
 

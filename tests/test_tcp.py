@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipprompt._clip import clip
+from clipprompt.backbones._clip import clip
 from clipprompt.errors import ConfigError
 from clipprompt.models import TCP
 from clipprompt.models.base import normalize
@@ -133,8 +133,8 @@ def test_base2new_scripts_end_to_end(tmp_path, tiny_clip_path):
 
 def test_fp16_clip_gives_fp32_gradients_close_to_fp32(images):
     """CLIP in fp16 (as PREC fp16 loads it): the learned parameters stay fp32 and the loss stays close."""
-    from clipprompt._clip import clip_model
-    from clipprompt.random_clip import build_random_clip
+    from clipprompt.backbones._clip import clip_model
+    from clipprompt.backbones.random_clip import build_random_clip
 
     half = build_random_clip("tiny")
     clip_model.convert_weights(half)

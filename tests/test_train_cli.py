@@ -107,7 +107,7 @@ def expected_accuracy(model, data_root, trainer_cfg_path, subsample="all") -> fl
 
 
 def test_coop_trains_saves_and_eval_only_reproduces(data_root, tmp_path):
-    from clipprompt.clip_loading import load_clip
+    from clipprompt.backbones.loading import load_clip
     from clipprompt.models import CoOp
     from clipprompt.models.coop import CoOpOptions
 
@@ -140,7 +140,7 @@ def metrics_classnames(data_root, subsample="all"):
 
 
 def test_zeroshot_accuracy_is_clips_on_the_test_split(data_root, tmp_path):
-    from clipprompt.clip_loading import load_clip
+    from clipprompt.backbones.loading import load_clip
     from clipprompt.data import CATALOG
     from clipprompt.models import ZeroshotCLIP
 
@@ -168,7 +168,7 @@ def test_bad_input_gives_one_line_and_status_2(data_root, tmp_path, trainer, fla
 
 
 def fake_run(folder, state_dict, trainer="CoOp"):
-    from clipprompt.checkpoint import save_checkpoint
+    from clipprompt.runs.checkpoint import save_checkpoint
 
     save_checkpoint(folder / "model", {"state_dict": state_dict, "epoch": 1, "trainer": trainer}, 1)
 

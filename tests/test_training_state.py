@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-import clipprompt.checkpoint as checkpoint
-from clipprompt.checkpoint import (
+import clipprompt.runs.checkpoint as checkpoint
+from clipprompt.runs.checkpoint import (
     load_latest_usable,
     progress_name,
     progress_of,
@@ -18,9 +18,9 @@ from clipprompt.checkpoint import (
     write_state,
 )
 from clipprompt.errors import CheckpointError, DiskFull
-from clipprompt.resumable_data import ResumableBatchSampler, SeededSamples
-from clipprompt.run_log import RunLog
-from clipprompt.training_state import Progress, config_differences, rng_state, set_rng_state
+from clipprompt.runs.resumable_data import ResumableBatchSampler, SeededSamples
+from clipprompt.runs.log import RunLog
+from clipprompt.runs.training_state import Progress, config_differences, rng_state, set_rng_state
 
 
 def test_progress_names_round_trip_and_order():

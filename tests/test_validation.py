@@ -309,7 +309,7 @@ def bomb_png(width: int, height: int) -> bytes:
 
 
 def test_named_model_offline_is_one_line_with_url_cache_and_local_file(tmp_path, monkeypatch):
-    from clipprompt.clip_loading import BackboneError, resolve_checkpoint
+    from clipprompt.backbones.loading import BackboneError, resolve_checkpoint
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")

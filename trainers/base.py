@@ -6,17 +6,17 @@ built with `self.options`: the validated options registered (`clipprompt.options
 `TRAINER.<CLASS NAME IN UPPER CASE>`. `ClipTrainer` applies the MODEL.* keys itself.
 Everything else (precision, optimizer, schedule, caching, checkpoints) lives here once.
 
-Under `torchrun` (see `clipprompt.distributed`) each process trains on its slice of every global
+Under `torchrun` (see `clipprompt.runs.distributed`) each process trains on its slice of every global
 batch and the model's loss runs through DistributedDataParallel; rank 0 alone writes tensorboard,
 checkpoints and `result.json`. Every rank evaluates the whole split (identical results, no gather).
 A subclass that overrides `forward_backward` should get its loss from `self.train_loss(images,
 labels)` (not `self.model.loss`), so that gradients are synchronised across processes, and skip
 the step when `self.loss_is_finite(loss)` says no.
 
-Every run is resumable (see `clipprompt.checkpoint` for the files): a rolling checkpoint at each
+Every run is resumable (see `clipprompt.runs.checkpoint` for the files): a rolling checkpoint at each
 epoch end and every `TRAIN.CHECKPOINT_MINUTES` within an epoch, holding everything a resume needs
 to continue at the next batch bit for bit (`checkpoint_state`). The training data order is
-`clipprompt.resumable_data`'s, so a resume replays it from any step. A subclass with more trained
+`clipprompt.runs.resumable_data`'s, so a resume replays it from any step. A subclass with more trained
 state than its weights (SEP's prototypes) adds it through `training_extras` /
 `restore_training_extras`, in the same file.
 """
@@ -38,8 +38,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from clipprompt import faults, feature_cache
-from clipprompt.checkpoint import (
+from clipprompt.runs import faults, feature_cache
+from clipprompt.runs.checkpoint import (
     find_checkpoint,
     load_checkpoint,
     load_latest_usable,
@@ -47,17 +47,17 @@ from clipprompt.checkpoint import (
     saved_checkpoints,
     write_state,
 )
-from clipprompt.clip_loading import load_clip, resolve_checkpoint
-from clipprompt.distributed import DistInfo, barrier, mix_seed, shared_seed
+from clipprompt.backbones.loading import load_clip, resolve_checkpoint
+from clipprompt.runs.distributed import DistInfo, barrier, mix_seed, shared_seed
 from clipprompt.errors import CheckpointError, ConfigError, NonFiniteLoss, RunInterrupted, UserError
 from clipprompt.models import PromptedCLIP
 from clipprompt.options import OPTIONS
 from clipprompt.optim import build_lr_scheduler_from_cfg
-from clipprompt.precision import resolve_precision
-from clipprompt.results import write_result
-from clipprompt.resumable_data import ResumableBatchSampler, SeededSamples, quiet_worker, stop_workers
-from clipprompt.stopping import NO_STOPS
-from clipprompt.training_state import (
+from clipprompt.backbones.precision import resolve_precision
+from clipprompt.results.result_file import write_result
+from clipprompt.runs.resumable_data import ResumableBatchSampler, SeededSamples, quiet_worker, stop_workers
+from clipprompt.runs.stopping import NO_STOPS
+from clipprompt.runs.training_state import (
     Progress,
     config_differences,
     flat_config,
@@ -134,7 +134,7 @@ class ClipTrainer(TrainerX):
         self.build_resumable_train_loader()
 
     def build_resumable_train_loader(self) -> None:
-        """Seeded batches that a resume replays from any step (see clipprompt.resumable_data);
+        """Seeded batches that a resume replays from any step (see clipprompt.runs.resumable_data);
         under torchrun, this rank's slice of each global batch."""
         cfg = self.cfg
         sampler = cfg.DATALOADER.TRAIN_X.SAMPLER

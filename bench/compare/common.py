@@ -24,7 +24,7 @@ from yacs.config import CfgNode as CN
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from clipprompt.random_clip import ClipShape  # noqa: E402  (binds our clip first)
+from clipprompt.backbones.random_clip import ClipShape  # noqa: E402  (binds our clip first)
 
 # MaPLe's and PromptSRC's code hard-codes a 512-wide text encoder and a 768-wide image encoder;
 # depth and input size are ours to shrink so the comparison runs on a CPU in seconds.

@@ -22,7 +22,7 @@ from common import PATHS, dassl_like_cfg, import_authors_file, loss_and_logits, 
 
 from clipprompt.models import CoOp
 from clipprompt.models.coop import CoOpOptions
-from clipprompt.random_clip import build_random_clip
+from clipprompt.backbones.random_clip import build_random_clip
 
 CLASSNAMES = ["dog", "fire truck", "sea lion", "Yorkshire terrier", "owl"]
 SETTINGS = [(False, "end", 4), (False, "middle", 3), (False, "front", 4),

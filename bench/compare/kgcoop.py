@@ -23,7 +23,7 @@ from common import PATHS, dassl_like_cfg, import_authors_file, loss_and_logits, 
 from clipprompt.data.catalog import get_spec
 from clipprompt.models import KgCoOp
 from clipprompt.models.kgcoop import KgCoOpOptions, authors_template
-from clipprompt.random_clip import build_random_clip
+from clipprompt.backbones.random_clip import build_random_clip
 
 CLASSNAMES = ["banded", "blotchy", "braided", "bubbly", "bumpy", "chequered"]
 
@@ -67,7 +67,7 @@ def compare(theirs_module, dataset: str, preset: str = "tiny", batch: int = 4) -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkout", type=Path, help="root of a clone of github.com/htyao89/KgCoOp")
-    parser.add_argument("--preset", default="tiny", help="random CLIP shape (clipprompt.random_clip presets)")
+    parser.add_argument("--preset", default="tiny", help="random CLIP shape (clipprompt.backbones.random_clip presets)")
     parser.add_argument("--tolerance", type=float, default=1e-5)
     args = parser.parse_args()
     theirs_module = import_authors_file(args.checkout / "KgCoOp", "trainers/kgcoop.py", "authors_kgcoop")

@@ -22,7 +22,7 @@ from common import WIDE_SHAPE, import_authors_file, loss_and_logits, rel, report
 
 from clipprompt.models import MaPLe
 from clipprompt.models.maple import MaPLeOptions
-from clipprompt.random_clip import build_random_clip
+from clipprompt.backbones.random_clip import build_random_clip
 
 CLASSNAMES = ["dog", "fire_truck", "sea lion", "snowy owl", "hot air balloon"]
 N_CTX, DEPTH = 2, 3

@@ -26,7 +26,7 @@ from common import WIDE_SHAPE, cpu_only, import_authors_file, loss_and_logits, r
 
 from clipprompt.models import PromptSRC
 from clipprompt.models.promptsrc import GaussianPromptAverage, PromptSRCOptions, gaussian_epoch_weights
-from clipprompt.random_clip import build_random_clip
+from clipprompt.backbones.random_clip import build_random_clip
 
 CLASSNAMES = ["dog", "fire_truck", "sea lion", "snowy owl", "hot air balloon"]
 N_CTX_TEXT, N_CTX_VISION, DEPTH_TEXT, DEPTH_VISION = 4, 3, 3, 4

@@ -23,7 +23,7 @@ from common import PATHS, dassl_like_cfg, import_authors_file, loss_and_logits, 
 from clipprompt.data.catalog import get_spec
 from clipprompt.models import TCP
 from clipprompt.models.tcp import TCPOptions, authors_templates
-from clipprompt.random_clip import ClipShape, build_random_clip
+from clipprompt.backbones.random_clip import ClipShape, build_random_clip
 
 CLASSNAMES = ["Apply_Eye_Makeup", "Basketball", "Boxing_Punching_Bag", "Rowing", "Yo_Yo", "sea lion"]
 ROLES = {  # our parameter: theirs

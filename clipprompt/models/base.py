@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._clip import clip_model
-from ..encoders import ImageEncoder, TextEncoder
+from ..backbones._clip import clip_model
+from ..backbones.encoders import ImageEncoder, TextEncoder
 from ..prompts import ClassPrompts, template_tokens
 
 DEFAULT_TEMPLATE = "a photo of a {}."  # hand-crafted prompt when a dataset has none of its own
@@ -89,7 +89,7 @@ class PromptedCLIP(nn.Module):
         """Logits from the frozen image encoder's output, against the class-only text features.
 
         A method whose `forward` is this function of the frozen features (defined in the same class)
-        gets its test-set features from `clipprompt.feature_cache`; image-conditioned methods
+        gets its test-set features from `clipprompt.runs.feature_cache`; image-conditioned methods
         (CoCoOp) override it, methods that prompt the image encoder override `forward`.
         """
         text = self.text_features()

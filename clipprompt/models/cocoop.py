@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .._clip import clip_model
-from ..encoders import TextEncoder
+from ..backbones._clip import clip_model
+from ..backbones.encoders import TextEncoder
 from ..options import option, register_options
 from .base import normalize
 from .coop import ContextOptions, CoOp
@@ -66,7 +66,7 @@ class CoCoOp(CoOp):
         return self.ctx + shift.unsqueeze(1)
 
     def logits_from_image_features(self, features: Tensor) -> Tensor:
-        """Logits from the frozen encoder's output (clipprompt.feature_cache may have stored it)."""
+        """Logits from the frozen encoder's output (clipprompt.runs.feature_cache may have stored it)."""
         image_features = normalize(features)
         prompts = self.prompts.assemble(self.image_context(image_features))
         text = encode_prompt_grid(self.text_encoder, prompts, self.prompts.eos_positions, self.options.text_chunk)

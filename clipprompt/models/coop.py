@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .._clip import clip_model
+from ..backbones._clip import clip_model
 from ..options import MethodOptions, option, register_options
 from ..prompts import POSITIONS, ClassPrompts, init_context
 from .base import PromptedCLIP, normalize

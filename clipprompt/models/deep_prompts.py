@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._clip import clip_api
-from ..encoders import deep_prompt_injections
+from ..backbones._clip import clip_api
+from ..backbones.encoders import deep_prompt_injections
 from ..errors import ConfigError
 from ..prompts import ClassPrompts, context_from_words
 from .base import PromptedCLIP, normalize

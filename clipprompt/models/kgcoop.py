@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._clip import clip_model
+from ..backbones._clip import clip_model
 from ..options import check_template, option, register_options
 from .base import DEFAULT_TEMPLATE, accuracy, hand_crafted_features, normalize
 from .coop import CoOp, CoOpOptions

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .._clip import clip_model
+from ..backbones._clip import clip_model
 from ..errors import ConfigError
 from ..options import MethodOptions, option, register_options
 from .deep_prompts import DeepPromptedCLIP

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._clip import clip_model
+from ..backbones._clip import clip_model
 from ..errors import ConfigError
 from ..options import Options, nested, option, register_options
 from .base import accuracy, fp32_matmul, normalize

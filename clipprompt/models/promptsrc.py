@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._clip import clip_model
+from ..backbones._clip import clip_model
 from ..errors import ConfigError
 from ..options import MethodOptions, option, register_options
 from ..prompts import template_tokens
-from ..templates import IMAGENET_TEMPLATES
+from ..backbones.templates import IMAGENET_TEMPLATES
 from .base import accuracy, normalize
 from .deep_prompts import DeepPromptedCLIP
 

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._clip import clip_model
-from ..encoders import ImageEncoder, TextEncoder
+from ..backbones._clip import clip_model
+from ..backbones.encoders import ImageEncoder, TextEncoder
 from ..errors import ConfigError
 from ..options import MethodOptions, check_template, option, register_options
 from ..prompts import ClassPrompts, PromptLengthError, init_context

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from .._clip import clip_model
-from ..encoders import replace_tokens
+from ..backbones._clip import clip_model
+from ..backbones.encoders import replace_tokens
 from ..errors import ConfigError
 from ..options import MethodOptions, check_template, option, register_options
 from ..prompts import ClassPrompts, init_context

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._clip import clip_model
+from ..backbones._clip import clip_model
 from ..options import MethodOptions, register_options
 from ..prompts import template_tokens
 from .base import DEFAULT_TEMPLATE, PromptedCLIP, normalize

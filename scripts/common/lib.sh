@@ -8,7 +8,7 @@
 #
 # A run folder whose result.json parses and records this run is finished and skipped; any other
 # folder is an interrupted run, and running the same command again resumes it from its last
-# checkpoint. Folder paths come from clipprompt/layout.py (`run_folder`).
+# checkpoint. Folder paths come from clipprompt/results/layout.py (`run_folder`).
 
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -32,9 +32,9 @@ usage_unless() {  # usage_unless N "ARGS" "$@": exit with usage unless at least 
 }
 
 run_folder() {  # run_folder PROTOCOL PART TRAINER CFG DATASET SHOTS [SEED]: sets DIR, RUN_PROTOCOL, RUN_PART
-  # The layout is defined once, in clipprompt/layout.py.
+  # The layout is defined once, in clipprompt/results/layout.py.
   local line
-  line=$("$PYTHON" -m clipprompt.layout dir "$OUTPUT" "$@") || exit 2
+  line=$("$PYTHON" -m clipprompt.results.layout dir "$OUTPUT" "$@") || exit 2
   IFS=$'\t' read -r DIR RUN_PROTOCOL RUN_PART <<<"$line"
   RUN_KEY=("$@") RUN_TRAINER=$3 RUN_CFG=$4 RUN_DATASET=$5 RUN_SEED=${7:-}
 }
@@ -44,7 +44,7 @@ finished() {  # true (and says so) when $DIR holds a finished run whose result.j
     (IFS=$'\t'; echo "$DIR${IFS}${RUN_KEY[*]}")
     exit 0
   fi
-  "$PYTHON" -m clipprompt.layout finished "$DIR" --trainer "$RUN_TRAINER" --dataset "$RUN_DATASET" \
+  "$PYTHON" -m clipprompt.results.layout finished "$DIR" --trainer "$RUN_TRAINER" --dataset "$RUN_DATASET" \
     --protocol "$RUN_PROTOCOL" --part "$RUN_PART" --config "$RUN_CFG" ${RUN_SEED:+--seed "$RUN_SEED"}
 }
 

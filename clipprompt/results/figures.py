@@ -136,7 +136,7 @@ def figures(tables: Sequence, published: Sequence[dict] = (), published_name: di
 
 def save(figs: dict, folder: str | Path) -> list[Path]:
     """Write each figure as `<name>.png` and `<name>.svg` in `folder`; the paths written."""
-    from .fileio import atomic_write
+    from ..fileio import atomic_write
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ state dict and load it back through `clip_loading.load_clip`, the path users' ch
 `tiny` has the structure of a ViT CLIP (same blocks, heads of width 64) at a size the CPU runs
 in milliseconds; the other presets have the shapes of the published models.
 
-    python -m clipprompt.random_clip tiny_clip.pt            # a file to pass as MODEL.BACKBONE.NAME
+    python -m clipprompt.backbones.random_clip tiny_clip.pt            # a file to pass as MODEL.BACKBONE.NAME
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A checkpoint holds what was trained (not CLIP), the optimizer, scheduler and grad-scaler
 state, where the run stood, the RNG states and the resolved configuration (see
-`clipprompt.training_state`). It contains only tensors and plain Python values, so it loads with
+`clipprompt.runs.training_state`). It contains only tensors and plain Python values, so it loads with
 `torch.load(weights_only=True)`. It is serialised in memory, written to a temporary file in the
 same folder, flushed to disk and renamed into place: a run killed or out of disk while saving
 leaves the previous checkpoint intact, and a full disk is one clear `DiskFull` error.
@@ -27,8 +27,8 @@ from typing import Any, Callable
 import torch
 
 from . import faults
-from .errors import CheckpointError, DiskFull
-from .fileio import atomic_write
+from ..errors import CheckpointError, DiskFull
+from ..fileio import atomic_write
 from .training_state import Progress
 
 LATEST_FILE = "checkpoint"

@@ -1,8 +1,8 @@
 """Where each run of a protocol lives, stated once: the scripts, the driver, `status` and the report ask here.
 
-    python -m clipprompt.layout dir OUTPUT PROTOCOL PART TRAINER CONFIG DATASET SHOTS [SEED]
+    python -m clipprompt.results.layout dir OUTPUT PROTOCOL PART TRAINER CONFIG DATASET SHOTS [SEED]
         prints `DIR<TAB>PROTOCOL<TAB>PART` (the protocol and part that result.json records)
-    python -m clipprompt.layout finished DIR [--trainer T] [--dataset D] [--seed S] [--shots K]
+    python -m clipprompt.results.layout finished DIR [--trainer T] [--dataset D] [--seed S] [--shots K]
                                              [--protocol P] [--part X] [--config C]
         exit 0 when DIR holds a finished run matching these, 1 (saying why) otherwise
 
@@ -156,7 +156,7 @@ def accuracy(record: dict) -> float | None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clipprompt.layout", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m clipprompt.results.layout", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("dir", help="print DIR, PROTOCOL and PART of a run (tab-separated)")
     for name in ("output", "protocol", "part", "trainer", "config", "dataset"):

@@ -1,6 +1,6 @@
 """The evaluation protocols as data: which datasets, seeds and shots each one uses.
 
-The protocol driver (`clipprompt.protocol`) and the results tables (`clipprompt.report`)
+The protocol driver (`clipprompt.sweeps.driver`) and the results tables (`clipprompt.results.report`)
 both read these lists, so a protocol is defined in one place. Names are the stems of
 `configs/datasets/<name>.yaml` (the `config` field of `clipprompt.data.CATALOG`), which are
 also the dataset folder names of the output tree written by `scripts/common/`.
@@ -8,7 +8,7 @@ also the dataset folder names of the output tree written by `scripts/common/`.
 
 from __future__ import annotations
 
-from .data.catalog import CATALOG
+from ..data.catalog import CATALOG
 
 #: Base-to-new generalization: the 11 datasets, in the papers' column order.
 BASE2NEW = (

@@ -17,14 +17,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .fileio import atomic_write
+from ..fileio import atomic_write
 
 RESULT_FILE = "result.json"
 
 
 def git_commit(repo: str | Path | None = None) -> str | None:
     """The commit of the code in `repo` (this checkout by default), '+dirty' if modified; None outside git."""
-    repo = Path(repo) if repo else Path(__file__).resolve().parent.parent
+    repo = Path(repo) if repo else Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10

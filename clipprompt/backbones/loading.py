@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ._clip import clip, clip_api, clip_model
-from .errors import UserError
+from ..errors import UserError
 
 CACHE_ENV = "CLIP_CACHE_DIR"
 

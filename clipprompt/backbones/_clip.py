@@ -2,7 +2,7 @@
 
 `clip` imports `pkg_resources`, which warns on every import (and is gone in setuptools>=81,
 hence the pin in setup.py). Import it once here so the rest of the project can do
-`from clipprompt._clip import clip`.
+`from clipprompt.backbones._clip import clip`.
 """
 
 import warnings

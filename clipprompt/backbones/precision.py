@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .options import PRECISIONS  # the names, stated once in the torch-free options module
+from ..options import PRECISIONS  # the names, stated once in the torch-free options module
 
 
 @dataclass(frozen=True)

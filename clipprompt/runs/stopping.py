@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 
-from .errors import RunInterrupted
+from ..errors import RunInterrupted
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

@@ -12,7 +12,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 LOCK_FILE = ".lock"
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import layout
-from .fileio import atomic_write_text
+from ..results import layout
+from ..fileio import atomic_write_text
 
 SWEEPS = ".sweeps"
 #: environment variables of the scripts that a run carries to wherever it executes.

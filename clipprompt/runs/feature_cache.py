@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .fileio import atomic_write
+from ..fileio import atomic_write
 
 CACHE_VERSION = 1
 ENV = "CLIPPROMPT_FEATURE_CACHE"

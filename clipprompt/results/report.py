@@ -1,0 +1,611 @@
+"""Results tables from an output tree: seeds averaged, as markdown or CSV.
+
+    python -m clipprompt.report OUTPUT_DIR [--protocol base2new|xd|dg|few_shot|all]
+                                [--format markdown|csv] [--compare] [--plot DIR]
+
+Every run folder under OUTPUT_DIR is read: its `result.json` (full precision), which says
+what the run was (protocol, part, config name, method, shots, seed); folders written before
+results recorded these are placed by their path (the layout `scripts/common/` writes), with
+the shots still taken from the result. Without a `result.json`, the last `* accuracy: X%` line
+of the newest Dassl log is used (`log.txt`, or `log.txt-<timestamp>`; one decimal) and
+flagged. A run evaluated before its training finished is marked †; a `result.json` that does
+not parse is listed as unreadable and the other runs are still read. Runs are grouped by
+protocol, trainer, config and shots; each cell is the mean over
+seeds ± their sample standard deviation. A dataset, seed or run that is missing is a gap
+("–" in markdown, an empty field in CSV), never a zero, and cells with fewer seeds than
+their table's other cells say how many they have.
+
+Base-to-new: per dataset Base, New and HM (of the averaged Base and New), and the average over
+the 11 datasets, its HM computed from the averaged Base and New as the papers do. Cross-dataset
+and domain generalization: one row per method, the source (ImageNet) and each target, and the
+average over the targets. Few-shot: per dataset accuracy at each number of shots. An average
+is a gap unless every dataset it covers has a number. Each protocol starts with one table of
+every method, best first. `--compare` adds the published averages (`clipprompt/published/`:
+base-to-new Base/New/HM, cross-dataset and domain-generalization source accuracy and target
+average) and our difference from them; `--plot DIR` draws the figures (`clipprompt/figures.py`).
+
+Dassl-free and torch-free: only the standard library (matplotlib for --plot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import re
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from . import layout, protocols
+
+RESULT_FILE = "result.json"
+PUBLISHED = Path(__file__).resolve().parent / "published"
+GAP = "–"
+UNFINISHED = "†"  # marks a cell with a run whose training did not finish
+_ACCURACY = re.compile(r"^\* accuracy: ([0-9.]+)%", re.MULTILINE)
+_LOG = re.compile(r"^log\.txt(-.+)?$")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One finished evaluation, located by its folder in the output tree."""
+
+    protocol: str  # base2new, xd, dg, few_shot
+    part: str  # base2new: base / new; xd, dg: source / target; few_shot: shots_<K>
+    trainer: str
+    config: str
+    shots: int | None  # training shots (None for zero-shot)
+    dataset: str  # config stem, e.g. caltech101
+    seed: int | None  # None for zero-shot
+    accuracy: float
+    source: str  # "result.json" or the log file's name
+    path: str
+    unfinished: bool = False  # evaluated a run whose training did not finish (an intermediate epoch)
+
+
+def _int(text: str, prefix: str) -> int | None:
+    return int(text[len(prefix):]) if text.startswith(prefix) and text[len(prefix):].isdigit() else None
+
+
+#: the folder under OUTPUT of a trained run's protocol part -> the (protocol, part) the layout knows it by
+_TRAINED_TOPS: dict[str, tuple[str, str]] = {}
+for _key, _top in layout.FOLDERS.items():
+    _TRAINED_TOPS.setdefault(_top, _key)
+
+
+def locate(parts: Sequence[str]) -> list[dict] | None:
+    """What a run folder holds, from the tail of its path (`clipprompt.results.layout` read backwards);
+    None for folders of another layout.
+
+    An ImageNet training or zero-shot evaluation is the source column of both xd and dg, so a list.
+    """
+    p = list(parts)
+    key = None
+    if len(p) >= 7 and "/".join(p[-7:-5]) in _TRAINED_TOPS:
+        shots, seed = _int(p[-4], "shots_"), _int(p[-1], "seed")
+        if shots is None or seed is None:
+            return None
+        protocol, part = _TRAINED_TOPS["/".join(p[-7:-5])]
+        key = layout.RunKey(protocol, part, p[-3], p[-2], p[-5], shots, seed)
+    elif len(p) >= 6 and p[-6] == "few_shot":
+        shots, seed = _int(p[-4], "shots_"), _int(p[-1], "seed")
+        if shots is None or seed is None:
+            return None
+        key = layout.RunKey("few_shot", f"shots_{shots}", p[-3], p[-2], p[-5], shots, seed)
+    elif len(p) >= 5 and p[-5] == "zeroshot" and p[-3] in ("all", "base", "new"):
+        key = layout.RunKey("zeroshot", p[-3], p[-2], p[-1], p[-4])
+    if key is None:
+        return None
+    protocol, part = key.recorded()
+    run = dict(dataset=key.dataset, shots=key.shots, trainer=key.trainer, config=key.config, seed=key.seed)
+    found = [dict(run, protocol=protocol, part=part)]
+    if (protocol, part) == ("xd", "source"):
+        found.append(dict(run, protocol="dg", part="source"))
+    return found
+
+
+def log_accuracy(folder: Path) -> tuple[float, str] | None:
+    """The last test accuracy printed in the newest of the folder's Dassl logs that has one."""
+    logs = sorted((f for f in folder.iterdir() if f.is_file() and _LOG.match(f.name)),
+                  key=lambda f: (f.name != "log.txt", f.name))  # log.txt, then log.txt-<timestamp> in time order
+    for log in reversed(logs):
+        found = _ACCURACY.findall(log.read_text(errors="replace"))
+        if found:
+            return float(found[-1]), log.name
+    return None
+
+
+_PART = {  # result.json "part" values -> the report's parts, per protocol
+    "base2new": {"train": "base", "train_base": "base", "base": "base",
+                 "test": "new", "test_new": "new", "new": "new"},
+    "xd": {"train": "source", "source": "source", "test": "target", "target": "target"},
+    "dg": {"train": "source", "source": "source", "test": "target", "target": "target"},
+}
+
+
+def _dataset(name: str) -> str:
+    """A result's dataset as the report names it (the config stem): `Caltech101` -> `caltech101`."""
+    return protocols.CONFIG_OF.get(name, name)
+
+
+def from_result(result: dict, where: list[dict] | None) -> list[dict] | None:
+    """What a run is, from its result.json; the path's reading (`where`) fills what it lacks.
+
+    Results written since runs record `protocol`, `part`, `config_name` and `method` say it
+    themselves; older folders are read from their path. Shots come from the result's `num_shots`
+    when it is a training shot count: a folder name can lie ("shots_16" trained with 2). An
+    evaluation run's own `num_shots` (-1 for an xd or dg target) says nothing about the model,
+    so there the path's shots stand.
+    """
+    trainer = result.get("method") or result.get("trainer")
+    protocol = result.get("protocol")
+    shots = result.get("num_shots")
+    if not isinstance(shots, int) or shots < 1:  # an evaluation run (NUM_SHOTS -1: all test images)
+        shots = where[0]["shots"] if where else None  # ... of a model trained with the path's shots
+    if protocol in protocols.PROTOCOLS and result.get("dataset"):
+        dataset = _dataset(result["dataset"])
+        part = str(result.get("part") or "")
+        zero_shot = trainer == "ZeroshotCLIP"
+        shots = None if zero_shot else shots
+        run = dict(dataset=dataset, shots=shots, trainer=trainer,
+                   config=result.get("config_name") or (where[0]["config"] if where else ""),
+                   seed=None if zero_shot else result.get("seed"))
+        if protocol == "few_shot":
+            return [dict(run, protocol="few_shot", part=f"shots_{shots}")] if shots else None
+        if protocol == "base2new":
+            sub = result.get("subsample_classes")
+            part = _PART["base2new"].get(part) or {"base": "base", "new": "new"}.get(sub)
+            return [dict(run, protocol="base2new", part=part)] if part else None
+        part = _PART[protocol].get(part) or ("source" if dataset == protocols.SOURCE else "target")
+        if part == "source":
+            return [dict(run, protocol="xd", part="source"), dict(run, protocol="dg", part="source")]
+        return [dict(run, protocol="dg" if dataset in protocols.DG_TARGETS else "xd", part="target")]
+    if where is None:
+        return None
+    if shots is not None and trainer != "ZeroshotCLIP":
+        where = [dict(w, shots=shots, part=f"shots_{shots}" if w["protocol"] == "few_shot" else w["part"])
+                 for w in where]
+    return where
+
+
+def scan(root: str | Path, warn=None, unreadable: list | None = None) -> list[Record]:
+    """Every finished run under `root`: result.json where there is one, else a log's accuracy.
+
+    A result.json that does not parse is not a result: it goes to `unreadable` as
+    `(path, reason)` (and to `warn`), and the other runs are still read.
+    """
+    root = Path(root)
+    records = []
+    folders = {p.parent for p in root.rglob(RESULT_FILE)} | {p.parent for p in root.rglob("log.txt*")}
+    for folder in sorted(folders):
+        where = locate(folder.resolve().parts)
+        result_path = folder / RESULT_FILE
+        unfinished = False
+        if result_path.is_file():
+            try:
+                result = json.loads(result_path.read_text())
+                accuracy, source = float(result["metrics"]["accuracy"]), RESULT_FILE
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+                reason = f"{type(error).__name__}: {error}"
+                if unreadable is not None:
+                    unreadable.append((str(result_path), reason))
+                if warn:
+                    warn(f"unreadable {result_path}: {reason}")
+                continue
+            where = from_result(result, where)
+            unfinished = result.get("training_finished") is False
+        else:
+            if where is None:
+                continue
+            found = log_accuracy(folder)
+            if found is None:  # training never finished: an interrupted run, not a result
+                continue
+            accuracy, source = found
+        if where is None:
+            continue
+        records += [Record(accuracy=accuracy, source=source, path=str(folder), unfinished=unfinished, **w)
+                    for w in where]
+    return records
+
+
+# -- statistics --------------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    """The accuracies of one table cell, by seed."""
+
+    by_seed: dict = field(default_factory=dict)
+    unfinished: bool = False  # some seed's run did not finish training
+
+    @property
+    def n(self) -> int:
+        return len(self.by_seed)
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.by_seed.values()) if self.by_seed else None
+
+    @property
+    def std(self) -> float | None:
+        return statistics.stdev(self.by_seed.values()) if self.n >= 2 else None
+
+
+def hm(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None:
+        return None
+    return 2 * a * b / (a + b) if a + b else 0.0
+
+
+def average(values: Iterable[float | None]) -> float | None:
+    """Mean of the values, or None (a gap) if any is missing."""
+    values = list(values)
+    return None if not values or any(v is None for v in values) else statistics.fmean(values)
+
+
+@dataclass(frozen=True)
+class Group:
+    protocol: str
+    trainer: str
+    config: str
+    shots: int | None
+
+    @property
+    def title(self) -> str:
+        shots = "" if self.shots is None or self.protocol == "few_shot" else f", {self.shots} shots"
+        return f"{self.trainer} ({self.config}{shots})"
+
+
+def group(records: Iterable[Record]) -> dict[Group, dict[tuple[str, str], Cell]]:
+    """protocol/trainer/config/shots -> (dataset, part) -> Cell."""
+    groups: dict[Group, dict[tuple[str, str], Cell]] = {}
+    for r in records:
+        shots = None if r.protocol == "few_shot" else r.shots
+        cells = groups.setdefault(Group(r.protocol, r.trainer, r.config, shots), {})
+        cell = cells.setdefault((r.dataset, r.part), Cell())
+        cell.by_seed[r.seed] = r.accuracy
+        cell.unfinished |= r.unfinished
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0].protocol, kv[0].trainer, kv[0].config, kv[0].shots or 0)))
+
+
+# -- tables ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Value:
+    """A number in a table: mean ± std over n of the table's seeds (std None for one seed)."""
+
+    mean: float | None
+    std: float | None = None
+    n: int | None = None
+    seeds: tuple = ()
+    unfinished: bool = False
+
+
+def _value(cell: Cell | None) -> Value:
+    if cell is None or cell.n == 0:
+        return Value(None)
+    return Value(cell.mean, cell.std, cell.n, tuple(sorted(cell.by_seed, key=lambda s: (s is None, s))),
+                 cell.unfinished)
+
+
+@dataclass
+class Table:
+    title: str
+    protocol: str
+    group: Group | None
+    columns: list[str]  # first column is the row label
+    rows: list[list]  # label (str), then Value or str per column
+    seeds: int = 0  # seeds of the table's most complete cell: fewer is flagged
+    row_groups: list = field(default_factory=list)  # per row, when rows are methods (xd, dg, compare)
+
+
+def _datasets(expected: Sequence[str], present: Iterable[str]) -> list[str]:
+    return list(expected) + sorted(set(present) - set(expected))
+
+
+def base2new_table(g: Group, cells: dict) -> Table:
+    datasets = _datasets(protocols.BASE2NEW, (d for d, _ in cells))
+    rows, bases, news = [], [], []
+    for d in datasets:
+        base, new = _value(cells.get((d, "base"))), _value(cells.get((d, "new")))
+        rows.append([d, base, new, Value(hm(base.mean, new.mean))])
+        if d in protocols.BASE2NEW:
+            bases.append(base.mean)
+            news.append(new.mean)
+    b, n = average(bases), average(news)
+    rows.append([f"Average ({len(protocols.BASE2NEW)})", Value(b), Value(n), Value(hm(b, n))])
+    return Table(f"Base-to-new: {g.title}", "base2new", g, ["dataset", "Base", "New", "HM"], rows,
+                 max((c.n for c in cells.values()), default=0))
+
+
+def transfer_tables(protocol: str, groups: dict) -> list[Table]:
+    targets = protocols.XD_TARGETS if protocol == "xd" else protocols.DG_TARGETS
+    mine = {g: c for g, c in groups.items() if g.protocol == protocol}
+    if not mine:
+        return []
+    extra = sorted({d for c in mine.values() for d, part in c if part == "target"} - set(targets))
+    columns = ["method", f"{protocols.SOURCE} (source)", *targets, *extra, f"Average ({len(targets)})"]
+    rows, row_groups = [], []
+    for g, cells in mine.items():
+        row_groups.append(g)
+        values = [_value(cells.get((d, "target"))) for d in (*targets, *extra)]
+        rows.append([g.title, _value(cells.get((protocols.SOURCE, "source"))), *values,
+                     Value(average(v.mean for v in values[:len(targets)]))])
+    order = sorted(range(len(rows)), key=lambda i: _best_first(rows[i][-1]))
+    rows, row_groups = [rows[i] for i in order], [row_groups[i] for i in order]
+    name = "Cross-dataset transfer" if protocol == "xd" else "Domain generalization"
+    seeds = max((c.n for cells in mine.values() for c in cells.values()), default=0)
+    return [Table(f"{name} (trained on {protocols.SOURCE})", protocol, None, columns, rows, seeds, row_groups)]
+
+
+def few_shot_table(g: Group, cells: dict) -> Table:
+    shots = sorted(set(protocols.SHOTS) | {int(p[len("shots_"):]) for _, p in cells})
+    datasets = _datasets(protocols.FEW_SHOT, (d for d, _ in cells))
+    rows = [[d, *(_value(cells.get((d, f"shots_{k}"))) for k in shots)] for d in datasets]
+    in_average = [r for r in rows if r[0] in protocols.FEW_SHOT]
+    rows.append([f"Average ({len(protocols.FEW_SHOT)})",
+                 *(Value(average(r[i + 1].mean for r in in_average)) for i in range(len(shots)))])
+    return Table(f"Few-shot: {g.title}", "few_shot", g, ["dataset", *(f"{k} shots" for k in shots)], rows,
+                 max((c.n for c in cells.values()), default=0))
+
+
+def _best_first(value: Value) -> tuple:
+    return (value.mean is None, -(value.mean or 0.0))
+
+
+def base2new_summary(per_method: list[Table]) -> Table:
+    """Every method of the output folder in one table: its 11-dataset averages, best HM first."""
+    rows = sorted(([t.group.title, *t.rows[-1][1:]] for t in per_method), key=lambda r: _best_first(r[3]))
+    by_title = {t.group.title: t.group for t in per_method}
+    return Table(f"Base-to-new, all methods: average over {len(protocols.BASE2NEW)} datasets, by HM",
+                 "base2new_summary", None, ["method", "Base", "New", "HM"], rows,
+                 row_groups=[by_title[r[0]] for r in rows])
+
+
+def few_shot_summary(per_method: list[Table]) -> Table:
+    """Every method's few-shot average at each number of shots, best at the most shots first."""
+    shots = sorted({c for t in per_method for c in t.columns[1:]}, key=lambda c: int(c.split()[0]))
+    rows = []
+    for t in per_method:
+        average_row = dict(zip(t.columns[1:], t.rows[-1][1:]))
+        rows.append([t.group.title, *(average_row.get(c, Value(None)) for c in shots)])
+    rows.sort(key=lambda r: _best_first(r[-1]))
+    by_title = {t.group.title: t.group for t in per_method}
+    return Table(f"Few-shot, all methods: average over {len(protocols.FEW_SHOT)} datasets",
+                 "few_shot_summary", None, ["method", *shots], rows,
+                 row_groups=[by_title[r[0]] for r in rows])
+
+
+def tables(records: Iterable[Record], protocol: str = "all") -> list[Table]:
+    """The summary table of each protocol (every method, best first), then one table per method."""
+    groups = group(records)
+    out: list[Table] = []
+    for p in protocols.PROTOCOLS if protocol == "all" else [protocol]:
+        if p == "base2new":
+            mine = [base2new_table(g, c) for g, c in groups.items() if g.protocol == p]
+            out += ([base2new_summary(mine)] if mine else []) + mine
+        elif p == "few_shot":
+            mine = [few_shot_table(g, c) for g, c in groups.items() if g.protocol == p]
+            out += ([few_shot_summary(mine)] if mine else []) + mine
+        else:
+            out += transfer_tables(p, groups)
+    return out
+
+
+# -- published numbers -------------------------------------------------------------------------
+
+
+def published(protocol: str = "base2new") -> list[dict]:
+    """The published rows of a protocol (`clipprompt/published/<protocol>.csv`); [] if it has none."""
+    path = PUBLISHED / f"{protocol}.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def published_names(rows: Iterable[dict]) -> dict[str, str]:
+    """Our trainer -> the published method its row is compared with (the CSVs' `trainer` column)."""
+    return {p["trainer"]: p["method"] for p in rows if p.get("trainer")}
+
+
+def _compare_rows(protocol: str, keys: Sequence[str], by_trainer: dict) -> tuple[list, list]:
+    """Published rows (`keys` of its CSV) beside ours (trainer -> [(Group, our numbers)]), with ours − published.
+
+    Every published method gets a row, ours or not; our methods without a published row follow.
+    """
+    rows, row_groups = [], []
+    rows_published = published(protocol)
+    name_of = published_names(rows_published)
+    ours: dict = {}
+    for trainer, mine in by_trainer.items():
+        ours.setdefault(name_of.get(trainer, trainer), []).extend(mine)
+    names = [p["method"] for p in rows_published] + sorted(set(ours) - {p["method"] for p in rows_published})
+    by_name = {p["method"]: p for p in rows_published}
+    for name in names:
+        pub = by_name.get(name)
+        status = pub["status"] if pub else "none"
+        numbers = [float(pub[k]) if pub and pub.get(k) else None for k in keys]
+        label = {"derived": f"{name} (derived)", "unknown": f"{name} (unknown)"}.get(status, name)
+        for g, mine in ours.get(name, [(None, [None] * len(keys))]):
+            pub_cells = [Value(x) if x is not None else ("unknown" if status == "unknown" else "") for x in numbers]
+            diffs = [Value(m - x) if m is not None and x is not None else "" for m, x in zip(mine, numbers)]
+            row_groups.append(g if g else Group(protocol, name, "", None))
+            rows.append([label if g is None else f"{label}: {g.title}", *(Value(m) for m in mine),
+                         *pub_cells, *diffs, status, pub["source"] if pub else ""])
+    return rows, row_groups
+
+
+def compare_table(base2new: list[Table]) -> Table:
+    """Our 11-dataset averages beside the published ones, with the difference (ours − published)."""
+    ours: dict = {}
+    for t in base2new:
+        ours.setdefault(t.group.trainer, []).append(
+            (t.group, [v.mean for v in t.rows[-1][1:]]))
+    rows, row_groups = _compare_rows("base2new", ("base", "new", "hm"), ours)
+    columns = ["method", "Base", "New", "HM", "published Base", "published New", "published HM",
+               "Δ Base", "Δ New", "Δ HM", "published status", "published source"]
+    return Table(f"Base-to-new, average over {len(protocols.BASE2NEW)} datasets: ours vs published",
+                 "base2new_compare", None, columns, rows, row_groups=row_groups)
+
+
+def transfer_compare_table(protocol: str, transfer: list[Table]) -> Table:
+    """xd or dg: our source accuracy and target average beside the published ones (ours − published)."""
+    ours: dict = {}
+    for t in transfer:
+        for g, row in zip(t.row_groups, t.rows):
+            ours.setdefault(g.trainer, []).append((g, [row[1].mean, row[-1].mean]))
+    rows, row_groups = _compare_rows(protocol, ("source_acc", "target_avg"), ours)
+    source, targets = f"{protocols.SOURCE} (source)", f"Average ({len(protocols.datasets_of(protocol))})"
+    measures = [source, targets]
+    columns = ["method", *measures, *(f"published {m}" for m in measures), *(f"Δ {m}" for m in measures),
+               "published status", "published source"]
+    name = "Cross-dataset transfer" if protocol == "xd" else "Domain generalization"
+    return Table(f"{name}: ours vs published", f"{protocol}_compare", None, columns, rows, row_groups=row_groups)
+
+
+def compare_tables(found: list[Table], protocol: str = "all") -> tuple[list[Table], list[str]]:
+    """The ours-vs-published table of each protocol that has runs in `found` and published numbers.
+
+    Also the protocols asked for by name whose runs have no published numbers to compare with.
+    """
+    out, missing = [], []
+    for p in protocols.PROTOCOLS if protocol == "all" else [protocol]:
+        mine = [t for t in found if t.protocol == p]
+        if not mine:
+            continue
+        if not published(p):
+            missing += [p] if protocol != "all" else []
+        elif p == "base2new":
+            out.append(compare_table(mine))
+        else:
+            out.append(transfer_compare_table(p, mine))
+    return out, missing
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def _cell(value, table_seeds: int) -> str:
+    if isinstance(value, str):
+        return value
+    if value.mean is None:
+        return GAP
+    text = f"{value.mean:.2f}"
+    if value.std is not None:
+        text += f" ± {value.std:.2f}"
+    if value.n is not None and value.n < table_seeds:
+        text += f" ({value.n} seed{'s' if value.n > 1 else ''})"
+    if value.unfinished:
+        text += " " + UNFINISHED
+    return text
+
+
+def markdown(tables_: list[Table], records: list[Record], unreadable: Sequence = ()) -> str:
+    out = []
+    for t in tables_:
+        out += [f"### {t.title}", "", "| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
+        out += ["| " + " | ".join([row[0], *(_cell(v, t.seeds) for v in row[1:])]) + " |" for row in t.rows]
+        if t.seeds > 1:
+            out.append(f"\nMean ± sample std over {t.seeds} seeds; fewer seeds are marked; {GAP}: no run.")
+        elif t.seeds == 1:
+            out.append(f"\nOne seed per cell; {GAP}: no run.")
+        out.append("")
+    unfinished = sorted({r.path for r in records if r.unfinished})
+    if unfinished:
+        out.append(f"{UNFINISHED} {len(unfinished)} run(s) evaluated before their training finished "
+                   "(an intermediate epoch; result.json has \"training_finished\": false): " + ", ".join(unfinished))
+    if unreadable:
+        out.append(f"{len(unreadable)} unreadable result.json (not counted):")
+        out += [f"- {path}: {reason}" for path, reason in unreadable]
+    logs = [r for r in records if r.source != RESULT_FILE]
+    if logs:
+        out.append(f"{len(logs)} run(s) read from Dassl logs (one decimal), having no result.json: "
+                   + ", ".join(sorted({r.path for r in logs})))
+    return "\n".join(out).rstrip() + "\n"
+
+
+def to_csv(tables_: list[Table]) -> str:
+    """One tidy CSV: one line per table cell, the numbers at full precision, gaps empty.
+
+    `dataset` is the row's dataset (or the column's, in the cross-dataset and DG tables, whose rows
+    are methods); `measure` is what the number is (Base, New, HM, accuracy, "4 shots", ...).
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["table", "trainer", "config", "shots", "dataset", "measure",
+                     "mean", "std", "n_seeds", "seeds", "text"])
+    fmt = lambda x: "" if x is None else repr(x)  # noqa: E731
+    for t in tables_:
+        for i, row in enumerate(t.rows):
+            g = t.row_groups[i] if t.row_groups else t.group
+            for column, value in zip(t.columns[1:], row[1:]):
+                if t.protocol in ("xd", "dg"):
+                    dataset, measure = column.replace(" (source)", ""), "accuracy"
+                elif t.protocol in ("base2new_compare", "base2new_summary"):
+                    dataset, measure = f"Average ({len(protocols.BASE2NEW)})", column
+                elif t.protocol in ("xd_compare", "dg_compare"):
+                    dataset, measure = "", column
+                elif t.protocol == "few_shot_summary":
+                    dataset, measure = f"Average ({len(protocols.FEW_SHOT)})", column
+                else:
+                    dataset, measure = row[0], column
+                shots = "" if g.shots is None else g.shots
+                head = [t.protocol, g.trainer, g.config, shots, dataset, measure]
+                if isinstance(value, str):
+                    writer.writerow([*head, "", "", "", "", value])
+                else:
+                    seeds = " ".join("" if s is None else str(s) for s in value.seeds)
+                    writer.writerow([*head, fmt(value.mean), fmt(value.std),
+                                     "" if value.n is None else value.n, seeds, ""])
+    return buffer.getvalue()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m clipprompt.report", description=__doc__.split("\n\n")[2])
+    parser.add_argument("output_dir", help="the OUTPUT folder of the protocol scripts (or any folder above run folders)")
+    parser.add_argument("--protocol", choices=[*protocols.PROTOCOLS, "all"], default="all")
+    parser.add_argument("--format", choices=["markdown", "csv"], default="markdown")
+    parser.add_argument("--compare", action="store_true",
+                        help="add the published averages (base-to-new, cross-dataset, domain generalization) and our difference")
+    parser.add_argument("--plot", metavar="DIR", help="also write the figures (PNG and SVG) to DIR; needs matplotlib")
+    args = parser.parse_args(argv)
+    root = Path(args.output_dir)
+    if not root.is_dir():
+        print(f"error: {root} is not a folder", file=sys.stderr)
+        return 2
+    unreadable: list = []
+    records = scan(root, unreadable=unreadable)
+    found = tables(records, args.protocol)
+    for path, reason in unreadable:
+        print(f"warning: unreadable {path} ({reason}); not counted", file=sys.stderr)
+    if not found:
+        print(f"No finished runs of protocol {args.protocol} under {root}", file=sys.stderr)
+        return 1
+    if args.compare:
+        comparisons, missing = compare_tables(found, args.protocol)
+        found += comparisons
+        for p in missing:
+            print(f"note: no published numbers for protocol {p} in {PUBLISHED}", file=sys.stderr)
+    sys.stdout.write(markdown(found, records, unreadable) if args.format == "markdown" else to_csv(found))
+    if args.plot:
+        from . import figures
+
+        try:
+            rows = published("base2new")
+            figs = figures.figures(found, rows, published_names(rows))
+        except figures.PlotUnavailable as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        for path in figures.save(figs, args.plot):
+            print(f"figure: {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
