@@ -29,8 +29,9 @@ setup(
     package_data={"clipprompt.results": ["published/*.csv", "published/*.md"]},
     install_requires=requirements,
     extras_require={
-        # pytest-xdist runs the tests on every core (-n auto); the report's figures are tested too
-        "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.5"],
+        # pytest-xdist runs the tests on every core (-n auto); the report's figures and the SLURM
+        # launcher (submitit) are tested too
+        "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.5", "submitit>=1.5"],
         "plot": ["matplotlib>=3.5"],
         "slurm": ["submitit>=1.5"],
     },
