@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..backbones._clip import clip_model
 from ..errors import ConfigError
 from ..options import MethodOptions, option, register_options
 from ..prompts import template_tokens
@@ -101,13 +100,15 @@ class PromptSRC(DeepPromptedCLIP):
 
     def __init__(
         self,
-        clip: clip_model.CLIP,
+        clip: nn.Module,
         classnames: Sequence[str],
         options: PromptSRCOptions | None = None,
         template_chunk: int = 4096,
     ):
         super().__init__(clip, classnames)
         self.options = options = options or PromptSRCOptions()
+        if options.prompt_depth_vision:  # without visual prompts, the image side is the frozen encoder's
+            self.require_image_tokens()
         for name, depth, blocks in (
             ("PROMPT_DEPTH_TEXT", options.prompt_depth_text, self.text_encoder.depth),
             ("PROMPT_DEPTH_VISION", options.prompt_depth_vision, self.image_encoder.depth),
