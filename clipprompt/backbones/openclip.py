@@ -37,6 +37,7 @@ PREFIX = "openclip:"
 BPE_VOCAB_SIZE = 49408
 BPE_EOS_ID = 49407  # `<end_of_text>`, the highest id of OpenAI's BPE: argmax pooling finds it
 INSTALL = 'pip install -e ".[openclip]"'
+DEFAULT_CACHE = "open_clip's cache (the Hugging Face cache, or ~/.cache/clip for weights given by URL)"
 
 
 class OpenCLIPError(UserError):
@@ -129,7 +130,7 @@ def resolve_weights(name: str, cache_dir: str | None = None) -> str:
     except Exception as exc:  # offline, proxy, Hugging Face hub missing or refusing
         raise OpenCLIPError(
             f"Cannot download open_clip {model_name} weights {weights} from {weights_source(pretrained)} into "
-            f"{cache_dir or 'open_clip’s cache (the Hugging Face cache, or ~/.cache/clip for URLs)'} "
+            f"{cache_dir or DEFAULT_CACHE} "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Without internet access, "
             f"download that file elsewhere and set MODEL.BACKBONE.NAME openclip:{arch}:/path/to/that/file."
         ) from None
