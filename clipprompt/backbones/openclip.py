@@ -109,8 +109,23 @@ def check_tokenizer(model_name: str) -> None:
         )
 
 
+_RESOLVED: dict[tuple[str, str | None], str] = {}  # (name, cache) -> weights file found by this process
+
+
 def resolve_weights(name: str, cache_dir: str | None = None) -> str:
-    """The local weights file of `openclip:<ARCH>:<WEIGHTS>`, downloaded by open_clip on first use."""
+    """The local weights file of `openclip:<ARCH>:<WEIGHTS>`, downloaded by open_clip on first use.
+
+    A tag is resolved once per process (validation, loading and the feature cache all ask): open_clip's
+    Hugging Face download asks the hub again on every call, which is slow on an offline node.
+    """
+    known = _RESOLVED.get((name, cache_dir))
+    if known and os.path.isfile(known):
+        return known
+    _RESOLVED[(name, cache_dir)] = path = _resolve_weights(name, cache_dir)
+    return path
+
+
+def _resolve_weights(name: str, cache_dir: str | None) -> str:
     open_clip = import_open_clip()
     arch, weights = parse_name(name)
     model_name = architecture(arch)
