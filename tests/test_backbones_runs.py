@@ -34,6 +34,24 @@ def test_coop_kgcoop_and_zeroshot_run_base_to_new_on_a_resnet_clip(tmp_path):
 
 
 @requires_dassl
+def test_coop_few_shot_with_the_authors_rn50_config(tmp_path):
+    """configs/trainers/CoOp/rn50_ep50_ctxv1.yaml as the script picks it (CFG): the authors' transforms,
+    context from words and best-val model, on the tiny RN50-shaped CLIP."""
+    rn = save_random_clip(str(tmp_path / "tiny_rn.pt"), "tiny-rn")
+    data, out = tmp_path / "data", tmp_path / "out"
+    make_tiny_dataset(str(data), "Caltech101", num_classes=4, images_per_class=4)
+    env = {"DATA": str(data), "OUTPUT": str(out), "PYTHON": "python3", "CFG": "rn50_ep50_ctxv1"}
+    run_script("scripts/coop/few_shot.sh", "caltech101", "1", "1", "MODEL.BACKBONE.NAME", rn, *TINY_OVERRIDES,
+               "OPTIM.MAX_EPOCH", "2", env=env)
+    (result,) = out.rglob("result.json")
+    assert "rn50_ep50_ctxv1" in str(result)
+    run = json.loads(result.read_text())
+    assert run["trainer"] == "CoOp" and run["backbone"] == rn and run["max_epoch"] == 2 and run["training_finished"]
+    config = run["config"] if isinstance(run["config"], str) else json.dumps(run["config"])
+    assert "random_translation" in config and "best_val" in config
+
+
+@requires_dassl
 def test_coop_runs_base_to_new_on_an_openclip_vit(tmp_path):
     name = save_random_openclip(str(tmp_path / "openclip"))
     state = run_base2new_scripts("coop", "CoOp", tmp_path, name, "TRAINER.COOP.N_CTX", "4")

@@ -4,7 +4,7 @@ No weights can be downloaded in tests or benchmarks, so they build a CLIP here, 
 state dict and load it back through `backbones.loading.load_clip`, the path users' checkpoints take.
 `tiny` has the structure of a ViT CLIP (same blocks, heads of width 64) at a size the CPU runs
 in milliseconds; `tiny-deeper` is the same with other depths (5 vision, 4 text blocks); `tiny-rn`
-is a ResNet CLIP (`ModifiedResNet`, one bottleneck per stage); the other presets have the shapes
+is an RN50-shaped ResNet CLIP (`ModifiedResNet` with RN50's 3, 4, 6, 3 bottlenecks, width 8); the other presets have the shapes
 of the published models. `save_random_openclip` does the same with open_clip's `create_model`.
 
     python -m clipprompt.backbones.random_clip tiny_clip.pt                   # MODEL.BACKBONE.NAME tiny_clip.pt
@@ -43,7 +43,7 @@ PRESETS: dict[str, ClipShape] = {
     "tiny": ClipShape(32, 32, 3, 128, 8, 77, 49408, 128, 2, 3),
     "tiny-deeper": ClipShape(32, 32, 5, 128, 8, 77, 49408, 128, 2, 4),
     # ResNet heads = width * 32 // 64 (clip's rule); attention pooling over (32 // 32)² + 1 tokens
-    "tiny-rn": ClipShape(32, 32, (1, 1, 1, 1), 8, None, 77, 49408, 128, 2, 3),
+    "tiny-rn": ClipShape(32, 32, (3, 4, 6, 3), 8, None, 77, 49408, 128, 2, 3),
     "RN50": ClipShape(1024, 224, (3, 4, 6, 3), 64, None, 77, 49408, 512, 8, 12),
     "RN101": ClipShape(512, 224, (3, 4, 23, 3), 64, None, 77, 49408, 512, 8, 12),
     "ViT-B/32": ClipShape(512, 224, 12, 768, 32, 77, 49408, 512, 8, 12),
