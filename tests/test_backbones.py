@@ -62,6 +62,20 @@ def test_exact_path_is_the_librarys_own_encoders_bit_for_bit(backbone_files, ima
         torch.testing.assert_close(fused.image(images), model.encode_image(images), rtol=0, atol=1e-5)
 
 
+def test_sequence_first_openclip_transformers_are_run_as_open_clip_runs_them(backbone_files, images):
+    """Older open_clip versions ran their transformers sequence-first (`batch_first=False`)."""
+    model = load_clip(backbone_files["openclip-vit"])
+    for transformer in (model.transformer, model.visual.transformer):
+        transformer.batch_first = False
+        for block in transformer.resblocks:
+            block.attn.batch_first = False
+    backbone = as_backbone(model, fused=False)
+    tokens = tokenize("openclip-vit", TEXTS)
+    with torch.no_grad():
+        assert torch.equal(backbone.text.encode_tokens(tokens), model.encode_text(tokens))
+        assert torch.equal(backbone.image(images), model.encode_image(images))
+
+
 def test_openclip_tokens_are_clips(backbone_files):
     """Prompts are tokenized with `clip.tokenize`: open_clip's BPE gives the same ids."""
     assert torch.equal(tokenize("openclip-vit", TEXTS), tokenize("openai-vit", TEXTS))
@@ -265,3 +279,21 @@ def test_openclip_avg_pooled_vit_runs_frozen_methods_only(tmp_path, images):
         assert torch.equal(model.image_encoder(images), clip.encode_image(images))
     with pytest.raises(ConfigError, match="image encoder is a ViT pooled by 'avg', not at its class token"):
         MaPLe(clip, CLASSES, MaPLeOptions(prompt_depth=2))
+
+
+def test_without_open_clip_installed_the_name_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from clipprompt.backbones.loading import resolve_checkpoint
+
+    monkeypatch.setitem(sys.modules, "open_clip", None)  # `import open_clip` raises ImportError
+    with pytest.raises(UserError) as error:
+        resolve_checkpoint("openclip:ViT-B-16:laion2b_s34b_b88k")
+    assert str(error.value) == (
+        'open_clip backbones need the open_clip package: pip install -e ".[openclip]" (PyPI open-clip-torch).'
+    )
+
+
+def test_a_model_of_no_known_library_is_refused():
+    with pytest.raises(TypeError, match="Not a CLIP model of clip or open_clip: torch.nn.modules.linear.Linear"):
+        as_backbone(torch.nn.Linear(2, 2))

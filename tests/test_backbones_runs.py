@@ -76,3 +76,22 @@ def test_a_method_prompting_image_tokens_is_refused_on_a_resnet(tmp_path, capsys
         "KgCoOp, TCP."
     )
     assert "Traceback" not in err
+
+
+@requires_dassl
+def test_an_unusable_openclip_name_is_refused_before_any_work(tmp_path, capsys):
+    data = tmp_path / "data"
+    make_tiny_dataset(str(data), "Caltech101", num_classes=4, images_per_class=3)
+    status = train_in_process([
+        "--root", str(data), "--trainer", "CoOp", "--dataset-config-file", "configs/datasets/caltech101.yaml",
+        "--config-file", "configs/trainers/CoOp/vit_b16_ep50.yaml", "--output-dir", str(tmp_path / "out"),
+        "MODEL.BACKBONE.NAME", "openclip:ViT-B-16-SigLIP:webli", *TINY_OVERRIDES,
+    ])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err
+    assert err.strip() == (
+        "error: open_clip ViT-B-16-SigLIP uses another tokenizer than OpenAI's BPE (timm/ViT-B-16-SigLIP); prompt "
+        "learning here tokenizes with OpenAI's BPE, so only CLIP-style open_clip models (ViT-B-16, ViT-L-14, RN50, "
+        "...) run."
+    )
+    assert not (tmp_path / "out").exists()
