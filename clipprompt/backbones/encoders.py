@@ -234,6 +234,7 @@ class FrozenImageEncoder(nn.Module):
     CLIPs): the frozen, unprompted image side of ZeroshotCLIP, CoOp, CoCoOp, KgCoOp and TCP."""
 
     has_tokens = False
+    depth = 0  # no blocks to prompt
 
     def __init__(self, visual: nn.Module, input_resolution: int, description: str, fused: bool = True):
         super().__init__()

@@ -111,11 +111,12 @@ class PromptSRC(DeepPromptedCLIP):
             self.require_image_tokens()
         for name, depth, blocks in (
             ("PROMPT_DEPTH_TEXT", options.prompt_depth_text, self.text_encoder.depth),
-            ("PROMPT_DEPTH_VISION", options.prompt_depth_vision, getattr(self.image_encoder, "depth", 0)),
+            ("PROMPT_DEPTH_VISION", options.prompt_depth_vision, self.image_encoder.depth),
         ):
             if depth > blocks:
                 raise ConfigError(f"{KEY}.{name} is {depth}; this CLIP's encoder has {blocks} blocks.")
-        text_width, image_width = self.text_encoder.width, getattr(self.image_encoder, "width", 0)
+        text_width = self.text_encoder.width
+        image_width = self.image_encoder.width if options.prompt_depth_vision else 0  # no visual prompts: unused
         self.init_text_prompt(options.n_ctx_text, options.ctx_init)
         self.deep_text = nn.ParameterList(
             nn.Parameter(torch.randn(options.n_ctx_text, text_width) * 0.02) for _ in range(options.prompt_depth_text - 1)
