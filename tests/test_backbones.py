@@ -29,6 +29,9 @@ def backbone_files(tmp_path_factory):
         "openai-vit": save_random_clip(str(root / "vit.pt"), "tiny"),
         "openai-resnet": save_random_clip(str(root / "rn.pt"), "tiny-rn"),
         "openclip-vit": save_random_openclip(str(root / "openclip")),
+        "openclip-resnet": save_random_openclip(  # open_clip's ModifiedResNet, RN50's stages at width 8
+            str(root / "openclip_rn"), name="tiny-openclip-rn", vision_cfg={"image_size": 32, "layers": [3, 4, 6, 3], "width": 8}
+        ),
         # layer scale in every block, as some open_clip models have
         "openclip-vit-ls": save_random_openclip(
             str(root / "openclip_ls"), name="tiny-openclip-ls",
@@ -48,7 +51,7 @@ def tokenize(kind, texts):
     return clip.tokenize(texts)
 
 
-@pytest.mark.parametrize("kind", ["openai-vit", "openai-resnet", "openclip-vit", "openclip-vit-ls"])
+@pytest.mark.parametrize("kind", ["openai-vit", "openai-resnet", "openclip-vit", "openclip-vit-ls", "openclip-resnet"])
 def test_exact_path_is_the_librarys_own_encoders_bit_for_bit(backbone_files, images, kind):
     model = load_clip(backbone_files[kind])
     backbone = as_backbone(model, fused=False)
@@ -120,16 +123,16 @@ def build(method, clip):
 METHODS = [ZeroshotCLIP, CoOp, CoCoOp, KgCoOp, TCP, MPL, SEP, MaPLe, PromptSRC]
 
 
-@pytest.mark.parametrize("kind", ["openai-vit", "openai-resnet", "openclip-vit"])
+@pytest.mark.parametrize("kind", ["openai-vit", "openai-resnet", "openclip-vit", "openclip-resnet"])
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.__name__)
 def test_each_method_trains_and_evaluates_on_each_kind_it_supports(backbone_files, images, kind, method):
     clip = load_clip(backbone_files[kind])
-    if kind == "openai-resnet" and method.__name__ not in FROZEN_IMAGE_METHODS:
+    if kind.endswith("resnet") and method.__name__ not in FROZEN_IMAGE_METHODS:
         with pytest.raises(ConfigError) as error:
             build(method, clip)
         assert str(error.value) == (
             f"{method.__name__} prompts the image encoder's tokens, but this CLIP's image encoder is a ResNet "
-            "(ModifiedResNet) (openai-resnet); use a ViT backbone, or a method whose image side is frozen: "
+            f"(ModifiedResNet) ({kind}); use a ViT backbone, or a method whose image side is frozen: "
             "ZeroshotCLIP, CoOp, CoCoOp, KgCoOp, TCP."
         )
         return

@@ -234,7 +234,8 @@ def prompts_fit(visual: nn.Module) -> str:
     from open_clip.transformer import VisionTransformer
 
     if not isinstance(visual, VisionTransformer):
-        return f"a {type(visual).__name__}"
+        name = type(visual).__name__
+        return f"a ResNet ({name})" if name == "ModifiedResNet" else f"a {name}"
     if visual.attn_pool is not None:
         return "a ViT read out by an attention pooler"
     if visual.pool_type != "tok":
