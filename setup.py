@@ -34,6 +34,8 @@ setup(
         "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.5", "submitit>=1.5"],
         "plot": ["matplotlib>=3.5"],
         "slurm": ["submitit>=1.5"],
+        # open_clip models as MODEL.BACKBONE.NAME openclip:<ARCHITECTURE>:<WEIGHTS> (docs/backbones.md)
+        "openclip": ["open-clip-torch>=2.24"],
     },
     entry_points={
         "console_scripts": [

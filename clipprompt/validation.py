@@ -219,7 +219,7 @@ RULES: tuple[Rule, ...] = (
     Rule("DATASET.NUM_SHOTS", int, "training images per class, or -1 for all", allowed_text="-1, or >= 1"),
     Rule("DATASET.SUBSAMPLE_CLASSES", str, "base-to-new protocol: all, base or new classes", names=subsample_names),
     # model
-    Rule("MODEL.BACKBONE.NAME", str, "CLIP model name or checkpoint file"),
+    Rule("MODEL.BACKBONE.NAME", str, "CLIP model name, checkpoint file or openclip:<ARCHITECTURE>:<WEIGHTS>"),
     Rule("MODEL.BACKBONE.CACHE_DIR", str, "download folder of named CLIP models"),
     Rule("MODEL.FUSED_ATTENTION", bool, "attention through scaled_dot_product_attention"),
     # training loop and evaluation

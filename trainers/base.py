@@ -47,6 +47,7 @@ from clipprompt.runs.checkpoint import (
     saved_checkpoints,
     write_state,
 )
+from clipprompt.backbones.interface import input_resolution
 from clipprompt.backbones.loading import load_clip, resolve_checkpoint
 from clipprompt.runs.distributed import DistInfo, barrier, mix_seed, shared_seed
 from clipprompt.errors import CheckpointError, ConfigError, NonFiniteLoss, RunInterrupted, UserError
@@ -177,7 +178,7 @@ class ClipTrainer(TrainerX):
             device=self.device,
             dtype=self.precision.weight_dtype,
         )
-        check_input_size(cfg.INPUT.SIZE, clip.visual.input_resolution)
+        check_input_size(cfg.INPUT.SIZE, input_resolution(clip))
         print(f"Building {type(self).__name__} for {len(self.dm.dataset.classnames)} classes")
         self.model = self.build_custom_model(clip, self.dm.dataset.classnames).to(self.device)
         self.model.configure(fused=cfg.MODEL.FUSED_ATTENTION)  # every trainer, without a line of its own
@@ -436,7 +437,8 @@ class ClipTrainer(TrainerX):
                 and type(self).model_inference is ClipTrainer.model_inference):
             return None
         backbone = resolve_checkpoint(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.CACHE_DIR or None)
-        key = dict(backbone=feature_cache.file_digest(backbone), encoder=type(self.model.image_encoder).__name__,
+        key = dict(backbone=feature_cache.file_digest(backbone), kind=self.model.backbone_kind,
+                   encoder=type(self.model.image_encoder).__name__,
                    fused=bool(self.model.image_encoder.fused), dataset=cfg.DATASET.NAME, split=split,
                    items=feature_cache.items_digest(loader.dataset.data_source), transform=repr(loader.dataset.transform),
                    precision=self.precision.name, device=self.device.type)

@@ -17,24 +17,34 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..backbones._clip import clip_model
-from ..backbones.encoders import ImageEncoder, TextEncoder
+from ..backbones.encoders import FrozenImageEncoder, ImageEncoder, TextEncoder
+from ..backbones.interface import Backbone, as_backbone
+from ..errors import ConfigError
 from ..prompts import ClassPrompts, template_tokens
 
 DEFAULT_TEMPLATE = "a photo of a {}."  # hand-crafted prompt when a dataset has none of its own
+# The methods whose image side is the frozen, unprompted encoder: they run on any image tower
+# (ResNet CLIPs too); the others prompt the image tokens of a ViT (`require_image_tokens`).
+FROZEN_IMAGE_METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "TCP")
 
 
 class PromptedCLIP(nn.Module):
-    """A frozen CLIP plus whatever a method learns; only the learned part is trainable."""
+    """A frozen CLIP plus whatever a method learns; only the learned part is trainable.
 
-    def __init__(self, clip: clip_model.CLIP, classnames: Sequence[str]):
+    `clip` is a model of `clip` or `open_clip` (or its `Backbone`); the method sees its encoders only.
+    """
+
+    def __init__(self, clip: nn.Module | Backbone, classnames: Sequence[str]):
         super().__init__()
         if not classnames:
             raise ValueError("The class list is empty: nothing to classify")
         self.classnames = list(classnames)
-        self.text_encoder = TextEncoder(clip).requires_grad_(False)
-        self.image_encoder = ImageEncoder(clip.visual).requires_grad_(False)
-        self.register_buffer("logit_scale", clip.logit_scale.detach().exp().float(), persistent=False)
+        backbone = as_backbone(clip)
+        self.backbone_kind = backbone.kind
+        self.embed_dim = backbone.embed_dim
+        self.text_encoder = backbone.text.requires_grad_(False)
+        self.image_encoder = backbone.image.requires_grad_(False)
+        self.register_buffer("logit_scale", backbone.logit_scale.detach().exp().float().reshape(()), persistent=False)
         self._text_cache: Tensor | None = None
         self.eos_cut = True
 
@@ -47,7 +57,7 @@ class PromptedCLIP(nn.Module):
         for module in self.modules():
             if eos_cut is not None and isinstance(module, ClassPrompts):
                 module.cut = eos_cut
-            if fused is not None and isinstance(module, (TextEncoder, ImageEncoder)):
+            if fused is not None and isinstance(module, (TextEncoder, ImageEncoder, FrozenImageEncoder)):
                 module.fused = fused
         if eos_cut is not None:
             self.eos_cut = eos_cut
@@ -56,6 +66,15 @@ class PromptedCLIP(nn.Module):
     @property
     def num_classes(self) -> int:
         return len(self.classnames)
+
+    def require_image_tokens(self) -> None:
+        """Refuse, in one line, an image tower without tokens to prompt (a ResNet CLIP)."""
+        if not self.image_encoder.has_tokens:
+            raise ConfigError(
+                f"{type(self).__name__} prompts the image encoder's tokens, but this CLIP's image encoder is "
+                f"{self.image_encoder.description} ({self.backbone_kind}); use a ViT backbone, or a method whose "
+                f"image side is frozen: {', '.join(FROZEN_IMAGE_METHODS)}."
+            )
 
     def class_text_features(self) -> Tensor | None:
         """Normalized text features (n_cls, embed_dim) if they depend on the classes only."""

@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..backbones._clip import clip_model
 from ..errors import ConfigError
 from ..options import MethodOptions, option, register_options
 from ..prompts import template_tokens
@@ -101,20 +100,23 @@ class PromptSRC(DeepPromptedCLIP):
 
     def __init__(
         self,
-        clip: clip_model.CLIP,
+        clip: nn.Module,
         classnames: Sequence[str],
         options: PromptSRCOptions | None = None,
         template_chunk: int = 4096,
     ):
         super().__init__(clip, classnames)
         self.options = options = options or PromptSRCOptions()
+        if options.prompt_depth_vision:  # without visual prompts, the image side is the frozen encoder's
+            self.require_image_tokens()
         for name, depth, blocks in (
             ("PROMPT_DEPTH_TEXT", options.prompt_depth_text, self.text_encoder.depth),
             ("PROMPT_DEPTH_VISION", options.prompt_depth_vision, self.image_encoder.depth),
         ):
             if depth > blocks:
                 raise ConfigError(f"{KEY}.{name} is {depth}; this CLIP's encoder has {blocks} blocks.")
-        text_width, image_width = self.text_encoder.width, self.image_encoder.width
+        text_width = self.text_encoder.width
+        image_width = self.image_encoder.width if options.prompt_depth_vision else 0  # no visual prompts: unused
         self.init_text_prompt(options.n_ctx_text, options.ctx_init)
         self.deep_text = nn.ParameterList(
             nn.Parameter(torch.randn(options.n_ctx_text, text_width) * 0.02) for _ in range(options.prompt_depth_text - 1)

@@ -218,7 +218,7 @@ class VisualPromptLearner(nn.Module):
         cross_sample: bool,
     ):
         super().__init__()
-        n_tokens = image_encoder.visual.positional_embedding.shape[0]  # CLS + patches
+        n_tokens = image_encoder.num_tokens  # CLS + patches
         if not isinstance(n_ctx, int) or not 1 <= n_ctx <= n_tokens:
             raise ConfigError(
                 f"TRAINER.SEP.N_CTX_V must be an integer in 1..{n_tokens} (the CLS and patch tokens "
@@ -264,13 +264,14 @@ class SEP(PromptedCLIP):
 
     def __init__(
         self,
-        clip: clip_model.CLIP,
+        clip: nn.Module,
         classnames: Sequence[str],
         options: SEPOptions | None = None,
         template: str = DEFAULT_TEMPLATE,
     ):
         super().__init__(clip, classnames)
         self.options = options = options or SEPOptions()
+        self.require_image_tokens()
         options.validate()  # also when built in Python rather than from a config node
         template = options.template or template  # TEMPLATE overrides the dataset's
         if "{}" not in template:

@@ -8,7 +8,8 @@ evaluate the same images through the same frozen ViT. Such a method says so by d
 class defining it (SEP, MPL, MaPLe, PromptSRC) is not trusted to be frozen.
 
 A cache file holds the raw encoder outputs in their dtype plus the labels, under a key of
-everything they depend on: the backbone file's content hash, the encoder (class, fused attention),
+everything they depend on: the backbone file's content hash and kind (`openai-vit`, `openai-resnet`,
+`openclip-vit`, ...: the library and image tower), the encoder (class, fused attention),
 the dataset, split and its exact items (paths and labels, so the class subset and any subsampling),
 the test transform and the precision. A file whose stored key differs, or that does not load, is
 rebuilt, never trusted. Writes are atomic, so concurrent runs at worst compute it twice.
