@@ -11,6 +11,7 @@ from .ivlp import IVLP, IVLPOptions
 from .kgcoop import KgCoOp, KgCoOpOptions
 from .maple import MaPLe, MaPLeOptions
 from .mpl import MPL, MPLOptions
+from .prograd import ProGrad, ProGradOptions
 from .promptsrc import PromptSRC, PromptSRCOptions
 from .sep import SEP, SEPOptions
 from .tcp import TCP, TCPOptions
@@ -18,7 +19,8 @@ from .vpt import VPT, VPTOptions
 from .zeroshot import ZeroshotCLIP, ZeroshotCLIPOptions
 
 __all__ = [
-    "PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "TCP", "VPT", "IVLP", "MaPLe", "PromptSRC", "SEP",
+    "PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "VPT", "IVLP", "MaPLe", "PromptSRC", "SEP",
     "MPL", "ContextOptions", "ZeroshotCLIPOptions", "CoOpOptions", "CoCoOpOptions", "KgCoOpOptions", "TCPOptions",
+    "ProGradOptions",
     "VPTOptions", "IVLPOptions", "MaPLeOptions", "PromptSRCOptions", "SEPOptions", "MPLOptions",
 ]
