@@ -17,12 +17,13 @@ from clipprompt.models.ivlp import IVLP, IVLPOptions  # noqa: E402
 from clipprompt.models.kgcoop import KgCoOp, KgCoOpOptions  # noqa: E402
 from clipprompt.models.maple import MaPLe, MaPLeOptions  # noqa: E402
 from clipprompt.models.mpl import MPLOptions  # noqa: E402
+from clipprompt.models.prograd import ProGrad, ProGradOptions  # noqa: E402
 from clipprompt.models.promptsrc import PromptSRC, PromptSRCOptions  # noqa: E402
 from clipprompt.models.sep import SEPOptions  # noqa: E402
 from clipprompt.models.tcp import TCP, TCPOptions  # noqa: E402
 from clipprompt.models.vpt import VPT, VPTOptions  # noqa: E402
 
-METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "TCP", "SEP", "MPL", "VPT", "IVLP", "MaPLe", "PromptSRC")  # README's order
+METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "SEP", "MPL", "VPT", "IVLP", "MaPLe", "PromptSRC")  # README's order
 IMAGE_CONDITIONED = ("CoCoOp", "MPL")  # one text pass per (image, class) pair
 
 
@@ -45,6 +46,8 @@ def build(method: str, clip, classnames: list[str], chunk: int = 0, **options) -
         model = MPL(clip, classnames, MPLOptions(**chunked, **options))
     elif method == "KgCoOp":
         model = KgCoOp(clip, classnames, KgCoOpOptions(**options))
+    elif method == "ProGrad":
+        model = ProGrad(clip, classnames, ProGradOptions(**options))
     elif method == "TCP":
         model = TCP(clip, classnames, TCPOptions(layer=min(8, len(clip.transformer.resblocks) - 1), **options))
     elif method == "VPT":

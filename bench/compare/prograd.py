@@ -10,7 +10,8 @@ fork's trainer (`Dassl.ProGrad.pytorch/dassl/engine/trainer.py`), which this scr
 checkout and runs on their model (an optimizer with learning rate 0 leaves the projected gradient in
 `.grad`). Settings: the authors' base-to-new run (N_CTX 16, CTX_INIT True: the context starts from
 the dataset's prompt) on OxfordPets, whose prompt "a type of pet, a photo of a {}." has 8 words and
-9 tokens, and on Caltech101 with a random context; LAMBDA 1 and 0.5, T 1 and 2. Not run in CI.
+9 tokens, and on Caltech101 with a random context; LAMBDA 1 and 0.5, T 1 and 2. The verdict is
+the exact path's (tolerance 1e-6); the fast path is printed beside it. Not run in CI.
 """
 
 from __future__ import annotations
@@ -88,20 +89,22 @@ def compare(module, projection, dataset: str, init: bool, lam: float, t: float) 
         loss.backward()
         with torch.no_grad():
             our_logits = ours(images)
-        worst = max(worst, report(f"ProGrad on {dataset}, CTX_INIT {init}, LAMBDA {lam}, T {t}: {mode}", {
+        difference = report(f"ProGrad on {dataset}, CTX_INIT {init}, LAMBDA {lam}, T {t}: {mode}", {
             **rows_init,
             "loss (cross-entropy)": rel(torch.tensor(summary["loss"]), xe),
             "distillation term": rel(torch.tensor(summary["kd"]), kl),
             "logits": rel(our_logits, logits),
             "projected grad ctx": rel(ours.ctx.grad, grad),
-        }))
+        })
+        if mode.startswith("exact"):  # the verdict: the exact path must give their bits
+            worst = max(worst, difference)
     return worst
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkout", type=Path, help="root of a clone of github.com/BeierZhu/Prompt-align")
-    parser.add_argument("--tolerance", type=float, default=1e-5)
+    parser.add_argument("--tolerance", type=float, default=1e-6)
     args = parser.parse_args()
     if not (args.checkout / "ProGrad.public" / "trainers" / "prograd.py").is_file():
         parser.error(f"{args.checkout} is not a checkout of BeierZhu/Prompt-align (no ProGrad.public/trainers/prograd.py)")

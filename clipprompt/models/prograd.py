@@ -33,7 +33,7 @@ from ..backbones._clip import clip_api, clip_model
 from ..errors import ConfigError
 from ..options import check_template, option, register_options
 from ..prompts import ClassPrompts, tokenize
-from .base import DEFAULT_TEMPLATE, accuracy, hand_crafted_features, normalize
+from .base import DEFAULT_TEMPLATE, accuracy, normalize
 from .coop import CoOp, CoOpOptions
 
 
@@ -107,14 +107,13 @@ class ProGrad(CoOp):
             suffix = f"{fixed} {{}}." if fixed else "{}."
             position = options.class_token_position.lower()
             self.prompts = ClassPrompts(self.text_encoder, self.classnames, options.n_ctx, position=position, template=suffix)
-        zero_shot = hand_crafted_features(self.text_encoder, self.classnames, template)
-        self.register_buffer("zero_shot_text", zero_shot, persistent=False)  # class-dependent: never saved
+        self.template = template  # zero-shot CLIP's prompt: its features are the teacher's
 
     def loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         image_features = normalize(self.image_encoder(images))
         logits = self.logits(image_features, self.class_text_features())
         with torch.no_grad():
-            teacher = self.logits(image_features, self.zero_shot_text)
+            teacher = self.logits(image_features, self.frozen_prompt_features(self.template))
         t = self.options.t
         ce = F.cross_entropy(logits, labels)
         kd = (-F.softmax(teacher / t, dim=-1) * F.log_softmax(logits / t, dim=-1) * t * t).sum(dim=1).mean()

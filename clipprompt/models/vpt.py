@@ -5,9 +5,9 @@ tokens before vision blocks 1..J-1 (J = PROMPT_DEPTH_VISION); the class text fea
 CLIP's features of a hand-crafted prompt ("a photo of a {}."), computed once. The loss is
 cross-entropy. This is the vision-only baseline of the MaPLe and PromptSRC papers.
 
-The fixed text features are computed on first use and kept until the paths (`configure`) or the
-device change, so training does not repeat the text pass at every step, and the exact path gives
-CLIP's own bits (the authors compute them once with `encode_text`).
+The fixed text features are `PromptedCLIP.frozen_prompt_features`: computed once, not at every
+training step, and CLIP's own bits on the exact path (the authors compute them once with
+`encode_text`).
 """
 
 from __future__ import annotations
@@ -16,14 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..backbones._clip import clip_model
 from ..errors import ConfigError
 from ..options import MethodOptions, check_template, option, register_options
-from ..prompts import template_tokens
-from .base import DEFAULT_TEMPLATE, normalize
+from .base import DEFAULT_TEMPLATE
 from .deep_prompts import DeepVisualPrompts
 
 
@@ -57,19 +55,9 @@ class VPT(DeepVisualPrompts):
         self.deep_visual = nn.ParameterList(
             nn.Parameter(torch.randn(n_v, width) * 0.02) for _ in range(options.prompt_depth_vision - 1)
         )
-        self.register_buffer("tokens", template_tokens(options.template, self.classnames), persistent=False)
-        self._fixed: tuple[tuple, Tensor] | None = None  # (paths and device, features)
 
-    @torch.no_grad()
     def class_text_features(self) -> Tensor:
-        """Frozen CLIP's normalized features of the fixed prompts, computed once per path and device."""
-        key = (self.eos_cut, self.text_encoder.fused, self.tokens.device)
-        if self._fixed is None or self._fixed[0] != key:
-            tokens = self.tokens
-            if not self.eos_cut:
-                tokens = F.pad(tokens, (0, self.text_encoder.context_length - tokens.shape[1]))
-            self._fixed = key, normalize(self.text_encoder.encode_tokens(tokens))
-        return self._fixed[1]
+        return self.frozen_prompt_features(self.options.template)
 
     def image_features(self, images: Tensor) -> Tensor:
         return self.encode_prompted_images(images, [self.visual_ctx, *self.deep_visual])
