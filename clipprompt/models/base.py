@@ -25,7 +25,7 @@ from ..prompts import ClassPrompts, template_tokens
 DEFAULT_TEMPLATE = "a photo of a {}."  # hand-crafted prompt when a dataset has none of its own
 # The methods whose image side is the frozen, unprompted encoder: they run on any image tower
 # (ResNet CLIPs too); the others prompt the image tokens of a ViT (`require_image_tokens`).
-FROZEN_IMAGE_METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "TCP")
+FROZEN_IMAGE_METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP")
 
 
 class PromptedCLIP(nn.Module):
@@ -46,6 +46,7 @@ class PromptedCLIP(nn.Module):
         self.image_encoder = backbone.image.requires_grad_(False)
         self.register_buffer("logit_scale", backbone.logit_scale.detach().exp().float().reshape(()), persistent=False)
         self._text_cache: Tensor | None = None
+        self._frozen_prompts: tuple[tuple, Tensor] | None = None  # (template, paths, device), features
         self.eos_cut = True
 
     def configure(self, *, eos_cut: bool | None = None, fused: bool | None = None) -> "PromptedCLIP":
@@ -95,6 +96,22 @@ class PromptedCLIP(nn.Module):
             yield
         finally:
             self._text_cache = None
+
+    @torch.no_grad()
+    def frozen_prompt_features(self, template: str) -> Tensor:
+        """Frozen CLIP's normalized fp32 features of `template` for each class (VPT's text side,
+        ProGrad's zero-shot teacher), computed once and again only when the template, the paths
+        (`configure`) or the device change. On the exact path they are `CLIP.encode_text`'s bits."""
+        device = self.logit_scale.device
+        key = (template, self.eos_cut, self.text_encoder.fused, device)
+        if self._frozen_prompts is None or self._frozen_prompts[0] != key:
+            tokens = template_tokens(template, self.classnames, self.text_encoder.context_length)
+            if not self.eos_cut:
+                tokens = F.pad(tokens, (0, self.text_encoder.context_length - tokens.shape[1]))
+            with torch.autocast(device.type, enabled=False):
+                features = normalize(self.text_encoder.encode_tokens(tokens.to(device)).float())
+            self._frozen_prompts = key, features
+        return self._frozen_prompts[1]
 
     def logits(self, image_features: Tensor, text_features: Tensor) -> Tensor:
         """Scaled cosine similarities in fp32 of normalized features (see `cosine_logits`)."""
