@@ -12,7 +12,8 @@ from clipprompt.backbones.loading import load_clip
 from clipprompt.backbones.random_clip import save_random_clip, save_random_openclip
 from clipprompt.errors import ConfigError, UserError
 from clipprompt.models import (
-    MPL, SEP, TCP, CoCoOp, CoOp, KgCoOp, MaPLe, MaPLeOptions, MPLOptions, PromptSRC, PromptSRCOptions,
+    IVLP, MPL, SEP, TCP, VPT, CoCoOp, CoOp, IVLPOptions, KgCoOp, MaPLe, MaPLeOptions, MPLOptions, ProGrad, PromptSRC,
+    PromptSRCOptions, VPTOptions,
     SEPOptions, TCPOptions, ZeroshotCLIP,
 )
 from clipprompt.models.base import FROZEN_IMAGE_METHODS
@@ -107,6 +108,10 @@ def build(method, clip):
     """Each method at a size the tiny CLIPs (3 blocks) take."""
     if method is MaPLe:
         return MaPLe(clip, CLASSES, MaPLeOptions(prompt_depth=3))
+    if method is VPT:
+        return VPT(clip, CLASSES, VPTOptions(prompt_depth_vision=3))
+    if method is IVLP:
+        return IVLP(clip, CLASSES, IVLPOptions(prompt_depth_text=3, prompt_depth_vision=3))
     if method is PromptSRC:
         return PromptSRC(clip, CLASSES, PromptSRCOptions(prompt_depth_text=3, prompt_depth_vision=3))
     if method is TCP:
@@ -120,7 +125,7 @@ def build(method, clip):
     return method(clip, CLASSES)
 
 
-METHODS = [ZeroshotCLIP, CoOp, CoCoOp, KgCoOp, TCP, MPL, SEP, MaPLe, PromptSRC]
+METHODS = [ZeroshotCLIP, CoOp, CoCoOp, KgCoOp, ProGrad, TCP, MPL, SEP, VPT, IVLP, MaPLe, PromptSRC]
 
 
 @pytest.mark.parametrize("kind", ["openai-vit", "openai-resnet", "openclip-vit", "openclip-resnet"])
@@ -133,7 +138,7 @@ def test_each_method_trains_and_evaluates_on_each_kind_it_supports(backbone_file
         assert str(error.value) == (
             f"{method.__name__} prompts the image encoder's tokens, but this CLIP's image encoder is a ResNet "
             f"(ModifiedResNet) ({kind}); use a ViT backbone, or a method whose image side is frozen: "
-            "ZeroshotCLIP, CoOp, CoCoOp, KgCoOp, TCP."
+            "ZeroshotCLIP, CoOp, CoCoOp, KgCoOp, ProGrad, TCP."
         )
         return
     torch.manual_seed(0)
@@ -184,7 +189,7 @@ def test_sep_default_layers_follow_each_encoders_depth(deeper_clip):
     (lambda clip: MaPLe(clip, CLASSES),
      "TRAINER.MAPLE.PROMPT_DEPTH is 9; this CLIP has 4 blocks."),
     (lambda clip: PromptSRC(clip, CLASSES, PromptSRCOptions(prompt_depth_text=4)),
-     "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION is 9; this CLIP's encoder has 5 blocks."),
+     "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION is 9; this CLIP's image encoder has 5 blocks."),
     (lambda clip: TCP(clip, CLASSES),
      "TRAINER.TCP.LAYER is 8; the text encoder has blocks 0..3."),
 ])
