@@ -412,8 +412,9 @@ class ClipTrainer(TrainerX):
         with self.precision.autocast(), self.model.cached_text_features():
             cache = self.feature_cache(loader, split)
             if cache is not None:  # frozen image features, computed once across runs
-                features, labels, hit = cache.get(lambda: self.image_features(loader, split))
-                print(f"Frozen image features {'read from' if hit else 'written to'} {cache.path}")
+                features, labels, how = cache.get(lambda: self.image_features(loader, split))
+                if how != "not cached":  # (get said why in one line)
+                    print(f"Frozen image features {'read from' if how == 'read' else 'written to'} {cache.path}")
                 step = loader.batch_size or len(labels)
                 for i in range(0, len(labels), step):
                     logits = self.model.logits_from_image_features(features[i:i + step].to(self.device))
