@@ -14,7 +14,7 @@ processes train the same model as one; rank 0 writes the log, checkpoints and re
 
 Trailing `KEY VALUE` pairs override the config. Input errors (unknown trainer, dataset or config
 key, missing data, unusable checkpoint, a run folder in use) print one line and exit with status 2;
-faults during a run (SIGTERM/SIGINT, a full disk, a non-finite loss) print one line and exit with
+faults during a run (SIGTERM/SIGINT/SIGHUP, a full disk, a non-finite loss) print one line and exit with
 status 1, and the same command resumes from the rolling checkpoint (see docs/runs.md).
 """
 

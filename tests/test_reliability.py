@@ -203,6 +203,21 @@ def test_ctrl_c_to_the_process_group_with_workers(data_root, tiny_clip_path, tmp
     assert (out / "model" / "resume.pth.tar-1.2").is_file()
 
 
+def test_a_hangup_stops_like_sigterm_and_the_same_command_resumes(data_root, tiny_clip_path, tmp_path, straight):
+    """A terminal or SSH session that drops sends SIGHUP to the whole process group, workers included."""
+    out = tmp_path / "run"
+    argv = args(data_root, out, tiny_clip_path, "DATALOADER.NUM_WORKERS", "2")
+    code, _, err = forked(argv, tmp_path, fault="sighup-group@2.2", new_session=True)
+    assert code == 1, err[-3000:]
+    line = one_line(err)
+    assert line == (f"interrupted by SIGHUP (epoch 2 of 2, after step 2); checkpoint {out / 'model' / 'resume.pth.tar-2.2'} "
+                    "is kept; the same command resumes.")
+    assert line in (out / "log.txt").read_text()
+    code, stdout, err = forked(argv, tmp_path)
+    assert code == 0 and "continuing at epoch 2, step 3" in stdout, err[-3000:]
+    assert_same_run(straight("CoOp"), out)
+
+
 def test_random_kills_always_end_with_the_uninterrupted_weights(data_root, tiny_clip_path, tmp_path, straight):
     """Fault injection: SIGKILL at random steps and in the middle of random saves, then the same command."""
     rng = random.Random(int(os.environ.get("FAULT_SEED", "0")))

@@ -94,7 +94,7 @@ class ClipTrainer(TrainerX):
         self.dist = DistInfo.from_env()
         self.train_sampler: ResumableBatchSampler | None = None  # None: Dassl's loader (epoch-end resume only)
         self.ddp_model: DistributedDataParallel | None = None  # set with > 1 process and parameters to train
-        self.stops = NO_STOPS  # train.py installs SIGTERM/SIGINT handling here
+        self.stops = NO_STOPS  # train.py installs SIGTERM/SIGINT/SIGHUP handling here
         self.resume_step = 0  # steps of the first epoch already done by the run resumed
         self.nonfinite_streak = 0
         self.progress_bar = None  # a tqdm bar per epoch, on a terminal only
@@ -303,7 +303,7 @@ class ClipTrainer(TrainerX):
             self.save_rolling(progress)
 
     def stop_requested(self) -> bool:
-        """A SIGTERM/SIGINT received by any rank: every rank stops after the same step."""
+        """A SIGTERM/SIGINT/SIGHUP received by any rank: every rank stops after the same step."""
         stop = self.stops.requested is not None
         if self.dist.distributed:
             flag = torch.tensor([float(stop)], device=self.device)
