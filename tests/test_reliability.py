@@ -358,6 +358,37 @@ def test_a_live_run_folder_is_refused_and_a_dead_one_is_not(tmp_path):
     RunLock(tmp_path).acquire().release()
 
 
+def test_a_run_killed_with_its_loader_workers_alive_leaves_no_lock(data_root, tiny_clip_path, tmp_path, straight):
+    """SIGKILL reaches the run, not its workers, which live on for a moment: the lock is not theirs."""
+    out = tmp_path / "run"
+    argv = args(data_root, out, tiny_clip_path, "DATALOADER.NUM_WORKERS", "2", *EVERY_STEP)
+    code, _, _ = forked(argv, tmp_path, fault="sigkill@1.2")
+    assert code == -signal.SIGKILL
+    code, stdout, err = forked(argv, tmp_path)  # at once: the orphaned workers have not noticed yet
+    assert code == 0, err[-3000:]
+    assert "continuing at epoch 1, step 2" in stdout  # the checkpoint after step 1 (the kill came before step 2's)
+    assert_same_run(straight("CoOp"), out)
+
+
+def test_a_forked_child_does_not_hold_the_lock(tmp_path):
+    from clipprompt.runs.lock import RunLock
+
+    held = RunLock(tmp_path).acquire()
+    ready, started = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a child (a loader worker) that outlives its parent's release
+        os.write(started, b"1")
+        time.sleep(3)
+        os._exit(0)
+    try:
+        assert os.read(ready, 1) == b"1"  # the child runs
+        held.release()
+        RunLock(tmp_path).acquire().release()  # free while the child still lives
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
 def test_two_identical_commands_started_together(data_root, tiny_clip_path, tmp_path):
     out = tmp_path / "run"
     argv = args(data_root, out, tiny_clip_path, "OPTIM.MAX_EPOCH", "2", *EVERY_STEP)
