@@ -266,22 +266,84 @@ def test_resume_with_another_configuration_is_refused(data_root, tiny_clip_path,
 
 
 def test_model_of_another_trainer_or_backbone_is_refused(data_root, tiny_clip_path, tmp_path, capsys, straight):
+    from clipprompt.backbones.random_clip import save_random_clip
+    from clipprompt.runs.feature_cache import file_digest
+
     trained = straight("CoOp")
-    other_clip = tmp_path / "other_clip.pt"
-    shutil.copy(tiny_clip_path, other_clip)
+    digest = file_digest(tiny_clip_path)
+    assert weights(trained)["backbone_sha256"] == digest and metrics(trained)["backbone_sha256"] == digest
+    (tmp_path / "other").mkdir()  # another CLIP under the same file name
+    other_clip = save_random_clip(str(tmp_path / "other" / Path(tiny_clip_path).name), seed=1)
     cases = [
-        ("CoOp", ["MODEL.BACKBONE.NAME", str(other_clip)], f"was trained with backbone {tiny_clip_path}, not {other_clip}"),
-        ("MPL", [], "was saved by trainer CoOp, not MPL"),
+        ("CoOp", ["MODEL.BACKBONE.NAME", other_clip],
+         f"was trained with backbone {tiny_clip_path} (sha256 {digest[:12]}), not {other_clip} "
+         f"(sha256 {file_digest(other_clip)[:12]}): another CLIP (MODEL.BACKBONE.NAME)."),
+        ("MPL", [], "was saved by trainer CoOp, not MPL."),
     ]
     for trainer, extra, message in cases:
         status, _, err = cli(args(data_root, tmp_path / "eval", tiny_clip_path, *extra, trainer=trainer,
                                   flags=["--eval-only", "--model-dir", str(trained)]), capsys)
-        assert status == 2 and message in one_line(err), err[-2000:]
+        assert status == 2 and one_line(err).endswith(message), err[-2000:]
     assert not (tmp_path / "eval").exists()  # refused before the output folder was made
+    # The same CLIP under another name is the same backbone.
+    copy = tmp_path / "copy.pt"
+    shutil.copy(tiny_clip_path, copy)
+    status, _, err = cli(args(data_root, tmp_path / "copy", str(copy), flags=["--eval-only", "--model-dir", str(trained)]),
+                         capsys)
+    assert status == 0 and metrics(tmp_path / "copy")["metrics"] == metrics(trained)["metrics"], err[-2000:]
     # Base-trained weights evaluate on other classes (the base-to-new protocol).
     status, _, err = cli(args(data_root, tmp_path / "new", tiny_clip_path, "DATASET.SUBSAMPLE_CLASSES", "new",
                               flags=["--eval-only", "--model-dir", str(trained)]), capsys)
     assert status == 0, err[-2000:]
+
+
+def test_resume_with_another_clip_under_the_same_name_is_refused(data_root, tiny_clip_path, tmp_path, capsys):
+    from clipprompt.backbones.random_clip import save_random_clip
+    from clipprompt.runs.feature_cache import file_digest
+
+    clip = tmp_path / "clip.pt"
+    shutil.copy(tiny_clip_path, clip)
+    out = tmp_path / "run"
+    interrupted(data_root, str(clip), out, capsys)
+    before = file_digest(clip)
+    save_random_clip(str(clip), seed=1)  # the file replaced by another CLIP
+    status, _, err = cli(args(data_root, out, str(clip)), capsys)
+    assert status == 2
+    assert one_line(err) == (f"error: {out / 'model' / 'resume.pth.tar-2.2'} was trained with backbone {clip} "
+                             f"(sha256 {before[:12]}), not {clip} (sha256 {file_digest(clip)[:12]}): another CLIP "
+                             "(MODEL.BACKBONE.NAME).")
+
+
+def earlier_release(state: dict) -> dict:
+    """A checkpoint as the release before recorded configurations wrote it (Dassl's entries)."""
+    return {key: state[key] for key in ("state_dict", "epoch", "optimizer", "scheduler", "val_result")}
+
+
+def test_a_run_folder_of_an_earlier_release(data_root, tiny_clip_path, tmp_path, capsys, straight):
+    trained = straight("CoOp")
+    old = tmp_path / "old"
+    (old / "model").mkdir(parents=True)
+    torch.save({**earlier_release(weights(trained)), "epoch": 1}, old / "model" / "model.pth.tar-1")  # epoch 1 of 2
+    # Resumed under a changed configuration, it would go on without a word: refused.
+    status, stdout, err = cli(args(data_root, old, tiny_clip_path, "OPTIM.LR", "0.5"), capsys)
+    assert status == 2 and "Resumed" not in stdout
+    assert one_line(err) == (
+        f"error: Cannot resume from {old / 'model' / 'model.pth.tar-1'}: it was written by an earlier release, which "
+        "recorded no configuration, so a changed one (learning rate, classes, seed ...) cannot be detected; train "
+        f"again in another --output-dir (or delete {old / 'model'})."
+    )
+    # Evaluated, but marked unverified (not counted as a finished training).
+    torch.save(earlier_release(weights(trained)), old / "model" / "model.pth.tar-2")
+    evaluated = tmp_path / "eval"
+    status, stdout, err = cli(args(data_root, evaluated, tiny_clip_path, flags=["--eval-only", "--model-dir", str(old)]),
+                              capsys)
+    assert status == 0, err[-3000:]
+    why = (f"{old / 'model' / 'model.pth.tar-2'} is a checkpoint of an earlier release, which recorded no "
+           "configuration: its classes, backbone and whether its training finished are unchecked")
+    assert f'Notice: {why}; result.json marks this evaluation "verified": false.\n' in stdout
+    result = metrics(evaluated)
+    assert result["verified"] is False and result["unverified_reason"] == why and "training_finished" not in result
+    assert result["metrics"] == metrics(trained)["metrics"] and metrics(trained)["verified"] is True
 
 
 def test_explicit_resume_of_nothing_is_an_error(data_root, tiny_clip_path, tmp_path, capsys):

@@ -100,6 +100,8 @@ class ClipTrainer(TrainerX):
         self.progress_bar = None  # a tqdm bar per epoch, on a terminal only
         self.training_status: dict = {}  # training_finished / max_epoch of the evaluated weights
         self.run_info: dict = {}  # protocol, part, config_name: train.py sets them for result.json
+        self.unverified: str | None = None  # why the evaluated weights' origin could not be checked
+        self._backbone_digest: str | None = None
         super().__init__(cfg)
 
     @classmethod
@@ -436,12 +438,20 @@ class ClipTrainer(TrainerX):
         if not (cfg.MODEL.FEATURE_CACHE and feature_cache.uses_frozen_features(self.model)
                 and type(self).model_inference is ClipTrainer.model_inference):
             return None
-        backbone = resolve_checkpoint(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.CACHE_DIR or None)
-        key = dict(backbone=feature_cache.file_digest(backbone), encoder=type(self.model.image_encoder).__name__,
+        key = dict(backbone=self.backbone_digest(), encoder=type(self.model.image_encoder).__name__,
                    fused=bool(self.model.image_encoder.fused), dataset=cfg.DATASET.NAME, split=split,
                    items=feature_cache.items_digest(loader.dataset.data_source), transform=repr(loader.dataset.transform),
                    precision=self.precision.name, device=self.device.type)
         return feature_cache.FeatureCache(cfg.MODEL.FEATURE_CACHE_DIR or feature_cache.default_dir(), key)
+
+    def backbone_digest(self) -> str:
+        """sha256 of the backbone file (an OpenAI name: its downloaded file), recorded in checkpoints
+        and result.json: two CLIPs saved under one file name are told apart."""
+        if self._backbone_digest is None:
+            cfg = self.cfg
+            path = resolve_checkpoint(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.CACHE_DIR or None)
+            self._backbone_digest = feature_cache.file_digest(path)
+        return self._backbone_digest
 
     def image_features(self, loader, split):
         """(raw frozen image features, labels) of a whole split, in the loader's order."""
@@ -461,12 +471,16 @@ class ClipTrainer(TrainerX):
             "num_shots": cfg.DATASET.NUM_SHOTS,
             "seed": cfg.SEED,
             "backbone": cfg.MODEL.BACKBONE.NAME,
+            "backbone_sha256": self.backbone_digest(),
             "num_classes": self.model.num_classes,
             "num_images": num_images,
             "epoch": self.model_epoch,  # epochs the evaluated weights were trained for
             **self.training_status,  # training_finished and max_epoch, when weights were trained or loaded
             **self.run_info,
+            "verified": self.unverified is None,  # false: weights from a checkpoint whose origin is unknown
         }
+        if self.unverified:
+            run["unverified_reason"] = self.unverified
         path = write_result(cfg.OUTPUT_DIR, metrics, run, cfg.dump())
         shots = f"{cfg.DATASET.NUM_SHOTS} shots" if cfg.DATASET.NUM_SHOTS > 0 else "all images"
         first = next(iter(metrics))
@@ -497,6 +511,7 @@ class ClipTrainer(TrainerX):
             "trainer": type(self).__name__,
             "classnames": list(self.model.classnames),
             "backbone": self.cfg.MODEL.BACKBONE.NAME,
+            "backbone_sha256": self.backbone_digest(),
             "config": flat_config(self.cfg),
             "training": self.training_extras(),  # training-only state; evaluation never reads it
         }
@@ -555,11 +570,15 @@ class ClipTrainer(TrainerX):
                 f"{', ...' if len(classnames) > 4 else ''}) than this run's {self.model.num_classes} "
                 "(check the dataset and DATASET.SUBSAMPLE_CLASSES)."
             )
-        backbone = state.get("backbone")
-        if backbone and not same_backbone(backbone, self.cfg.MODEL.BACKBONE.NAME):
-            raise UserError(
-                f"{path} was trained with backbone {backbone}, not {self.cfg.MODEL.BACKBONE.NAME} (MODEL.BACKBONE.NAME)."
-            )
+        backbone, digest, name = state.get("backbone"), state.get("backbone_sha256"), self.cfg.MODEL.BACKBONE.NAME
+        if digest:  # the file's content decides (a copy under another name is the same CLIP)
+            if digest != self.backbone_digest():
+                raise UserError(
+                    f"{path} was trained with backbone {backbone} (sha256 {digest[:12]}), not {name} "
+                    f"(sha256 {self.backbone_digest()[:12]}): another CLIP (MODEL.BACKBONE.NAME)."
+                )
+        elif backbone and not same_backbone(backbone, name):  # a checkpoint of an earlier release: names only
+            raise UserError(f"{path} was trained with backbone {backbone}, not {name} (MODEL.BACKBONE.NAME).")
 
     def _load(self, path: str, state: dict | None = None, same_classes: bool = False) -> dict:
         state = load_checkpoint(path) if state is None else state
@@ -586,6 +605,10 @@ class ClipTrainer(TrainerX):
         else:
             path = find_checkpoint(folder, epoch)
         state = self._load(path)
+        if "config" not in state:
+            self.unverified = (f"{path} is a checkpoint of an earlier release, which recorded no configuration: "
+                               "its classes, backbone and whether its training finished are unchecked")
+            print(f"Notice: {self.unverified}; result.json marks this evaluation \"verified\": false.")
         finished, max_epoch = state.get("finished"), state.get("max_epoch")
         if path == best and run_finished:  # the best epoch's weights are what the finished run deploys
             finished = True
@@ -625,13 +648,18 @@ class ClipTrainer(TrainerX):
             print("No checkpoint found, train from scratch")
             return 0
         path, state = found
-        if "config" in state:
-            differences = config_differences(state["config"], flat_config(self.cfg))
-            if differences:
-                raise ConfigError(
-                    f"Cannot resume from {path}: the run was started with another configuration: "
-                    f"{'; '.join(differences)}. Use the same values, or another --output-dir for a new run."
-                )
+        if "config" not in state:
+            raise ConfigError(
+                f"Cannot resume from {path}: it was written by an earlier release, which recorded no configuration, "
+                "so a changed one (learning rate, classes, seed ...) cannot be detected; train again in another "
+                f"--output-dir (or delete {folder})."
+            )
+        differences = config_differences(state["config"], flat_config(self.cfg))
+        if differences:
+            raise ConfigError(
+                f"Cannot resume from {path}: the run was started with another configuration: "
+                f"{'; '.join(differences)}. Use the same values, or another --output-dir for a new run."
+            )
         self._load(path, state, same_classes=True)
         if self.optim is not None and state.get("optimizer"):
             self.optim.load_state_dict(state["optimizer"])
