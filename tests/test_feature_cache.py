@@ -39,21 +39,21 @@ def test_a_cache_is_used_only_under_its_exact_key(tmp_path):
 
     def compute():
         calls.append(1)
-        return torch.arange(6.0).reshape(3, 2), torch.tensor([0, 1, 1])
+        return torch.arange(6.0).reshape(3, 2), torch.tensor([0, 1, 1]), []
 
-    features, labels, how = cache.get(compute)
+    features, labels, _, how = cache.get(compute)
     assert how == "written" and calls == [1] and cache.path.is_file()
-    features2, labels2, how = feature_cache.FeatureCache(tmp_path, dict(key)).get(compute)
+    features2, labels2, _, how = feature_cache.FeatureCache(tmp_path, dict(key)).get(compute)
     assert how == "read" and calls == [1] and torch.equal(features2, features) and torch.equal(labels2, labels)
     other = feature_cache.FeatureCache(tmp_path, {**key, "precision": "fp16"})
-    assert other.path != cache.path and other.get(compute)[2] == "written"
+    assert other.path != cache.path and other.get(compute)[-1] == "written"
     # a file under the right name but another key (or torn) is rebuilt, never trusted
     stored = torch.load(cache.path, weights_only=True)
     torch.save({**stored, "key": json.dumps({"version": 1, "x": 1})}, cache.path)
-    assert cache.load() is None and cache.get(compute)[2] == "written"
+    assert cache.load() is None and cache.get(compute)[-1] == "written"
     cache.path.write_bytes(cache.path.read_bytes()[:40])
     lines = []
-    assert cache.load(lines.append) is None and cache.get(compute)[2] == "written" and cache.load() is not None
+    assert cache.load(lines.append) is None and cache.get(compute)[-1] == "written" and cache.load() is not None
     assert lines == [f"Frozen image features in {cache.path} cannot be read (RuntimeError): computing them anew"]
 
 
@@ -67,7 +67,7 @@ def test_a_damaged_file_that_still_loads_is_rebuilt(tmp_path):
     assert cache.load(lines.append) is None
     assert lines == [f"Frozen image features in {cache.path} do not match their checksum (a damaged file): "
                      "computing them anew"]
-    got, _, how = cache.get(lambda: (features, labels), report=lines.append)
+    got, _, _, how = cache.get(lambda: (features, labels, []), report=lines.append)
     assert how == "written" and torch.equal(got, features) and torch.equal(cache.load()[0], features)
     # a byte flipped inside the stored tensor data: the file still loads, the checksum does not match
     raw = bytearray(cache.path.read_bytes())
@@ -86,7 +86,7 @@ def test_a_cache_that_cannot_be_written_costs_nothing_but_a_line(tmp_path, monke
     blocker.write_text("x")
     cache = feature_cache.FeatureCache(blocker, dict(backbone="abc"))  # a file where the folder should be
     lines = []
-    got, got_labels, how = cache.get(lambda: (features, labels), report=lines.append)
+    got, got_labels, _, how = cache.get(lambda: (features, labels, []), report=lines.append)
     assert how == "not cached" and torch.equal(got, features) and torch.equal(got_labels, labels)
     assert lines == [f"Frozen image features not cached: cannot write {cache.path} (File exists); "
                      "evaluating without the cache"]
@@ -96,7 +96,7 @@ def test_a_cache_that_cannot_be_written_costs_nothing_but_a_line(tmp_path, monke
 
     monkeypatch.setattr(feature_cache, "atomic_write", full)
     cache = feature_cache.FeatureCache(tmp_path / "features", dict(backbone="abc"))
-    assert cache.get(lambda: (features, labels), report=lines.append)[2] == "not cached"
+    assert cache.get(lambda: (features, labels, []), report=lines.append)[-1] == "not cached"
     assert lines[-1] == (f"Frozen image features not cached: cannot write {cache.path} (No space left on device); "
                          "evaluating without the cache")
 

@@ -677,18 +677,58 @@ def test_a_split_without_a_readable_image(own_data_root, tmp_path, tiny_clip_pat
         (own_data_root / "caltech-101" / "101_ObjectCategories" / row[0]).write_bytes(b"not an image")
     argv = args(own_data_root, tmp_path / "out", tiny_clip_path, "DATASET.NUM_SHOTS", "1",
                 "DATALOADER.SKIP_BAD_IMAGES", "True")
-    with pytest.warns(UserWarning, match="Skipping unreadable image"):
-        status, _, err = cli(argv, capsys)
+    status, _, err = cli(argv, capsys)
     assert status == 2
     assert one_line(err) == "error: No image of this split can be read."
 
 def test_unreadable_image_is_skipped_when_asked(own_data_root, tmp_path, tiny_clip_path):
+    """The notice is a log line of the main process (the image is read in a worker), which no
+    warnings filter hides."""
     bad = corrupt_a_training_image(own_data_root)
-    argv = args(own_data_root, tmp_path / "out", tiny_clip_path, "OPTIM.MAX_EPOCH", "1", "DATASET.NUM_SHOTS", "24",
-                "DATALOADER.SKIP_BAD_IMAGES", "True")
-    run = subprocess.run([sys.executable, "train.py", *argv], cwd=REPO, capture_output=True, text=True)
+    out = tmp_path / "out"
+    argv = args(own_data_root, out, tiny_clip_path, "OPTIM.MAX_EPOCH", "1", "DATASET.NUM_SHOTS", "24",
+                "DATALOADER.SKIP_BAD_IMAGES", "True", "DATALOADER.NUM_WORKERS", "2")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    run = subprocess.run([sys.executable, "train.py", *argv], cwd=REPO, capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert f"Skipping unreadable image {bad}" in run.stderr
+    line = f"Skipped unreadable image {bad} (UnidentifiedImageError): training uses the next readable image in its place"
+    assert run.stdout.count(line) == 1 and (out / "log.txt").read_text().count(line) == 1
+    assert metrics(out)["skipped_images"] == 0  # the test set was read whole
+
+
+def test_a_skipped_test_image_is_left_out_of_the_results(own_data_root, tmp_path, tiny_clip_path, capsys):
+    """Counted as if the split did not list it: not replaced by its neighbour, counted twice."""
+    split_file = own_data_root / "caltech-101" / "split_zhou_Caltech101.json"
+    split = json.loads(split_file.read_text())
+    without = tmp_path / "without"  # the same data, the image's entry removed from the split
+    shutil.copytree(own_data_root, without)
+    entry = split["test"][5]
+    (without / "caltech-101" / "split_zhou_Caltech101.json").write_text(
+        json.dumps({**split, "test": [row for row in split["test"] if row != entry]}))
+    bad = own_data_root / "caltech-101" / "101_ObjectCategories" / entry[0]
+    bad.write_bytes(b"not an image")
+
+    skip = ("OPTIM.MAX_EPOCH", "1", "DATALOADER.SKIP_BAD_IMAGES", "True", "DATALOADER.TEST.BATCH_SIZE", "8")
+    status, _, err = cli(args(without, tmp_path / "reference", tiny_clip_path, *skip), capsys)
+    assert status == 0, err[-3000:]
+    reference = metrics(tmp_path / "reference")
+    line = f"Skipped unreadable image {bad} (UnidentifiedImageError): left out of the test results"
+    for name, workers, flags in (("plain", "2", ["--no-feature-cache"]), ("cached", "0", []),
+                                 ("from-cache", "0", ["--eval-only", "--model-dir", str(tmp_path / "cached")])):
+        out = tmp_path / name
+        status, stdout, err = cli(args(own_data_root, out, tiny_clip_path, *skip, "DATALOADER.NUM_WORKERS", workers,
+                                       flags=flags), capsys)
+        assert status == 0, err[-3000:]
+        result = metrics(out)
+        assert result["metrics"] == reference["metrics"], name
+        assert result["num_images"] == reference["num_images"] == len(split["test"]) - 1
+        assert result["skipped_images"] == 1 and result["skipped_image_files"] == [str(bad)]
+        assert reference["skipped_images"] == 0 and reference["skipped_image_files"] == []
+        log = (out / "log.txt").read_text()
+        assert log.count(line) == 1 and stdout.count(line) == 1, name
+        assert ("Frozen image features read from" in stdout) == (name == "from-cache")
+        total = len(split["test"])
+        assert f"1 unreadable image(s) left out of the test results ({total - 1} of {total} evaluated)" in log
 
 
 def test_missing_images_are_named(own_data_root, tmp_path, tiny_clip_path, capsys):

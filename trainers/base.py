@@ -67,7 +67,7 @@ from clipprompt.runs.training_state import (
 )
 
 from ._dassl import AverageMeter, DataManager, MetricMeter, TrainerX, build_optimizer
-from .data import CheckedDatasetWrapper
+from .data import CheckedDatasetWrapper, counted_rows, skipped_in
 
 MODEL_NAME = "model"  # checkpoints go to <output>/model/model.pth.tar-<epoch>
 NONFINITE_LIMIT = 5  # non-finite losses in a row that stop a run (fewer are skipped steps, as fp16's)
@@ -102,6 +102,7 @@ class ClipTrainer(TrainerX):
         self.run_info: dict = {}  # protocol, part, config_name: train.py sets them for result.json
         self.unverified: str | None = None  # why the evaluated weights' origin could not be checked
         self._backbone_digest: str | None = None
+        self._skip_lines: set[str] = set()  # DATALOADER.SKIP_BAD_IMAGES notices printed (once each)
         super().__init__(cfg)
 
     @classmethod
@@ -255,6 +256,7 @@ class ClipTrainer(TrainerX):
         batches = iter(self.train_loader_x)
         try:
             for self.batch_idx, batch in enumerate(batches, start):
+                self.note_skipped(batch, "training uses the next readable image in its place")
                 data_time.update(time.time() - end)
                 losses.update(self.forward_backward(batch))
                 batch_time.update(time.time() - end)
@@ -414,23 +416,49 @@ class ClipTrainer(TrainerX):
         with self.precision.autocast(), self.model.cached_text_features():
             cache = self.feature_cache(loader, split)
             if cache is not None:  # frozen image features, computed once across runs
-                features, labels, how = cache.get(lambda: self.image_features(loader, split))
+                features, labels, skipped, how = cache.get(lambda: self.image_features(loader, split))
                 if how != "not cached":  # (get said why in one line)
                     print(f"Frozen image features {'read from' if how == 'read' else 'written to'} {cache.path}")
+                if how == "read":  # the images were not read this time: say again which were left out
+                    for path, reason in skipped:
+                        self.note_skipped({"skipped": [path], "skip_reason": [reason]}, self.left_out(split))
                 step = loader.batch_size or len(labels)
                 for i in range(0, len(labels), step):
                     logits = self.model.logits_from_image_features(features[i:i + step].to(self.device))
                     self.evaluator.process(logits.float(), labels[i:i + step].to(self.device))
             else:
+                skipped = []
                 for batch in tqdm(loader, desc=f"Evaluating ({split})", dynamic_ncols=True, disable=not on_terminal()):
+                    skipped += self.note_skipped(batch, self.left_out(split))
                     images, labels = self.parse_batch_test(batch)
-                    self.evaluator.process(self.model_inference(images), labels)
+                    outputs, keep = self.model_inference(images), counted_rows(batch)
+                    if keep is not None:  # an unreadable image's stand-in is not counted
+                        outputs, labels = outputs[keep.to(outputs.device)], labels[keep.to(labels.device)]
+                    self.evaluator.process(outputs, labels)
         results = self.evaluator.evaluate()
         for key, value in results.items():
             self.write_scalar(f"{split}/{key}", value, self.epoch)
+        if skipped:
+            print(f"{len(skipped)} unreadable image(s) left out of the {split} results "
+                  f"({len(loader.dataset) - len(skipped)} of {len(loader.dataset)} evaluated)")
         if split == "test" and self.dist.is_main:
-            self.write_result(results, num_images=len(loader.dataset))
+            self.write_result(results, num_images=len(loader.dataset) - len(skipped), skipped=[p for p, _ in skipped])
         return list(results.values())[0]
+
+    @staticmethod
+    def left_out(split: str) -> str:
+        return f"left out of the {split} results"
+
+    def note_skipped(self, batch, consequence: str) -> list[tuple[str, str]]:
+        """Print each unreadable image of a batch once per run, as a log line (not a warning, which a
+        filter could hide); return this batch's (path, error class) pairs."""
+        found = skipped_in(batch)
+        for path, reason in found:
+            line = f"Skipped unreadable image {path} ({reason}): {consequence}"
+            if line not in self._skip_lines:
+                self._skip_lines.add(line)
+                print(line)
+        return found
 
     def feature_cache(self, loader, split):
         """The on-disk cache of this test set's frozen image features, or None where not used."""
@@ -454,15 +482,20 @@ class ClipTrainer(TrainerX):
         return self._backbone_digest
 
     def image_features(self, loader, split):
-        """(raw frozen image features, labels) of a whole split, in the loader's order."""
-        features, labels = [], []
+        """(raw frozen image features, labels, skipped) of a whole split, in the loader's order, without
+        the stand-ins of unreadable images; `skipped`: their (path, error class)."""
+        features, labels, skipped = [], [], []
         for batch in tqdm(loader, desc=f"Image features ({split})", dynamic_ncols=True, disable=not on_terminal()):
+            skipped += self.note_skipped(batch, self.left_out(split))
             images, batch_labels = self.parse_batch_test(batch)
-            features.append(self.model.image_encoder(images).cpu())
-            labels.append(batch_labels.cpu())
-        return torch.cat(features), torch.cat(labels)
+            batch_features, batch_labels, keep = self.model.image_encoder(images).cpu(), batch_labels.cpu(), counted_rows(batch)
+            if keep is not None:
+                batch_features, batch_labels = batch_features[keep], batch_labels[keep]
+            features.append(batch_features)
+            labels.append(batch_labels)
+        return torch.cat(features), torch.cat(labels), skipped
 
-    def write_result(self, metrics, num_images: int) -> None:
+    def write_result(self, metrics, num_images: int, skipped: list[str] = ()) -> None:
         cfg = self.cfg
         run = {
             "trainer": type(self).__name__,
@@ -473,7 +506,9 @@ class ClipTrainer(TrainerX):
             "backbone": cfg.MODEL.BACKBONE.NAME,
             "backbone_sha256": self.backbone_digest(),
             "num_classes": self.model.num_classes,
-            "num_images": num_images,
+            "num_images": num_images,  # evaluated: unreadable images skipped are not among them
+            "skipped_images": len(skipped),
+            "skipped_image_files": list(skipped),
             "epoch": self.model_epoch,  # epochs the evaluated weights were trained for
             **self.training_status,  # training_finished and max_epoch, when weights were trained or loaded
             **self.run_info,

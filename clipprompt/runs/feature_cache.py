@@ -7,7 +7,8 @@ evaluate the same images through the same frozen ViT. Such a method says so by d
 `logits_from_image_features(image_encoder(images))`; a class that overrides `forward` below the
 class defining it (SEP, MPL, MaPLe, PromptSRC) is not trusted to be frozen.
 
-A cache file holds the raw encoder outputs in their dtype plus the labels, under a key of
+A cache file holds the raw encoder outputs in their dtype plus the labels (and the unreadable
+images an evaluation left out, `DATALOADER.SKIP_BAD_IMAGES`, so a read says which), under a key of
 everything they depend on: the backbone file's content hash, the encoder (class, fused attention),
 the dataset, split and its exact items (paths and labels, so the class subset and any subsampling),
 the test transform and the precision. Beside them it holds the sha256 of the tensors' bytes: a file
@@ -86,9 +87,10 @@ def items_digest(items) -> str:
     return digest.hexdigest()
 
 
-def tensors_digest(*tensors: Tensor) -> str:
-    """sha256 of tensors' dtypes, shapes and bytes: what a cache file's content is checked against."""
-    digest = hashlib.sha256()
+def tensors_digest(*tensors: Tensor, notes=()) -> str:
+    """sha256 of tensors' dtypes, shapes and bytes (and JSON-able `notes`): what a cache file's content
+    is checked against."""
+    digest = hashlib.sha256(json.dumps(list(notes)).encode())
     for tensor in tensors:
         digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
@@ -111,8 +113,8 @@ class FeatureCache:
         name = hashlib.sha256(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:32]
         self.path = Path(directory) / f"{name}.pt"
 
-    def load(self, report: Callable[[str], None] = print) -> tuple[Tensor, Tensor] | None:
-        """(features, labels) when the file exists, was written under exactly this key and its
+    def load(self, report: Callable[[str], None] = print) -> tuple[Tensor, Tensor, list] | None:
+        """(features, labels, skipped) when the file exists, was written under exactly this key and its
         tensors match their checksum; else None (with a line through `report` for a file that
         exists but cannot be used)."""
         try:
@@ -124,31 +126,32 @@ class FeatureCache:
             return None
         if not isinstance(stored, dict) or stored.get("key") != json.dumps(self.key, sort_keys=True):
             return None
-        features, labels = stored.get("features"), stored.get("labels")
+        features, labels, skipped = stored.get("features"), stored.get("labels"), stored.get("skipped", [])
         if not (isinstance(features, Tensor) and isinstance(labels, Tensor)
-                and stored.get("sha256") == tensors_digest(features, labels)):
+                and stored.get("sha256") == tensors_digest(features, labels, notes=skipped)):
             report(f"Frozen image features in {self.path} do not match their checksum (a damaged file): computing them anew")
             return None
-        return features, labels
+        return features, labels, skipped
 
-    def save(self, features: Tensor, labels: Tensor) -> None:
-        features, labels = features.cpu(), labels.cpu()
+    def save(self, features: Tensor, labels: Tensor, skipped=()) -> None:
+        features, labels, skipped = features.cpu(), labels.cpu(), [list(entry) for entry in skipped]
         record = {"key": json.dumps(self.key, sort_keys=True), "features": features, "labels": labels,
-                  "sha256": tensors_digest(features, labels)}
+                  "skipped": skipped, "sha256": tensors_digest(features, labels, notes=skipped)}
         atomic_write(self.path, lambda tmp: torch.save(record, tmp))
 
-    def get(self, compute: Callable[[], tuple[Tensor, Tensor]],
-            report: Callable[[str], None] = print) -> tuple[Tensor, Tensor, str]:
-        """(features, labels, how): `how` is "read" (from disk), "written" (computed by `compute()`
-        and stored) or "not cached" (computed; the file could not be written, which `report` says)."""
+    def get(self, compute: Callable[[], tuple[Tensor, Tensor, list]],
+            report: Callable[[str], None] = print) -> tuple[Tensor, Tensor, list, str]:
+        """(features, labels, skipped, how): `how` is "read" (from disk), "written" (computed by
+        `compute()` and stored) or "not cached" (computed; the file could not be written, which
+        `report` says). `skipped`: the [path, error] of each unreadable image left out."""
         loaded = self.load(report)
         if loaded is not None:
             return (*loaded, "read")
-        features, labels = compute()
+        features, labels, skipped = compute()
         try:
-            self.save(features, labels)
+            self.save(features, labels, skipped)
         except Exception as exc:  # any OSError (read-only, full, a file in the folder's place), torch's RuntimeError
             report(f"Frozen image features not cached: cannot write {self.path} ({_reason(exc)}); "
                    "evaluating without the cache")
-            return features, labels, "not cached"
-        return features, labels, "written"
+            return features, labels, skipped, "not cached"
+        return features, labels, skipped, "written"
