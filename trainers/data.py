@@ -7,10 +7,10 @@ refuses for its size (more pixels than `PIL.Image.MAX_IMAGE_PIXELS`, PIL's decom
 guard, which only warns up to twice that) is unreadable like any other.
 
 A skipped image's item is the next readable sample of the split (a batch keeps its shape and
-Dassl's collation), marked in keys every item has: `skipped`, the unreadable file's path
-("" for a readable one), `skip_reason` (PIL's error class), and `counted`, False where the stand-in must not be counted (an
-evaluation: the skipped image is absent from the results, not replaced by a neighbour counted
-twice; training uses the stand-in). The marks travel in the batch because the reading happens in
+Dassl's collation), marked in keys every item has: `skipped`, the unreadable file's path ("" for
+a readable one), `skip_reason` (PIL's error class), and `counted`, False where the stand-in must
+not be counted (an evaluation: the skipped image is absent from the results, not replaced by a
+neighbour counted twice; training uses the stand-in). The marks travel in the batch because the reading happens in
 loader workers: the main process (`ClipTrainer.note_skipped`) prints each skipped file once as a
 log line, so it reaches `log.txt` and no warnings filter can hide it, and an evaluation records
 them in `result.json`.
