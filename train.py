@@ -14,7 +14,7 @@ processes train the same model as one; rank 0 writes the log, checkpoints and re
 
 Trailing `KEY VALUE` pairs override the config. Input errors (unknown trainer, dataset or config
 key, missing data, unusable checkpoint, a run folder in use) print one line and exit with status 2;
-faults during a run (SIGTERM/SIGINT, a full disk, a non-finite loss) print one line and exit with
+faults during a run (SIGTERM/SIGINT/SIGHUP, a full disk, a non-finite loss) print one line and exit with
 status 1, and the same command resumes from the rolling checkpoint (see docs/runs.md).
 """
 
@@ -44,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--backbone", type=str, default="", help="CLIP model name or checkpoint file")
     parser.add_argument("--eval-only", action="store_true", help="evaluation only")
     parser.add_argument("--model-dir", type=str, default="", help="load the model from this directory for evaluation")
-    parser.add_argument("--load-epoch", type=int, help="epoch of the checkpoint to load (default: the last saved)")
+    parser.add_argument("--load-epoch", type=int, help="with --eval-only: epoch of the checkpoint to evaluate (default: the last saved)")
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
     parser.add_argument(
         "--overwrite", action="store_true",
@@ -135,6 +135,15 @@ def cap_workers(cfg):
     return cfg
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """Flags that would be ignored silently: --load-epoch is read by --eval-only alone (as in Dassl)."""
+    if args.load_epoch is not None and not args.eval_only:
+        raise ConfigError(
+            f"--load-epoch {args.load_epoch} applies only with --eval-only (it picks the checkpoint to evaluate); "
+            "without --eval-only the run trains, resuming from its latest checkpoint by itself."
+        )
+
+
 def check_resume_folder(args: argparse.Namespace) -> None:
     if args.resume and not Path(args.resume).is_dir():
         raise ConfigError(f"--resume {args.resume}: no such folder (give the output folder of the run to resume).")
@@ -174,6 +183,7 @@ def run(args: argparse.Namespace, log, stops) -> int:
     from trainers._dassl import build_trainer, set_random_seed
     from trainers.base import MODEL_NAME
 
+    check_flags(args)
     cfg = setup_cfg(args)
     check_registered(cfg)
     check_resume_folder(args)

@@ -167,6 +167,18 @@ def test_bad_input_gives_one_line_and_status_2(data_root, tmp_path, trainer, fla
     assert "Traceback" not in stderr
 
 
+def test_load_epoch_without_eval_only_is_refused(data_root, tmp_path):
+    """Dassl's train.py reads --load-epoch only with --eval-only; a training run would ignore it."""
+    status, stdout, stderr = cli(*common(data_root, "CoOp", "CoOp/vit_b16_ep50", tmp_path / "out",
+                                         flags=["--load-epoch", "3"]))
+    assert status == 2 and "Traceback" not in stderr
+    assert stderr.strip().splitlines() == [
+        "error: --load-epoch 3 applies only with --eval-only (it picks the checkpoint to evaluate); without "
+        "--eval-only the run trains, resuming from its latest checkpoint by itself."
+    ]
+    assert "Loading CLIP" not in stdout and not (tmp_path / "out").exists()
+
+
 def fake_run(folder, state_dict, trainer="CoOp"):
     from clipprompt.runs.checkpoint import save_checkpoint
 

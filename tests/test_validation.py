@@ -355,8 +355,11 @@ def test_images_too_large_for_pil_are_unreadable_images(tmp_path, monkeypatch, l
     with pytest.raises(UnreadableImageError, match=f"Cannot read image {big} \\({refused_as}: .*SKIP_BAD_IMAGES True"):
         CheckedDatasetWrapper(cfg, data)[0]
     cfg.DATALOADER.SKIP_BAD_IMAGES = True
-    with pytest.warns(UserWarning, match=f"Skipping unreadable image {big} \\({refused_as}\\)"):
-        assert CheckedDatasetWrapper(cfg, data)[0]["label"] == 1  # the next readable sample
+    item = CheckedDatasetWrapper(cfg, data)[0]  # the next readable sample stands in, marked not to be counted
+    assert item["label"] == 1 and item["skipped"] == str(big) and item["skip_reason"] == refused_as
+    assert item["counted"] is False and CheckedDatasetWrapper(cfg, data, is_train=True)[0]["counted"] is True
+    assert CheckedDatasetWrapper(cfg, data)[1] | {"img": None} == {**item, "img": None, "index": 1, "skipped": "",
+                                                                 "skip_reason": "", "counted": True}
 
 
 def test_sep_prototypes_of_a_class_without_images_is_a_user_error():
@@ -451,7 +454,7 @@ def test_train_py_decompression_bomb_is_an_unreadable_image(tiny_clip_path, tmp_
 
     skip = arguments(str(root), tiny_clip_path, tmp_path / "skip", "OPTIM.MAX_EPOCH", "1", "DATASET.NUM_SHOTS", "-1",
                      "DATALOADER.SKIP_BAD_IMAGES", "True")
-    with pytest.warns(UserWarning, match=re.escape(f"Skipping unreadable image {image} (DecompressionBombError)")):
-        run = train_cli(capsys, *skip)
+    run = train_cli(capsys, *skip)
     assert run.returncode == 0, run.stderr[-3000:]
+    assert f"Skipped unreadable image {image} (DecompressionBombError): " in run.stdout
     assert (tmp_path / "skip" / "result.json").is_file()
