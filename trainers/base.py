@@ -38,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from clipprompt.runs import faults, feature_cache
+from clipprompt.runs import cost, faults, feature_cache
 from clipprompt.runs.checkpoint import (
     find_checkpoint,
     load_checkpoint,
@@ -100,6 +100,7 @@ class ClipTrainer(TrainerX):
         self.progress_bar = None  # a tqdm bar per epoch, on a terminal only
         self.training_status: dict = {}  # training_finished / max_epoch of the evaluated weights
         self.run_info: dict = {}  # protocol, part, config_name: train.py sets them for result.json
+        self.training_clock = cost.TrainingClock()  # result.json's cost; carried by checkpoints
         super().__init__(cfg)
 
     @classmethod
@@ -227,10 +228,12 @@ class ClipTrainer(TrainerX):
     def train(self):
         with self.stops.deferring():  # a signal stops the run after the current step
             self.before_train()
+            self.training_clock.start()
             for self.epoch in range(self.start_epoch, self.max_epoch):
                 self.before_epoch()
                 self.run_epoch()
                 self.after_epoch()
+            self.training_clock.stop()
         self.after_train()
 
     def run_epoch(self):
@@ -363,6 +366,7 @@ class ClipTrainer(TrainerX):
 
     def forward_backward(self, batch) -> dict[str, float]:
         images, labels = self.parse_batch_train(batch)[:2]
+        self.training_clock.images += len(labels)
         with self.precision.autocast():
             loss, summary = self.train_loss(images, labels)
         self.model_zero_grad()
@@ -403,6 +407,7 @@ class ClipTrainer(TrainerX):
         Class-only text features are computed once for the whole split, not per batch. An
         evaluation of the test split also writes `result.json` to the output folder.
         """
+        started = time.monotonic()
         self.set_model_mode("eval")
         self.evaluator.reset()
         split = split or self.cfg.TEST.SPLIT
@@ -426,7 +431,7 @@ class ClipTrainer(TrainerX):
         for key, value in results.items():
             self.write_scalar(f"{split}/{key}", value, self.epoch)
         if split == "test" and self.dist.is_main:
-            self.write_result(results, num_images=len(loader.dataset))
+            self.write_result(results, num_images=len(loader.dataset), eval_seconds=time.monotonic() - started)
         return list(results.values())[0]
 
     def feature_cache(self, loader, split):
@@ -451,7 +456,7 @@ class ClipTrainer(TrainerX):
             labels.append(batch_labels.cpu())
         return torch.cat(features), torch.cat(labels)
 
-    def write_result(self, metrics, num_images: int) -> None:
+    def write_result(self, metrics, num_images: int, eval_seconds: float) -> None:
         cfg = self.cfg
         run = {
             "trainer": type(self).__name__,
@@ -465,6 +470,7 @@ class ClipTrainer(TrainerX):
             "epoch": self.model_epoch,  # epochs the evaluated weights were trained for
             **self.training_status,  # training_finished and max_epoch, when weights were trained or loaded
             **self.run_info,
+            "cost": cost.record(self.training_clock, eval_seconds, self.model, self.device),
         }
         path = write_result(cfg.OUTPUT_DIR, metrics, run, cfg.dump())
         shots = f"{cfg.DATASET.NUM_SHOTS} shots" if cfg.DATASET.NUM_SHOTS > 0 else "all images"
@@ -498,6 +504,7 @@ class ClipTrainer(TrainerX):
             "backbone": self.cfg.MODEL.BACKBONE.NAME,
             "config": flat_config(self.cfg),
             "training": self.training_extras(),  # training-only state; evaluation never reads it
+            "cost": self.training_clock.state_dict(),  # time and images so far, for result.json's cost
         }
 
     def training_extras(self) -> dict:
@@ -645,6 +652,7 @@ class ClipTrainer(TrainerX):
         if state.get("best_result") is not None:
             self.best_result = state["best_result"]
         self.restore_training_extras(state.get("training") or {}, path)
+        self.training_clock.load_state_dict(state.get("cost") or {})
         progress = Progress(state["epoch"], state.get("step", 0))
         if progress.steps and self.train_sampler is None:
             raise CheckpointError(f"{path} is a mid-epoch checkpoint, which Dassl's loader for this sampler cannot resume.")

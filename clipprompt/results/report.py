@@ -1,7 +1,7 @@
 """Results tables from an output tree: seeds averaged, as markdown or CSV.
 
     python -m clipprompt.report OUTPUT_DIR [--protocol base2new|xd|dg|few_shot|all]
-                                [--format markdown|csv] [--compare] [--plot DIR]
+                                [--format markdown|csv] [--compare] [--cost] [--plot DIR]
 
 Every run folder under OUTPUT_DIR is read: its `result.json` (full precision), which says
 what the run was (protocol, part, config name, method, shots, seed); folders written before
@@ -487,12 +487,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--format", choices=["markdown", "csv"], default="markdown")
     parser.add_argument("--compare", action="store_true",
                         help="add ours beside the published numbers, per dataset and protocol, the difference and whether it lies within 2 std of our seeds")
+    parser.add_argument("--cost", action="store_true",
+                        help="print what each method cost per protocol instead: wall times, images/s, peak memory, trainable parameters")
     parser.add_argument("--plot", metavar="DIR", help="also write the figures (PNG and SVG) to DIR; needs matplotlib")
     args = parser.parse_args(argv)
     root = Path(args.output_dir)
     if not root.is_dir():
         print(f"error: {root} is not a folder", file=sys.stderr)
         return 2
+    if args.cost:  # clipprompt.results.cost_table
+        from . import cost_table
+
+        costs = cost_table.collect(root, args.protocol, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+        if not costs:
+            print(f"No result.json of protocol {args.protocol} under {root}", file=sys.stderr)
+            return 1
+        sys.stdout.write(cost_table.markdown(costs) if args.format == "markdown" else cost_table.to_csv(costs))
+        return 0
     unreadable: list = []
     records = scan(root, unreadable=unreadable)
     found = tables(records, args.protocol)
