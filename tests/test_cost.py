@@ -129,8 +129,8 @@ def test_cost_table_per_method_and_protocol(tree):
     assert "| base2new | SEP | 2 | 300.0 (1 of 2 runs) | 5.0 (1 of 2 runs) | 4.0 (1 of 2 runs) | – " in text
     assert "| 5,000,000 (1 of 2 runs) |" in text
     assert "| – | KgCoOp | 1 | 50.0 | 5.0 | 20.0 | – | 500.0 | 2,048 |" in text
-    status, text, _ = report_main(tree, "--cost", "--protocol", "xd")
-    assert status == 1 and text == ""
+    status, text, err = report_main(tree, "--cost", "--protocol", "xd")
+    assert (status, text, err) == (1, "", f"No result.json of protocol xd under {tree}\n")
 
 
 def test_cost_csv_and_an_unreadable_result(tree):

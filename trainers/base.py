@@ -102,6 +102,7 @@ class ClipTrainer(TrainerX):
         self.run_info: dict = {}  # protocol, part, config_name: train.py sets them for result.json
         self.training_clock = cost.TrainingClock()  # result.json's cost; carried by checkpoints
         super().__init__(cfg)
+        cost.reset_peak_gpu_memory(self.device)  # this run's peak, from its model on
 
     @classmethod
     def config_node_name(cls) -> str:

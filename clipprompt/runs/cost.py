@@ -5,7 +5,9 @@ clock in the checkpoint (:class:`TrainingClock` is saved with the training state
 `train_seconds` and `train_images` cover every segment of the run: steps done after a segment's
 last checkpoint are lost with it and counted once, when the next segment does them again. Peak
 memory is the process's, so for a resumed run it is that of the last segment (the one that
-evaluated). torch is imported inside the functions that need it.
+evaluated); CUDA's peak is counted from the trainer's start, RSS from the process's. Under
+torchrun the numbers are rank 0's: its share of the images, its memory. torch is imported inside
+the functions that need it.
 """
 
 from __future__ import annotations
@@ -59,6 +61,14 @@ def peak_rss_mib() -> float | None:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / MIB if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def reset_peak_gpu_memory(device) -> None:
+    """Start CUDA's peak count afresh (a process that runs several trainings reports each one's own)."""
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda" and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats(device)
 
 
 def peak_gpu_mib(device) -> float | None:
