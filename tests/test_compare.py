@@ -177,3 +177,14 @@ def test_compare_from_plain_values_tags_duplicates_and_unknown_tables():
                                path=p, tag=None) for a, p in ((80.0, "/a"), (81.0, "/b"))]
     assert compare.from_records(records, warnings.append) == {("CoOp", "base2new", "dtd", "base"): {1: 80.0}}
     assert warnings == ["two results for CoOp base2new dtd base seed 1: /a and /b; --compare uses the first"]
+
+
+def test_the_results_modules_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, clipprompt.results.compare, clipprompt.results.cost_table, clipprompt.results.published_numbers; "
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                          capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr
