@@ -136,24 +136,6 @@ def test_few_shot_table(tree):
     assert dtd[1].mean is None
 
 
-def test_compare_puts_published_numbers_and_differences(tree):
-    tables = report.tables(report.scan(tree), "base2new")
-    cmp = report.compare_table([t for t in tables if t.protocol == "base2new"])
-    coop = row(cmp, "CoOp: CoOp (vit_b16_ep50, 16 shots)")
-    ours = row(table(tables, "Base-to-new: CoOp"), "Average (11)")
-    assert [v.mean for v in coop[4:7]] == [82.69, 63.22, 71.66]
-    assert coop[7].mean == pytest.approx(ours[1].mean - 82.69)
-    assert coop[9].mean == pytest.approx(ours[3].mean - 71.66)
-    assert coop[10] == "read"
-    # CoCoOp ran one dataset only: our average is a gap, so is the difference
-    cocoop = row(cmp, "CoCoOp: CoCoOp (c4, 16 shots)")
-    assert cocoop[1].mean is None and cocoop[4].mean == 80.47 and cocoop[7] == ""
-    assert row(cmp, "CLIP (zero-shot): ZeroshotCLIP (vit_b16)")[4].mean == 69.34
-    sep = row(cmp, "SEP (unknown)")
-    assert sep[4:7] == ["unknown"] * 3 and sep[10] == "unknown"
-    assert row(cmp, "MPL (derived)")[10] == "derived"
-
-
 def test_published_data_names_its_source():
     rows = report.published("base2new")
     assert {r["status"] for r in rows} == {"read", "derived", "unknown"}
@@ -168,7 +150,7 @@ def run_report(*args):
 
 
 def test_cli_csv_full_precision_and_empty_gaps(tree):
-    result = run_report(tree, "--format", "csv", "--compare")
+    result = run_report(tree, "--format", "csv")
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     caltech = next(r for r in rows if r["table"] == "base2new" and r["trainer"] == "CoOp"
@@ -180,8 +162,6 @@ def test_cli_csv_full_precision_and_empty_gaps(tree):
     assert gap["mean"] == "" and gap["n_seeds"] == ""
     xd = next(r for r in rows if r["table"] == "xd" and r["trainer"] == "CoOp" and r["dataset"] == "imagenet")
     assert float(xd["mean"]) == 71.5
-    sep = [r for r in rows if r["table"] == "base2new_compare" and r["trainer"] == "SEP"]
-    assert {r["text"] for r in sep if r["measure"] == "published Base"} == {"unknown"}
 
 
 def test_cli_markdown_protocol_filter_and_errors(tree, tmp_path):
@@ -331,31 +311,6 @@ def test_plot_cli_and_missing_matplotlib(tree, tmp_path, monkeypatch, capsys):
 # -- published cross-dataset and domain-generalization numbers (issue 14) ---------------------------
 
 
-def test_transfer_compare_puts_our_source_and_average_beside_the_published(tree, tmp_path, monkeypatch):
-    (tmp_path / "xd.csv").write_text(
-        "method,trainer,source_acc,target_avg,status,source\n"
-        "CoOp,CoOp,71.51,63.88,read,a paper\n"
-        "CLIP (zero-shot),ZeroshotCLIP,66.0,,read,another paper\n"
-        "SEP,SEP,,,unknown,not read\n")
-    monkeypatch.setattr(report, "PUBLISHED", tmp_path)
-    found = report.tables(report.scan(tree))
-    comparisons, missing = report.compare_tables(found)
-    assert [t.protocol for t in comparisons] == ["xd_compare"] and missing == []  # no base2new.csv, dg.csv here
-    (cmp,) = comparisons
-    assert cmp.columns[1:7] == ["imagenet (source)", "Average (10)", "published imagenet (source)",
-                                "published Average (10)", "Δ imagenet (source)", "Δ Average (10)"]
-    coop = row(cmp, "CoOp: CoOp (vit_b16_ep50, 16 shots)")
-    ours = row(table(found, "Cross-dataset"), "CoOp (vit_b16_ep50, 16 shots)")
-    assert [coop[1].mean, coop[2].mean] == [ours[1].mean, ours[-1].mean]
-    assert [coop[3].mean, coop[4].mean] == [71.51, 63.88]
-    assert coop[5].mean == pytest.approx(71.5 - 71.51) and coop[6].mean == pytest.approx(ours[-1].mean - 63.88)
-    assert coop[7:] == ["read", "a paper"]
-    clip = row(cmp, "CLIP (zero-shot): ZeroshotCLIP (vit_b16)")  # our zero-shot runs meet their published row
-    assert clip[5].mean == pytest.approx(66.7 - 66.0) and clip[4] == "" and clip[6] == ""  # no published average
-    assert row(cmp, "SEP (unknown)")[3:5] == ["unknown", "unknown"]
-    assert report.compare_tables(found, "few_shot") == ([], ["few_shot"])  # asked by name, nothing to compare
-
-
 def test_published_transfer_rows_name_their_source_and_cover_our_methods():
     for protocol in ("xd", "dg"):
         rows = report.published(protocol)
@@ -366,23 +321,3 @@ def test_published_transfer_rows_name_their_source_and_cover_our_methods():
             numbers = [r["source_acc"], r["target_avg"]]
             assert (r["status"] == "unknown") == (numbers == ["", ""]), r  # unknown rows carry no numbers
             assert all(not x or 0 < float(x) < 100 for x in numbers), r
-
-
-def test_cli_compare_for_xd_and_dg(tree):
-    result = run_report(tree, "--protocol", "dg", "--compare")
-    assert result.returncode == 0, result.stderr
-    assert "### Domain generalization: ours vs published" in result.stdout
-    assert "| MaPLe (unknown) | – | – | unknown | unknown |" in result.stdout
-    assert "no published numbers" not in result.stderr
-    rows = list(csv.DictReader(io.StringIO(run_report(tree, "--format", "csv", "--compare").stdout)))
-    assert {r["table"] for r in rows} >= {"base2new_compare", "xd_compare", "dg_compare"}
-    coop = next(r for r in rows if r["table"] == "xd_compare" and r["trainer"] == "CoOp"
-                and r["measure"] == "imagenet (source)")
-    assert float(coop["mean"]) == 71.5
-    published_avg = {r["measure"]: r for r in rows if r["table"] == "xd_compare" and r["trainer"] == "CoOp"}
-    assert float(published_avg["published Average (10)"]["mean"]) == 63.88  # clipprompt/published/xd.csv
-    assert float(published_avg["Δ Average (10)"]["mean"]) == pytest.approx(
-        statistics.fmean(50.0 + i + 1.5 for i in range(10)) - 63.88)
-    assert published_avg["published imagenet (source)"]["text"] == ""  # read row, number not printed there
-    few = run_report(tree, "--protocol", "few_shot", "--compare")
-    assert few.returncode == 0 and "note: no published numbers for protocol few_shot" in few.stderr

@@ -38,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from clipprompt.runs import faults, feature_cache
+from clipprompt.runs import cost, faults, feature_cache
 from clipprompt.runs.checkpoint import (
     find_checkpoint,
     load_checkpoint,
@@ -104,7 +104,9 @@ class ClipTrainer(TrainerX):
         self.unverified: str | None = None  # why the evaluated weights' origin could not be checked
         self._backbone_digest: str | None = None
         self._skip_lines: set[str] = set()  # DATALOADER.SKIP_BAD_IMAGES notices printed (once each)
+        self.training_clock = cost.TrainingClock()  # result.json's cost; carried by checkpoints
         super().__init__(cfg)
+        cost.reset_peak_gpu_memory(self.device)  # this run's peak, from its model on
 
     @classmethod
     def config_node_name(cls) -> str:
@@ -231,10 +233,12 @@ class ClipTrainer(TrainerX):
     def train(self):
         with self.stops.deferring():  # a signal stops the run after the current step
             self.before_train()
+            self.training_clock.start()
             for self.epoch in range(self.start_epoch, self.max_epoch):
                 self.before_epoch()
                 self.run_epoch()
                 self.after_epoch()
+            self.training_clock.stop()
         self.after_train()
 
     def run_epoch(self):
@@ -368,6 +372,7 @@ class ClipTrainer(TrainerX):
 
     def forward_backward(self, batch) -> dict[str, float]:
         images, labels = self.parse_batch_train(batch)[:2]
+        self.training_clock.images += len(labels)
         with self.precision.autocast():
             loss, summary = self.train_loss(images, labels)
         self.model_zero_grad()
@@ -408,6 +413,7 @@ class ClipTrainer(TrainerX):
         Class-only text features are computed once for the whole split, not per batch. An
         evaluation of the test split also writes `result.json` to the output folder.
         """
+        started = time.monotonic()
         self.set_model_mode("eval")
         self.evaluator.reset()
         split = split or self.cfg.TEST.SPLIT
@@ -443,7 +449,8 @@ class ClipTrainer(TrainerX):
             print(f"{len(skipped)} unreadable image(s) left out of the {split} results "
                   f"({len(loader.dataset) - len(skipped)} of {len(loader.dataset)} evaluated)")
         if split == "test" and self.dist.is_main:
-            self.write_result(results, num_images=len(loader.dataset) - len(skipped), skipped=[p for p, _ in skipped])
+            self.write_result(results, num_images=len(loader.dataset) - len(skipped), skipped=[p for p, _ in skipped],
+                              eval_seconds=time.monotonic() - started)
         return list(results.values())[0]
 
     @staticmethod
@@ -497,7 +504,7 @@ class ClipTrainer(TrainerX):
             labels.append(batch_labels)
         return torch.cat(features), torch.cat(labels), skipped
 
-    def write_result(self, metrics, num_images: int, skipped: list[str] = ()) -> None:
+    def write_result(self, metrics, num_images: int, skipped: list[str] = (), *, eval_seconds: float) -> None:
         cfg = self.cfg
         run = {
             "trainer": type(self).__name__,
@@ -515,6 +522,7 @@ class ClipTrainer(TrainerX):
             **self.training_status,  # training_finished and max_epoch, when weights were trained or loaded
             **self.run_info,
             "verified": self.unverified is None,  # false: weights from a checkpoint whose origin is unknown
+            "cost": cost.record(self.training_clock, eval_seconds, self.model, self.device),
         }
         if self.unverified:
             run["unverified_reason"] = self.unverified
@@ -551,6 +559,7 @@ class ClipTrainer(TrainerX):
             "backbone_sha256": self.backbone_digest(),
             "config": flat_config(self.cfg),
             "training": self.training_extras(),  # training-only state; evaluation never reads it
+            "cost": self.training_clock.state_dict(),  # time and images so far, for result.json's cost
         }
 
     def training_extras(self) -> dict:
@@ -711,6 +720,7 @@ class ClipTrainer(TrainerX):
         if state.get("best_result") is not None:
             self.best_result = state["best_result"]
         self.restore_training_extras(state.get("training") or {}, path)
+        self.training_clock.load_state_dict(state.get("cost") or {})
         progress = Progress(state["epoch"], state.get("step", 0))
         if progress.steps and self.train_sampler is None:
             raise CheckpointError(f"{path} is a mid-epoch checkpoint, which Dassl's loader for this sampler cannot resume.")
