@@ -22,7 +22,8 @@ average over the targets. Few-shot: per dataset accuracy at each number of shots
 is a gap unless every dataset it covers has a number. Each protocol starts with one table of
 every method, best first. `--compare` adds the published averages (`clipprompt/published/`:
 base-to-new Base/New/HM, cross-dataset and domain-generalization source accuracy and target
-average) and our difference from them; `--plot DIR` draws the figures (`clipprompt/figures.py`).
+average) and our difference from them; `--plot DIR` draws the figures (`clipprompt/results/figures.py`;
+the published numbers only with `--compare`).
 
 Dassl-free and torch-free: only the standard library (matplotlib for --plot).
 """
@@ -573,7 +574,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--format", choices=["markdown", "csv"], default="markdown")
     parser.add_argument("--compare", action="store_true",
                         help="add the published averages (base-to-new, cross-dataset, domain generalization) and our difference")
-    parser.add_argument("--plot", metavar="DIR", help="also write the figures (PNG and SVG) to DIR; needs matplotlib")
+    parser.add_argument("--plot", metavar="DIR", help="also write the figures (PNG, SVG and PDF) to DIR, with the "
+                        "published numbers when --compare is given; needs matplotlib")
     args = parser.parse_args(argv)
     root = Path(args.output_dir)
     if not root.is_dir():
@@ -597,8 +599,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import figures
 
         try:
-            rows = published("base2new")
-            figs = figures.figures(found, rows, published_names(rows))
+            data = figures.from_tables(found, reference=tables(records, "xd"),
+                                       published={p: published(p) for p in protocols.PROTOCOLS} if args.compare else None)
+            figs = figures.figures(data)
         except figures.PlotUnavailable as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
