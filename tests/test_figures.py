@@ -210,6 +210,19 @@ def test_missing_bars_say_na_and_the_figure_counts_them(partial):
     assert "Hatched: fewer seeds than the others (3 bars)" in footnote(figs["xd"])  # SEP's one seed
 
 
+def test_means_over_fewer_seeds_are_hatched_or_ringed(partial):
+    data, figs = partial
+    for ax in figs["base2new"].axes:  # Base, New and the HM computed from them
+        sep, coop = (next(c for c in bars(ax) if c.get_label() == label) for label in ("SEP", "CoOp"))
+        caltech = 1  # SEP has one seed, CoOp three
+        assert sep.patches[caltech].get_hatch() and not coop.patches[caltech].get_hatch()
+    assert data["base2new"].results[figures.Method("SEP")][("caltech101", "HM")].n == 1
+    dtd = next(ax for ax in figs["few_shot"].axes if ax.get_title() == "DTD")
+    (ring,) = [line for line in dtd.get_lines() if line.get_label() == "_fewer seeds"]
+    assert list(ring.get_xdata()) == [1, 4, 16] and ring.get_markerfacecolor() == "none"
+    assert "fewer seeds" in [t.get_text() for t in figs["few_shot"].legends[0].get_texts()]
+
+
 def test_a_method_missing_in_a_group_gets_its_own_na(tmp_path):
     fake_tree(tmp_path, trainers=("CoOp", "SEP"), base2new=(), xd=("caltech101", "dtd"), dg=(), few_shot=(),
               zero_shot=False, seeds_of=lambda t, d: () if (t, d) == ("SEP", "dtd") else (1, 2))

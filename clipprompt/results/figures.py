@@ -185,6 +185,22 @@ def _published(protocol: str, rows: Sequence[Mapping], methods) -> dict:
     return out
 
 
+def _per_dataset(tables: Sequence, expected: Sequence[str], measure) -> tuple[tuple, dict]:
+    """(dataset keys, Method -> cells) of per-method tables whose rows are datasets, then the average
+    (base2new, few_shot); `measure` turns a column name into the measure key."""
+    methods = _methods([t.group for t in tables])
+    results: dict = {}
+    for t in tables:
+        cells = results.setdefault(methods[t.group], {})
+        for row in t.rows:
+            key = AVERAGE if row is t.rows[-1] else row[0]
+            for column, value in zip(t.columns[1:], row[1:]):
+                if _stat(value):
+                    cells[(key, measure(column))] = _stat(value)
+    others = sorted({r[0] for t in tables for r in t.rows[:-1]} - set(expected))
+    return (*expected, *others, AVERAGE), results
+
+
 def from_tables(tables: Sequence, reference: Sequence = (), published: Mapping | None = None) -> list[FigureData]:
     """The report's tables (`clipprompt.results.report.tables`) as figure input.
 
@@ -193,46 +209,28 @@ def from_tables(tables: Sequence, reference: Sequence = (), published: Mapping |
     --compare.
     """
     out = []
-    per_method = {p: [t for t in tables if t.protocol == p and t.group is not None] for p in ("base2new", "few_shot")}
-    if per_method["base2new"]:
-        ts = per_method["base2new"]
-        methods = _methods([t.group for t in ts])
-        datasets = (*protocols.BASE2NEW, *sorted({r[0] for t in ts for r in t.rows[:-1]} - set(protocols.BASE2NEW)))
-        results = {}
-        for t in ts:
-            cells = results.setdefault(methods[t.group], {})
-            for row in t.rows:
-                key = AVERAGE if row is t.rows[-1] else row[0]
-                for measure, value in zip(t.columns[1:], row[1:]):
-                    if _stat(value):
-                        cells[(key, measure)] = _stat(value)
-                base, new, hm = (cells.get((key, m)) for m in ("Base", "New", "HM"))
+    base2new = [t for t in tables if t.protocol == "base2new" and t.group is not None]
+    if base2new:
+        datasets, results = _per_dataset(base2new, protocols.BASE2NEW, str)
+        for cells in results.values():
+            for d in datasets:
+                base, new, hm = (cells.get((d, m)) for m in ("Base", "New", "HM"))
                 if hm and base and new and base.n and new.n:  # an HM rests on the seeds of its Base and New
-                    cells[(key, "HM")] = Stat(hm.mean, None, min(base.n, new.n))
-        out.append(FigureData("base2new", (*datasets, AVERAGE), ("Base", "New", "HM"), results))
-    if per_method["few_shot"]:
-        ts = per_method["few_shot"]
-        methods = _methods([t.group for t in ts])
-        shots = tuple(sorted({int(c.split()[0]) for t in ts for c in t.columns[1:]}))
-        datasets = (*protocols.FEW_SHOT, *sorted({r[0] for t in ts for r in t.rows[:-1]} - set(protocols.FEW_SHOT)))
-        results = {}
-        for t in ts:
-            cells = results.setdefault(methods[t.group], {})
-            for row in t.rows:
-                key = AVERAGE if row is t.rows[-1] else row[0]
-                for column, value in zip(t.columns[1:], row[1:]):
-                    if _stat(value):
-                        cells[(key, int(column.split()[0]))] = _stat(value)
-        out.append(FigureData("few_shot", (*datasets, AVERAGE), shots, results, reference=_zero_shot(reference)))
+                    cells[(d, "HM")] = Stat(hm.mean, None, min(base.n, new.n))
+        out.append(FigureData("base2new", datasets, ("Base", "New", "HM"), results))
+    few_shot = [t for t in tables if t.protocol == "few_shot" and t.group is not None]
+    if few_shot:
+        shots = lambda column: int(column.split()[0])  # noqa: E731  "4 shots" -> 4
+        datasets, results = _per_dataset(few_shot, protocols.FEW_SHOT, shots)
+        measures = tuple(sorted({shots(c) for t in few_shot for c in t.columns[1:]}))
+        out.append(FigureData("few_shot", datasets, measures, results, reference=_zero_shot(reference)))
     for t in tables:
-        if t.protocol not in ("xd", "dg"):
-            continue
-        methods = _methods(t.row_groups)
-        datasets = [c.replace(" (source)", "") for c in t.columns[1:-1]]
-        results = {methods[g]: {(AVERAGE if i == len(datasets) else d, "accuracy"): _stat(v)
-                                for i, (d, v) in enumerate(zip([*datasets, AVERAGE], row[1:])) if _stat(v)}
-                   for g, row in zip(t.row_groups, t.rows)}
-        out.append(FigureData(t.protocol, (*datasets, AVERAGE), ("accuracy",), results))
+        if t.protocol in ("xd", "dg"):
+            methods = _methods(t.row_groups)
+            datasets = (*(c.replace(" (source)", "") for c in t.columns[1:-1]), AVERAGE)
+            results = {methods[g]: {(d, "accuracy"): _stat(v) for d, v in zip(datasets, row[1:]) if _stat(v)}
+                       for g, row in zip(t.row_groups, t.rows)}
+            out.append(FigureData(t.protocol, datasets, ("accuracy",), results))
     if published is not None:
         for data in out:
             data.published = _published(data.protocol, published.get(data.protocol, ()), data.results)
