@@ -241,7 +241,18 @@ def test_few_shot_panels_without_runs_say_na(partial):
     panels = {ax.get_title(): ax for ax in figs["few_shot"].axes if ax.get_visible()}
     assert len(panels) == len(protocols.FEW_SHOT) + 1  # every dataset is shown, runs or not
     assert [t.get_text() for t in panels["ImageNet"].texts] == [figures.NA]
-    assert texts(panels["DTD"]) == []
+    # DTD has runs at 1, 4 and 16 shots: "n/a" at the bottom of 2 and 8, where no method has a point
+    assert sorted(t.get_position()[0] for t in texts(panels["DTD"])) == [2, 8]
+    assert "n/a: no run (" in footnote(figs["few_shot"])
+
+
+def test_a_few_shot_method_missing_some_shots_is_named(tmp_path):
+    for trainer, shots in (("CoOp", (1, 2, 4)), ("SEP", (1, 4))):
+        for k in shots:
+            put(tmp_path, layout.RunKey("few_shot", f"shots_{k}", trainer, "c", "dtd", k, 1), 50.0 + k)
+    _, figs = build(tmp_path)
+    dtd = next(ax for ax in figs["few_shot"].axes if ax.get_title() == "DTD")
+    assert "n/a: SEP at 2" in [t.get_text() for t in dtd.texts]
     assert "n/a: no run (" in footnote(figs["few_shot"])
 
 

@@ -448,6 +448,27 @@ def bar_figure(data: FigureData, Figure):
     return fig
 
 
+def _few_shot_na(ax, data: FigureData, dataset: str, methods: Sequence[Method]) -> None:
+    """A few-shot panel's n/a: centred when it has no point at all; else "n/a" at each shot without a
+    point, and the methods that miss shots others have, named in the corner."""
+    shots = data.measures
+    has = {k: [m for m in methods if (dataset, k) in data.results[m]] for k in shots}
+    if not any(has.values()):
+        ax.text(0.5, 0.5, NA, transform=ax.transAxes, ha="center", va="center", fontsize=9, color="0.3")
+        return
+    for k in shots:
+        if not has[k]:
+            _na(ax, k, rotation=0)
+    partial = {m: [k for k in shots if has[k] and m not in has[k]] for m in methods}
+    partial = {m: ks for m, ks in partial.items() if ks}
+    if not partial:
+        return
+    lines = [m.label + ("" if len(ks) == sum(bool(has[k]) for k in shots) else " at " + ", ".join(map(str, ks)))
+             for m, ks in partial.items()]
+    text = ", ".join(lines) if len(lines) <= 2 else f"{len(lines)} of {len(methods)} methods"
+    ax.text(0.98, 0.1, f"{NA}: {text}", transform=ax.transAxes, ha="right", va="bottom", fontsize=5.5, color="0.3")
+
+
 def few_shot_figure(data: FigureData, Figure):
     """Accuracy against shots: one panel per dataset and the average, one line per method with a ± std band."""
     from matplotlib.ticker import MaxNLocator
@@ -493,13 +514,7 @@ def few_shot_figure(data: FigureData, Figure):
             ax.axhline(data.reference[d], color=TRAINERS["ZeroshotCLIP"][1], linestyle="--", linewidth=1,
                        zorder=2.5, label="Zero-shot CLIP (reference)")
             drawn.append(data.reference[d])
-        absent = [m for m in methods if all((d, k) not in data.results[m] for k in shots)]
-        if len(absent) == len(methods):
-            ax.text(0.5, 0.5, NA, transform=ax.transAxes, ha="center", va="center", fontsize=9, color="0.3")
-        elif absent:
-            ax.text(0.98, 0.03, f"{NA}: " + (", ".join(m.label for m in absent) if len(absent) <= 2
-                                            else f"{len(absent)} of {len(methods)} methods"),
-                    transform=ax.transAxes, ha="right", va="bottom", fontsize=5.5, color="0.3")
+        _few_shot_na(ax, data, d, methods)
         ax.set_xscale("log", base=2)
         ax.set_xticks(shots, [str(k) for k in shots])
         ax.minorticks_off()
