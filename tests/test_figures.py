@@ -56,11 +56,12 @@ def fake_tree(out, trainers=TRAINED, seeds=(1, 2, 3), base2new=protocols.BASE2NE
                     put(out, layout.RunKey("few_shot", f"shots_{k}", t, cfg, d, k, seed),
                         accuracy(t, d, "few", seed, k))
     if zero_shot:
+        zs = "ZeroshotCLIP"
         for d in base2new:
             for part in ("base", "new"):
-                put(out, layout.RunKey("zeroshot", part, "ZeroshotCLIP", "vit_b16", d), accuracy("ZeroshotCLIP", d, part, None) - 3)
+                put(out, layout.RunKey("zeroshot", part, zs, "vit_b16", d), accuracy(zs, d, part, None) - 3)
         for d in sorted({*few_shot, *xd, *dg, *([protocols.SOURCE] if xd or dg or few_shot else [])}):
-            put(out, layout.RunKey("zeroshot", "all", "ZeroshotCLIP", "vit_b16", d), accuracy("ZeroshotCLIP", d, "target", None))
+            put(out, layout.RunKey("zeroshot", "all", zs, "vit_b16", d), accuracy(zs, d, "target", None))
     return out
 
 
