@@ -252,60 +252,7 @@ def test_import_report_does_not_import_torch():
     assert "clipprompt.results.report" in done.stderr  # importtime really ran
 
 
-# -- figures -----------------------------------------------------------------------------------
-
-
-def test_plot_writes_each_figure_with_one_series_per_method(tree, tmp_path):
-    pytest.importorskip("matplotlib")
-    from clipprompt.results import figures
-
-    put(tree, "few_shot/dtd/shots_1/SEP/cfg/seed1", 40.0)  # a second few-shot method
-    found = report.tables(report.scan(tree))
-    rows = report.published("base2new")
-    figs = figures.figures(found, rows, report.published_names(rows))
-    assert set(figs) == {"base2new", "xd", "dg", "few_shot"}
-
-    few = figs["few_shot"].axes
-    visible = [ax for ax in few if ax.get_visible()]
-    assert len(visible) == len(protocols.FEW_SHOT) + 1  # every dataset and the average
-    assert all(len(ax.get_lines()) == 2 for ax in visible)  # CoOp and SEP
-    dtd = next(ax for ax in visible if ax.get_title() == "dtd")
-    coop = next(line for line in dtd.get_lines() if line.get_label().startswith("CoOp"))
-    assert list(coop.get_ydata())[2] == pytest.approx(52.0)  # 4 shots
-
-    base, new, hm_axes = figs["base2new"].axes
-    assert [ax.get_title() for ax in (base, new, hm_axes)] == ["Base", "New", "HM"]
-    for ax in (base, new, hm_axes):
-        assert len(ax.containers) == 3  # CoOp, CoCoOp, ZeroshotCLIP
-        assert all(len(c) == len(protocols.BASE2NEW) + 1 for c in ax.containers)
-        markers = [line for line in ax.get_lines() if line.get_label().startswith("published")]
-        assert len(markers) == 3  # CoOp, CoCoOp and zero-shot CLIP have published averages
-    assert base.get_xlim() == (-0.5, len(protocols.BASE2NEW) + 0.5)  # imagenet's gap group shown too
-    assert [tick.get_text() for tick in base.get_xticklabels()][0] == "imagenet"
-    coop_bars = next(c for c in base.containers if c.get_label().startswith("CoOp"))
-    assert coop_bars[1].get_height() == pytest.approx(statistics.fmean(BASE["caltech101"]))
-
-    (xd,) = figs["xd"].axes
-    assert len(xd.containers) == 2 and all(len(c) == len(protocols.XD_TARGETS) + 2 for c in xd.containers)
-    (dg,) = figs["dg"].axes
-    assert len(dg.containers) == 2
-
-    written = figures.save(figs, tmp_path / "figs")
-    assert sorted(p.name for p in written) == sorted(f"{n}.{e}" for n in figs for e in ("png", "svg"))
-    for path in written:
-        assert path.stat().st_size > 1000
-    assert (tmp_path / "figs" / "xd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert b"<svg" in (tmp_path / "figs" / "dg.svg").read_bytes()[:2000]
-
-
-def test_plot_cli_and_missing_matplotlib(tree, tmp_path, monkeypatch, capsys):
-    pytest.importorskip("matplotlib")
-    assert report.main([str(tree), "--protocol", "dg", "--plot", str(tmp_path / "p")]) == 0
-    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["dg.png", "dg.svg"]
-    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if not installed
-    assert report.main([str(tree), "--protocol", "dg", "--plot", str(tmp_path / "q")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err == 'error: matplotlib is not installed: pip install -e ".[plot]"'
+# figures: tests/test_figures.py
 
 
 # -- published cross-dataset and domain-generalization numbers (issue 14) ---------------------------

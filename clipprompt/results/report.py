@@ -23,7 +23,8 @@ is a gap unless every dataset it covers has a number. Each protocol starts with 
 every method, best first. `--compare` adds, per protocol and dataset, ours beside the published
 numbers (`clipprompt/results/compare.py`, numbers in `clipprompt/results/published/`), the
 difference and whether it lies within two standard deviations of our seeds; `--cost` prints the
-cost table (`clipprompt/results/cost.py`); `--plot DIR` draws the figures (`clipprompt/results/figures.py`).
+cost table (`clipprompt/results/cost_table.py`); `--plot DIR` draws the figures (`clipprompt/results/figures.py`;
+the published numbers only with `--compare`).
 
 Dassl-free and torch-free: only the standard library (matplotlib for --plot).
 """
@@ -489,7 +490,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="add ours beside the published numbers, per dataset and protocol, the difference and whether it lies within 2 std of our seeds")
     parser.add_argument("--cost", action="store_true",
                         help="print what each method cost per protocol instead: wall times, images/s, peak memory, trainable parameters")
-    parser.add_argument("--plot", metavar="DIR", help="also write the figures (PNG and SVG) to DIR; needs matplotlib")
+    parser.add_argument("--plot", metavar="DIR", help="also write the figures (PNG, SVG and PDF) to DIR, with the "
+                        "published numbers when --compare is given; needs matplotlib")
     args = parser.parse_args(argv)
     root = Path(args.output_dir)
     if not root.is_dir():
@@ -526,8 +528,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import figures
 
         try:
-            rows = published("base2new")
-            figs = figures.figures(found, rows, published_names(rows))
+            data = figures.from_tables(found, reference=tables(records, "xd"),
+                                       published={p: published(p) for p in protocols.PROTOCOLS} if args.compare else None)
+            figs = figures.figures(data)
         except figures.PlotUnavailable as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
