@@ -170,6 +170,22 @@ def test_per_image_selection_picks_each_images_own_tokens(tiny_clip, images):
 # ---- training ------------------------------------------------------------------------------------
 
 
+@requires_dassl
+def test_the_progress_bar_shows_seps_six_terms_in_100_columns(tiny_clip, images):
+    """SEP's running averages and the rate, as the bar's postfix, at 3 significant digits under short names."""
+    from trainers.base import bar_postfix
+
+    _, summary = build(tiny_clip, layers=[1, 2]).loss(images, LABELS)
+    assert len(summary) == 6
+    shown = bar_postfix(summary, 2e-3)
+    assert shown.startswith("loss=") and "txt=" in shown and "vis=" in shown and shown.endswith("lr=0.002")
+    assert f"ce={summary['ce']:.3g}," in shown
+    worst = bar_postfix({name: 1.23456e-05 for name in summary}, 1.23456e-05)  # every value at its widest
+    assert worst == "loss=1.23e-05, acc=1.23e-05, ce=1.23e-05, txt=1.23e-05, vis=1.23e-05, proto=1.23e-05, lr=1.23e-05"
+    assert len(shown) <= 100 and len(worst) <= 100
+
+
+
 def test_gradients_reach_exactly_the_trainable_parts(tiny_clip, images):
     model = build(tiny_clip, layers=[1, 2])
     loss, summary = model.loss(images, LABELS)

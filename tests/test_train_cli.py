@@ -133,6 +133,26 @@ def test_coop_trains_saves_and_eval_only_reproduces(data_root, tmp_path):
     assert metrics(evaluated)["metrics"] == trained["metrics"]
 
 
+def test_each_epoch_leaves_a_summary_line_and_the_cpu_precision_notice_is_said_once(data_root, tmp_path):
+    """The shipped config asks for fp16, which a CPU cannot do: one plain notice, no Python warning."""
+    import re
+    import warnings
+
+    out = tmp_path / "coop"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stdout = cli_ok(*common(data_root, "CoOp", "CoOp/vit_b16_ep50", out, "OPTIM.MAX_EPOCH", "2",
+                                "DATASET.NUM_SHOTS", "2"))
+    log = (out / "log.txt").read_text()
+    for text in (stdout, log):
+        summaries = re.findall(r"^epoch (\d)/2 done: loss \d+(?:\.\d+)?, acc \d+\.\d%, lr [\d.e-]+, 0:00:\d\d$",
+                               text, re.M)
+        assert summaries == ["1", "2"], text[-3000:]
+        notice = "Note: PREC fp16 needs a CUDA device; running in fp32 on cpu instead"
+        assert text.count(notice) == 1 and re.search(f"^{notice}", text, re.M)
+    assert not [w for w in caught if "CUDA" in str(w.message)], [str(w.message) for w in caught]
+
+
 def metrics_classnames(data_root, subsample="all"):
     from clipprompt.data import build_splits
 

@@ -170,6 +170,8 @@ class ClipTrainer(TrainerX):
         if self.dist.launched and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         self.precision = resolve_precision(self.trainer_cfg.PREC, self.device)
+        if self.precision.fallback:
+            print(f"Note: {self.precision.fallback}")  # once per run, in the log too
         print(f"Loading CLIP {cfg.MODEL.BACKBONE.NAME} (precision {self.precision.name})")
         clip = load_clip(
             cfg.MODEL.BACKBONE.NAME,
@@ -245,6 +247,7 @@ class ClipTrainer(TrainerX):
                 f"DATALOADER.TRAIN_X.BATCH_SIZE {self.cfg.DATALOADER.TRAIN_X.BATCH_SIZE})."
             )
         losses, batch_time, data_time = MetricMeter(), AverageMeter(), AverageMeter()
+        lr, epoch_start = self.get_current_lr(), time.time()  # the rate this epoch's steps use
         self.progress_bar = None
         if on_terminal():  # a bar on the terminal; log.txt keeps the plain lines
             desc = f"epoch {self.epoch + 1}/{self.max_epoch}"
@@ -263,6 +266,7 @@ class ClipTrainer(TrainerX):
             if self.progress_bar is not None:
                 self.progress_bar.close()
             stop_workers(batches)
+        print(epoch_summary(self.epoch + 1, self.max_epoch, losses, lr, time.time() - epoch_start))
 
     def log_step(self, losses, batch_time, data_time) -> None:
         """Dassl's progress line, every TRAIN.PRINT_FREQ steps, and the tensorboard scalars."""
@@ -280,8 +284,8 @@ class ClipTrainer(TrainerX):
             elif hasattr(sys.stdout, "write_file_only"):
                 sys.stdout.write_file_only(line + "\n")
         if self.progress_bar is not None:
-            shown = {name: f"{meter.avg:.4f}" for name, meter in losses.meters.items()}
-            self.progress_bar.set_postfix(shown, lr=f"{self.get_current_lr():.2e}", refresh=False)
+            averages = {name: meter.avg for name, meter in losses.meters.items()}
+            self.progress_bar.set_postfix_str(bar_postfix(averages, self.get_current_lr()), refresh=False)
             self.progress_bar.update(1)
         n_iter = self.epoch * self.num_batches + self.batch_idx
         for name, meter in losses.meters.items():
@@ -652,6 +656,27 @@ class ClipTrainer(TrainerX):
         at = f"epoch {progress.epochs + 1}" + (f", step {progress.steps + 1}" if progress.steps else "")
         print(f"Resumed from {path}: continuing at {at}")
         return progress.epochs
+
+
+# Loss terms under short names in the progress bar (SEP's six terms and the rate fit 100 columns).
+SHORT_NAMES = {"text_cons": "txt", "visual_cons": "vis", "logits_kl": "kl", "text_l1": "txt_l1",
+               "image_l1": "img_l1", "loss_t2i": "t2i"}
+
+
+def bar_postfix(averages: dict[str, float], lr: float) -> str:
+    """The progress bar's postfix: each running average to 3 significant digits, short names."""
+    shown = [f"{SHORT_NAMES.get(name, name)}={value:.3g}" for name, value in averages.items()]
+    return ", ".join([*shown, f"lr={lr:.3g}"])
+
+
+def epoch_summary(epoch: int, max_epoch: int, losses, lr: float, seconds: float) -> str:
+    """The line that stays on screen (and in log.txt) when an epoch's bar closes."""
+    meters = losses.meters
+    parts = [f"loss {meters['loss'].avg:.4g}"] if "loss" in meters else []
+    if "acc" in meters:
+        parts.append(f"acc {meters['acc'].avg:.1f}%")
+    parts += [f"lr {lr:.3g}", f"{datetime.timedelta(seconds=round(seconds))}"]
+    return f"epoch {epoch}/{max_epoch} done: {', '.join(parts)}"
 
 
 def on_terminal() -> bool:
