@@ -268,7 +268,9 @@ def test_bf16_autocast_keeps_every_loss_term_finite(tiny_clip, images):
 
 
 @pytest.mark.parametrize("layers, message", [
-    ([1, 3], r"out of range for the (text|image) encoder .*\(3 blocks\): indices must be in 0\.\.2"),
+    ([1, 3, 5], r"^TRAINER\.SEP\.LAYERS \[1, 3, 5\] holds blocks out of range: 3, 5 for the text encoder of this CLIP "
+                r"\(3 blocks: indices must be in 0\.\.2\); 3, 5 for the image encoder of this CLIP \(3 blocks: "
+                r"indices must be in 0\.\.2\)\.$"),
     ([-1], r"indices must be in 0\.\.2"),
     ([1, 1], "more than once"),
     ("1,2", r"TRAINER.SEP.LAYERS is .1,2.; it must be a list of integers"),

@@ -172,7 +172,7 @@ def test_zeroshot_accuracy_is_clips_on_the_test_split(data_root, tmp_path):
 
 
 @pytest.mark.parametrize("trainer, flags, extra, message", [
-    ("CoOP", [], [], "error: Unknown trainer 'CoOP' (--trainer); registered: "),
+    ("CoOP", [], [], "error: Unknown trainer 'CoOP' (--trainer); did you mean CoOp? This project's trainers: CoCoOp, "),
     ("CoOp", [], ["TRAINER.COOP.NCTX", "4"], "Did you mean TRAINER.COOP.N_CTX?"),
     ("CoOp", [], ["INPUT.SIZE", "(224, 224)"], 'INPUT.SIZE (224, 224) does not match the backbone\'s input resolution 32; set INPUT.SIZE "(32, 32)"'),
     ("CoOp", ["--eval-only", "--model-dir", "/nonexistent", "--load-epoch", "3"], [], "No checkpoint of epoch 3 in /nonexistent/model"),

@@ -3,6 +3,8 @@
 from clipprompt.models import PromptSRC as PromptSRCModel
 from clipprompt.models.promptsrc import GaussianPromptAverage, gaussian_epoch_weights
 
+from clipprompt.errors import ConfigError
+
 from ._dassl import TRAINER_REGISTRY
 from .base import ClipTrainer
 
@@ -17,6 +19,7 @@ class PromptSRC(ClipTrainer):
 
     def build_custom_model(self, clip, classnames):
         options = self.options
+        check_prompt_depths(options, text_blocks=clip.transformer.layers, vision_blocks=clip.visual.transformer.layers)
         model = PromptSRCModel(clip, classnames, options)
         if options.gpa:  # the model holds it so that checkpoints carry its running sum
             weights = gaussian_epoch_weights(self.cfg.OPTIM.MAX_EPOCH, options.gpa_mean, options.gpa_std)
@@ -35,3 +38,17 @@ class PromptSRC(ClipTrainer):
                 print("Gaussian prompt aggregation: loading the weighted average of every epoch's prompts")
                 self.model.load_trainable_state_dict(average.result())
         super().after_epoch()
+
+
+def check_prompt_depths(options, text_blocks: int, vision_blocks: int) -> None:
+    """Both prompt depths against this CLIP's encoders, every key too deep in one line (one run names them all)."""
+    problems = [
+        f"TRAINER.PROMPTSRC.{key} is {depth}, but this CLIP's {encoder} encoder has {blocks} blocks"
+        for key, depth, encoder, blocks in (
+            ("PROMPT_DEPTH_TEXT", options.prompt_depth_text, "text", text_blocks),
+            ("PROMPT_DEPTH_VISION", options.prompt_depth_vision, "image", vision_blocks),
+        )
+        if depth > blocks
+    ]
+    if problems:
+        raise ConfigError("; ".join(problems) + ".")
