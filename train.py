@@ -128,12 +128,17 @@ def check_registered(cfg) -> None:
     if not cfg.DATASET.NAME:
         names = ", ".join(spec.config for spec in CATALOG.values())
         raise ConfigError(f"no dataset given: add --dataset-config-file configs/datasets/NAME.yaml (NAME: {names}).")
-    if trainer not in TRAINER_REGISTRY.registered_names():
-        ours = sorted((name for name in TRAINER_REGISTRY.registered_names()
-                       if issubclass(TRAINER_REGISTRY.get(name), ClipTrainer)), key=str.lower)
-        close = closest_names(trainer, ours)
-        hint = f" did you mean {close[0]}?" if close else ""
-        raise ConfigError(f"Unknown trainer {trainer!r} (--trainer);{hint} This project's trainers: {', '.join(ours)}.")
+    ours = sorted((name for name in TRAINER_REGISTRY.registered_names()
+                   if issubclass(TRAINER_REGISTRY.get(name), ClipTrainer)), key=str.lower)
+    if trainer not in ours:  # Dassl's own (ADDA, DANN, ...) cannot train CLIP prompts
+        close = closest_names(trainer, ours) if trainer else []
+        if not trainer:
+            problem = "no trainer given: add --trainer NAME."
+        elif trainer in TRAINER_REGISTRY.registered_names():
+            problem = f"--trainer {trainer} is one of Dassl's own trainers, which do not train CLIP prompts."
+        else:
+            problem = f"Unknown trainer {trainer!r} (--trainer){f'; did you mean {close[0]}?' if close else '.'}"
+        raise ConfigError(f"{problem} This project's trainers: {', '.join(ours)}.")
     names = DATASET_REGISTRY.registered_names()
     if cfg.DATASET.NAME not in names:
         raise ConfigError(f"Unknown dataset {cfg.DATASET.NAME!r} (DATASET.NAME / --dataset-config-file); "

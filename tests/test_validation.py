@@ -472,6 +472,9 @@ TRAINERS = "CoCoOp, CoOp, KgCoOp, MaPLe, MPL, PromptSRC, SEP, TCP, ZeroshotCLIP"
     ("config folder in lower case", "Config file configs/trainers/coop/ does not exist; did you mean "
      "configs/trainers/CoOp/vit_b16_ep50.yaml? The configs in configs/trainers/CoOp/: vit_b16_ep50.yaml."),
     ("trainer in lower case", f"Unknown trainer 'coop' (--trainer); did you mean CoOp? This project's trainers: {TRAINERS}."),
+    ("one of Dassl's trainers", f"--trainer DANN is one of Dassl's own trainers, which do not train CLIP prompts. "
+     f"This project's trainers: {TRAINERS}."),
+    ("no trainer", f"no trainer given: add --trainer NAME. This project's trainers: {TRAINERS}."),
     ("another trainer's config", "configs/trainers/SEP/vit_b16_ep50_batch32.yaml sets TRAINER.SEP, which --trainer CoOp "
      "ignores (it reads TRAINER.COOP); that file is for SEP: use --trainer SEP, or a config file of CoOp "
      "(configs/trainers/CoOp/)."),
@@ -495,6 +498,10 @@ def test_first_mistakes_name_the_cause_and_the_fix(data_root, tiny_clip_path, tm
         argv[at["--config-file"]] = "configs/trainers/coop/"
     elif case == "trainer in lower case":
         argv[at["--trainer"]] = "coop"
+    elif case == "one of Dassl's trainers":
+        argv[at["--trainer"]] = "DANN"
+    elif case == "no trainer":
+        del argv[at["--trainer"] - 1:at["--trainer"] + 1]
     elif case == "another trainer's config":
         argv[at["--config-file"]] = "configs/trainers/SEP/vit_b16_ep50_batch32.yaml"
     elif case == "key without its section":
