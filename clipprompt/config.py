@@ -12,8 +12,8 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from pathlib import Path
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from yacs.config import CfgNode as CN
 

@@ -1,9 +1,8 @@
 """PromptSRC: independent deep prompts, self-regulated towards frozen CLIP, averaged over epochs (GPA)."""
 
+from clipprompt.errors import ConfigError
 from clipprompt.models import PromptSRC as PromptSRCModel
 from clipprompt.models.promptsrc import GaussianPromptAverage, gaussian_epoch_weights
-
-from clipprompt.errors import ConfigError
 
 from ._dassl import TRAINER_REGISTRY
 from .base import ClipTrainer
