@@ -657,7 +657,7 @@ def test_a_terminal_shows_a_progress_bar_with_eta_and_log_txt_keeps_plain_lines(
     text = screen.decode(errors="replace")
     assert "epoch 1/2" in text and "epoch 2/2" in text  # one bar per epoch
     assert re.search(r"\d+/\d+ \[\d\d:\d\d<\d\d:\d\d", text), "no tqdm bar with elapsed<ETA"
-    assert "loss=" in text and "lr=" in text
+    assert "loss=" in text and "acc=" in text
     for epoch in (1, 2):  # the line that stays when the epoch's bar is gone, on screen and in the log
         assert re.search(rf"\repoch {epoch}/2 done: loss [\d.]+, acc [\d.]+%, lr [\d.e-]+, 0:00:\d\d\r?\n", text)
     assert "Evaluating (test)" in text

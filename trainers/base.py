@@ -98,6 +98,7 @@ class ClipTrainer(TrainerX):
         self.resume_step = 0  # steps of the first epoch already done by the run resumed
         self.nonfinite_streak = 0
         self.progress_bar = None  # a tqdm bar per epoch, on a terminal only
+        self.epoch_lr = 0.0  # the learning rate of the current epoch's steps (Dassl updates it at epoch ends)
         self.training_status: dict = {}  # training_finished / max_epoch of the evaluated weights
         self.run_info: dict = {}  # protocol, part, config_name: train.py sets them for result.json
         super().__init__(cfg)
@@ -247,11 +248,12 @@ class ClipTrainer(TrainerX):
                 f"DATALOADER.TRAIN_X.BATCH_SIZE {self.cfg.DATALOADER.TRAIN_X.BATCH_SIZE})."
             )
         losses, batch_time, data_time = MetricMeter(), AverageMeter(), AverageMeter()
-        lr, epoch_start = self.get_current_lr(), time.time()  # the rate this epoch's steps use
+        self.epoch_lr, epoch_start = self.get_current_lr(), time.time()  # the rate this epoch's steps use
         self.progress_bar = None
         if on_terminal():  # a bar on the terminal; log.txt keeps the plain lines
             desc = f"epoch {self.epoch + 1}/{self.max_epoch}"
-            self.progress_bar = tqdm(total=self.num_batches, initial=start, desc=desc, dynamic_ncols=True, leave=False)
+            self.progress_bar = tqdm(total=self.num_batches, initial=start, desc=desc, dynamic_ncols=True, leave=False,
+                                     bar_format=BAR_FORMAT)
         end = time.time()
         batches = iter(self.train_loader_x)
         try:
@@ -266,7 +268,7 @@ class ClipTrainer(TrainerX):
             if self.progress_bar is not None:
                 self.progress_bar.close()
             stop_workers(batches)
-        print(epoch_summary(self.epoch + 1, self.max_epoch, losses, lr, time.time() - epoch_start))
+        print(epoch_summary(self.epoch + 1, self.max_epoch, losses, self.epoch_lr, time.time() - epoch_start))
 
     def log_step(self, losses, batch_time, data_time) -> None:
         """Dassl's progress line, every TRAIN.PRINT_FREQ steps, and the tensorboard scalars."""
@@ -285,7 +287,7 @@ class ClipTrainer(TrainerX):
                 sys.stdout.write_file_only(line + "\n")
         if self.progress_bar is not None:
             averages = {name: meter.avg for name, meter in losses.meters.items()}
-            self.progress_bar.set_postfix_str(bar_postfix(averages, self.get_current_lr()), refresh=False)
+            self.progress_bar.set_postfix_str(bar_postfix(averages), refresh=False)
             self.progress_bar.update(1)
         n_iter = self.epoch * self.num_batches + self.batch_idx
         for name, meter in losses.meters.items():
@@ -658,15 +660,24 @@ class ClipTrainer(TrainerX):
         return progress.epochs
 
 
-# Loss terms under short names in the progress bar (SEP's six terms and the rate fit 100 columns).
+# The training bar: steps, elapsed<ETA and the running loss terms. No rate or percentage, and no
+# learning rate (the same for a whole epoch; each epoch's summary line says it): their columns go to
+# SEP's six terms, so that its bar fits a 100-column terminal.
+BAR_FORMAT = "{desc} |{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+# Loss terms under short names in the bar.
 SHORT_NAMES = {"text_cons": "txt", "visual_cons": "vis", "logits_kl": "kl", "text_l1": "txt_l1",
                "image_l1": "img_l1", "loss_t2i": "t2i"}
 
 
-def bar_postfix(averages: dict[str, float], lr: float) -> str:
+def short_number(value: float) -> str:
+    """3 significant digits in as few columns as they take: 4.05, 12.5, 0.102, 7.81e-4."""
+    forms = (f"{value:.3g}", f"{value:.2e}")
+    return min((form.replace("e-0", "e-").replace("e+0", "e+") for form in forms), key=len)
+
+
+def bar_postfix(averages: dict[str, float]) -> str:
     """The progress bar's postfix: each running average to 3 significant digits, short names."""
-    shown = [f"{SHORT_NAMES.get(name, name)}={value:.3g}" for name, value in averages.items()]
-    return ", ".join([*shown, f"lr={lr:.3g}"])
+    return " ".join(f"{SHORT_NAMES.get(name, name)}={short_number(value)}" for name, value in averages.items())
 
 
 def epoch_summary(epoch: int, max_epoch: int, losses, lr: float, seconds: float) -> str:
