@@ -190,6 +190,24 @@ def test_missing_data_root_names_the_prepare_command(tmp_path):
         validate_dataset("OxfordFlowers", str(tmp_path / "other"))
 
 
+def test_a_root_that_is_the_dataset_folder_itself_names_the_right_root(tmp_path):
+    """`--root data/caltech-101`: no download into caltech-101/caltech-101, the folder above instead."""
+    from clipprompt.data.build import validate_dataset
+    from clipprompt.data.errors import DataConfigError
+
+    make_tiny_dataset(tmp_path / "data", "Caltech101")
+    given = str(tmp_path / "data" / "caltech-101")
+    for root in (given, given + "/"):
+        with pytest.raises(DataConfigError) as info:
+            validate_dataset("Caltech101", root)
+        assert str(info.value) == (f"--root {root} is the Caltech101 dataset folder itself; --root should be the "
+                                   f"folder that contains caltech-101/, i.e. {tmp_path / 'data'}")
+    renamed = tmp_path / "data" / "caltech"  # its files one level up, under another name
+    (tmp_path / "data" / "caltech-101").rename(renamed)
+    with pytest.raises(DataConfigError, match="is the Caltech101 dataset folder itself"):
+        validate_dataset("Caltech101", str(renamed))
+
+
 def test_validate_dataset_reads_split_files_but_not_image_folders(tmp_path, monkeypatch):
     from clipprompt.data import build
     from clipprompt.data.build import validate_dataset

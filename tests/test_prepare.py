@@ -440,4 +440,6 @@ def test_missing_dataset_error_names_the_prepare_command(tmp_path):
 
     with pytest.raises(DatasetError) as info:
         build_splits("Caltech101", str(tmp_path))
-    assert "python -m clipprompt.data.prepare caltech101 --root $DATA" in str(info.value)
+    message = str(info.value)
+    assert f"python -m clipprompt.data.prepare caltech101 --root {tmp_path}`" in message
+    assert message.count("clipprompt.data.prepare") == 1  # said once, with the root given

@@ -805,10 +805,13 @@ def test_a_terminal_shows_a_progress_bar_with_eta_and_log_txt_keeps_plain_lines(
     text = screen.decode(errors="replace")
     assert "epoch 1/2" in text and "epoch 2/2" in text  # one bar per epoch
     assert re.search(r"\d+/\d+ \[\d\d:\d\d<\d\d:\d\d", text), "no tqdm bar with elapsed<ETA"
-    assert "loss=" in text and "lr=" in text
+    assert "loss=" in text and "acc=" in text
+    for epoch in (1, 2):  # the line that stays when the epoch's bar is gone, on screen and in the log
+        assert re.search(rf"\repoch {epoch}/2 done: loss [\d.]+, acc [\d.]+%, lr [\d.e-]+, 0:00:\d\d\r?\n", text)
     assert "Evaluating (test)" in text
     assert f"Result written to {out / 'result.json'}" in text
     assert re.search(r"Caltech101, all classes \(4\), 4 shots, seed 3: accuracy \d+\.\d\d", text)
     log = (out / "log.txt").read_text()
     assert "\r" not in log and "<00:" not in log  # the log file keeps plain lines
     assert "epoch [2/2] batch [" in log and "Result written to" in log
+    assert re.search(r"^epoch 2/2 done: loss", log, re.M)

@@ -99,6 +99,7 @@ class ClipTrainer(TrainerX):
         self.resume_step = 0  # steps of the first epoch already done by the run resumed
         self.nonfinite_streak = 0
         self.progress_bar = None  # a tqdm bar per epoch, on a terminal only
+        self.epoch_lr = 0.0  # the learning rate of the current epoch's steps (Dassl updates it at epoch ends)
         self.training_status: dict = {}  # training_finished / max_epoch of the evaluated weights
         self.run_info: dict = {}  # protocol, part, config_name: train.py sets them for result.json
         self.unverified: str | None = None  # why the evaluated weights' origin could not be checked
@@ -176,6 +177,8 @@ class ClipTrainer(TrainerX):
         if self.dist.launched and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         self.precision = resolve_precision(self.trainer_cfg.PREC, self.device)
+        if self.precision.fallback:
+            print(f"Note: {self.precision.fallback}")  # once per run, in the log too
         print(f"Loading CLIP {cfg.MODEL.BACKBONE.NAME} (precision {self.precision.name})")
         clip = load_clip(
             cfg.MODEL.BACKBONE.NAME,
@@ -253,10 +256,12 @@ class ClipTrainer(TrainerX):
                 f"DATALOADER.TRAIN_X.BATCH_SIZE {self.cfg.DATALOADER.TRAIN_X.BATCH_SIZE})."
             )
         losses, batch_time, data_time = MetricMeter(), AverageMeter(), AverageMeter()
+        self.epoch_lr, epoch_start = self.get_current_lr(), time.time()  # the rate this epoch's steps use
         self.progress_bar = None
         if on_terminal():  # a bar on the terminal; log.txt keeps the plain lines
             desc = f"epoch {self.epoch + 1}/{self.max_epoch}"
-            self.progress_bar = tqdm(total=self.num_batches, initial=start, desc=desc, dynamic_ncols=True, leave=False)
+            self.progress_bar = tqdm(total=self.num_batches, initial=start, desc=desc, dynamic_ncols=True, leave=False,
+                                     bar_format=BAR_FORMAT)
         end = time.time()
         batches = iter(self.train_loader_x)
         try:
@@ -272,6 +277,7 @@ class ClipTrainer(TrainerX):
             if self.progress_bar is not None:
                 self.progress_bar.close()
             stop_workers(batches)
+        print(epoch_summary(self.epoch + 1, self.max_epoch, losses, self.epoch_lr, time.time() - epoch_start))
 
     def log_step(self, losses, batch_time, data_time) -> None:
         """Dassl's progress line, every TRAIN.PRINT_FREQ steps, and the tensorboard scalars."""
@@ -289,8 +295,8 @@ class ClipTrainer(TrainerX):
             elif hasattr(sys.stdout, "write_file_only"):
                 sys.stdout.write_file_only(line + "\n")
         if self.progress_bar is not None:
-            shown = {name: f"{meter.avg:.4f}" for name, meter in losses.meters.items()}
-            self.progress_bar.set_postfix(shown, lr=f"{self.get_current_lr():.2e}", refresh=False)
+            averages = {name: meter.avg for name, meter in losses.meters.items()}
+            self.progress_bar.set_postfix_str(bar_postfix(averages), refresh=False)
             self.progress_bar.update(1)
         n_iter = self.epoch * self.num_batches + self.batch_idx
         for name, meter in losses.meters.items():
@@ -728,6 +734,36 @@ class ClipTrainer(TrainerX):
         at = f"epoch {progress.epochs + 1}" + (f", step {progress.steps + 1}" if progress.steps else "")
         print(f"Resumed from {path}: continuing at {at}")
         return progress.epochs
+
+
+# The training bar: steps, elapsed<ETA and the running loss terms. No rate or percentage, and no
+# learning rate (the same for a whole epoch; each epoch's summary line says it): their columns go to
+# SEP's six terms, so that its bar fits a 100-column terminal.
+BAR_FORMAT = "{desc} |{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+# Loss terms under short names in the bar.
+SHORT_NAMES = {"text_cons": "txt", "visual_cons": "vis", "logits_kl": "kl", "text_l1": "txt_l1",
+               "image_l1": "img_l1", "loss_t2i": "t2i"}
+
+
+def short_number(value: float) -> str:
+    """3 significant digits in as few columns as they take: 4.05, 12.5, 0.102, 7.81e-4."""
+    forms = (f"{value:.3g}", f"{value:.2e}")
+    return min((form.replace("e-0", "e-").replace("e+0", "e+") for form in forms), key=len)
+
+
+def bar_postfix(averages: dict[str, float]) -> str:
+    """The progress bar's postfix: each running average to 3 significant digits, short names."""
+    return " ".join(f"{SHORT_NAMES.get(name, name)}={short_number(value)}" for name, value in averages.items())
+
+
+def epoch_summary(epoch: int, max_epoch: int, losses, lr: float, seconds: float) -> str:
+    """The line that stays on screen (and in log.txt) when an epoch's bar closes."""
+    meters = losses.meters
+    parts = [f"loss {meters['loss'].avg:.4g}"] if "loss" in meters else []
+    if "acc" in meters:
+        parts.append(f"acc {meters['acc'].avg:.1f}%")
+    parts += [f"lr {lr:.3g}", f"{datetime.timedelta(seconds=round(seconds))}"]
+    return f"epoch {epoch}/{max_epoch} done: {', '.join(parts)}"
 
 
 def on_terminal() -> bool:

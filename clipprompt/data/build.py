@@ -9,7 +9,7 @@ import os
 from typing import TypedDict
 
 from .catalog import DatasetSpec, Layout, get_spec
-from .errors import DatasetError
+from .errors import DataConfigError, DatasetError
 from .fewshot import load_or_create_few_shot
 from .records import (
     check_images_exist,
@@ -70,7 +70,7 @@ def prepare_command(spec: DatasetSpec, root: str) -> str:
 
 
 def check_dataset_folder(spec: DatasetSpec, root: str) -> None:
-    """The data root and the dataset's folder in it exist; if not, say how to get them."""
+    """The data root and the dataset's folder in it exist; if not, say how to get them (once)."""
     dataset_dir, _ = dataset_paths(spec, root)
     data_root = os.path.dirname(dataset_dir)
     get_it = f"download it with `{prepare_command(spec, root)}`"
@@ -78,9 +78,23 @@ def check_dataset_folder(spec: DatasetSpec, root: str) -> None:
         given = f"--root / DATASET.ROOT {root!r}" if root else "no --root given, so the current folder"
         state = "is not a folder" if os.path.exists(data_root) else "does not exist"
         raise DatasetError(data_root, f"the data root ({given}) holding {spec.dataset_dir}/, but it {state}; "
-                           f"{get_it}", spec.hint)
+                           f"{get_it}", spec.sources)
     if not os.path.isdir(dataset_dir):
-        raise DatasetError(dataset_dir, f"the {spec.name} dataset folder; {get_it}", spec.hint)
+        if root_is_dataset_folder(spec, data_root):
+            parent = os.path.dirname(os.path.normpath(root)) or "."
+            raise DataConfigError(
+                f"--root {root} is the {spec.name} dataset folder itself; --root should be the folder that "
+                f"contains {spec.dataset_dir}/, i.e. {parent}"
+            )
+        raise DatasetError(dataset_dir, f"the {spec.name} dataset folder; {get_it}", spec.sources)
+
+
+def root_is_dataset_folder(spec: DatasetSpec, folder: str) -> bool:
+    """Whether `folder` (given as the data root) is the dataset's own folder: its name, or its files."""
+    if os.path.basename(folder) == spec.dataset_dir:
+        return True
+    expected = [name for name in (spec.split_file, spec.image_dir) if name]
+    return bool(expected) and all(os.path.exists(os.path.join(folder, name)) for name in expected)
 
 
 def split_source(spec: DatasetSpec, root: str) -> str:
