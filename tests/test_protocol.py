@@ -174,7 +174,7 @@ def test_every_wrapper_runs_an_existing_config_of_its_trainer(tmp_path):
     env = {**os.environ, "PRINT_DIR": "1", "OUTPUT": str(tmp_path), "PYTHON": sys.executable}
     for method in methods:
         wrappers = sorted(method.glob("*.sh"))
-        assert {"base2new_test.sh", "xd_test.sh"} <= {w.name for w in wrappers}, method
+        assert "base2new_test.sh" in {w.name for w in wrappers}, method  # each method's other protocols: as its authors run them
         for wrapper in wrappers:
             args = WRAPPER_ARGS[wrapper.name][:1] if method.name == "zeroshot" else WRAPPER_ARGS[wrapper.name]
             run = subprocess.run(["bash", str(wrapper), *args], cwd=REPO, env=env, capture_output=True, text=True)

@@ -223,7 +223,7 @@ def test_a_config_file_that_is_not_there_lists_those_that_are_closest_first():
 
     sep = REPO / "configs/trainers/SEP"
     assert message(sep) == (f"Config file {sep} is a folder; did you mean {sep}/vit_b16_ep10_batch128.yaml? The configs "
-                            f"in {sep}/: vit_b16_ep10_batch128.yaml, vit_b16_ep3_xd.yaml, vit_b16_ep50_batch32.yaml.")
+                            f"in {sep}/: {configs_in('configs/trainers/SEP')}.")
     assert message(REPO / "configs/trainers/sep/vit_b16_ep50_batch32.yaml").startswith(
         f"Config file {REPO}/configs/trainers/sep/vit_b16_ep50_batch32.yaml does not exist; did you mean "
         f"{sep}/vit_b16_ep50_batch32.yaml? The configs in {sep}/: vit_b16_ep50_batch32.yaml, ")
@@ -462,7 +462,12 @@ def test_train_py_input_errors_exit_2_before_the_output_folder(data_root, tiny_c
     assert not out.exists()
 
 
-TRAINERS = "CoCoOp, CoOp, KgCoOp, MaPLe, MPL, PromptSRC, SEP, TCP, ZeroshotCLIP"
+TRAINERS = "CoCoOp, CoOp, IVLP, KgCoOp, MaPLe, MPL, ProGrad, PromptSRC, SEP, TCP, VPT, ZeroshotCLIP"
+
+
+def configs_in(folder: str) -> str:
+    """The config files a message lists for `folder`, as it lists them (by name)."""
+    return ", ".join(sorted(p.name for p in (REPO / folder).glob("*.yaml")))
 
 
 @requires_dassl
@@ -470,10 +475,9 @@ TRAINERS = "CoCoOp, CoOp, KgCoOp, MaPLe, MPL, PromptSRC, SEP, TCP, ZeroshotCLIP"
     ("root is the dataset folder", "--root {root}/caltech-101 is the Caltech101 dataset folder itself; --root should be "
      "the folder that contains caltech-101/, i.e. {root}"),
     ("config file misspelt", "Config file configs/trainers/SEP/vit_b16_ep10.yaml does not exist; did you mean "
-     "configs/trainers/SEP/vit_b16_ep10_batch128.yaml? The configs in configs/trainers/SEP/: vit_b16_ep10_batch128.yaml, "
-     "vit_b16_ep3_xd.yaml, vit_b16_ep50_batch32.yaml."),
+     f"configs/trainers/SEP/vit_b16_ep10_batch128.yaml? The configs in configs/trainers/SEP/: {configs_in('configs/trainers/SEP')}."),
     ("config folder in lower case", "Config file configs/trainers/coop/ does not exist; did you mean "
-     "configs/trainers/CoOp/vit_b16_ep50.yaml? The configs in configs/trainers/CoOp/: vit_b16_ep50.yaml."),
+     f"configs/trainers/CoOp/rn50.yaml? The configs in configs/trainers/CoOp/: {configs_in('configs/trainers/CoOp')}."),
     ("trainer in lower case", f"Unknown trainer 'coop' (--trainer); did you mean CoOp? This project's trainers: {TRAINERS}."),
     ("one of Dassl's trainers", f"--trainer DANN is one of Dassl's own trainers, which do not train CLIP prompts. "
      f"This project's trainers: {TRAINERS}."),
