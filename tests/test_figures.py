@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clipprompt.results import figures, layout, protocols, report
+from clipprompt.results import figures, layout, protocols, published_numbers, report
 
 matplotlib = pytest.importorskip("matplotlib")
 
@@ -68,7 +68,7 @@ def fake_tree(out, trainers=TRAINED, seeds=(1, 2, 3), base2new=protocols.BASE2NE
 def build(out, compare=False, protocol="all"):
     records = report.scan(out)
     found = report.tables(records, protocol)
-    published = {p: report.published(p) for p in protocols.PROTOCOLS} if compare else None
+    published = {p: published_numbers.numbers(p) for p in protocols.PROTOCOLS} if compare else None
     data = figures.from_tables(found, reference=report.tables(records, "xd"), published=published)
     return {d.protocol: d for d in data}, figures.figures(data)
 
@@ -293,22 +293,30 @@ def test_no_published_marker_without_compare(full):
 
 
 def test_published_markers_for_every_method_with_a_number(tmp_path):
+    """With --compare, every drawn method that has published numbers gets its markers, per dataset
+    and on average, in its own colour, on its own bars."""
     fake_tree(tmp_path, few_shot=(), dg=())
     _, figs = build(tmp_path, compare=True)
     base2new = {line.get_label() for line in published_markers(figs["base2new"])}
-    rows = report.published("base2new")
-    with_numbers = {figures.Method(r["trainer"]).label for r in rows if r["trainer"] and r["hm"]}
+    known = published_numbers.lookup("base2new")
+    with_numbers = {figures.Method(t).label for (t, d, m), n in known.items() if d == "average" and m == "hm" and n.value}
     assert base2new == {f"published {label}" for label in with_numbers}
     assert len(with_numbers) >= 7  # not only CoOp: zero-shot CLIP, CoOp, CoCoOp, KgCoOp, MaPLe, PromptSRC, TCP, MPL
     hm = figs["base2new"].axes[2]
-    (coop,) = [line for line in hm.get_lines() if line.get_label() == "published CoOp"]
-    assert coop.get_ydata()[0] == pytest.approx(float(next(r for r in rows if r["trainer"] == "CoOp")["hm"]))
+    coop = [line for line in hm.get_lines() if line.get_label() == "published CoOp"]
+    assert len(coop) == 12  # the 11 datasets and the average
     coop_bars = next(c for c in bars(hm) if c.get_label() == "CoOp")
-    average = coop_bars.patches[-1]
-    assert coop.get_xdata()[0] == pytest.approx(average.get_x() + average.get_width() / 2)  # on CoOp's average bar
-    assert matplotlib.colors.to_hex(coop.get_markerfacecolor()) == figures.TRAINERS["CoOp"][1]
+    centres = [b.get_x() + b.get_width() / 2 for b in coop_bars.patches]
+    for line in coop:  # on CoOp's bars
+        assert min(abs(line.get_xdata()[0] - x) for x in centres) < 1e-9
+    average = max(coop, key=lambda line: line.get_xdata()[0])
+    assert average.get_ydata()[0] == pytest.approx(known[("CoOp", "average", "hm")].value)
+    dtd = [line for line in coop if abs(line.get_xdata()[0] - centres[8]) < 1e-9]
+    assert dtd[0].get_ydata()[0] == pytest.approx(known[("CoOp", "dtd", "hm")].value)
+    assert matplotlib.colors.to_hex(average.get_markerfacecolor()) == figures.TRAINERS["CoOp"][1]
     xd = {line.get_label() for line in published_markers(figs["xd"])}
-    assert xd == {f"published {figures.Method(r['trainer']).label}" for r in report.published("xd") if r["target_avg"]}
+    with_xd = {figures.Method(t).label for (t, d, m), n in published_numbers.lookup("xd").items() if n.value is not None}
+    assert xd == {f"published {label}" for label in with_xd}
     assert "published" in [t.get_text() for t in figs["xd"].legends[0].get_texts()]
 
 

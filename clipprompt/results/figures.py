@@ -169,19 +169,18 @@ def _methods(groups: Sequence) -> dict:
     return methods
 
 
-def _published(protocol: str, rows: Sequence[Mapping], methods) -> dict:
-    """Method -> {(dataset, measure): published number} from the published CSV rows of a protocol."""
-    keys = {"base2new": {"base": (AVERAGE, "Base"), "new": (AVERAGE, "New"), "hm": (AVERAGE, "HM")},
-            "xd": {"source_acc": (protocols.SOURCE, "accuracy"), "target_avg": (AVERAGE, "accuracy")}}
-    keys["dg"] = keys["xd"]
+def _published(numbers: Sequence, methods) -> dict:
+    """Method -> {(dataset, measure): published number}, per dataset and on average, from a protocol's
+    published numbers (`published_numbers.numbers`) of each method's trainer."""
+    measure = {"base": "Base", "new": "New", "hm": "HM", "accuracy": "accuracy"}
     out: dict = {}
-    for row in rows:
+    for n in numbers:
+        if n.value is None:
+            continue
+        key = measure.get(n.metric) or (int(n.metric[len("shots_"):]) if n.metric.startswith("shots_") else None)
         for m in methods:
-            if row.get("trainer") != m.trainer:
-                continue
-            for column, key in keys.get(protocol, {}).items():
-                if row.get(column):
-                    out.setdefault(m, {})[key] = float(row[column])
+            if key is not None and n.trainer == m.trainer:
+                out.setdefault(m, {})[(n.dataset, key)] = n.value
     return out
 
 
@@ -205,8 +204,8 @@ def from_tables(tables: Sequence, reference: Sequence = (), published: Mapping |
     """The report's tables (`clipprompt.results.report.tables`) as figure input.
 
     `reference`: tables that may hold zero-shot CLIP's xd row (its per-dataset accuracy on all
-    classes: few-shot's reference line). `published`: protocol -> published CSV rows, only with
-    --compare.
+    classes: few-shot's reference line). `published`: protocol -> its published numbers
+    (`published_numbers.numbers`), only with --compare.
     """
     out = []
     base2new = [t for t in tables if t.protocol == "base2new" and t.group is not None]
@@ -233,7 +232,7 @@ def from_tables(tables: Sequence, reference: Sequence = (), published: Mapping |
             out.append(FigureData(t.protocol, datasets, ("accuracy",), results))
     if published is not None:
         for data in out:
-            data.published = _published(data.protocol, published.get(data.protocol, ()), data.results)
+            data.published = _published(published.get(data.protocol, ()), data.results)
     return out
 
 

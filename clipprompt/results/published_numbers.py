@@ -77,48 +77,6 @@ def unknown_tables(protocol: str) -> dict[str, Number]:
     return {n.trainer: n for n in numbers(protocol) if n.trainer and n.status == "unknown"}
 
 
-_AVERAGES = {  # the wide form's keys -> (dataset, metric) of the long form
-    "base2new": {"base": (AVERAGE, "base"), "new": (AVERAGE, "new"), "hm": (AVERAGE, "hm")},
-    "xd": {"source_acc": (protocols.SOURCE, "accuracy"), "target_avg": (AVERAGE, "accuracy")},
-    "dg": {"source_acc": (protocols.SOURCE, "accuracy"), "target_avg": (AVERAGE, "accuracy")},
-    "few_shot": {f"shots_{k}": (AVERAGE, f"shots_{k}") for k in protocols.SHOTS},
-}
-
-
-def _status(found: Iterable[Number]) -> str:
-    statuses = {n.status for n in found if n.value is not None}
-    return "derived" if "derived" in statuses else "read" if statuses else "unknown"
-
-
-def published(protocol: str = "base2new") -> list[dict]:
-    """The averages of each published method, one dict per method (the figures' and summaries' form):
-    `method`, `trainer`, the protocol's keys (base2new: base/new/hm; xd, dg: source_acc/target_avg;
-    few_shot: shots_<K>) as text ("" where unknown), `status` and `source` (the sources joined)."""
-    keys = _AVERAGES.get(protocol)
-    if keys is None:
-        return []
-    by_method: dict[str, list[Number]] = {}
-    for n in numbers(protocol):
-        by_method.setdefault(n.method, []).append(n)
-    rows = []
-    for method, found in by_method.items():
-        at = {(n.dataset, n.metric): n for n in found}
-        used = [at[k] for k in keys.values() if k in at]
-        if not used:  # only an `unknown` line for the whole table
-            used = [n for n in found if n.status == "unknown"]
-        row = {"method": method, "trainer": found[0].trainer}
-        row.update({key: "" if k not in at or at[k].value is None else f"{at[k].value:g}" for key, k in keys.items()})
-        row["status"] = _status(used)
-        row["source"] = "; ".join(dict.fromkeys(n.source for n in used))
-        rows.append(row)
-    return rows
-
-
-def published_names(rows: Iterable[dict]) -> dict[str, str]:
-    """Our trainer -> the published method its row is compared with (the CSVs' `trainer` column)."""
-    return {p["trainer"]: p["method"] for p in rows if p.get("trainer")}
-
-
 def harmonic_mean(a: float, b: float) -> float:
     return 2 * a * b / (a + b) if a + b else 0.0
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from . import layout, protocols
-from .published_numbers import FOLDER as PUBLISHED, published, published_names  # noqa: F401 (used by --plot)
+from . import published_numbers
 
 RESULT_FILE = "result.json"
 GAP = "–"
@@ -529,7 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             data = figures.from_tables(found, reference=tables(records, "xd"),
-                                       published={p: published(p) for p in protocols.PROTOCOLS} if args.compare else None)
+                                       published={p: published_numbers.numbers(p) for p in protocols.PROTOCOLS} if args.compare else None)
             figs = figures.figures(data)
         except figures.PlotUnavailable as error:
             print(f"error: {error}", file=sys.stderr)
