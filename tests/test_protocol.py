@@ -231,3 +231,46 @@ def test_xd_dg_and_few_shot_end_to_end_then_the_report(tmp_path, tiny_clip_path)
     for heading in ("Cross-dataset", "Domain generalization", "Few-shot"):
         assert heading in text, text
     assert "–" in text  # the datasets that were not run are gaps, not zeros
+
+
+# ---- first mistakes and duplicates, before anything runs ------------------------------------
+
+def test_duplicate_seeds_datasets_and_shots_are_planned_once(capsys):
+    runner = FakeRunner()
+    assert protocol.main(["few_shot", "coop", "--datasets", "dtd", "dtd", "--seeds", "1", "1", "2",
+                          "--shots", "2", "2"], runner=runner) == 0
+    ran = [" ".join([Path(c[1]).name, *c[2:]]) for c in runner.commands]
+    assert ran == ["few_shot.sh dtd 1 2", "few_shot.sh dtd 2 2"]
+    out = capsys.readouterr().out
+    assert out.splitlines()[:3] == ["--datasets names dtd more than once: each run is planned once.",
+                                    "--seeds names 1 more than once: each run is planned once.",
+                                    "--shots names 2 more than once: each run is planned once."]
+    assert "2 of 2 runs finished." in out
+
+
+def test_overrides_without_the_double_dash_get_a_one_line_hint(capsys):
+    code = protocol.main(["base2new", "coop", "--seeds", "1", "MODEL.BACKBONE.NAME", "x"],
+                         runner=lambda cmd: pytest.fail("ran"))
+    assert code == 2
+    assert capsys.readouterr().err == ("error: put config overrides after --: python -m clipprompt.protocol "
+                                       "base2new coop --seeds 1 -- MODEL.BACKBONE.NAME x\n")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["OPTIM.LRR", "0.1"], "Unknown config key OPTIM.LRR (on the command line). Did you mean OPTIM.LR?"),
+    (["OPTIM.MAX_EPOCH", "many"], "Type mismatch for OPTIM.MAX_EPOCH (on the command line): 'many' is not an "
+                                  "integer (it was 1)."),
+    (["OPTIM.LR", "-1"], "OPTIM.LR is -1.0; it must be > 0 (learning rate)."),
+])
+def test_a_bad_override_is_refused_before_any_run_with_train_pys_message(overrides, message, capsys):
+    code = protocol.main(["base2new", "coop", "--seeds", "1", "--", "OPTIM.MAX_EPOCH", "1", *overrides],
+                         runner=lambda cmd: pytest.fail("ran"))
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"error: {message}\n"
+
+
+def test_help_lists_the_status_command(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        protocol.main(["--help"])
+    assert exit_.value.code == 0
+    assert "python -m clipprompt.protocol status OUTPUT" in " ".join(capsys.readouterr().out.split())

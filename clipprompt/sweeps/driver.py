@@ -26,6 +26,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from typing import Callable, Sequence
 from . import launch
 from ..results import layout
 from ..results import protocols
+from ..errors import ConfigError
 from ..fileio import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[2]
@@ -228,7 +230,7 @@ def execute(runs: list[Run], overrides: Sequence[str] = (), runner: Runner | Non
         raise
     for run, job in zip(runs, jobs):
         run.status = status.get(job.name, "not run")
-    return [run for run in runs if run.status != "ok"]
+    return [run for run in runs if run.status != "ok" and not run.status.startswith(launch.ELSEWHERE)]
 
 
 def status_rows(output: Path) -> list[dict]:
@@ -299,7 +301,11 @@ def status_main(argv: Sequence[str]) -> int:
 
 
 def summary(runs: list[Run], failed: list[Run]) -> str:
-    lines = [f"{len(runs) - len(failed)} of {len(runs)} runs finished."]
+    elsewhere = [run for run in runs if run.status.startswith(launch.ELSEWHERE)]
+    lines = [f"{len(runs) - len(failed) - len(elsewhere)} of {len(runs)} runs finished."]
+    if elsewhere:  # not failures: another driver (or SLURM job) runs them; `status` shows when they end
+        lines.append(f"{len(elsewhere)} left to another driver (status shows when they are done):")
+        lines += [f"  {run.describe()}: {run.status[len(launch.ELSEWHERE) + 2:-1]}" for run in elsewhere]
     if failed:
         lines.append(f"{len(failed)} failed or not run:")
         lines += [f"  {run.describe()}: {run.status}" for run in failed]
@@ -312,10 +318,17 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     if "--" in argv:
         cut = argv.index("--")
         argv, overrides = argv[:cut], argv[cut + 1:]
+    else:
+        key = next((i for i, word in enumerate(argv) if CONFIG_KEY.fullmatch(word)), None)
+        if key is not None:  # argparse would say "invalid int value" about the first key
+            raise ProtocolError("put config overrides after --: python -m clipprompt.protocol "
+                                + shlex.join([*argv[:key], "--", *argv[key:]]))
     parser = argparse.ArgumentParser(
         prog="python -m clipprompt.protocol",
         description="Run a whole protocol (all datasets and seeds) for one method; "
         "arguments after -- are config overrides for every run.",
+        epilog="Where a sweep stands: python -m clipprompt.protocol status OUTPUT [--format table|csv] "
+        "(one row per run; exit status 0 only when every run is done).",
     )
     parser.add_argument("protocol", choices=protocols.PROTOCOLS)
     parser.add_argument("method", help="a folder of scripts/: " + ", ".join(methods()))
@@ -354,6 +367,47 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     return args, overrides
 
 
+CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]+(\.[A-Z0-9_]+)*")  # a yacs key as overrides name it: MODEL.BACKBONE.NAME
+
+
+def without_duplicates(args: argparse.Namespace) -> None:
+    """--datasets, --seeds and --shots with each value once (a run planned twice fails on its lock)."""
+    for name in ("datasets", "seeds", "shots"):
+        values = getattr(args, name)
+        if not values or len(set(values)) == len(values):
+            continue
+        twice = [value for value in dict.fromkeys(values) if values.count(value) > 1]
+        print(f"--{name} names {' '.join(map(str, twice))} more than once: each run is planned once.")
+        setattr(args, name, list(dict.fromkeys(values)))
+
+
+def check_overrides(overrides: Sequence[str]) -> None:
+    """Refuse a bad override once, before any run, with the line train.py would print for it.
+
+    The overrides are merged into the defaults as train.py merges them (an unknown key with the
+    closest one, a value of the wrong type), and each overridden key is checked against its rule in
+    `clipprompt.validation.RULES` (range, names) where the rule does not depend on other keys. What
+    needs the whole config (the trainer's options, the files it names) is left to train.py."""
+    if not overrides:
+        return
+    try:
+        from dassl.config import get_cfg_default  # Dassl's defaults alone: not its data modules
+    except ImportError:
+        return  # nothing can run; train.py says why
+    from ..config import add_project_config, merge_from_list
+    from ..validation import RULES, check_value
+
+    cfg = add_project_config(get_cfg_default())
+    merge_from_list(cfg, overrides)
+    given = set(overrides[0::2])
+    for rule in RULES:
+        if rule.key in given and rule.when is None:
+            node = cfg
+            for part in rule.key.split("."):
+                node = node[part]
+            check_value(rule, node)
+
+
 def launcher_of(args: argparse.Namespace) -> Launcher:
     slurm = launch.SlurmOptions(
         partition=args.partition, account=args.account, gpus_per_job=args.gpus_per_job,
@@ -372,10 +426,12 @@ def main(argv: Sequence[str] | None = None, runner: Runner | None = None,
         except launch.SlurmError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
-    args, overrides = parse_args(argv)
     try:
+        args, overrides = parse_args(argv)
+        without_duplicates(args)
         runs = plan(args.protocol, args.method, args.datasets, args.seeds, args.shots, scripts_dir)
-    except ProtocolError as error:
+        check_overrides(overrides)
+    except (ProtocolError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.dry_run:
