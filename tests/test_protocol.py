@@ -274,3 +274,14 @@ def test_help_lists_the_status_command(capsys):
         protocol.main(["--help"])
     assert exit_.value.code == 0
     assert "python -m clipprompt.protocol status OUTPUT" in " ".join(capsys.readouterr().out.split())
+
+
+def test_an_output_below_a_file_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("OUTPUT", str(tmp_path / "file" / "output"))
+    code = protocol.main(["base2new", "coop", "--datasets", "dtd", "--seeds", "1"],
+                         runner=lambda cmd: pytest.fail("ran"))
+    out, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in out + err
+    assert err.startswith(f"error: OUTPUT {tmp_path / 'file' / 'output'} cannot hold the sweep: Not a directory (")
+    assert err.endswith("); set OUTPUT to a folder you can write in\n") and err.count("\n") == 1

@@ -5,18 +5,25 @@ Here an image that cannot be read either stops the run with one line naming the 
 (`DATALOADER.SKIP_BAD_IMAGES False`, the default) or is replaced by the next readable sample
 of the split with a warning naming it (`True`). An image that PIL refuses for its size
 (more pixels than `PIL.Image.MAX_IMAGE_PIXELS`, PIL's decompression-bomb guard, which only
-warns up to twice that) is unreadable like any other.
+warns up to twice that) is unreadable like any other. Images are read by
+`clipprompt.data.images.read_rgb`, which reads a 16-bit image as the image it is.
 """
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 from PIL import Image
 
+from clipprompt.data.images import read_rgb
 from clipprompt.errors import UserError
 
 from ._dassl import DatasetWrapper
+
+# Dassl's DatasetWrapper reads every image through its module's `read_image` (PIL's convert("RGB"),
+# which turns a 16-bit PNG white): the project's reader scales such images to 8 bits instead.
+sys.modules[DatasetWrapper.__module__].read_image = read_rgb
 
 # PIL's errors for broken, truncated, foreign or oversized files
 UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning)

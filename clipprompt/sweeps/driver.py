@@ -180,6 +180,15 @@ class Launcher:
     wait: bool = True
 
 
+def check_output(output: Path) -> None:
+    """OUTPUT can hold the sweep's state (OUTPUT/.sweeps), or one line saying why not."""
+    try:
+        (output / launch.SWEEPS).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ProtocolError(f"OUTPUT {output} cannot hold the sweep: {exc.strerror or exc} "
+                            f"({exc.filename or output}); set OUTPUT to a folder you can write in") from None
+
+
 def write_manifest(name: str, jobs: list[launch.Job]) -> None:
     """Add the jobs to OUTPUT/.sweeps/manifests/NAME.json, which `status` reads."""
     if not jobs:
@@ -439,6 +448,7 @@ def main(argv: Sequence[str] | None = None, runner: Runner | None = None,
             print(shlex.join(["bash", *run.describe().split(" "), *overrides]))
         return 0
     try:
+        check_output(output_root())
         failed = execute(runs, overrides, runner, launcher=launcher_of(args),
                          manifest=f"{args.protocol}-{args.method}")
     except ProtocolError as error:
