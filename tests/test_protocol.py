@@ -285,3 +285,20 @@ def test_an_output_below_a_file_is_one_line_exit_2(tmp_path, monkeypatch, capsys
     assert code == 2 and "Traceback" not in out + err
     assert err.startswith(f"error: OUTPUT {tmp_path / 'file' / 'output'} cannot hold the sweep: Not a directory (")
     assert err.endswith("); set OUTPUT to a folder you can write in\n") and err.count("\n") == 1
+
+
+def test_runs_left_to_another_driver_are_listed_apart_and_are_not_failures(monkeypatch, capsys):
+    def another_driver_has_the_training(jobs, after, **kwargs):
+        train, test = jobs
+        return {train.name: "elsewhere (running in another driver, process 4242)",
+                test.name: "elsewhere (its training runs in another driver)"}
+
+    monkeypatch.setattr(launch, "run_local", another_driver_has_the_training)
+    assert protocol.main(["base2new", "coop", "--datasets", "dtd", "--seeds", "1"], runner=FakeRunner()) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-4:] == [
+        "0 of 2 runs finished.",
+        "2 left to another driver (status shows when they are done):",
+        "  scripts/coop/base2new_train.sh dtd 1: running in another driver, process 4242",
+        "  scripts/coop/base2new_test.sh dtd 1: its training runs in another driver",
+    ]

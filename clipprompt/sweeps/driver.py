@@ -458,7 +458,8 @@ def main(argv: Sequence[str] | None = None, runner: Runner | None = None,
         print(f"error: {error}", file=sys.stderr)
         return 1
     except launch.Stopped as stop:
-        print(summary(runs, [run for run in runs if run.status != "ok"]))
+        print(summary(runs, [run for run in runs if run.status != "ok"
+                             and not run.status.startswith(launch.ELSEWHERE)]))
         print(f"Stopped by {stop}; the same command resumes.")
         return stop.exit_status
     print(summary(runs, failed))
