@@ -261,6 +261,8 @@ def test_overrides_without_the_double_dash_get_a_one_line_hint(capsys):
     (["OPTIM.MAX_EPOCH", "many"], "Type mismatch for OPTIM.MAX_EPOCH (on the command line): 'many' is not an "
                                   "integer (it was 1)."),
     (["OPTIM.LR", "-1"], "OPTIM.LR is -1.0; it must be > 0 (learning rate)."),
+    (["TRAINER.COOP.N_CTXX", "4"], "Unknown config key TRAINER.COOP.N_CTXX (on the command line). "
+                                   "Did you mean TRAINER.COOP.N_CTX?"),
 ])
 def test_a_bad_override_is_refused_before_any_run_with_train_pys_message(overrides, message, capsys):
     code = protocol.main(["base2new", "coop", "--seeds", "1", "--", "OPTIM.MAX_EPOCH", "1", *overrides],
@@ -302,3 +304,13 @@ def test_runs_left_to_another_driver_are_listed_apart_and_are_not_failures(monke
         "  scripts/coop/base2new_train.sh dtd 1: running in another driver, process 4242",
         "  scripts/coop/base2new_test.sh dtd 1: its training runs in another driver",
     ]
+
+
+def test_checking_common_overrides_imports_no_torch():
+    """The check runs before every sweep: Dassl's defaults and this project's keys only, unless a
+    TRAINER key (whose nodes need every method's module) is given."""
+    code = ("import sys; from clipprompt.sweeps.driver import check_overrides; "
+            "check_overrides(['OPTIM.LR', '0.1', 'INPUT.SIZE', '(32, 32)', 'MODEL.BACKBONE.NAME', 'x.pt']); "
+            "print('torch' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout == "False\n", run.stderr

@@ -406,9 +406,15 @@ def check_overrides(overrides: Sequence[str]) -> None:
     from ..config import add_project_config, merge_from_list
     from ..validation import RULES, check_value
 
-    cfg = add_project_config(get_cfg_default())
-    merge_from_list(cfg, overrides)
     given = set(overrides[0::2])
+    # The trainers' nodes need every method's module (torch, seconds): only for TRAINER keys, and for
+    # an unknown key, whose closest match may be one of theirs.
+    cfg = add_project_config(get_cfg_default(), trainers=any(key.startswith("TRAINER.") for key in given))
+    try:
+        merge_from_list(cfg, overrides)
+    except ConfigError:
+        cfg = add_project_config(get_cfg_default())
+        merge_from_list(cfg, overrides)
     for rule in RULES:
         if rule.key in given and rule.when is None:
             node = cfg
