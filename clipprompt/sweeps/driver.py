@@ -12,7 +12,9 @@ every run as config overrides.
 
 A method without training scripts (zeroshot) is evaluation-only: it is run once per dataset,
 without seeds. A failed run does not stop the protocol; evaluations of a model whose training
-failed are not attempted. The failures are listed at the end and the exit status is 1 if any.
+failed are not attempted. The failures are listed at the end and the exit status is 1 if any;
+runs that another live driver holds are listed apart and are not failures. Before anything runs,
+the overrides are checked once (train.py's messages) and duplicate seeds, datasets and shots dropped.
 Where the runs execute (here, N at once, SLURM) is `clipprompt.sweeps.launch`; every run's state and log
 are kept under OUTPUT/.sweeps/, which `status` reads. docs/sweeps.md has the details.
 """
