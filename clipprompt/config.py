@@ -21,8 +21,9 @@ from .errors import ConfigError
 from .options import OPTIONS
 
 
-def add_project_config(cfg: CN) -> CN:
-    """Extend a Dassl default config in place with this project's keys and trainer nodes."""
+def add_project_config(cfg: CN, trainers: bool = True) -> CN:
+    """Extend a Dassl default config in place with this project's keys and trainer nodes (without
+    `trainers`, the nodes are left out: they need every method's module, so torch)."""
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new (the base-to-new protocol)
     cfg.MODEL.BACKBONE.CACHE_DIR = ""  # download folder for named CLIP models ("" = $CLIP_CACHE_DIR or ~/.cache/clip)
     cfg.MODEL.FEATURE_CACHE = True  # reuse frozen test-set image features across runs (clipprompt/feature_cache.py)
@@ -31,6 +32,8 @@ def add_project_config(cfg: CN) -> CN:
     cfg.DATALOADER.SKIP_BAD_IMAGES = False  # unreadable image: stop with its path (False) or skip it (True)
     cfg.TRAIN = cfg.get("TRAIN", CN())
     cfg.TRAIN.CHECKPOINT_MINUTES = 10.0  # rolling checkpoint within an epoch at least this often; 0 = epoch ends only
+    if not trainers:
+        return cfg
     from . import models  # noqa: F401  (registers every method's options)
 
     for name, options in OPTIONS.items():

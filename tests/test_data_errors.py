@@ -218,3 +218,19 @@ def test_validate_dataset_reads_split_files_but_not_image_folders(tmp_path, monk
     make_tiny_dataset(tmp_path, "ImageNet")
     monkeypatch.setattr(build, "read_raw_splits", lambda *a: pytest.fail("ImageNet's folders were listed"))
     validate_dataset("ImageNet", str(tmp_path))
+
+
+def test_two_labels_with_one_class_name_are_named_in_a_warning(tmp_path):
+    def rename(data):
+        for split in data.values():
+            for entry in split:
+                if entry[1] == 2:
+                    entry[2] = "leopard"
+
+    path = _edit_split(tmp_path, rename)
+    splits = build_splits("Caltech101", str(tmp_path))
+    assert splits["classnames"] == ["face", "leopard", "leopard"]
+    assert splits["notes"] == [f"class name 'leopard' is shared by labels 1, 2 in {path}: their prompts are identical, "
+                               "so a prompt-based model cannot tell these classes apart; rename one of them there."]
+    make_tiny_dataset(tmp_path / "clean", "Caltech101", num_classes=3, images_per_class=4)
+    assert build_splits("Caltech101", str(tmp_path / "clean"))["notes"] == []

@@ -516,7 +516,8 @@ class ClipTrainer(TrainerX):
             "trainer": type(self).__name__,
             "dataset": cfg.DATASET.NAME,
             "subsample_classes": cfg.DATASET.SUBSAMPLE_CLASSES,
-            "num_shots": cfg.DATASET.NUM_SHOTS,
+            "num_shots": cfg.DATASET.NUM_SHOTS,  # as asked: it names the run (shots_<K>); shots_used is what the data had
+            "shots_used": getattr(self.dm.dataset, "shots_used", None),
             "seed": cfg.SEED,
             "backbone": cfg.MODEL.BACKBONE.NAME,
             "backbone_sha256": self.backbone_digest(),
@@ -532,6 +533,10 @@ class ClipTrainer(TrainerX):
         }
         if self.unverified:
             run["unverified_reason"] = self.unverified
+        if self.model.num_classes == 1:
+            run["one_class"] = True
+            print("warning: this evaluation has one class, so its accuracy is 100 % whatever the model predicts "
+                  "(recorded as one_class in result.json).")
         path = write_result(cfg.OUTPUT_DIR, metrics, run, cfg.dump())
         shots = f"{cfg.DATASET.NUM_SHOTS} shots" if cfg.DATASET.NUM_SHOTS > 0 else "all images"
         first = next(iter(metrics))

@@ -13,19 +13,26 @@ not be counted (an evaluation: the skipped image is absent from the results, not
 neighbour counted twice; training uses the stand-in). The marks travel in the batch because the reading happens in
 loader workers: the main process (`ClipTrainer.note_skipped`) prints each skipped file once as a
 log line, so it reaches `log.txt` and no warnings filter can hide it, and an evaluation records
-them in `result.json`.
+them in `result.json`. Images are read by
+`clipprompt.data.images.read_rgb`, which reads a 16-bit image as the image it is.
 """
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import torch
 from PIL import Image
 
+from clipprompt.data.images import read_rgb
 from clipprompt.errors import UserError
 
 from ._dassl import DatasetWrapper
+
+# Dassl's DatasetWrapper reads every image through its module's `read_image` (PIL's convert("RGB"),
+# which turns a 16-bit PNG white): the project's reader scales such images to 8 bits instead.
+sys.modules[DatasetWrapper.__module__].read_image = read_rgb
 
 # PIL's errors for broken, truncated, foreign or oversized files
 UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning)
