@@ -104,7 +104,9 @@ def test_markdown_shows_gaps_and_flags_fewer_seeds(tree):
     assert "| dtd | 79.17 ± 1.26 | 69.00 ± 1.41 (2 seeds) |" in text
     cocoop = text.split("### Base-to-new: CoCoOp (c4, 16 shots)")[1].split("###")[0]
     assert "| caltech101 | 90.00 | 80.00 | 84.71 |" in cocoop
-    assert "| imagenet | – | – | – |" in cocoop and "| Average (11) | – | – | – |" in cocoop
+    assert "| imagenet | – | – | – |" in cocoop
+    # the average over the one dataset there is: shown and marked, never blank (issue 20)
+    assert "| Average (11) | 90.00 (avg 1/11) | 80.00 (avg 1/11) | 84.71 (avg 1/11) |" in cocoop
     assert " 0.00" not in cocoop
     assert "read from Dassl logs" in text and "eurosat" in text
 
@@ -124,7 +126,8 @@ def test_cross_dataset_and_dg_tables(tree):
     assert dg.columns == ["method", "imagenet (source)", *protocols.DG_TARGETS, "Average (4)"]
     coop = row(dg, "CoOp (vit_b16_ep50, 16 shots)")
     assert [v.mean for v in coop[2:5]] == [40.0, 41.0, 42.0]
-    assert coop[5].mean is None and coop[6].mean is None  # imagenet_r missing: gap, and no average
+    assert coop[5].mean is None  # imagenet_r missing: a gap
+    assert coop[6].mean == pytest.approx(41.0) and coop[6].covered == "3/4"  # the average of 3 of 4, marked
     assert row(dg, "ZeroshotCLIP (vit_b16)")[4].mean == pytest.approx(47.8)
 
 

@@ -54,6 +54,7 @@ from clipprompt.models import PromptedCLIP
 from clipprompt.options import OPTIONS
 from clipprompt.optim import build_lr_scheduler_from_cfg
 from clipprompt.backbones.precision import resolve_precision
+from clipprompt.results import identity
 from clipprompt.results.result_file import write_result
 from clipprompt.runs.resumable_data import ResumableBatchSampler, SeededSamples, quiet_worker, stop_workers
 from clipprompt.runs.stopping import NO_STOPS
@@ -99,7 +100,7 @@ class ClipTrainer(TrainerX):
         self.nonfinite_streak = 0
         self.progress_bar = None  # a tqdm bar per epoch, on a terminal only
         self.training_status: dict = {}  # training_finished / max_epoch of the evaluated weights
-        self.run_info: dict = {}  # protocol, part, config_name: train.py sets them for result.json
+        self.run_info: dict = {}  # protocol, part, config_name, tag: train.py sets them for result.json
         super().__init__(cfg)
 
     @classmethod
@@ -465,7 +466,11 @@ class ClipTrainer(TrainerX):
             "epoch": self.model_epoch,  # epochs the evaluated weights were trained for
             **self.training_status,  # training_finished and max_epoch, when weights were trained or loaded
             **self.run_info,
+            # what makes this run this run (clipprompt.results.identity): train.py compares it before reusing a folder
+            "identity_excludes": list(identity.MAY_DIFFER),
+            "identity": identity.identity(flat_config(cfg)),
         }
+        run["identity_digest"] = identity.digest(run["identity"])
         path = write_result(cfg.OUTPUT_DIR, metrics, run, cfg.dump())
         shots = f"{cfg.DATASET.NUM_SHOTS} shots" if cfg.DATASET.NUM_SHOTS > 0 else "all images"
         first = next(iter(metrics))

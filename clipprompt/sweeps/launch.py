@@ -36,7 +36,7 @@ from ..fileio import atomic_write_text
 
 SWEEPS = ".sweeps"
 #: environment variables of the scripts that a run carries to wherever it executes.
-SCRIPT_ENV = ("DATA", "OUTPUT", "SHOTS", "PYTHON", "CFG", "LOADEP", "SOURCE_DATASET", "PYTHONPATH")
+SCRIPT_ENV = ("DATA", "OUTPUT", "SHOTS", "PYTHON", "CFG", "LOADEP", "SOURCE_DATASET", "PYTHONPATH", "TAG")
 
 
 @dataclass
@@ -254,6 +254,7 @@ def run_local(jobs: list[Job], after: dict[str, str | None], slots: int = 1, gpu
         print(f"[{order[job.name]}/{total}] {job.title}" + (f": {note}" if note else ""), file=out, flush=True)
 
     def work(job: Job, slot: int):
+        was_finished = runner is None and job.finished()
         try:
             if runner is not None:
                 rc = runner(job.command)
@@ -266,10 +267,13 @@ def run_local(jobs: list[Job], after: dict[str, str | None], slots: int = 1, gpu
         with lock:
             if rc == 0:
                 status[job.name] = "ok"
+                if was_finished:  # its script found the same run finished (train.py --skip-finished)
+                    say(job, "finished already")
             elif CHILDREN.stopping.is_set():
                 status[job.name] = "stopped"
-            else:
-                status[job.name] = f"failed (exit status {rc})"
+            else:  # the reason on screen, not only in its log
+                reason = f": {last_line(job.log)}" if runner is None else ""
+                status[job.name] = f"failed (exit status {rc}){reason}"
                 say(job, status[job.name])
             free.append(slot)
             del running[job.name]
@@ -307,11 +311,6 @@ def run_local(jobs: list[Job], after: dict[str, str | None], slots: int = 1, gpu
                             job.log.parent.mkdir(parents=True, exist_ok=True)
                             job.log.write_text("not run: its training failed\n")
                         say(job, "not run, its training failed")
-                        continue
-                    if runner is None and job.finished():  # nothing to start (the script would skip it too)
-                        pending.remove(job)
-                        status[job.name] = "ok"
-                        say(job, "finished already")
                         continue
                     if runner is None and live_state(job) == "running":  # another driver runs it
                         pending.remove(job)
