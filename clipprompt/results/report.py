@@ -9,17 +9,21 @@ results recorded these are placed by their path (the layout `scripts/common/` wr
 the shots still taken from the result. Without a `result.json`, the last `* accuracy: X%` line
 of the newest Dassl log is used (`log.txt`, or `log.txt-<timestamp>`; one decimal) and
 flagged. A run evaluated before its training finished is marked †; a `result.json` that does
-not parse is listed as unreadable and the other runs are still read. Runs are grouped by
-protocol, trainer, config and shots; each cell is the mean over
-seeds ± their sample standard deviation. A dataset, seed or run that is missing is a gap
+not parse, or whose accuracy is not a finite number, is listed as unreadable and the other runs
+are still read. A folder under the layout's folders that is not a run folder (`seed1.bak`) is
+listed and left out. Runs are grouped by protocol, method (trainer and tag) and shots, whatever
+config each dataset used (a note says which, when more than one); each cell is the mean over
+seeds ± their sample standard deviation. Two results for one cell and seed are a warning naming
+both folders (the first counts). A dataset, seed or run that is missing is a gap
 ("–" in markdown, an empty field in CSV), never a zero, and cells with fewer seeds than
-their table's other cells say how many they have.
+their table's other cells say how many they have. Runs outside the protocol layout (plain
+train.py) are a table of their own, by trainer, dataset, config, classes and shots.
 
 Base-to-new: per dataset Base, New and HM (of the averaged Base and New), and the average over
 the 11 datasets, its HM computed from the averaged Base and New as the papers do. Cross-dataset
 and domain generalization: one row per method, the source (ImageNet) and each target, and the
 average over the targets. Few-shot: per dataset accuracy at each number of shots. An average
-is a gap unless every dataset it covers has a number. Each protocol starts with one table of
+over part of its datasets is shown and marked (`avg 4/11`). Each protocol starts with one table of
 every method, best first. `--compare` adds the published averages (`clipprompt/published/`:
 base-to-new Base/New/HM, cross-dataset and domain-generalization source accuracy and target
 average) and our difference from them; `--plot DIR` draws the figures (`clipprompt/figures.py`).
