@@ -242,8 +242,9 @@ def run(args: argparse.Namespace, log, stops) -> int:
     # From here on the run owns its folder: one process at a time (the OS drops the lock if we die).
     lock = RunLock(cfg.OUTPUT_DIR).acquire() if dist.is_main else None
     try:
-        if dist.is_main and check_finished_run(cfg, args, remove=True):
-            return 0
+        if dist.is_main:
+            if check_finished_run(cfg, args, remove=True):  # finished meanwhile, by a run of this configuration
+                return 0
             for stale in remove_stale_temporaries(cfg.OUTPUT_DIR, Path(cfg.OUTPUT_DIR) / MODEL_NAME):
                 print(f"Removed {stale}, left by a run killed while saving")
             log.attach(cfg.OUTPUT_DIR)

@@ -254,7 +254,7 @@ def test_a_rerun_with_another_lr_is_refused_and_a_tag_runs_it_beside(data_root, 
     script = "scripts/coop/base2new_train.sh"
     protocol_scripts.run_script(script, "caltech101", "1", *overrides, env=env)
     (first,) = tmp_path.glob("base2new/train_base/caltech101/shots_1/CoOp/*/seed1/result.json")
-    before = first.read_bytes()
+    before, log = first.read_bytes(), (first.parent / "log.txt").read_bytes()
     capsys.readouterr()
     (argv,) = protocol_scripts.script_commands(script, "caltech101", "1", *overrides, "OPTIM.LR", "0.5", env=env)
     assert protocol_scripts.train_in_process(argv) == 2
@@ -262,7 +262,7 @@ def test_a_rerun_with_another_lr_is_refused_and_a_tag_runs_it_beside(data_root, 
     assert err.startswith(f"error: {first.parent} already holds a finished run of another configuration: "
                           "OPTIM.LR (0.002 -> 0.5). Name the variant (TAG=NAME for the scripts")
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert first.read_bytes() == before  # untouched
+    assert first.read_bytes() == before and (first.parent / "log.txt").read_bytes() == log  # untouched
     # the variant, named: its own folder, its own result, its own row
     tagged = {**env, "TAG": "lr0.5"}
     protocol_scripts.run_script(script, "caltech101", "1", *overrides, "OPTIM.LR", "0.5", env=tagged)
