@@ -461,13 +461,16 @@ def test_partial_averages_are_shown_and_marked_in_every_table(tmp_path):
 
 def test_two_results_for_one_key_warn_naming_both_and_count_the_first(tmp_path):
     out = tmp_path / "out"
-    first = fake_result(out, "a/base2new/train_base/dtd/shots_16/CoOp/cfg/seed1", 80.0, "CoOp", "dtd", "cfg", "base")
-    second = fake_result(out, "b/base2new/train_base/dtd/shots_16/CoOp/cfg/seed1", 60.0, "CoOp", "dtd", "cfg", "base")
+    first = fake_result(out, "a/base2new/train_base/dtd/shots_16/CoOp/cfg/seed1", 80.0, "CoOp", "dtd", "cfg", "base",
+                        identity={"OPTIM.LR": 0.002, "SEED": 1})
+    second = fake_result(out, "b/base2new/train_base/dtd/shots_16/CoOp/cfg/seed1", 60.0, "CoOp", "dtd", "cfg", "base",
+                         identity={"OPTIM.LR": 0.1, "SEED": 1})
     warnings = []
     (t,) = report.tables(report.scan(out), "base2new", warnings)[1:]
     assert row(t, "dtd")[1].mean == 80.0 and row(t, "dtd")[1].n == 1  # not overwritten, not averaged
     (warning,) = warnings
-    assert f"{first} (counted) and {second} (left out)" in warning and "seed 1" in warning
+    assert f"{first} (counted) and {second} (left out), another configuration: OPTIM.LR (0.002 -> 0.1)" in warning
+    assert "seed 1" in warning
     result = run_report(out)
     assert result.returncode == 0 and f"warning: two results for base2new CoOp (cfg) dtd base, seed 1: {first}" \
         in result.stderr
@@ -539,6 +542,7 @@ def test_zero_shot_results_without_a_seed_do_not_collapse(tmp_path):
     report.tables(report.scan(out), "base2new", warnings)
     (warning,) = warnings
     assert "no seed" in warning and str(out / "a/zeroshot") in warning and str(out / "b/zeroshot") in warning
+    assert "one of them records no identity" in warning
 
 
 @pytest.mark.parametrize("accuracy, reason", [

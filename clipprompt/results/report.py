@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from . import layout, protocols
+from . import identity, layout, protocols
 
 RESULT_FILE = "result.json"
 PUBLISHED = Path(__file__).resolve().parent / "published"
@@ -72,6 +72,7 @@ class Record:
     unfinished: bool = False  # evaluated a run whose training did not finish (an intermediate epoch)
     tag: str = ""  # a named variant of the method (TAG=, --tag): its own row
     classes: str = ""  # the class subset, for runs outside the protocol layout
+    identity: dict | None = field(default=None, compare=False, hash=False, repr=False)  # clipprompt.results.identity
 
     @property
     def method(self) -> str:
@@ -256,7 +257,9 @@ def scan(root: str | Path, warn=None, unreadable: list | None = None,
                 continue
             where = from_result(result, where)
             unfinished = result.get("training_finished") is False
+            ident = result.get("identity") if isinstance(result.get("identity"), dict) else None
         else:
+            ident = None
             if where is None:
                 continue
             found = log_accuracy(folder)
@@ -265,8 +268,8 @@ def scan(root: str | Path, warn=None, unreadable: list | None = None,
             accuracy, source = found
         if where is None:
             continue
-        records += [Record(accuracy=accuracy, source=source, path=str(folder), unfinished=unfinished, **w)
-                    for w in where]
+        records += [Record(accuracy=accuracy, source=source, path=str(folder), unfinished=unfinished,
+                           identity=ident, **w) for w in where]
     return records
 
 
@@ -280,6 +283,7 @@ class Cell:
     by_seed: dict = field(default_factory=dict)
     unfinished: bool = False  # some seed's run did not finish training
     paths: dict = field(default_factory=dict)  # seed -> folder
+    records: dict = field(default_factory=dict)  # seed -> the Record counted
 
     @property
     def n(self) -> int:
@@ -343,10 +347,16 @@ class Group:
         return f"{self.method} used {len(self.configs)} configs: {used}."
 
 
-def duplicate_warning(r: Record, kept: str) -> str:
+def duplicate_warning(r: Record, kept: Record) -> str:
+    """Both folders, and whether the two are the same run (`clipprompt.results.identity`)."""
     where = f"{r.protocol} {r.method} ({r.config}) {r.dataset} {r.part or r.classes}".rstrip()
     seed = "no seed" if r.seed is None else f"seed {r.seed}"
-    return (f"two results for {where}, {seed}: {kept} (counted) and {r.path} (left out); "
+    if kept.identity is None or r.identity is None:
+        same = "one of them records no identity (written before results recorded one)"
+    else:
+        differences = identity.differences(kept.identity, r.identity)
+        same = (f"another configuration: {'; '.join(differences)}" if differences else "the same configuration")
+    return (f"two results for {where}, {seed}: {kept.path} (counted) and {r.path} (left out), {same}; "
             "name variants with TAG= / --tag to keep them apart")
 
 
@@ -366,10 +376,10 @@ def group(records: Iterable[Record], warnings: list | None = None) -> dict[Group
         cell = cells.setdefault((r.dataset, r.part), Cell())
         if r.seed in cell.by_seed:
             if cell.paths[r.seed] != r.path and warnings is not None:
-                warnings.append(duplicate_warning(r, cell.paths[r.seed]))
+                warnings.append(duplicate_warning(r, cell.records[r.seed]))
             continue
         cell.by_seed[r.seed] = r.accuracy
-        cell.paths[r.seed] = r.path
+        cell.paths[r.seed], cell.records[r.seed] = r.path, r
         cell.unfinished |= r.unfinished
     methods: dict[tuple, list[tuple[Group, dict]]] = {}
     for g, cells in sorted(by_config.items(), key=lambda kv: kv[0].config):
@@ -545,9 +555,9 @@ def other_table(records: Iterable[Record], warnings: list | None = None) -> Tabl
         cell = cells.setdefault(key, Cell())
         if r.seed in cell.by_seed:
             if warnings is not None:
-                warnings.append(duplicate_warning(r, cell.paths[r.seed]))
+                warnings.append(duplicate_warning(r, cell.records[r.seed]))
             continue
-        cell.by_seed[r.seed], cell.paths[r.seed] = r.accuracy, r.path
+        cell.by_seed[r.seed], cell.paths[r.seed], cell.records[r.seed] = r.accuracy, r.path, r
     if not cells:
         return None
     rows, row_groups = [], []
