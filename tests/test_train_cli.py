@@ -160,6 +160,7 @@ def test_zeroshot_accuracy_is_clips_on_the_test_split(data_root, tmp_path):
     ("CoOp", [], ["DATASET.NAME", "Caltech102"], "Unknown dataset 'Caltech102'"),
     ("CoOp", [], ["TRAINER.COOP.N_CTX", "0"], "error: TRAINER.COOP.N_CTX is 0; it must be >= 1."),
     ("CoOp", [], ["MODEL.INIT_WEIGHTS", "weights.pth"], "error: MODEL.INIT_WEIGHTS is not supported"),
+    ("CoOp", ["--tag", "lr/0.1"], [], "error: --tag: tag 'lr/0.1': use letters, digits and . _ + - (starting with"),
 ])
 def test_bad_input_gives_one_line_and_status_2(data_root, tmp_path, trainer, flags, extra, message):
     status, _, stderr = cli(*common(data_root, trainer, "CoOp/vit_b16_ep50", tmp_path / "bad", *extra, flags=flags))
