@@ -299,3 +299,30 @@ def test_a_sweep_again_with_another_lr_is_refused_on_screen_and_keeps_every_resu
                            timeout=600)
     assert again.returncode == 0 and "4 of 4 runs finished." in again.stdout
     assert again.stdout.count(": finished already") == 4
+
+
+@requires_dassl
+def test_slurm_compares_finished_runs_here_before_submitting(tiny_sweep, tmp_path, tiny_clip_path, monkeypatch,
+                                                             capfd):
+    """SLURM does not resubmit a finished run: the driver compares its configuration first, so another
+    OPTIM.LR is refused (and nothing of it submitted), and the same command submits nothing."""
+    from tiny_sweep import OVERRIDES, sweep_env
+
+    output = tmp_path / "copy"
+    shutil.copytree(tiny_sweep.output, output)
+    results = {p: p.read_bytes() for p in output.rglob("result.json")}
+    for key, value in sweep_env(tiny_sweep.data, output).items():
+        monkeypatch.setenv(key, value)
+    submitted = []
+    monkeypatch.setattr(launch, "submit_slurm", lambda steps, options, out: submitted.extend(steps) or [])
+    monkeypatch.setattr(launch, "wait_slurm", lambda ids: None)
+    argv = ["base2new", "coop", "--datasets", "caltech101", "--seeds", "1", "2", "--launcher", "slurm",
+            "--", "MODEL.BACKBONE.NAME", tiny_clip_path, *OVERRIDES]
+    assert protocol.main([*argv, "OPTIM.LR", "0.5"]) == 1
+    out = capfd.readouterr().out
+    assert submitted == [] and out.count("failed (exit status 2): error: ") == 2 * 4  # as checked, and in the summary
+    assert "OPTIM.LR (0.002 -> 0.5)" in out and {p: p.read_bytes() for p in output.rglob("result.json")} == results
+    # the same command: every run is the same finished run, handed to submit_slurm, which skips what is done
+    assert protocol.main(argv) == 0 and "4 of 4 runs finished." in capfd.readouterr().out
+    assert len([job for step in submitted for job in step]) == 4 and all(job.finished() for step in submitted
+                                                                         for job in step)

@@ -194,10 +194,10 @@ def write_manifest(name: str, jobs: list[launch.Job]) -> None:
 
 
 def execute(runs: list[Run], overrides: Sequence[str] = (), runner: Runner | None = None,
-            out=sys.stdout, launcher: Launcher | None = None, manifest: str | None = None,
+            out=None, launcher: Launcher | None = None, manifest: str | None = None,
             tag: str = "") -> list[Run]:
     """Run every run, continuing past failures; returns the runs that failed or were not run."""
-    launcher = launcher or Launcher()
+    launcher, out = launcher or Launcher(), out or sys.stdout  # stdout at call time (tests capture it)
     with ThreadPoolExecutor(max_workers=8) as pool:  # each asks its script (bash + python): overlap them
         jobs = list(pool.map(lambda run: resolve(run, overrides, tag), runs))
     by_run = {id(run): job for run, job in zip(runs, jobs)}
@@ -209,16 +209,21 @@ def execute(runs: list[Run], overrides: Sequence[str] = (), runner: Runner | Non
     if manifest:
         write_manifest(manifest, jobs)
     if launcher.kind == "slurm":
-        steps = [[j for r, j in zip(runs, jobs) if r.after is None], [j for r, j in zip(runs, jobs) if r.after]]
+        refused = check_finished_here(jobs, out) if runner is None else {}
+        blocked = set(refused) | {name for name, dep in after.items() if dep in refused}
+        steps = [[j for r, j in zip(runs, jobs) if r.after is None and j.name not in blocked],
+                 [j for r, j in zip(runs, jobs) if r.after and j.name not in blocked]]
         ids = launch.submit_slurm([step for step in steps if step], launcher.slurm, out=out)
-        if not launcher.wait:
-            for run in runs:
-                run.status = "ok"
-            return []
-        launch.wait_slurm(ids)
+        if launcher.wait:
+            launch.wait_slurm(ids)
         for run, job in zip(runs, jobs):
-            state = launch.live_state(job)
-            run.status = "ok" if state == "done" else f"{state} (log: {job.log})"
+            if job.name in blocked:
+                run.status = refused.get(job.name, "not run (its training failed)")
+            elif not launcher.wait:
+                run.status = "ok"
+            else:
+                state = launch.live_state(job)
+                run.status = "ok" if state == "done" else f"{state} (log: {job.log})"
         return [run for run in runs if run.status != "ok"]
     slots = launcher.slots if launcher.kind == "local" else 1
     status: dict[str, str] = {}
@@ -232,6 +237,25 @@ def execute(runs: list[Run], overrides: Sequence[str] = (), runner: Runner | Non
     for run, job in zip(runs, jobs):
         run.status = status.get(job.name, "not run")
     return [run for run in runs if run.status != "ok"]
+
+
+def check_finished_here(jobs: list[launch.Job], out) -> dict[str, str]:
+    """SLURM does not resubmit a finished run, so its configuration is compared here first: each
+    finished run's script runs with CHECK_ONLY=1 (train.py --skip-finished skips the same run and
+    refuses another; nothing is trained). Returns job name -> why, for each refused run."""
+    def check(job):
+        env = {**os.environ, **job.env, "CHECK_ONLY": "1"}
+        return job, subprocess.run(job.command, cwd=job.cwd, env=env, capture_output=True, text=True)
+
+    refused = {}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for job, done in pool.map(check, [job for job in jobs if job.finished()]):
+            if done.returncode != 0:
+                lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+                why = next((line for line in reversed(lines) if line.startswith("error: ")), lines[-1] if lines else "")
+                refused[job.name] = f"failed (exit status {done.returncode}): {why}"
+                print(f"{job.title}: {refused[job.name]}", file=out, flush=True)
+    return refused
 
 
 def status_rows(output: Path) -> list[dict]:

@@ -6,6 +6,7 @@
 #   PYTHON   interpreter                         (default: python)
 #   TAG      names a variant of the method (e.g. TAG=lr0.1 with OPTIM.LR 0.1): its own folder, its own row
 #   DRY_RUN  when set, print the train.py command (shell-quoted) instead of running it
+#   CHECK_ONLY  when set, only compare a finished run's configuration (the driver's SLURM launcher)
 #
 # A run folder whose result.json parses and records this run is finished: train.py (--skip-finished)
 # skips it when this command's configuration is the same (clipprompt/results/identity.py), and
@@ -57,6 +58,8 @@ before_run() {  # before_run [KEY VALUE ...]: the user's overrides; checks them 
     --protocol "$RUN_PROTOCOL" --part "$RUN_PART" --config "$RUN_CFG" ${RUN_SEED:+--seed "$RUN_SEED"} \
     ${TAG:+--tag "$TAG"}; then
     SKIP_FINISHED=--skip-finished
+  elif [ -n "${CHECK_ONLY:-}" ]; then  # the driver asks only whether a finished run is this run
+    exit 0
   fi
 }
 
