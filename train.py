@@ -55,6 +55,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-feature-cache", action="store_true", help="compute test-set image features anew (MODEL.FEATURE_CACHE False)")
     parser.add_argument("--protocol", type=str, default="", help="protocol this run belongs to (recorded in result.json)")
     parser.add_argument("--part", type=str, default="", help="part of the protocol (recorded in result.json)")
+    parser.add_argument("--tag", type=str, default="", help="name of a variant of the run (recorded in result.json; "
+                        "the scripts' TAG and the driver's --tag give it its own folder)")
+    parser.add_argument(
+        "--skip-finished", action="store_true",
+        help="exit 0 when the output folder holds a finished run of this same configuration (the scripts pass it); "
+        "a finished run of another configuration is still refused",
+    )
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser.parse_args(argv)
 
@@ -93,28 +100,51 @@ def setup_cfg(args: argparse.Namespace):
     return cfg
 
 
-def check_finished_run(cfg, args: argparse.Namespace, remove: bool = True) -> None:
-    """Never overwrite a finished run by accident; an unfinished one is resumed.
+def check_finished_run(cfg, args: argparse.Namespace, remove: bool = True) -> bool:
+    """Never overwrite or silently reuse a finished run; an unfinished one is resumed.
 
+    A folder holding a finished run is compared with this command through the run identity
+    (`clipprompt.results.identity`): another configuration is refused naming the differing keys;
+    the same one is refused too, unless `--skip-finished` (the scripts) asks to skip it: True then.
     With `remove` False (before the run lock is held, and on ranks other than 0) only check:
     rank 0 deletes what --overwrite deletes, once it holds the folder's lock."""
+    from clipprompt.results import identity
+    from clipprompt.results.layout import read_result
     from clipprompt.results.result_file import RESULT_FILE
+    from clipprompt.runs.training_state import flat_config
     from trainers.base import MODEL_NAME
 
     out = Path(cfg.OUTPUT_DIR)
     if not (out / RESULT_FILE).is_file() or args.resume:
-        return
-    if not args.overwrite:
+        return False
+    if args.overwrite:
+        if remove:
+            (out / RESULT_FILE).unlink(missing_ok=True)
+            if not args.eval_only and (out / MODEL_NAME).is_dir():
+                shutil.rmtree(out / MODEL_NAME)
+            print(f"--overwrite: removed the previous result and checkpoints in {out}")
+        return False
+    record = read_result(out) or {}
+    stored = identity.recorded(record)
+    differences = None
+    if stored is not None:
+        differences = identity.differences(stored, identity.identity(flat_config(cfg)))
+        if (record.get("tag") or "") != args.tag:
+            differences.append(f"tag ({record.get('tag') or ''!r} -> {args.tag!r})")
+    if differences == [] and args.skip_finished:
+        print(f"Skipping: {out} already holds a finished run of this configuration (delete the folder to run it again).")
+        return True
+    if differences:
         raise ConfigError(
-            f"{out} already holds a finished run ({RESULT_FILE}); choose another --output-dir, "
-            "or pass --overwrite to start again there (its checkpoints and result are deleted)."
+            f"{out} already holds a finished run of another configuration: {'; '.join(differences)}. "
+            "Name the variant (TAG=NAME for the scripts, --tag NAME for the protocol driver) to give it its own "
+            "folder, choose another --output-dir, or pass --overwrite to replace it."
         )
-    if not remove:
-        return
-    (out / RESULT_FILE).unlink(missing_ok=True)
-    if not args.eval_only and (out / MODEL_NAME).is_dir():
-        shutil.rmtree(out / MODEL_NAME)
-    print(f"--overwrite: removed the previous result and checkpoints in {out}")
+    what = "of this configuration" if differences == [] else "that records no configuration to compare"
+    raise ConfigError(
+        f"{out} already holds a finished run {what} ({RESULT_FILE}); choose another --output-dir, "
+        "or pass --overwrite to start again there (its checkpoints and result are deleted)."
+    )
 
 
 def check_registered(cfg) -> None:
@@ -227,6 +257,7 @@ def run(args: argparse.Namespace, log, stops) -> int:
 
     from clipprompt.runs.checkpoint import remove_stale_temporaries
     from clipprompt.runs.distributed import barrier, init_distributed
+    from clipprompt.results import identity
     from clipprompt.runs.lock import RunLock
 
     import trainers  # noqa: F401  (registers the trainers; imports Dassl without its side effects)
@@ -235,13 +266,18 @@ def run(args: argparse.Namespace, log, stops) -> int:
 
     check_flags(args)
     cfg = setup_cfg(args)
+    try:
+        identity.check_tag(args.tag)
+    except ValueError as error:
+        raise ConfigError(f"--tag: {error}") from None
     check_resume_folder(args)
     dist = init_distributed(use_cuda=torch.cuda.is_available() and cfg.USE_CUDA)
     if not dist.is_main:  # one log: rank 0's (errors still reach stderr)
         os.environ["TQDM_DISABLE"] = "1"
         log.mute()
     cfg = cap_workers(cfg)
-    check_finished_run(cfg, args, remove=False)
+    if check_finished_run(cfg, args, remove=False):
+        return 0
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
@@ -256,7 +292,7 @@ def run(args: argparse.Namespace, log, stops) -> int:
 
     trainer = build_trainer(cfg)  # reads and checks data and CLIP: no output folder before it succeeds
     trainer.stops = stops
-    run_info = {"protocol": args.protocol, "part": args.part,
+    run_info = {"protocol": args.protocol, "part": args.part, "tag": args.tag,
                 "config_name": Path(args.config_file).stem if args.config_file else None}
     trainer.run_info = {key: value for key, value in run_info.items() if value}  # recorded in result.json
     if args.eval_only:
@@ -266,7 +302,8 @@ def run(args: argparse.Namespace, log, stops) -> int:
     lock = RunLock(cfg.OUTPUT_DIR).acquire() if dist.is_main else None
     try:
         if dist.is_main:
-            check_finished_run(cfg, args, remove=True)
+            if check_finished_run(cfg, args, remove=True):  # finished meanwhile, by a run of this configuration
+                return 0
             for stale in remove_stale_temporaries(cfg.OUTPUT_DIR, Path(cfg.OUTPUT_DIR) / MODEL_NAME):
                 print(f"Removed {stale}, left by a run killed while saving")
             log.attach(cfg.OUTPUT_DIR)

@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +122,45 @@ class FakeRunner:
         return 3 if any(call.startswith(f) for f in self.fail) else 0
 
 
+ISSUE_ITEM_3 = ["base2new", "coop", "--datasets", "caltech101", "--seeds", "1", "2", "--", "OPTIM.MAX_EPOCH", "1"]
+
+
+@pytest.mark.parametrize("override, message", [
+    (["DATASET.NUM_SHOTS", "2"], "DATASET.NUM_SHOTS cannot be overridden in a protocol run: the training shots name "
+     "the run folder: give them as SHOTS=K in the environment (scripts and driver), or --shots K for the driver's few_shot."),
+    (["SEED", "3"], "SEED cannot be overridden in a protocol run: the seed names the run folder: give it as the "
+     "script's SEED argument, or --seeds for the driver."),
+    (["DATASET.SUBSAMPLE_CLASSES", "all"], "DATASET.SUBSAMPLE_CLASSES cannot be overridden in a protocol run"),
+    (["DATASET.NAME", "DescribableTextures"], "DATASET.NAME cannot be overridden in a protocol run: the dataset names "
+     "the run folder: give it as the script's DATASET argument, or --datasets for the driver."),
+])
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_protocol_owned_overrides_are_refused_before_anything_runs(override, message, dry_run, capsys, tmp_path):
+    """Issue 20, item 3: `... -- DATASET.NUM_SHOTS 2` trained, then every test failed. Now refused in one
+    line, before any run starts or any sweep state is written; SHOTS=2 is the way (the tiny sweep uses it)."""
+    argv = [*ISSUE_ITEM_3[:7], *dry_run, *ISSUE_ITEM_3[7:], *override]
+    assert protocol.main(argv, runner=lambda cmd: pytest.fail("ran")) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: " + message) and len(captured.err.strip().splitlines()) == 1
+    assert captured.out == "" and not (tmp_path / "output").exists()
+
+
+def test_a_bad_tag_is_refused_before_anything_runs(capsys):
+    assert protocol.main(["base2new", "coop", "--tag", "lr/0.1"], runner=lambda cmd: pytest.fail("ran")) == 2
+    assert capsys.readouterr().err == "error: tag 'lr/0.1': use letters, digits and . _ + - (starting with a " \
+        "letter or digit)\n"
+
+
+def test_a_tag_gives_the_runs_their_own_folders(capsys, monkeypatch):
+    runner = FakeRunner()
+    monkeypatch.setenv("TAG", "ignored")  # --tag wins over the environment's TAG
+    assert protocol.main([*ISSUE_ITEM_3[:2], "--datasets", "dtd", "--seeds", "1", "--tag", "lr0.1"], runner=runner) == 0
+    jobs = [protocol.resolve(run, (), "lr0.1") for run in protocol.plan("base2new", "coop", ["dtd"], [1])]
+    assert [job.name for job in jobs] == ["base2new__train_base__dtd__shots_16__CoOp@lr0.1__vit_b16_ep50__seed1",
+                                          "base2new__test_new__dtd__shots_16__CoOp@lr0.1__vit_b16_ep50__seed1"]
+    assert all(job.env["TAG"] == "lr0.1" and job.keys[0]["tag"] == "lr0.1" for job in jobs)
+
+
 def test_continues_past_failures_and_lists_them(capsys):
     runner = FakeRunner(fail=["base2new_train.sh dtd 2", "base2new_test.sh eurosat 1"])
     code = protocol.main(["base2new", "coop", "--datasets", "dtd", "eurosat", "--seeds", "1", "2",
@@ -199,7 +239,8 @@ def test_base2new_end_to_end_then_the_report(tiny_sweep):
     # Base and New as the mean ± spread of the two seeds, then HM: numbers from the runs
     assert [re.fullmatch(r"\d+\.\d\d( ± \d+\.\d\d)?", c) is not None for c in cells[1:]] == [True] * 3, caltech
     assert "±" in cells[1] and "±" in cells[2]
-    assert "| imagenet | – | – | – |" in text and "| Average (11) | – | – | – |" in text
+    assert "| imagenet | – | – | – |" in text
+    assert re.search(r"\| Average \(11\) \| \d+\.\d\d \(avg 1/11\) \| \d+\.\d\d \(avg 1/11\) \|", text)
     # --compare: our per-dataset numbers beside the published ones; no average of ours over one dataset
     assert "| CoOp | caltech101 | base | " in text and "| CoOp | average | hm | – | 71.66 [" in text
 
@@ -315,3 +356,55 @@ def test_checking_common_overrides_imports_no_torch():
             "print('torch' in sys.modules)")
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout == "False\n", run.stderr
+@requires_dassl
+def test_a_sweep_again_with_another_lr_is_refused_on_screen_and_keeps_every_result(tiny_sweep, tmp_path,
+                                                                                   tiny_clip_path):
+    """Issue 20: the same sweep with another OPTIM.LR reused the finished runs silently. Now each training
+    is refused (the differing key on screen, not only in .sweeps/logs) and no result changes; the same
+    command again finds every run finished."""
+    from tiny_sweep import driver, sweep_env
+
+    output = tmp_path / "copy"
+    shutil.copytree(tiny_sweep.output, output)
+    results = {p: p.read_bytes() for p in output.rglob("result.json")}
+    env = sweep_env(tiny_sweep.data, output)
+    args = ["base2new", "coop", "--datasets", "caltech101", "--seeds", "1", "2"]
+    run = subprocess.run([*driver(args, env, tiny_clip_path), "OPTIM.LR", "0.5"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
+    for seed in (1, 2):
+        assert f"scripts/coop/base2new_train.sh caltech101 {seed}: failed (exit status 2): error: " in run.stdout
+        assert f"scripts/coop/base2new_test.sh caltech101 {seed}: not run (its training failed)" in run.stdout
+    assert "OPTIM.LR (0.002 -> 0.5)" in run.stdout.split("failed or not run:")[1]
+    assert {p: p.read_bytes() for p in output.rglob("result.json")} == results
+    again = subprocess.run(driver(args, env, tiny_clip_path), cwd=REPO, env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0 and "4 of 4 runs finished." in again.stdout
+    assert again.stdout.count(": finished already") == 4
+
+
+@requires_dassl
+def test_slurm_compares_finished_runs_here_before_submitting(tiny_sweep, tmp_path, tiny_clip_path, monkeypatch,
+                                                             capfd):
+    """SLURM does not resubmit a finished run: the driver compares its configuration first, so another
+    OPTIM.LR is refused (and nothing of it submitted), and the same command submits nothing."""
+    from tiny_sweep import OVERRIDES, sweep_env
+
+    output = tmp_path / "copy"
+    shutil.copytree(tiny_sweep.output, output)
+    results = {p: p.read_bytes() for p in output.rglob("result.json")}
+    for key, value in sweep_env(tiny_sweep.data, output).items():
+        monkeypatch.setenv(key, value)
+    submitted = []
+    monkeypatch.setattr(launch, "submit_slurm", lambda steps, options, out: submitted.extend(steps) or [])
+    monkeypatch.setattr(launch, "wait_slurm", lambda ids: None)
+    argv = ["base2new", "coop", "--datasets", "caltech101", "--seeds", "1", "2", "--launcher", "slurm",
+            "--", "MODEL.BACKBONE.NAME", tiny_clip_path, *OVERRIDES]
+    assert protocol.main([*argv, "OPTIM.LR", "0.5"]) == 1
+    out = capfd.readouterr().out
+    assert submitted == [] and out.count("failed (exit status 2): error: ") == 2 * 4  # as checked, and in the summary
+    assert "OPTIM.LR (0.002 -> 0.5)" in out and {p: p.read_bytes() for p in output.rglob("result.json")} == results
+    # the same command: every run is the same finished run, handed to submit_slurm, which skips what is done
+    assert protocol.main(argv) == 0 and "4 of 4 runs finished." in capfd.readouterr().out
+    assert len([job for step in submitted for job in step]) == 4 and all(job.finished() for step in submitted
+                                                                         for job in step)

@@ -104,7 +104,9 @@ def test_markdown_shows_gaps_and_flags_fewer_seeds(tree):
     assert "| dtd | 79.17 ± 1.26 | 69.00 ± 1.41 (2 seeds) |" in text
     cocoop = text.split("### Base-to-new: CoCoOp (c4, 16 shots)")[1].split("###")[0]
     assert "| caltech101 | 90.00 | 80.00 | 84.71 |" in cocoop
-    assert "| imagenet | – | – | – |" in cocoop and "| Average (11) | – | – | – |" in cocoop
+    assert "| imagenet | – | – | – |" in cocoop
+    # the average over the one dataset there is: shown and marked, never blank (issue 20)
+    assert "| Average (11) | 90.00 (avg 1/11) | 80.00 (avg 1/11) | 84.71 (avg 1/11) |" in cocoop
     assert " 0.00" not in cocoop
     assert "read from Dassl logs" in text and "eurosat" in text
 
@@ -124,7 +126,8 @@ def test_cross_dataset_and_dg_tables(tree):
     assert dg.columns == ["method", "imagenet (source)", *protocols.DG_TARGETS, "Average (4)"]
     coop = row(dg, "CoOp (vit_b16_ep50, 16 shots)")
     assert [v.mean for v in coop[2:5]] == [40.0, 41.0, 42.0]
-    assert coop[5].mean is None and coop[6].mean is None  # imagenet_r missing: gap, and no average
+    assert coop[5].mean is None  # imagenet_r missing: a gap
+    assert coop[6].mean == pytest.approx(41.0) and coop[6].covered == "3/4"  # the average of 3 of 4, marked
     assert row(dg, "ZeroshotCLIP (vit_b16)")[4].mean == pytest.approx(47.8)
 
 
@@ -247,3 +250,179 @@ def test_import_report_does_not_import_torch():
 # figures: tests/test_figures.py
 
 
+# -- one row per method, partial averages, duplicates, other folders, bad values (issues 20, 22) ----
+
+
+def fake_result(root, rel, accuracy, trainer, dataset, config, part, seed=1, shots=16, protocol="base2new", **extra):
+    """A result.json as clipprompt.results.result_file writes it (the fields the report reads)."""
+    folder = Path(root) / rel
+    folder.mkdir(parents=True, exist_ok=True)
+    record = dict(trainer=trainer, dataset=dataset, subsample_classes=part, num_shots=shots, seed=seed,
+                  protocol=protocol, part=part, config_name=config, **extra, metrics={"accuracy": accuracy})
+    (folder / "result.json").write_text(json.dumps(record))
+    return folder
+
+
+SEP_CONFIG = {"imagenet": "vit_b16_ep10_batch128", "sun397": "vit_b16_ep10_batch128"}  # as scripts/sep does
+
+
+def sep_tree(out, datasets=protocols.BASE2NEW):
+    for i, d in enumerate(datasets):
+        config = SEP_CONFIG.get(d, "vit_b16_ep50_batch32")
+        for part, top, acc in (("base", "train_base", 80.0 + i), ("new", "test_new", 70.0 + i)):
+            fake_result(out, f"base2new/{top}/{d}/shots_16/SEP/{config}/seed1", acc, "SEP", d, config, part)
+
+
+def test_a_method_with_two_configs_is_one_row_with_its_average(tmp_path):
+    """scripts/sep trains ImageNet and SUN397 with another config than the other nine: one SEP row."""
+    out = tmp_path / "out"
+    sep_tree(out)
+    found = report.tables(report.scan(out), "base2new")
+    summary, per_method = found[0], found[1:]
+    assert len(per_method) == 1 and len(summary.rows) == 1
+    t = per_method[0]
+    assert t.title == "Base-to-new: SEP (vit_b16_ep10_batch128 + vit_b16_ep50_batch32, 16 shots)"
+    avg = row(t, "Average (11)")
+    base = statistics.fmean(80.0 + i for i in range(11))
+    new = statistics.fmean(70.0 + i for i in range(11))
+    assert avg[1].mean == pytest.approx(base) and avg[2].mean == pytest.approx(new) and not avg[1].covered
+    assert summary.rows[0][3].mean == pytest.approx(report.hm(base, new))
+    text = report.markdown(found, [])
+    note = "SEP used 2 configs: vit_b16_ep10_batch128: imagenet, sun397; vit_b16_ep50_batch32: caltech101,"
+    assert note in text.split("### Base-to-new: SEP")[1] and note in text.split("### Base-to-new, all methods")[1]
+    lines = list(csv.DictReader(io.StringIO(report.to_csv(per_method))))
+    configs = {r["dataset"]: r["config"] for r in lines if r["measure"] == "Base"}
+    assert configs["imagenet"] == configs["sun397"] == "vit_b16_ep10_batch128"
+    assert configs["dtd"] == "vit_b16_ep50_batch32"
+
+
+def test_two_configs_on_one_dataset_stay_two_rows(tmp_path):
+    out = tmp_path / "out"
+    for config, acc in (("ep50", 80.0), ("ep10", 75.0)):
+        fake_result(out, f"base2new/train_base/dtd/shots_16/CoOp/{config}/seed1", acc, "CoOp", "dtd", config, "base")
+    titles = [t.title for t in report.tables(report.scan(out), "base2new")[1:]]
+    assert titles == ["Base-to-new: CoOp (ep10, 16 shots)", "Base-to-new: CoOp (ep50, 16 shots)"]
+
+
+def test_partial_averages_are_shown_and_marked_in_every_table(tmp_path):
+    out = tmp_path / "out"
+    sep_tree(out, protocols.BASE2NEW[:4])
+    found = report.tables(report.scan(out), "base2new")
+    text = report.markdown(found, [])
+    base, new = statistics.fmean(80.0 + i for i in range(4)), statistics.fmean(70.0 + i for i in range(4))
+    hm = report.hm(base, new)
+    average = f"| {base:.2f} (avg 4/11) | {new:.2f} (avg 4/11) | {hm:.2f} (avg 4/11) |"
+    assert f"| Average (11) {average}" in text
+    summary = text.split("### Base-to-new, all methods")[1].split("###")[0]
+    assert f"| SEP (vit_b16_ep10_batch128 + vit_b16_ep50_batch32, 16 shots) {average}" in summary
+    assert "avg k/N: an average over the k of its N datasets that have a number." in summary
+
+
+def test_two_results_for_one_key_warn_naming_both_and_count_the_first(tmp_path):
+    out = tmp_path / "out"
+    first = fake_result(out, "a/base2new/train_base/dtd/shots_16/CoOp/cfg/seed1", 80.0, "CoOp", "dtd", "cfg", "base",
+                        identity={"OPTIM.LR": 0.002, "SEED": 1})
+    second = fake_result(out, "b/base2new/train_base/dtd/shots_16/CoOp/cfg/seed1", 60.0, "CoOp", "dtd", "cfg", "base",
+                         identity={"OPTIM.LR": 0.1, "SEED": 1})
+    warnings = []
+    (t,) = report.tables(report.scan(out), "base2new", warnings)[1:]
+    assert row(t, "dtd")[1].mean == 80.0 and row(t, "dtd")[1].n == 1  # not overwritten, not averaged
+    (warning,) = warnings
+    assert f"{first} (counted) and {second} (left out), another configuration: OPTIM.LR (0.002 -> 0.1)" in warning
+    assert "seed 1" in warning
+    result = run_report(out)
+    assert result.returncode == 0 and f"warning: two results for base2new CoOp (cfg) dtd base, seed 1: {first}" \
+        in result.stderr
+    assert "1 warning(s):" in result.stdout and str(second) in result.stdout
+
+
+def test_a_tagged_variant_is_its_own_row(tmp_path):
+    out = tmp_path / "out"
+    fake_result(out, "base2new/train_base/dtd/shots_16/CoOp/cfg/seed1", 80.0, "CoOp", "dtd", "cfg", "base")
+    fake_result(out, "base2new/train_base/dtd/shots_16/CoOp@lr0.1/cfg/seed1", 60.0, "CoOp", "dtd", "cfg", "base",
+                tag="lr0.1")
+    put(out, "base2new/train_base/eurosat/shots_16/CoOp@lr0.1/cfg/seed1", 50.0)  # older result: tag from the path
+    warnings = []
+    found = report.tables(report.scan(out), "base2new", warnings)
+    assert not warnings
+    assert [r[0] for r in found[0].rows] == ["CoOp (cfg, 16 shots)", "CoOp@lr0.1 (cfg, 16 shots)"]
+    tagged = table(found, "Base-to-new: CoOp@lr0.1")
+    assert row(tagged, "dtd")[1].mean == 60.0 and row(tagged, "eurosat")[1].mean == 50.0
+
+
+def test_folders_outside_the_layout_are_reported_by_trainer_dataset_and_config(tmp_path):
+    """Ten result.json of plain train.py runs: a table, not "No finished runs"."""
+    out = tmp_path / "output"
+    for i in range(10):
+        seed = i % 2 + 1
+        folder = out / f"foo/run{i}"
+        folder.mkdir(parents=True)
+        config = "vit_b16_ep50" if i < 8 else "vit_b16_ep10"
+        (folder / "result.json").write_text(json.dumps(dict(
+            trainer="CoOp", dataset="Caltech101" if i < 6 else "DescribableTextures", subsample_classes="all",
+            num_shots=16, seed=seed if i < 8 else -1, config_name=config, metrics={"accuracy": 50.0 + i})))
+    result = run_report(out)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "### Runs outside the protocol layout (by trainer, dataset and config)" in text
+    lines = [line for line in text.splitlines() if line.startswith("| CoOp |")]
+    # caltech101: 6 runs, seeds 1 and 2 three times each -> the first of each seed counted, the rest warned
+    assert lines[0].startswith("| CoOp | caltech101 | vit_b16_ep50 | all | 16 | 50.50 ± 0.71 | 1, 2 |")
+    # dtd, ep50: seeds 1 and 2
+    assert "| CoOp | dtd | vit_b16_ep50 | all | 16 | 56.50 ± 0.71 | 1, 2 |" in text
+    # dtd, ep10, no seed (-1): each run its own row, not collapsed into one
+    assert sum("| CoOp | dtd | vit_b16_ep10 | all | 16 | 58.00 " in line or
+               "| CoOp | dtd | vit_b16_ep10 | all | 16 | 59.00 " in line for line in lines) == 2
+    assert "No finished runs" not in result.stderr and result.stderr.count("two results for other CoOp") == 4
+
+
+def test_a_copy_of_a_run_folder_is_listed_and_left_out(tree):
+    """seed1.bak must not replace seed1 in the mean (issue 22, 7)."""
+    folder = tree / f"base2new/train_base/caltech101/{COOP}"
+    (folder / "seed1.bak").mkdir()
+    (folder / "seed1.bak" / "result.json").write_text(json.dumps(
+        {"trainer": "CoOp", "dataset": "Caltech101", "seed": 1, "num_shots": 16, "protocol": "base2new",
+         "part": "base", "config_name": "vit_b16_ep50", "metrics": {"accuracy": 5.0}}))
+    unrecognized = []
+    t = table(report.tables(report.scan(tree, unrecognized=unrecognized), "base2new"), "Base-to-new: CoOp")
+    assert row(t, "caltech101")[1].mean == pytest.approx(statistics.fmean(BASE["caltech101"]))
+    assert unrecognized == [(str(folder / "seed1.bak"), unrecognized[0][1])]
+    result = run_report(tree)
+    assert result.returncode == 0 and f"warning: left out {folder / 'seed1.bak'}: not a run folder" in result.stderr
+    assert "1 folder(s) not counted" in result.stdout
+
+
+def test_zero_shot_results_without_a_seed_do_not_collapse(tmp_path):
+    """Two seedless results for one key: both named, one counted, never silently one (issue 22, 7)."""
+    out = tmp_path / "out"
+    put(out, "a/zeroshot/dtd/base/ZeroshotCLIP/vit_b16", 40.0)
+    put(out, "b/zeroshot/dtd/base/ZeroshotCLIP/vit_b16", 44.0)
+    warnings = []
+    report.tables(report.scan(out), "base2new", warnings)
+    (warning,) = warnings
+    assert "no seed" in warning and str(out / "a/zeroshot") in warning and str(out / "b/zeroshot") in warning
+    assert "one of them records no identity" in warning
+
+
+@pytest.mark.parametrize("accuracy, reason", [
+    ("NaN", "ValueError: accuracy is nan"), ('"88.1"', "ValueError: accuracy '88.1' is not a number"),
+    ("true", "ValueError: accuracy True is not a number"), ("Infinity", "ValueError: accuracy is inf")])
+def test_a_bad_accuracy_is_reported_per_file_and_the_rest_printed(tree, accuracy, reason):
+    bad = tree / f"base2new/test_new/oxford_pets/{COOP}/seed1/result.json"
+    bad.write_text('{"metrics": {"accuracy": %s}}' % accuracy)
+    result = run_report(tree, "--protocol", "base2new")
+    assert result.returncode == 0, result.stderr
+    assert f"- {bad}: {reason}" in result.stdout and f"unreadable {bad} ({reason})" in result.stderr
+    coop = result.stdout.split("### Base-to-new: CoOp (vit_b16_ep50, 16 shots)")[1]
+    assert "(2 seeds)" in coop.split("| oxford_pets |")[1].split("\n")[0]  # the other seeds still count
+    assert "Traceback" not in result.stderr
+
+
+def test_plot_into_an_unwritable_folder_is_one_line_and_exit_2(tree, tmp_path):
+    pytest.importorskip("matplotlib")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    result = run_report(tree, "--plot", str(blocker / "figures"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: cannot write the figures to {blocker / 'figures'}")
+    assert "Traceback" not in result.stderr

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from clipprompt.results import identity
 from clipprompt.testing import make_tiny_dataset, protocol_scripts
 from clipprompt.testing.markers import requires_dassl
 
@@ -179,6 +180,7 @@ def test_zeroshot_accuracy_is_clips_on_the_test_split(data_root, tmp_path):
     ("CoOp", [], ["DATASET.NAME", "Caltech102"], "Unknown dataset 'Caltech102'"),
     ("CoOp", [], ["TRAINER.COOP.N_CTX", "0"], "error: TRAINER.COOP.N_CTX is 0; it must be >= 1."),
     ("CoOp", [], ["MODEL.INIT_WEIGHTS", "weights.pth"], "error: MODEL.INIT_WEIGHTS is not supported"),
+    ("CoOp", ["--tag", "lr/0.1"], [], "error: --tag: tag 'lr/0.1': use letters, digits and . _ + - (starting with"),
 ])
 def test_bad_input_gives_one_line_and_status_2(data_root, tmp_path, trainer, flags, extra, message):
     status, _, stderr = cli(*common(data_root, trainer, "CoOp/vit_b16_ep50", tmp_path / "bad", *extra, flags=flags))
@@ -248,7 +250,7 @@ def run_script(script, *args, env_extra=None):
 
 
 @pytest.mark.parametrize("method, trainer", [("sep", "SEP"), ("mpl", "MPL"), ("coop", "CoOp"), ("cocoop", "CoCoOp")])
-def test_method_base2new_scripts(data_root, tmp_path, method, trainer):
+def test_method_base2new_scripts(data_root, tmp_path, method, trainer, capsys):
     """The issue's commands: `bash scripts/<method>/base2new_train.sh caltech101 1 <overrides>`, then test,
     each train.py command (as the script prints it) run in-process; the protocol and sweep tests run
     the same bash -> train.py path for real."""
@@ -263,10 +265,59 @@ def test_method_base2new_scripts(data_root, tmp_path, method, trainer):
     assert metrics(base.parent)["subsample_classes"] == "base" and metrics(new.parent)["subsample_classes"] == "new"
     assert metrics(base.parent)["num_classes"] == metrics(new.parent)["num_classes"] == 3
     assert metrics(new.parent)["epoch"] == 1 and metrics(new.parent)["trainer"] == trainer
-    # the wrappers call scripts/common/: a finished folder is skipped
-    again = run_script(f"scripts/{method}/base2new_train.sh", "caltech101", "1", *overrides,
-                       env_extra={**env, "DRY_RUN": "1"})
-    assert again.returncode == 0 and "Skipping" in again.stdout and "train.py" not in again.stdout
+    # result.json records the run's identity: its resolved config less the keys that cannot change it
+    record = metrics(base.parent)
+    assert record["identity"]["OPTIM.MAX_EPOCH"] == 1 and record["identity"]["TRAINER.NAME"] == trainer
+    assert "OUTPUT_DIR" not in record["identity"] and "OUTPUT_DIR" in record["identity_excludes"]
+    assert record["identity_digest"] == identity.digest(record["identity"])
+    # the wrappers call scripts/common/: a finished folder of the same configuration is skipped (by train.py)
+    capsys.readouterr()
+    (argv,) = protocol_scripts.script_commands(f"scripts/{method}/base2new_train.sh", "caltech101", "1", *overrides,
+                                               env={**env, "PYTHON": sys.executable})
+    before = base.read_bytes()
+    assert "--skip-finished" in argv and protocol_scripts.train_in_process(argv) == 0
+    assert f"Skipping: {base.parent} already holds a finished run of this configuration" in capsys.readouterr().out
+    assert base.read_bytes() == before
+
+
+def test_a_rerun_with_another_lr_is_refused_and_a_tag_runs_it_beside(data_root, tmp_path, capsys):
+    """Issue 20: running a script again with other overrides reused the finished run silently."""
+    env = {"DATA": data_root, "OUTPUT": str(tmp_path), "SHOTS": "1", "PYTHON": sys.executable}
+    overrides = ["MODEL.BACKBONE.NAME", TINY_CLIP[0], *TINY, "OPTIM.MAX_EPOCH", "1", "DATALOADER.TRAIN_X.BATCH_SIZE", "2"]
+    script = "scripts/coop/base2new_train.sh"
+    protocol_scripts.run_script(script, "caltech101", "1", *overrides, env=env)
+    (first,) = tmp_path.glob("base2new/train_base/caltech101/shots_1/CoOp/*/seed1/result.json")
+    before, log = first.read_bytes(), (first.parent / "log.txt").read_bytes()
+    capsys.readouterr()
+    (argv,) = protocol_scripts.script_commands(script, "caltech101", "1", *overrides, "OPTIM.LR", "0.5", env=env)
+    assert protocol_scripts.train_in_process(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {first.parent} already holds a finished run of another configuration: "
+                          "OPTIM.LR (0.002 -> 0.5). Name the variant (TAG=NAME for the scripts")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert first.read_bytes() == before and (first.parent / "log.txt").read_bytes() == log  # untouched
+    # the variant, named: its own folder, its own result, its own row
+    tagged = {**env, "TAG": "lr0.5"}
+    protocol_scripts.run_script(script, "caltech101", "1", *overrides, "OPTIM.LR", "0.5", env=tagged)
+    (variant,) = tmp_path.glob("base2new/train_base/caltech101/shots_1/CoOp@lr0.5/*/seed1/result.json")
+    record = json.loads(variant.read_text())
+    assert record["tag"] == "lr0.5" and record["identity"]["OPTIM.LR"] == 0.5 and first.read_bytes() == before
+    from clipprompt.results import report
+
+    summary = report.tables(report.scan(tmp_path), "base2new")[0]
+    assert sorted(r[0] for r in summary.rows) == ["CoOp (vit_b16_ep50, 1 shots)", "CoOp@lr0.5 (vit_b16_ep50, 1 shots)"]
+    # the variant run again without its override: refused too, naming the key
+    (argv,) = protocol_scripts.script_commands(script, "caltech101", "1", *overrides, env=tagged)
+    assert protocol_scripts.train_in_process(argv) == 2 and "OPTIM.LR (0.5 -> 0.002)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override, hint", [(["DATASET.NUM_SHOTS", "2"], "SHOTS=K"), (["SEED", "2"], "SEED argument")])
+def test_scripts_refuse_protocol_owned_overrides_before_anything_runs(tmp_path, override, hint):
+    run = run_script("scripts/coop/base2new_train.sh", "caltech101", "1", *override,
+                     env_extra={"OUTPUT": str(tmp_path), "DRY_RUN": "1"})
+    assert run.returncode == 2 and "train.py" not in run.stdout
+    assert run.stderr.startswith(f"error: {override[0]} cannot be overridden in a protocol run") and hint in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and not any(tmp_path.iterdir())
 
 
 def test_script_usage_error():

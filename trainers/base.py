@@ -55,6 +55,7 @@ from clipprompt.models import PromptedCLIP
 from clipprompt.options import OPTIONS
 from clipprompt.optim import build_lr_scheduler_from_cfg
 from clipprompt.backbones.precision import resolve_precision
+from clipprompt.results import identity
 from clipprompt.results.result_file import write_result
 from clipprompt.runs.resumable_data import ResumableBatchSampler, SeededSamples, quiet_worker, stop_workers
 from clipprompt.runs.stopping import NO_STOPS
@@ -101,7 +102,7 @@ class ClipTrainer(TrainerX):
         self.progress_bar = None  # a tqdm bar per epoch, on a terminal only
         self.epoch_lr = 0.0  # the learning rate of the current epoch's steps (Dassl updates it at epoch ends)
         self.training_status: dict = {}  # training_finished / max_epoch of the evaluated weights
-        self.run_info: dict = {}  # protocol, part, config_name: train.py sets them for result.json
+        self.run_info: dict = {}  # protocol, part, config_name, tag: train.py sets them for result.json
         self.unverified: str | None = None  # why the evaluated weights' origin could not be checked
         self._backbone_digest: str | None = None
         self._skip_lines: set[str] = set()  # DATALOADER.SKIP_BAD_IMAGES notices printed (once each)
@@ -530,7 +531,11 @@ class ClipTrainer(TrainerX):
             **self.run_info,
             "verified": self.unverified is None,  # false: weights from a checkpoint whose origin is unknown
             "cost": cost.record(self.training_clock, eval_seconds, self.model, self.device),
+            # what makes this run this run (clipprompt.results.identity): train.py compares it before reusing a folder
+            "identity_excludes": list(identity.MAY_DIFFER),
+            "identity": identity.identity(flat_config(cfg)),
         }
+        run["identity_digest"] = identity.digest(run["identity"])
         if self.unverified:
             run["unverified_reason"] = self.unverified
         if self.model.num_classes == 1:

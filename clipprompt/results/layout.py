@@ -1,10 +1,11 @@
 """Where each run of a protocol lives, stated once: the scripts, the driver, `status` and the report ask here.
 
-    python -m clipprompt.results.layout dir OUTPUT PROTOCOL PART TRAINER CONFIG DATASET SHOTS [SEED]
+    python -m clipprompt.results.layout dir OUTPUT PROTOCOL PART TRAINER CONFIG DATASET SHOTS [SEED] [--tag TAG]
         prints `DIR<TAB>PROTOCOL<TAB>PART` (the protocol and part that result.json records)
     python -m clipprompt.results.layout finished DIR [--trainer T] [--dataset D] [--seed S] [--shots K]
-                                             [--protocol P] [--part X] [--config C]
-        exit 0 when DIR holds a finished run matching these, 1 (saying why) otherwise
+                                             [--protocol P] [--part X] [--config C] [--tag TAG]
+        exit 0 when DIR holds a finished run of this key, 1 (saying why) otherwise; whether it is the
+        same configuration is train.py's question (`--skip-finished`, `clipprompt.results.identity`)
 
 Protocols and parts use the report's vocabulary: base2new has the parts `base` (training on the
 base classes, evaluated on them) and `new`; xd and dg have `source` (the ImageNet training,
@@ -12,6 +13,9 @@ shared by both, recorded as xd) and `target`; few_shot has `shots_K`. An evaluat
 (zero-shot, no seed) lives under `zeroshot/DATASET/SUBSET/`; asked as protocol `zeroshot` with
 the class subset (all, base, new) as its part, it records the protocol and part it serves. A run is finished only when its `result.json`
 parses and records the run this folder is for, so a torn or foreign result is run again.
+
+A tagged variant of a method (`TAG=lr0.1`, `--tag lr0.1`) lives beside it, its trainer folder named
+`TRAINER@TAG` (`.../CoOp@lr0.1/vit_b16_ep50/seed1`), and records the tag in result.json.
 Torch-free, so the scripts pay ~50 ms per question.
 """
 
@@ -23,7 +27,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import protocols
+from . import identity, protocols
 
 RESULT_FILE = "result.json"
 #: (protocol, part) -> the folders under OUTPUT, for trained methods.
@@ -41,8 +45,17 @@ ZEROSHOT_SUBSET = {("base2new", "base"): "base", ("base2new", "new"): "new",
                    ("dg", "source"): "all", ("dg", "target"): "all"}
 
 
+TAG_MARK = "@"
+
+
 class LayoutError(ValueError):
     pass
+
+
+def split_method(name: str) -> tuple[str, str]:
+    """A method folder's (trainer, tag): `CoOp@lr0.1` -> ("CoOp", "lr0.1")."""
+    trainer, _, tag = name.partition(TAG_MARK)
+    return trainer, tag
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,12 @@ class RunKey:
     dataset: str
     shots: int | None = None
     seed: int | None = None  # None: evaluation-only (zero-shot)
+    tag: str = ""  # a named variant of the method (clipprompt.results.identity)
+
+    @property
+    def method(self) -> str:
+        """The method's folder name: the trainer, and its tag after `@`."""
+        return f"{self.trainer}{TAG_MARK}{self.tag}" if self.tag else self.trainer
 
     def recorded(self) -> tuple[str, str]:
         """The (protocol, part) result.json records: the ImageNet training is xd's source, the
@@ -73,11 +92,15 @@ class RunKey:
 
     def folder(self, output: str | Path) -> Path:
         output = Path(output)
+        try:
+            identity.check_tag(self.tag)
+        except ValueError as error:
+            raise LayoutError(str(error)) from None
         if self.seed is None:
             subset = self.part if self.protocol == "zeroshot" else ZEROSHOT_SUBSET.get((self.protocol, self.part))
             if subset is None:
                 raise LayoutError(f"no zero-shot layout for {self.protocol}/{self.part}")
-            return output / "zeroshot" / self.dataset / subset / self.trainer / self.config
+            return output / "zeroshot" / self.dataset / subset / self.method / self.config
         if self.shots is None:
             raise LayoutError("a trained run needs its shots")
         if self.protocol == "few_shot":
@@ -89,7 +112,7 @@ class RunKey:
             if top is None:
                 parts = sorted(p for q, p in FOLDERS if q == self.protocol)
                 raise LayoutError(f"unknown part {self.part!r} of protocol {self.protocol!r}; parts: {parts}")
-        return output / top / self.dataset / f"shots_{self.shots}" / self.trainer / self.config / f"seed{self.seed}"
+        return output / top / self.dataset / f"shots_{self.shots}" / self.method / self.config / f"seed{self.seed}"
 
 
 def read_result(folder: str | Path) -> dict | None:
@@ -103,7 +126,7 @@ def read_result(folder: str | Path) -> dict | None:
 
 def mismatch(record: dict, expected: dict) -> str | None:
     """Why `record` is not the run `expected` describes (None when it is). Keys of `expected`:
-    trainer, dataset (config stem), seed, shots, protocol, part, config; absent ones are not checked,
+    trainer, dataset (config stem), seed, shots, protocol, part, config, tag; absent ones are not checked,
     and protocol/part/config are only checked where the record has them (older results lack them)."""
     checks = {
         "trainer": record.get("trainer"),
@@ -113,6 +136,7 @@ def mismatch(record: dict, expected: dict) -> str | None:
         "protocol": record.get("protocol"),
         "part": record.get("part"),
         "config": record.get("config_name"),
+        "tag": record.get("tag") or "",
     }
     optional = {"protocol", "part", "config"}
     for key, want in expected.items():
@@ -142,7 +166,8 @@ def expected_of(key: RunKey) -> dict:
     """What result.json must record for `key`. Zero-shot runs record their seed and shots anyway,
     so only the rest is checked for them."""
     protocol, part = key.recorded()
-    expected = dict(trainer=key.trainer, dataset=key.dataset, protocol=protocol, part=part, config=key.config)
+    expected = dict(trainer=key.trainer, dataset=key.dataset, protocol=protocol, part=part, config=key.config,
+                    tag=key.tag)
     if key.seed is not None:
         expected.update(seed=key.seed)
         if part != "target" and part != "new":  # evaluations record the shots of their own config
@@ -163,25 +188,27 @@ def main(argv=None) -> int:
         d.add_argument(name)
     d.add_argument("shots", nargs="?", default="")
     d.add_argument("seed", nargs="?", default="")
+    d.add_argument("--tag", default="")
     f = sub.add_parser("finished", help="exit 0 when DIR holds a finished run matching the options")
     f.add_argument("folder")
     for name in ("trainer", "dataset", "seed", "shots", "protocol", "part", "config"):
         f.add_argument(f"--{name}")
+    f.add_argument("--tag", default="")
     args = parser.parse_args(argv)
     if args.command == "dir":
         try:
             key = RunKey(args.protocol, args.part, args.trainer, args.config, args.dataset,
-                         int(args.shots) if args.shots else None, int(args.seed) if args.seed else None)
+                         int(args.shots) if args.shots else None, int(args.seed) if args.seed else None, args.tag)
             print("\t".join([str(key.folder(args.output)), *key.recorded()]))
         except (LayoutError, ValueError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         return 0
-    expected = {k: getattr(args, k) for k in ("trainer", "dataset", "seed", "shots", "protocol", "part", "config")}
+    expected = {k: getattr(args, k) for k in ("trainer", "dataset", "seed", "shots", "protocol", "part", "config", "tag")}
     done, why = finished(args.folder, expected)
     result = Path(args.folder) / RESULT_FILE
     if done:
-        print(f"Skipping: {args.folder} already holds a finished run (delete the folder to run it again).")
+        pass  # train.py --skip-finished compares its configuration: skipped if the same, refused if not
     elif result.exists() and read_result(args.folder) is None:  # torn: set it aside, run again
         result.replace(result.with_name(RESULT_FILE + ".invalid"))
         print(f"Running again: {args.folder}: its {RESULT_FILE} was not valid (kept as {RESULT_FILE}.invalid)")

@@ -9,17 +9,21 @@ results recorded these are placed by their path (the layout `scripts/common/` wr
 the shots still taken from the result. Without a `result.json`, the last `* accuracy: X%` line
 of the newest Dassl log is used (`log.txt`, or `log.txt-<timestamp>`; one decimal) and
 flagged. A run evaluated before its training finished is marked †; a `result.json` that does
-not parse is listed as unreadable and the other runs are still read. Runs are grouped by
-protocol, trainer, config and shots; each cell is the mean over
-seeds ± their sample standard deviation. A dataset, seed or run that is missing is a gap
+not parse, or whose accuracy is not a finite number, is listed as unreadable and the other runs
+are still read. A folder under the layout's folders that is not a run folder (`seed1.bak`) is
+listed and left out. Runs are grouped by protocol, method (trainer and tag) and shots, whatever
+config each dataset used (a note says which, when more than one); each cell is the mean over
+seeds ± their sample standard deviation. Two results for one cell and seed are a warning naming
+both folders (the first counts). A dataset, seed or run that is missing is a gap
 ("–" in markdown, an empty field in CSV), never a zero, and cells with fewer seeds than
-their table's other cells say how many they have.
+their table's other cells say how many they have. Runs outside the protocol layout (plain
+train.py) are a table of their own, by trainer, dataset, config, classes and shots.
 
 Base-to-new: per dataset Base, New and HM (of the averaged Base and New), and the average over
 the 11 datasets, its HM computed from the averaged Base and New as the papers do. Cross-dataset
 and domain generalization: one row per method, the source (ImageNet) and each target, and the
 average over the targets. Few-shot: per dataset accuracy at each number of shots. An average
-is a gap unless every dataset it covers has a number. Each protocol starts with one table of
+over part of its datasets is shown and marked (`avg 4/11`). Each protocol starts with one table of
 every method, best first. `--compare` adds, per protocol and dataset, ours beside the published
 numbers (`clipprompt/results/compare.py`, numbers in `clipprompt/results/published/`), the
 difference and whether it lies within two standard deviations of our seeds; `--cost` prints the
@@ -35,6 +39,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import re
 import statistics
 import sys
@@ -42,8 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from . import layout, protocols
-from . import published_numbers
+from . import identity, layout, protocols, published_numbers
 
 RESULT_FILE = "result.json"
 GAP = "–"
@@ -67,6 +71,13 @@ class Record:
     source: str  # "result.json" or the log file's name
     path: str
     unfinished: bool = False  # evaluated a run whose training did not finish (an intermediate epoch)
+    tag: str = ""  # a named variant of the method (TAG=, --tag): its own row
+    classes: str = ""  # the class subset, for runs outside the protocol layout
+    identity: dict | None = field(default=None, compare=False, hash=False, repr=False)  # clipprompt.results.identity
+
+    @property
+    def method(self) -> str:
+        return f"{self.trainer}{layout.TAG_MARK}{self.tag}" if self.tag else self.trainer
 
 
 def _int(text: str, prefix: str) -> int | None:
@@ -92,22 +103,37 @@ def locate(parts: Sequence[str]) -> list[dict] | None:
         if shots is None or seed is None:
             return None
         protocol, part = _TRAINED_TOPS["/".join(p[-7:-5])]
-        key = layout.RunKey(protocol, part, p[-3], p[-2], p[-5], shots, seed)
+        key = layout.RunKey(protocol, part, *layout.split_method(p[-3])[:1], p[-2], p[-5], shots, seed,
+                            layout.split_method(p[-3])[1])
     elif len(p) >= 6 and p[-6] == "few_shot":
         shots, seed = _int(p[-4], "shots_"), _int(p[-1], "seed")
         if shots is None or seed is None:
             return None
-        key = layout.RunKey("few_shot", f"shots_{shots}", p[-3], p[-2], p[-5], shots, seed)
+        key = layout.RunKey("few_shot", f"shots_{shots}", layout.split_method(p[-3])[0], p[-2], p[-5], shots, seed,
+                            layout.split_method(p[-3])[1])
     elif len(p) >= 5 and p[-5] == "zeroshot" and p[-3] in ("all", "base", "new"):
-        key = layout.RunKey("zeroshot", p[-3], p[-2], p[-1], p[-4])
+        trainer, tag = layout.split_method(p[-2])
+        key = layout.RunKey("zeroshot", p[-3], trainer, p[-1], p[-4], tag=tag)
     if key is None:
         return None
     protocol, part = key.recorded()
-    run = dict(dataset=key.dataset, shots=key.shots, trainer=key.trainer, config=key.config, seed=key.seed)
+    run = dict(dataset=key.dataset, shots=key.shots, trainer=key.trainer, config=key.config, seed=key.seed,
+               tag=key.tag)
     found = [dict(run, protocol=protocol, part=part)]
     if (protocol, part) == ("xd", "source"):
         found.append(dict(run, protocol="dg", part="source"))
     return found
+
+
+_LAYOUT_TOPS = {tuple(top.split("/")) for top in layout.FOLDERS.values()} | {("few_shot",), ("zeroshot",)}
+
+
+def in_layout(parts: Sequence[str]) -> bool:
+    """Whether a folder lies where the protocol layout puts run folders (under one of its top folders,
+    at most a run folder's depth below it): such a folder that `locate` does not read (`seed1.bak`,
+    a copy) is not a run of the layout and is left out, never counted in its place."""
+    tail = list(parts)[-8:]
+    return any(tuple(tail[i:i + len(top)]) == top for top in _LAYOUT_TOPS for i in range(len(tail)))
 
 
 def log_accuracy(folder: Path) -> tuple[float, str] | None:
@@ -155,7 +181,8 @@ def from_result(result: dict, where: list[dict] | None) -> list[dict] | None:
         shots = None if zero_shot else shots
         run = dict(dataset=dataset, shots=shots, trainer=trainer,
                    config=result.get("config_name") or (where[0]["config"] if where else ""),
-                   seed=None if zero_shot else result.get("seed"))
+                   seed=None if zero_shot else _seed(result.get("seed")),
+                   tag=result.get("tag") or (where[0]["tag"] if where else ""))
         if protocol == "few_shot":
             return [dict(run, protocol="few_shot", part=f"shots_{shots}")] if shots else None
         if protocol == "base2new":
@@ -166,31 +193,62 @@ def from_result(result: dict, where: list[dict] | None) -> list[dict] | None:
         if part == "source":
             return [dict(run, protocol="xd", part="source"), dict(run, protocol="dg", part="source")]
         return [dict(run, protocol="dg" if dataset in protocols.DG_TARGETS else "xd", part="target")]
-    if where is None:
-        return None
+    if where is None:  # outside the protocol layout (plain train.py): reported on its own
+        if not trainer or not result.get("dataset"):
+            return None
+        return [dict(protocol="other", part="", trainer=trainer, tag=result.get("tag") or "",
+                     config=result.get("config_name") or "", dataset=_dataset(result["dataset"]),
+                     shots=result.get("num_shots") if isinstance(result.get("num_shots"), int) else None,
+                     seed=_seed(result.get("seed")), classes=str(result.get("subsample_classes") or ""))]
     if shots is not None and trainer != "ZeroshotCLIP":
         where = [dict(w, shots=shots, part=f"shots_{shots}" if w["protocol"] == "few_shot" else w["part"])
                  for w in where]
     return where
 
 
-def scan(root: str | Path, warn=None, unreadable: list | None = None) -> list[Record]:
+def _seed(value) -> int | None:
+    """A recorded seed; None for none (a negative SEED is Dassl's "no fixed seed")."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _accuracy(result) -> float:
+    """result.json's accuracy, or ValueError saying why it is not a number."""
+    value = result["metrics"]["accuracy"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"accuracy {value!r} is not a number")
+    if not math.isfinite(value):
+        raise ValueError(f"accuracy is {value!r}")
+    return float(value)
+
+
+def scan(root: str | Path, warn=None, unreadable: list | None = None,
+         unrecognized: list | None = None) -> list[Record]:
     """Every finished run under `root`: result.json where there is one, else a log's accuracy.
 
-    A result.json that does not parse is not a result: it goes to `unreadable` as
-    `(path, reason)` (and to `warn`), and the other runs are still read.
+    A result.json that does not parse, or whose accuracy is not a finite number, is not a result:
+    it goes to `unreadable` as `(path, reason)` (and to `warn`), and the other runs are still read.
+    A folder under the protocol layout's folders that is not one of its run folders (`seed1.bak`)
+    goes to `unrecognized` as `(path, reason)`, and is not counted.
     """
     root = Path(root)
     records = []
     folders = {p.parent for p in root.rglob(RESULT_FILE)} | {p.parent for p in root.rglob("log.txt*")}
     for folder in sorted(folders):
-        where = locate(folder.resolve().parts)
+        parts = folder.resolve().parts
+        where = locate(parts)
         result_path = folder / RESULT_FILE
         unfinished = False
+        if where is None and in_layout(parts) and (result_path.is_file() or log_accuracy(folder)):
+            reason = "not a run folder of the protocol layout (a copy or a renamed folder?)"
+            if unrecognized is not None:
+                unrecognized.append((str(folder), reason))
+            if warn:
+                warn(f"left out {folder}: {reason}")
+            continue
         if result_path.is_file():
             try:
                 result = json.loads(result_path.read_text())
-                accuracy, source = float(result["metrics"]["accuracy"]), RESULT_FILE
+                accuracy, source = _accuracy(result), RESULT_FILE
             except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
                 reason = f"{type(error).__name__}: {error}"
                 if unreadable is not None:
@@ -200,7 +258,9 @@ def scan(root: str | Path, warn=None, unreadable: list | None = None) -> list[Re
                 continue
             where = from_result(result, where)
             unfinished = result.get("training_finished") is False
+            ident = result.get("identity") if isinstance(result.get("identity"), dict) else None
         else:
+            ident = None
             if where is None:
                 continue
             found = log_accuracy(folder)
@@ -209,8 +269,8 @@ def scan(root: str | Path, warn=None, unreadable: list | None = None) -> list[Re
             accuracy, source = found
         if where is None:
             continue
-        records += [Record(accuracy=accuracy, source=source, path=str(folder), unfinished=unfinished, **w)
-                    for w in where]
+        records += [Record(accuracy=accuracy, source=source, path=str(folder), unfinished=unfinished,
+                           identity=ident, **w) for w in where]
     return records
 
 
@@ -219,10 +279,12 @@ def scan(root: str | Path, warn=None, unreadable: list | None = None) -> list[Re
 
 @dataclass
 class Cell:
-    """The accuracies of one table cell, by seed."""
+    """The accuracies of one table cell, by seed, and the folder each came from."""
 
     by_seed: dict = field(default_factory=dict)
     unfinished: bool = False  # some seed's run did not finish training
+    paths: dict = field(default_factory=dict)  # seed -> folder
+    records: dict = field(default_factory=dict)  # seed -> the Record counted
 
     @property
     def n(self) -> int:
@@ -251,27 +313,101 @@ def average(values: Iterable[float | None]) -> float | None:
 
 @dataclass(frozen=True)
 class Group:
+    """A method's row: trainer and tag (a named variant), at a number of training shots. `config` is
+    the config it ran with; a method whose datasets used different configs (SEP's ImageNet and SUN397)
+    is one group whose `configs` say which dataset used which."""
+
     protocol: str
     trainer: str
     config: str
     shots: int | None
+    tag: str = ""
+    configs: tuple = ()  # ((config, (dataset, ...)), ...) when the datasets used more than one config
+
+    @property
+    def method(self) -> str:
+        return f"{self.trainer}{layout.TAG_MARK}{self.tag}" if self.tag else self.trainer
 
     @property
     def title(self) -> str:
         shots = "" if self.shots is None or self.protocol == "few_shot" else f", {self.shots} shots"
-        return f"{self.trainer} ({self.config}{shots})"
+        return f"{self.method} ({self.config}{shots})"
+
+    def config_of(self, dataset: str) -> str:
+        """The config `dataset` used in this group."""
+        for config, datasets in self.configs:
+            if dataset in datasets:
+                return config
+        return self.config
+
+    def config_note(self) -> str | None:
+        """Which config each dataset used, when more than one."""
+        if not self.configs:
+            return None
+        used = "; ".join(f"{config}: {', '.join(datasets)}" for config, datasets in self.configs)
+        return f"{self.method} used {len(self.configs)} configs: {used}."
 
 
-def group(records: Iterable[Record]) -> dict[Group, dict[tuple[str, str], Cell]]:
-    """protocol/trainer/config/shots -> (dataset, part) -> Cell."""
-    groups: dict[Group, dict[tuple[str, str], Cell]] = {}
+def duplicate_warning(r: Record, kept: Record) -> str:
+    """Both folders, and whether the two are the same run (`clipprompt.results.identity`)."""
+    where = f"{r.protocol} {r.method} ({r.config}) {r.dataset} {r.part or r.classes}".rstrip()
+    seed = "no seed" if r.seed is None else f"seed {r.seed}"
+    if kept.identity is None or r.identity is None:
+        same = "one of them records no identity (written before results recorded one)"
+    else:
+        differences = identity.differences(kept.identity, r.identity)
+        same = (f"another configuration: {'; '.join(differences)}" if differences else "the same configuration")
+    return (f"two results for {where}, {seed}: {kept.path} (counted) and {r.path} (left out), {same}; "
+            "name variants with TAG= / --tag to keep them apart")
+
+
+def group(records: Iterable[Record], warnings: list | None = None) -> dict[Group, dict[tuple[str, str], Cell]]:
+    """protocol/method/shots -> (dataset, part) -> Cell.
+
+    A method's runs with different configs make one group when no (dataset, part) has more than
+    one config (SEP's base-to-new: ImageNet and SUN397 with one config, the rest with another); a
+    config run on a dataset that another config ran too stays its own group. Two results for one
+    cell and seed: the first is counted, and `warnings` names both folders."""
+    by_config: dict[Group, dict[tuple[str, str], Cell]] = {}
     for r in records:
+        if r.protocol == "other":
+            continue
         shots = None if r.protocol == "few_shot" else r.shots
-        cells = groups.setdefault(Group(r.protocol, r.trainer, r.config, shots), {})
+        cells = by_config.setdefault(Group(r.protocol, r.trainer, r.config, shots, r.tag), {})
         cell = cells.setdefault((r.dataset, r.part), Cell())
+        if r.seed in cell.by_seed:
+            if cell.paths[r.seed] != r.path and warnings is not None:
+                warnings.append(duplicate_warning(r, cell.records[r.seed]))
+            continue
         cell.by_seed[r.seed] = r.accuracy
+        cell.paths[r.seed], cell.records[r.seed] = r.path, r
         cell.unfinished |= r.unfinished
-    return dict(sorted(groups.items(), key=lambda kv: (kv[0].protocol, kv[0].trainer, kv[0].config, kv[0].shots or 0)))
+    methods: dict[tuple, list[tuple[Group, dict]]] = {}
+    for g, cells in sorted(by_config.items(), key=lambda kv: kv[0].config):
+        buckets = methods.setdefault((g.protocol, g.trainer, g.tag, g.shots), [])
+        for bucket in buckets:
+            if not any(key in cells for _, c in bucket for key in c):
+                bucket.append((g, cells))
+                break
+        else:
+            buckets.append([(g, cells)])
+    groups: dict[Group, dict[tuple[str, str], Cell]] = {}
+    for (protocol, trainer, tag, shots), buckets in methods.items():
+        for bucket in buckets:
+            cells = {key: cell for _, c in bucket for key, cell in c.items()}
+            if len(bucket) == 1:
+                groups[bucket[0][0]] = cells
+                continue
+            configs = tuple((g.config, tuple(sorted({d for d, _ in c}, key=_dataset_order))) for g, c in bucket)
+            name = " + ".join(g.config for g, _ in bucket)
+            groups[Group(protocol, trainer, name, shots, tag, configs)] = cells
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0].protocol, kv[0].trainer, kv[0].tag, kv[0].config,
+                                                       kv[0].shots or 0)))
+
+
+def _dataset_order(name: str) -> tuple:
+    known = (*protocols.BASE2NEW, *protocols.DG_TARGETS)
+    return (known.index(name), "") if name in known else (len(known), name)
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -279,13 +415,15 @@ def group(records: Iterable[Record]) -> dict[Group, dict[tuple[str, str], Cell]]
 
 @dataclass
 class Value:
-    """A number in a table: mean ± std over n of the table's seeds (std None for one seed)."""
+    """A number in a table: mean ± std over n of the table's seeds (std None for one seed); an
+    average over part of its datasets says how many (`covered`, e.g. "4/11")."""
 
     mean: float | None
     std: float | None = None
     n: int | None = None
     seeds: tuple = ()
     unfinished: bool = False
+    covered: str = ""
 
 
 def _value(cell: Cell | None) -> Value:
@@ -293,6 +431,21 @@ def _value(cell: Cell | None) -> Value:
         return Value(None)
     return Value(cell.mean, cell.std, cell.n, tuple(sorted(cell.by_seed, key=lambda s: (s is None, s))),
                  cell.unfinished)
+
+
+def partial_average(values: Sequence[float | None]) -> Value:
+    """The mean of the values there are, marked with how many of them (`avg 4/11`) when some are missing."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return Value(None)
+    covered = "" if len(present) == len(values) else f"{len(present)}/{len(values)}"
+    return Value(statistics.fmean(present), covered=covered)
+
+
+def _hm_value(base: Value, new: Value) -> Value:
+    covered = base.covered if base.covered == new.covered else \
+        f"Base {base.covered or 'all'}, New {new.covered or 'all'}"
+    return Value(hm(base.mean, new.mean), covered=covered if hm(base.mean, new.mean) is not None else "")
 
 
 @dataclass
@@ -304,10 +457,15 @@ class Table:
     rows: list[list]  # label (str), then Value or str per column
     seeds: int = 0  # seeds of the table's most complete cell: fewer is flagged
     row_groups: list = field(default_factory=list)  # per row, when rows are methods (xd, dg, compare)
+    notes: list = field(default_factory=list)  # printed under the table (which config each dataset used)
 
 
 def _datasets(expected: Sequence[str], present: Iterable[str]) -> list[str]:
     return list(expected) + sorted(set(present) - set(expected))
+
+
+def _notes(groups: Iterable[Group]) -> list[str]:
+    return [note for note in (g.config_note() for g in groups) if note]
 
 
 def base2new_table(g: Group, cells: dict) -> Table:
@@ -319,10 +477,10 @@ def base2new_table(g: Group, cells: dict) -> Table:
         if d in protocols.BASE2NEW:
             bases.append(base.mean)
             news.append(new.mean)
-    b, n = average(bases), average(news)
-    rows.append([f"Average ({len(protocols.BASE2NEW)})", Value(b), Value(n), Value(hm(b, n))])
+    b, n = partial_average(bases), partial_average(news)
+    rows.append([f"Average ({len(protocols.BASE2NEW)})", b, n, _hm_value(b, n)])
     return Table(f"Base-to-new: {g.title}", "base2new", g, ["dataset", "Base", "New", "HM"], rows,
-                 max((c.n for c in cells.values()), default=0))
+                 max((c.n for c in cells.values()), default=0), notes=_notes([g]))
 
 
 def transfer_tables(protocol: str, groups: dict) -> list[Table]:
@@ -337,12 +495,13 @@ def transfer_tables(protocol: str, groups: dict) -> list[Table]:
         row_groups.append(g)
         values = [_value(cells.get((d, "target"))) for d in (*targets, *extra)]
         rows.append([g.title, _value(cells.get((protocols.SOURCE, "source"))), *values,
-                     Value(average(v.mean for v in values[:len(targets)]))])
+                     partial_average([v.mean for v in values[:len(targets)]])])
     order = sorted(range(len(rows)), key=lambda i: _best_first(rows[i][-1]))
     rows, row_groups = [rows[i] for i in order], [row_groups[i] for i in order]
     name = "Cross-dataset transfer" if protocol == "xd" else "Domain generalization"
     seeds = max((c.n for cells in mine.values() for c in cells.values()), default=0)
-    return [Table(f"{name} (trained on {protocols.SOURCE})", protocol, None, columns, rows, seeds, row_groups)]
+    return [Table(f"{name} (trained on {protocols.SOURCE})", protocol, None, columns, rows, seeds, row_groups,
+                  notes=_notes(row_groups))]
 
 
 def few_shot_table(g: Group, cells: dict) -> Table:
@@ -351,22 +510,25 @@ def few_shot_table(g: Group, cells: dict) -> Table:
     rows = [[d, *(_value(cells.get((d, f"shots_{k}"))) for k in shots)] for d in datasets]
     in_average = [r for r in rows if r[0] in protocols.FEW_SHOT]
     rows.append([f"Average ({len(protocols.FEW_SHOT)})",
-                 *(Value(average(r[i + 1].mean for r in in_average)) for i in range(len(shots)))])
+                 *(partial_average([r[i + 1].mean for r in in_average]) for i in range(len(shots)))])
     return Table(f"Few-shot: {g.title}", "few_shot", g, ["dataset", *(f"{k} shots" for k in shots)], rows,
-                 max((c.n for c in cells.values()), default=0))
+                 max((c.n for c in cells.values()), default=0), notes=_notes([g]))
 
 
 def _best_first(value: Value) -> tuple:
-    return (value.mean is None, -(value.mean or 0.0))
+    """Complete averages first, best first; then partial ones; then gaps."""
+    return (value.mean is None, bool(value.covered), -(value.mean or 0.0))
 
 
 def base2new_summary(per_method: list[Table]) -> Table:
-    """Every method of the output folder in one table: its 11-dataset averages, best HM first."""
+    """Every method of the output folder in one table: its 11-dataset averages, best HM first;
+    an average over part of the datasets is shown, marked."""
     rows = sorted(([t.group.title, *t.rows[-1][1:]] for t in per_method), key=lambda r: _best_first(r[3]))
     by_title = {t.group.title: t.group for t in per_method}
+    groups = [by_title[r[0]] for r in rows]
     return Table(f"Base-to-new, all methods: average over {len(protocols.BASE2NEW)} datasets, by HM",
                  "base2new_summary", None, ["method", "Base", "New", "HM"], rows,
-                 row_groups=[by_title[r[0]] for r in rows])
+                 row_groups=groups, notes=_notes(groups))
 
 
 def few_shot_summary(per_method: list[Table]) -> Table:
@@ -378,14 +540,46 @@ def few_shot_summary(per_method: list[Table]) -> Table:
         rows.append([t.group.title, *(average_row.get(c, Value(None)) for c in shots)])
     rows.sort(key=lambda r: _best_first(r[-1]))
     by_title = {t.group.title: t.group for t in per_method}
+    groups = [by_title[r[0]] for r in rows]
     return Table(f"Few-shot, all methods: average over {len(protocols.FEW_SHOT)} datasets",
-                 "few_shot_summary", None, ["method", *shots], rows,
-                 row_groups=[by_title[r[0]] for r in rows])
+                 "few_shot_summary", None, ["method", *shots], rows, row_groups=groups, notes=_notes(groups))
 
 
-def tables(records: Iterable[Record], protocol: str = "all") -> list[Table]:
-    """The summary table of each protocol (every method, best first), then one table per method."""
-    groups = group(records)
+def other_table(records: Iterable[Record], warnings: list | None = None) -> Table | None:
+    """Runs outside the protocol layout (plain train.py): one row per method, dataset, config, class
+    subset and shots, seeds averaged; results without a seed are each their own row."""
+    cells: dict[tuple, Cell] = {}
+    for r in records:
+        if r.protocol != "other":
+            continue
+        key = (r.method, r.dataset, r.config, r.classes, r.shots, r.path if r.seed is None else None)
+        cell = cells.setdefault(key, Cell())
+        if r.seed in cell.by_seed:
+            if warnings is not None:
+                warnings.append(duplicate_warning(r, cell.records[r.seed]))
+            continue
+        cell.by_seed[r.seed], cell.paths[r.seed], cell.records[r.seed] = r.accuracy, r.path, r
+    if not cells:
+        return None
+    rows, row_groups = [], []
+    for (method, dataset, config, classes, shots, _), cell in sorted(cells.items(), key=lambda kv: str(kv[0])):
+        trainer, tag = layout.split_method(method)
+        row_groups.append(Group("other", trainer, config, shots, tag))
+        seeds = ", ".join("–" if s is None else str(s) for s in sorted(cell.by_seed, key=lambda s: (s is None, s)))
+        folders = ", ".join(sorted(set(cell.paths.values())))
+        rows.append([method, dataset, config or GAP, classes or GAP, GAP if shots is None else str(shots),
+                     _value(cell), seeds, folders])
+    seeds = max(c.n for c in cells.values())
+    return Table("Runs outside the protocol layout (by trainer, dataset and config)", "other", None,
+                 ["method", "dataset", "config", "classes", "shots", "accuracy", "seeds", "folders"],
+                 rows, seeds, row_groups)
+
+
+def tables(records: Iterable[Record], protocol: str = "all", warnings: list | None = None) -> list[Table]:
+    """The summary table of each protocol (every method, best first), then one table per method;
+    with `protocol` all, the runs outside the protocol layout last."""
+    records = list(records)
+    groups = group(records, warnings)
     out: list[Table] = []
     for p in protocols.PROTOCOLS if protocol == "all" else [protocol]:
         if p == "base2new":
@@ -396,6 +590,9 @@ def tables(records: Iterable[Record], protocol: str = "all") -> list[Table]:
             out += ([few_shot_summary(mine)] if mine else []) + mine
         else:
             out += transfer_tables(p, groups)
+    if protocol == "all":
+        other = other_table(records, warnings)
+        out += [other] if other else []
     return out
 
 
@@ -412,12 +609,15 @@ def _cell(value, table_seeds: int) -> str:
         text += f" ± {value.std:.2f}"
     if value.n is not None and value.n < table_seeds:
         text += f" ({value.n} seed{'s' if value.n > 1 else ''})"
+    if value.covered:
+        text += f" (avg {value.covered})"
     if value.unfinished:
         text += " " + UNFINISHED
     return text
 
 
-def markdown(tables_: list[Table], records: list[Record], unreadable: Sequence = ()) -> str:
+def markdown(tables_: list[Table], records: list[Record], unreadable: Sequence = (),
+             unrecognized: Sequence = (), warnings: Sequence = ()) -> str:
     out = []
     for t in tables_:
         out += [f"### {t.title}", "", "| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
@@ -426,6 +626,9 @@ def markdown(tables_: list[Table], records: list[Record], unreadable: Sequence =
             out.append(f"\nMean ± sample std over {t.seeds} seeds; fewer seeds are marked; {GAP}: no run.")
         elif t.seeds == 1:
             out.append(f"\nOne seed per cell; {GAP}: no run.")
+        if any(isinstance(v, Value) and v.covered for row in t.rows for v in row[1:]):
+            out.append("avg k/N: an average over the k of its N datasets that have a number.")
+        out += t.notes
         out.append("")
     unfinished = sorted({r.path for r in records if r.unfinished})
     if unfinished:
@@ -434,6 +637,12 @@ def markdown(tables_: list[Table], records: list[Record], unreadable: Sequence =
     if unreadable:
         out.append(f"{len(unreadable)} unreadable result.json (not counted):")
         out += [f"- {path}: {reason}" for path, reason in unreadable]
+    if unrecognized:
+        out.append(f"{len(unrecognized)} folder(s) not counted, not run folders of the protocol layout:")
+        out += [f"- {path}: {reason}" for path, reason in unrecognized]
+    if warnings:
+        out.append(f"{len(warnings)} warning(s):")
+        out += [f"- {w}" for w in warnings]
     logs = [r for r in records if r.source != RESULT_FILE]
     if logs:
         out.append(f"{len(logs)} run(s) read from Dassl logs (one decimal), having no result.json: "
@@ -456,7 +665,11 @@ def to_csv(tables_: list[Table]) -> str:
         for i, row in enumerate(t.rows):
             g = t.row_groups[i] if t.row_groups else t.group
             for column, value in zip(t.columns[1:], row[1:]):
-                if t.protocol in ("xd", "dg"):
+                if t.protocol == "other":
+                    if column != "accuracy":
+                        continue
+                    dataset, measure = row[1], f"accuracy ({row[3]} classes)"
+                elif t.protocol in ("xd", "dg"):
                     dataset, measure = column.replace(" (source)", ""), "accuracy"
                 elif t.protocol in ("base2new_compare", "base2new_summary"):
                     dataset, measure = f"Average ({len(protocols.BASE2NEW)})", column
@@ -467,7 +680,7 @@ def to_csv(tables_: list[Table]) -> str:
                 else:
                     dataset, measure = row[0], column
                 shots = "" if g.shots is None else g.shots
-                head = [t.protocol, g.trainer, g.config, shots, dataset, measure]
+                head = [t.protocol, g.method, g.config_of(dataset), shots, dataset, measure]
                 if isinstance(value, str):
                     writer.writerow([*head, "", "", "", "", value])
                 else:
@@ -506,11 +719,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         sys.stdout.write(cost_table.markdown(costs) if args.format == "markdown" else cost_table.to_csv(costs))
         return 0
-    unreadable: list = []
-    records = scan(root, unreadable=unreadable)
-    found = tables(records, args.protocol)
+    unreadable, unrecognized, warnings = [], [], []
+    records = scan(root, unreadable=unreadable, unrecognized=unrecognized)
+    found = tables(records, args.protocol, warnings)
     for path, reason in unreadable:
         print(f"warning: unreadable {path} ({reason}); not counted", file=sys.stderr)
+    for path, reason in unrecognized:
+        print(f"warning: left out {path}: {reason}", file=sys.stderr)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if not found:
         print(f"No finished runs of protocol {args.protocol} under {root}", file=sys.stderr)
         return 1
@@ -521,7 +738,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.format == "csv":  # the comparison's own CSV, one line per number
             csv.writer(sys.stdout, lineterminator="\n").writerows(compare.csv_rows(ours, _asked(args.protocol)))
             return 0
-    sys.stdout.write(markdown(found, records, unreadable) if args.format == "markdown" else to_csv(found))
+    sys.stdout.write(markdown(found, records, unreadable, unrecognized, warnings) if args.format == "markdown"
+                     else to_csv(found))
     if args.compare:
         sys.stdout.write("\n" + compare.markdown(ours, _asked(args.protocol)))
     if args.plot:
@@ -534,7 +752,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except figures.PlotUnavailable as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        for path in figures.save(figs, args.plot):
+        try:
+            written = figures.save(figs, args.plot)
+        except OSError as error:
+            print(f"error: cannot write the figures to {args.plot}: {error.strerror or error}", file=sys.stderr)
+            return 2
+        for path in written:
             print(f"figure: {path}", file=sys.stderr)
     return 0
 

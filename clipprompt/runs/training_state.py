@@ -3,8 +3,9 @@
 A run is resumable to the bit only if everything that drives it comes back: the RNG states, where
 the run stood (epoch and step), and the configuration it was started with. This module turns
 those into plain values and tensors (so checkpoints load with `weights_only=True`) and compares
-a stored configuration with the current one: keys that cannot change the result (worker counts,
-print frequency, where the output goes) may differ; any other difference refuses the resume.
+a stored configuration with the current one through the run identity
+(`clipprompt.results.identity`): keys that cannot change the result (worker counts, print
+frequency, where the output goes) may differ; any other difference refuses the resume.
 """
 
 from __future__ import annotations
@@ -16,18 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-# Keys that cannot change what is trained or measured: they may differ between a run and its resume.
-RESUME_MAY_DIFFER = (
-    "OUTPUT_DIR",
-    "RESUME",
-    "DATASET.ROOT",
-    "DATALOADER.NUM_WORKERS",
-    "TRAIN.PRINT_FREQ",
-    "TRAIN.CHECKPOINT_FREQ",
-    "TRAIN.CHECKPOINT_MINUTES",
-    "MODEL.BACKBONE.CACHE_DIR",
-    "VERBOSE",
-)
+from ..results.identity import MAY_DIFFER as RESUME_MAY_DIFFER  # noqa: F401  (one list: the run identity's)
+from ..results.identity import differences as config_differences  # noqa: F401
 
 
 # ---- RNG -------------------------------------------------------------------------------------
@@ -93,22 +84,6 @@ def flat_config(cfg) -> dict[str, Any]:
 
     walk(cfg, "")
     return out
-
-
-def config_differences(stored: dict[str, Any], current: dict[str, Any], may_differ=RESUME_MAY_DIFFER) -> list[str]:
-    """`KEY (stored -> current)` for each key whose value differs, ignoring `may_differ`."""
-    differences = []
-    for key in sorted(set(stored) | set(current)):
-        if key in may_differ:
-            continue
-        a, b = stored.get(key, "<absent>"), current.get(key, "<absent>")
-        if _normal(a) != _normal(b):
-            differences.append(f"{key} ({a!r} -> {b!r})")
-    return differences
-
-
-def _normal(value):
-    return [_normal(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def same_backbone(a: str, b: str) -> bool:

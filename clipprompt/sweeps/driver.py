@@ -7,8 +7,10 @@
 PROTOCOL is base2new, xd, dg or few_shot; METHOD is a folder of `scripts/` (coop, cocoop,
 zeroshot, sep, mpl, ...) holding the method's wrappers of `scripts/common/`. Each run is one
 wrapper call, so settings come from the environment as for the scripts (DATA, OUTPUT, SHOTS,
-LOADEP, PYTHON, CFG) and a finished run folder is skipped. Everything after `--` is passed to
-every run as config overrides.
+LOADEP, PYTHON, CFG) and a finished run folder is skipped when it holds the same configuration
+(refused, naming the differing keys, when it does not: `--tag NAME` runs a variant in its own
+folders). Everything after `--` is passed to every run as config overrides, except the keys the
+protocol sets (shots, class subset, seed, dataset), which are refused before anything runs.
 
 A method without training scripts (zeroshot) is evaluation-only: it is run once per dataset,
 without seeds. A failed run does not stop the protocol; evaluations of a model whose training
@@ -38,7 +40,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import launch
-from ..results import layout
+from ..results import identity, layout
 from ..results import protocols
 from ..errors import ConfigError
 from ..fileio import atomic_write_text
@@ -75,11 +77,11 @@ def output_root() -> Path:
     return REPO / os.environ.get("OUTPUT", "output")
 
 
-def resolve(run: Run, overrides: Sequence[str] = ()) -> launch.Job:
+def resolve(run: Run, overrides: Sequence[str] = (), tag: str = "") -> launch.Job:
     """The job of a run: its command and the folders it writes, as its script states them."""
-    env = {k: os.environ[k] for k in launch.SCRIPT_ENV if k in os.environ}
-    printed = subprocess.run(["bash", str(run.script), *run.args], cwd=REPO, env={**os.environ, "PRINT_DIR": "1"},
-                             capture_output=True, text=True)
+    env = {**{k: os.environ[k] for k in launch.SCRIPT_ENV if k in os.environ}, "TAG": tag}
+    printed = subprocess.run(["bash", str(run.script), *run.args], cwd=REPO,
+                             env={**os.environ, "PRINT_DIR": "1", "TAG": tag}, capture_output=True, text=True)
     if printed.returncode != 0:
         raise ProtocolError(f"{run.describe()}: {printed.stderr.strip() or 'could not say its run folder'}")
     keys = []
@@ -87,7 +89,7 @@ def resolve(run: Run, overrides: Sequence[str] = ()) -> launch.Job:
         fields = line.split("\t") + [""] * 8
         folder, protocol, part, trainer, config, dataset, shots, seed = fields[:8]
         keys.append(dict(protocol=protocol, part=part, trainer=trainer, config=config, dataset=dataset,
-                         shots=int(shots) if shots else None, seed=int(seed) if seed else None))
+                         shots=int(shots) if shots else None, seed=int(seed) if seed else None, tag=tag))
     output = output_root()
     name = str(layout.RunKey(**keys[0]).folder(output).relative_to(output)).replace("/", "__")
     return launch.Job(name=name, command=run.command(overrides), cwd=str(REPO), output=str(output), env=env,
@@ -205,11 +207,12 @@ def write_manifest(name: str, jobs: list[launch.Job]) -> None:
 
 
 def execute(runs: list[Run], overrides: Sequence[str] = (), runner: Runner | None = None,
-            out=sys.stdout, launcher: Launcher | None = None, manifest: str | None = None) -> list[Run]:
+            out=None, launcher: Launcher | None = None, manifest: str | None = None,
+            tag: str = "") -> list[Run]:
     """Run every run, continuing past failures; returns the runs that failed or were not run."""
-    launcher = launcher or Launcher()
+    launcher, out = launcher or Launcher(), out or sys.stdout  # stdout at call time (tests capture it)
     with ThreadPoolExecutor(max_workers=8) as pool:  # each asks its script (bash + python): overlap them
-        jobs = list(pool.map(lambda run: resolve(run, overrides), runs))
+        jobs = list(pool.map(lambda run: resolve(run, overrides, tag), runs))
     by_run = {id(run): job for run, job in zip(runs, jobs)}
     after = {}
     for run, job in zip(runs, jobs):
@@ -219,16 +222,21 @@ def execute(runs: list[Run], overrides: Sequence[str] = (), runner: Runner | Non
     if manifest:
         write_manifest(manifest, jobs)
     if launcher.kind == "slurm":
-        steps = [[j for r, j in zip(runs, jobs) if r.after is None], [j for r, j in zip(runs, jobs) if r.after]]
+        refused = check_finished_here(jobs, out) if runner is None else {}
+        blocked = set(refused) | {name for name, dep in after.items() if dep in refused}
+        steps = [[j for r, j in zip(runs, jobs) if r.after is None and j.name not in blocked],
+                 [j for r, j in zip(runs, jobs) if r.after and j.name not in blocked]]
         ids = launch.submit_slurm([step for step in steps if step], launcher.slurm, out=out)
-        if not launcher.wait:
-            for run in runs:
-                run.status = "ok"
-            return []
-        launch.wait_slurm(ids)
+        if launcher.wait:
+            launch.wait_slurm(ids)
         for run, job in zip(runs, jobs):
-            state = launch.live_state(job)
-            run.status = "ok" if state == "done" else f"{state} (log: {job.log})"
+            if job.name in blocked:
+                run.status = refused.get(job.name, "not run (its training failed)")
+            elif not launcher.wait:
+                run.status = "ok"
+            else:
+                state = launch.live_state(job)
+                run.status = "ok" if state == "done" else f"{state} (log: {job.log})"
         return [run for run in runs if run.status != "ok"]
     slots = launcher.slots if launcher.kind == "local" else 1
     status: dict[str, str] = {}
@@ -242,6 +250,25 @@ def execute(runs: list[Run], overrides: Sequence[str] = (), runner: Runner | Non
     for run, job in zip(runs, jobs):
         run.status = status.get(job.name, "not run")
     return [run for run in runs if run.status != "ok" and not run.status.startswith(launch.ELSEWHERE)]
+
+
+def check_finished_here(jobs: list[launch.Job], out) -> dict[str, str]:
+    """SLURM does not resubmit a finished run, so its configuration is compared here first: each
+    finished run's script runs with CHECK_ONLY=1 (train.py --skip-finished skips the same run and
+    refuses another; nothing is trained). Returns job name -> why, for each refused run."""
+    def check(job):
+        env = {**os.environ, **job.env, "CHECK_ONLY": "1"}
+        return job, subprocess.run(job.command, cwd=job.cwd, env=env, capture_output=True, text=True)
+
+    refused = {}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for job, done in pool.map(check, [job for job in jobs if job.finished()]):
+            if done.returncode != 0:
+                lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+                why = next((line for line in reversed(lines) if line.startswith("error: ")), lines[-1] if lines else "")
+                refused[job.name] = f"failed (exit status {done.returncode}): {why}"
+                print(f"{job.title}: {refused[job.name]}", file=out, flush=True)
+    return refused
 
 
 def status_rows(output: Path) -> list[dict]:
@@ -271,7 +298,7 @@ def status_rows(output: Path) -> list[dict]:
             elif state in ("running", "queued"):
                 detail = str(launch.read_state(job).get("job_id") or launch.read_state(job).get("pid") or "")
             acc = layout.accuracy(record) if record else None
-            rows.append(dict(protocol=protocol, part=part, trainer=key["trainer"], config=key["config"],
+            rows.append(dict(protocol=protocol, part=part, trainer=layout.RunKey(**key).method, config=key["config"],
                              dataset=key["dataset"], shots=key["shots"] if key["shots"] is not None else "",
                              seed=key["seed"] if key["seed"] is not None else "", state=state,
                              accuracy=f"{acc:.2f}" if acc is not None else "", detail=detail,
@@ -348,6 +375,9 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--seeds", nargs="+", type=int, default=list(protocols.SEEDS), metavar="S")
     parser.add_argument("--shots", nargs="+", type=int, default=list(protocols.SHOTS), metavar="K",
                         help="few_shot only (default: 1 2 4 8 16)")
+    parser.add_argument("--tag", default=os.environ.get("TAG", ""), metavar="NAME",
+                        help="name a variant of the method (e.g. --tag lr0.1 -- OPTIM.LR 0.1): its own run folders "
+                        "(TRAINER@NAME) and its own row in the report; default: $TAG")
     parser.add_argument("--dry-run", action="store_true", help="print the runs without running them")
     where = parser.add_argument_group("where the runs execute (docs/sweeps.md)")
     where.add_argument("--launcher", choices=("serial", "local", "slurm"), default="serial",
@@ -443,22 +473,27 @@ def main(argv: Sequence[str] | None = None, runner: Runner | None = None,
         except launch.SlurmError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
-    try:
+    try:  # before anything runs: a bad tag, a protocol-owned key or a bad override would train unusable runs
         args, overrides = parse_args(argv)
+        identity.check_tag(args.tag)
+        why = identity.owned_overrides(overrides)
+        if why:
+            raise ProtocolError(why)
         without_duplicates(args)
         runs = plan(args.protocol, args.method, args.datasets, args.seeds, args.shots, scripts_dir)
         check_overrides(overrides)
-    except (ProtocolError, ConfigError) as error:
+    except (ProtocolError, ConfigError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.dry_run:
         for run in runs:
-            print(shlex.join(["bash", *run.describe().split(" "), *overrides]))
+            print(("TAG=" + shlex.quote(args.tag) + " " if args.tag else "")
+                  + shlex.join(["bash", *run.describe().split(" "), *overrides]))
         return 0
     try:
         check_output(output_root())
         failed = execute(runs, overrides, runner, launcher=launcher_of(args),
-                         manifest=f"{args.protocol}-{args.method}")
+                         manifest=f"{args.protocol}-{args.method}" + (f"@{args.tag}" if args.tag else ""), tag=args.tag)
     except ProtocolError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -41,7 +41,7 @@ from ..fileio import atomic_write_text
 
 SWEEPS = ".sweeps"
 #: environment variables of the scripts that a run carries to wherever it executes.
-SCRIPT_ENV = ("DATA", "OUTPUT", "SHOTS", "PYTHON", "CFG", "LOADEP", "SOURCE_DATASET", "PYTHONPATH")
+SCRIPT_ENV = ("DATA", "OUTPUT", "SHOTS", "PYTHON", "CFG", "LOADEP", "SOURCE_DATASET", "PYTHONPATH", "TAG")
 
 
 @dataclass
@@ -336,6 +336,7 @@ def run_local(jobs: list[Job], after: dict[str, str | None], slots: int = 1, gpu
 
     def work(job: Job, slot: int, held):
         started = time.monotonic()
+        was_finished = runner is None and job.finished()
         try:
             if runner is not None:
                 rc = runner(job.command)
@@ -354,11 +355,13 @@ def run_local(jobs: list[Job], after: dict[str, str | None], slots: int = 1, gpu
         with lock:
             if rc == 0:
                 status[job.name] = "ok"
-                say(job, outcome(job, time.monotonic() - started))
+                # its script found the same run finished (train.py --skip-finished), or ran it
+                say(job, "finished already" if was_finished else outcome(job, time.monotonic() - started))
             elif CHILDREN.stopping.is_set():
                 status[job.name] = "stopped"
-            else:
-                status[job.name] = f"failed (exit status {rc})"
+            else:  # the reason on screen, not only in its log
+                reason = f": {last_line(job.log)}" if runner is None else ""
+                status[job.name] = f"failed (exit status {rc}){reason}"
                 say(job, status[job.name])
             free.append(slot)
             del running[job.name]
@@ -409,11 +412,6 @@ def run_local(jobs: list[Job], after: dict[str, str | None], slots: int = 1, gpu
                             job.log.parent.mkdir(parents=True, exist_ok=True)
                             job.log.write_text("not run: its training failed\n")
                         say(job, "not run, its training failed")
-                        continue
-                    if runner is None and job.finished():  # nothing to start (the script would skip it too)
-                        pending.remove(job)
-                        status[job.name] = "ok"
-                        say(job, "finished already")
                         continue
                     if not free:
                         break

@@ -9,7 +9,7 @@ shift 4
 run_folder base2new base "$TRAINER" "$CFG" "$DATASET" "$SHOTS" "$SEED"
 MODEL_DIR=$DIR
 run_folder base2new new "$TRAINER" "$CFG" "$DATASET" "$SHOTS" "$SEED"
-finished && exit 0
+before_run "$@"
 train_py "$TRAINER" "$CFG" "$DATASET" "$DIR" --seed "$SEED" \
   --model-dir "$MODEL_DIR" ${LOADEP:+--load-epoch "$LOADEP"} --eval-only \
   DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES new "$@"

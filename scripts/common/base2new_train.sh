@@ -6,6 +6,6 @@ usage_unless 4 "TRAINER CFG DATASET SEED [KEY VALUE ...]" "$@"
 TRAINER=$1 CFG=$2 DATASET=$3 SEED=$4
 shift 4
 run_folder base2new base "$TRAINER" "$CFG" "$DATASET" "$SHOTS" "$SEED"
-finished && exit 0
+before_run "$@"
 train_py "$TRAINER" "$CFG" "$DATASET" "$DIR" --seed "$SEED" \
   DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES base "$@"

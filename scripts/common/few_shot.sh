@@ -6,6 +6,6 @@ usage_unless 5 "TRAINER CFG DATASET SEED SHOTS [KEY VALUE ...]" "$@"
 TRAINER=$1 CFG=$2 DATASET=$3 SEED=$4 SHOTS=$5
 shift 5
 run_folder few_shot "shots_$SHOTS" "$TRAINER" "$CFG" "$DATASET" "$SHOTS" "$SEED"
-finished && exit 0
+before_run "$@"
 train_py "$TRAINER" "$CFG" "$DATASET" "$DIR" --seed "$SEED" \
   DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES all "$@"

@@ -4,11 +4,17 @@
 #   OUTPUT   root of all run folders             (default: ./output in the repository)
 #   SHOTS    training shots per class            (default: 16)
 #   PYTHON   interpreter                         (default: python)
+#   TAG      names a variant of the method (e.g. TAG=lr0.1 with OPTIM.LR 0.1): its own folder, its own row
 #   DRY_RUN  when set, print the train.py command (shell-quoted) instead of running it
+#   CHECK_ONLY  when set, only compare a finished run's configuration (the driver's SLURM launcher)
 #
-# A run folder whose result.json parses and records this run is finished and skipped; any other
+# A run folder whose result.json parses and records this run is finished: train.py (--skip-finished)
+# skips it when this command's configuration is the same (clipprompt/results/identity.py), and
+# refuses it (exit 2, naming the differing keys) when not: name the variant with TAG. Any other
 # folder is an interrupted run, and running the same command again resumes it from its last
-# checkpoint. Folder paths come from clipprompt/results/layout.py (`run_folder`).
+# checkpoint. Folder paths come from clipprompt/results/layout.py (`run_folder`). The keys the
+# protocol sets (DATASET.NUM_SHOTS, DATASET.SUBSAMPLE_CLASSES, SEED, DATASET.NAME) are refused as
+# extra arguments before anything runs (exit 2): SHOTS=, the SEED and DATASET arguments say them.
 
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -17,6 +23,8 @@ DATA=${DATA:-$REPO/data}
 OUTPUT=${OUTPUT:-$REPO/output}
 SHOTS=${SHOTS:-16}
 PYTHON=${PYTHON:-python}
+TAG=${TAG:-}
+SKIP_FINISHED=
 
 usage_unless() {  # usage_unless N "ARGS" "$@": exit with usage unless at least N arguments
   local need=$1 usage=$2 script=${0#"$REPO"/}
@@ -34,18 +42,25 @@ usage_unless() {  # usage_unless N "ARGS" "$@": exit with usage unless at least 
 run_folder() {  # run_folder PROTOCOL PART TRAINER CFG DATASET SHOTS [SEED]: sets DIR, RUN_PROTOCOL, RUN_PART
   # The layout is defined once, in clipprompt/results/layout.py.
   local line
-  line=$("$PYTHON" -m clipprompt.results.layout dir "$OUTPUT" "$@") || exit 2
+  line=$("$PYTHON" -m clipprompt.results.layout dir "$OUTPUT" "$@" ${TAG:+--tag "$TAG"}) || exit 2
   IFS=$'\t' read -r DIR RUN_PROTOCOL RUN_PART <<<"$line"
   RUN_KEY=("$@") RUN_TRAINER=$3 RUN_CFG=$4 RUN_DATASET=$5 RUN_SEED=${7:-}
 }
 
-finished() {  # true (and says so) when $DIR holds a finished run whose result.json matches this run
+before_run() {  # before_run [KEY VALUE ...]: the user's overrides; checks them and whether $DIR is finished
   if [ -n "${PRINT_DIR:-}" ]; then  # the protocol driver asks where the run lives: say it, run nothing
     (IFS=$'\t'; echo "$DIR${IFS}${RUN_KEY[*]}")
     exit 0
   fi
-  "$PYTHON" -m clipprompt.results.layout finished "$DIR" --trainer "$RUN_TRAINER" --dataset "$RUN_DATASET" \
-    --protocol "$RUN_PROTOCOL" --part "$RUN_PART" --config "$RUN_CFG" ${RUN_SEED:+--seed "$RUN_SEED"}
+  "$PYTHON" -m clipprompt.results.identity owned "$@" || exit 2
+  # a finished run of this key: train.py compares the configurations (skips the same, refuses another)
+  if "$PYTHON" -m clipprompt.results.layout finished "$DIR" --trainer "$RUN_TRAINER" --dataset "$RUN_DATASET" \
+    --protocol "$RUN_PROTOCOL" --part "$RUN_PART" --config "$RUN_CFG" ${RUN_SEED:+--seed "$RUN_SEED"} \
+    ${TAG:+--tag "$TAG"}; then
+    SKIP_FINISHED=--skip-finished
+  elif [ -n "${CHECK_ONLY:-}" ]; then  # the driver asks only whether a finished run is this run
+    exit 0
+  fi
 }
 
 train_py() {  # train_py TRAINER CFG DATASET DIR [OPTIONS...] [KEY VALUE...]
@@ -54,7 +69,7 @@ train_py() {  # train_py TRAINER CFG DATASET DIR [OPTIONS...] [KEY VALUE...]
   local command=("$PYTHON" train.py --root "$DATA" --trainer "$trainer"
     --dataset-config-file "configs/datasets/$dataset.yaml"
     --config-file "configs/trainers/$trainer/$cfg.yaml"
-    --output-dir "$dir" --protocol "$RUN_PROTOCOL" --part "$RUN_PART" "$@")
+    --output-dir "$dir" --protocol "$RUN_PROTOCOL" --part "$RUN_PART" ${TAG:+--tag "$TAG"} $SKIP_FINISHED "$@")
   if [ -n "${DRY_RUN:-}" ]; then
     printf '%q ' "${command[@]}"
     echo

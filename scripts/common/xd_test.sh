@@ -10,7 +10,7 @@ shift 4
 run_folder xd source "$TRAINER" "$CFG" "${SOURCE_DATASET:-imagenet}" "$SHOTS" "$SEED"
 MODEL_DIR=$DIR
 run_folder xd target "$TRAINER" "$CFG" "$DATASET" "$SHOTS" "$SEED"
-finished && exit 0
+before_run "$@"
 train_py "$TRAINER" "$CFG" "$DATASET" "$DIR" --seed "$SEED" \
   --model-dir "$MODEL_DIR" ${LOADEP:+--load-epoch "$LOADEP"} --eval-only \
   DATASET.SUBSAMPLE_CLASSES all "$@"

@@ -7,6 +7,6 @@ TRAINER=$1 CFG=$2 SEED=$3
 shift 3
 DATASET=${SOURCE_DATASET:-imagenet}
 run_folder xd source "$TRAINER" "$CFG" "$DATASET" "$SHOTS" "$SEED"
-finished && exit 0
+before_run "$@"
 train_py "$TRAINER" "$CFG" "$DATASET" "$DIR" --seed "$SEED" \
   DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES all "$@"

@@ -6,6 +6,6 @@ usage_unless 2 "CFG DATASET [all|base|new] [KEY VALUE ...]" "$@"
 CFG=$1 DATASET=$2 SUBSAMPLE=${3:-all}
 shift $(( $# >= 3 ? 3 : 2 ))
 run_folder zeroshot "$SUBSAMPLE" ZeroshotCLIP "$CFG" "$DATASET" ""
-finished && exit 0
+before_run "$@"
 train_py ZeroshotCLIP "$CFG" "$DATASET" "$DIR" --eval-only \
   DATASET.SUBSAMPLE_CLASSES "$SUBSAMPLE" "$@"
