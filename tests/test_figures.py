@@ -198,16 +198,20 @@ def test_error_bars_and_bands_are_the_seeds_std(full):
 def test_missing_bars_say_na_and_the_figure_counts_them(partial):
     data, figs = partial
     new = figs["base2new"].axes[1]
-    # 12 groups: caltech101, dtd, eurosat have both methods; the 8 other datasets and the average have none
-    assert len(texts(new)) == 9  # one centred n/a per empty group, none over a bar
+    # 12 groups: caltech101, dtd, eurosat have both methods, the average is partial (3/11); 8 datasets have none
+    assert len(texts(new)) == 8  # one centred n/a per empty group, none over a bar
+    partial = [a.get_text() for a in new.texts if a.get_text().endswith("/11")]
+    assert partial == ["3/11", "3/11"]  # beside each method's average over 3 of the 11 datasets
     assert all(t.get_rotation() == 0 for t in texts(new))
     heights = [p.get_height() for c in bars(new) for p in c.patches]
-    assert sum(math.isfinite(h) for h in heights) == 6 and not any(h == 0 for h in heights)
+    assert sum(math.isfinite(h) for h in heights) == 8 and not any(h == 0 for h in heights)  # 3 datasets + average
     note = footnote(figs["base2new"])
-    assert "n/a: no run (54 of 72 bars)" in note  # 3 panels x 12 groups x 2 methods, 9 groups empty
+    assert "n/a: no run (48 of 72 bars)" in note  # 3 panels x 12 groups x 2 methods, 8 groups empty
+    assert "k/N beside an average: over the k of N datasets that have runs (6 bars)" in note
     (xd,) = figs["xd"].axes
-    assert len(texts(xd)) == 8 + 1  # 8 targets without runs, and the average
-    assert "n/a: no run (18 of 24 bars)" in footnote(figs["xd"])  # 12 groups x 2 methods
+    assert len(texts(xd)) == 8  # 8 targets without runs; the average over 2 of 10 is drawn and marked
+    assert "n/a: no run (16 of 24 bars)" in footnote(figs["xd"])  # 12 groups x 2 methods
+    assert [a.get_text() for a in xd.texts if a.get_text().endswith("/10")] == ["2/10", "2/10"]
     assert "Hatched: fewer seeds than the others (3 bars)" in footnote(figs["xd"])  # SEP's one seed
 
 

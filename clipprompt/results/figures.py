@@ -102,6 +102,7 @@ class Stat:
     mean: float
     std: float | None = None
     n: int = 0
+    covered: str = ""  # an average over part of its datasets: how many ("4/11"), written beside it
 
 
 @dataclass
@@ -155,7 +156,8 @@ def _stat(value) -> Stat | None:
         return None
     seeds = getattr(value, "seeds", ())
     seeded = bool(seeds) and any(s is not None for s in seeds)
-    return Stat(float(mean), getattr(value, "std", None), (getattr(value, "n", None) or 0) if seeded else 0)
+    return Stat(float(mean), getattr(value, "std", None), (getattr(value, "n", None) or 0) if seeded else 0,
+                getattr(value, "covered", "") or "")
 
 
 def _methods(groups: Sequence) -> dict:
@@ -331,7 +333,15 @@ class _Count:
     """What a figure's footnote reports: slots without a number, all slots, means over fewer seeds."""
 
     def __init__(self):
-        self.missing = self.slots = self.fewer = 0
+        self.missing = self.slots = self.fewer = self.partial = 0
+
+
+def _covered(ax, x: float, s: Stat, count: _Count) -> None:
+    """Beside an average over part of its datasets, how many it covers (never a silent full-looking mean)."""
+    if s is not None and s.covered:
+        count.partial += 1
+        ax.annotate(s.covered, (x, s.mean), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom",
+                    rotation=90, fontsize=5.5, color="0.25", zorder=5)
 
 
 def _bars(ax, data: FigureData, measure, methods: Sequence[Method], xs: Sequence[float], count: _Count) -> None:
@@ -362,6 +372,7 @@ def _bars(ax, data: FigureData, measure, methods: Sequence[Method], xs: Sequence
                 bar.set_hatch("/////")
                 bar.set_edgecolor("white")
                 count.fewer += 1
+            _covered(ax, x, s, count)
             value = (data.published or {}).get(m, {}).get((data.datasets[j], measure))
             if value is not None:
                 _published_marker(ax, x, value, colour, m)
@@ -407,6 +418,8 @@ def _footnote(fig, width: float, count: _Count, what: str, explained: str, fewer
     notes = [explained]
     if count.fewer:
         notes.append(f"{fewer.capitalize()}: fewer seeds than the others ({count.fewer} {what})")
+    if count.partial:
+        notes.append(f"k/N beside an average: over the k of N datasets that have runs ({count.partial} {what})")
     notes.append(f"{NA}: no run ({count.missing} of {count.slots} {what})" if count.missing
                  else f"Every one of the {count.slots} {what} has a run")
     text = textwrap.fill(". ".join(notes) + ".", width=int(width * 19))
@@ -504,6 +517,8 @@ def few_shot_figure(data: FigureData, Figure):
                                 [s.mean + (s.std or 0) for _, s in present],
                                 color=colour, alpha=0.18, linewidth=0, zorder=2)
             drawn += [v for _, s in present for v in _spread(s)]
+            for k, s in present:
+                _covered(ax, k, s, count)
             for k in shots:
                 value = (data.published or {}).get(m, {}).get((d, k))
                 if value is not None:
