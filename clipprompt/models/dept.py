@@ -133,19 +133,19 @@ class DePT(PromptedCLIP):
 
     # ---- logits --------------------------------------------------------------------------------
 
-    def head_logits(self, image_features: Tensor, text_features: Tensor | None = None) -> Tensor:
+    def head_logits(self, image_features: Tensor, text_features: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
         """The head's logits (fp32) of raw image features.
 
-        Linear head: `text_features` (training: the raw text features of the labels) are classified
-        too, before the images. Similarity head: `text_features` are those of every class (None:
-        the cached or current ones)."""
+        `text_features`: the raw text features of every class (None: the cached or current ones).
+        Linear head: with `labels` (training), the transformed text features of the labels are
+        classified too, before the images. Similarity head: images against every class."""
         with torch.autocast(image_features.device.type, enabled=False):
             image = self.cwt_image(image_features.float())
             if self.head is None:
-                text = self.cwt_text(self.raw_text_features().float() if text_features is None else text_features.float())
+                text = self.cwt_text((self.raw_text_features() if text_features is None else text_features).float())
                 return cosine_logits(normalize(image), normalize(text), self.logit_scale)
-            if text_features is not None:
-                image = torch.cat([self.cwt_text(text_features.float()), image])
+            if labels is not None:  # transform every class, then take the labels' (the authors' order of sums)
+                image = torch.cat([self.cwt_text(text_features.float())[labels], image])
             return self.head(image)
 
     def logits_from_image_features(self, features: Tensor) -> Tensor:
@@ -171,7 +171,7 @@ class DePT(PromptedCLIP):
         if self.head is None:  # the similarity head scores the images against every class
             head, head_labels = self.head_logits(image, text), labels
         else:  # the linear head also learns from the labels' text features
-            head, head_labels = self.head_logits(image, text[labels]), torch.cat([labels, labels])
+            head, head_labels = self.head_logits(image, text, labels), torch.cat([labels, labels])
         ce_head = F.cross_entropy(head, head_labels)
         w = self.options.weight
         loss = (1 - w) * ce + w * ce_head
