@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -212,6 +214,68 @@ def compare_base(checkout: str, base: str) -> tuple[float, float]:
     return worst[False], worst[True]
 
 
+def interleaved_ms(steps: dict, runs: int = 5, warmup: int = 1) -> dict[str, float]:
+    """Median milliseconds of each step, the steps taking turns (so load from other jobs hits all)."""
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    times = {name: [] for name in steps}
+    for _ in range(runs):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def time_base(checkout: str, base: str, shape, batch: int, runs: int) -> dict[str, float]:
+    """One training step (loss, backward, SGD step) and one evaluation batch of theirs and ours
+    (fast path, text features cached as our trainer evaluates), same weights and batch, fp32."""
+    path, base_name, base_roles, shape_name = BASES[base]
+    shape = WIDE_SHAPE if shape == "tiny" and shape_name == "wide" else shape  # their MaPLe's widths
+    clip = build_random_clip(shape)
+    state, resolution = clip.state_dict(), clip.visual.input_resolution
+    with lenient_imports():
+        module = import_authors_file(checkout, path, f"authors_dept_{base.lower()}_t")
+    base_module = sys.modules[f"authors_dept_{base.lower()}_t_pkg.{base_name}"]
+    roles = {**base_roles, **HEAD_ROLES}
+    torch.manual_seed(1)
+    theirs = build_theirs(module, base_module, base, state, BASE, "base", resolution)
+    ours = build_ours(base, shape, BASE, fast=True)
+    ours.load_trainable_state_dict({mine: theirs.get_parameter(t).detach() for t, mine in roles.items()})
+    images = torch.randn(batch, 3, resolution, resolution)
+    labels = torch.arange(batch) % len(BASE)
+    their_optim = torch.optim.SGD([p for p in theirs.parameters() if p.requires_grad], lr=1e-6)
+    our_optim = torch.optim.SGD([p for p in ours.parameters() if p.requires_grad], lr=1e-6)
+
+    def their_train():
+        theirs.train()
+        loss = theirs(images, labels)
+        their_optim.zero_grad()
+        loss.backward()
+        their_optim.step()
+
+    def our_train():
+        ours.train()
+        loss, _ = ours.loss(images, labels)
+        our_optim.zero_grad()
+        loss.backward()
+        our_optim.step()
+
+    def their_eval():
+        theirs.eval()
+        with torch.no_grad():
+            theirs(images)
+
+    def our_eval():
+        ours.eval()
+        with torch.no_grad(), ours.cached_text_features():
+            ours(images)
+
+    return interleaved_ms({"train theirs": their_train, "train ours": our_train,
+                           "eval theirs": their_eval, "eval ours": our_eval}, runs=runs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkout", type=Path, help="root of a clone of github.com/Koorye/DePT")
@@ -219,7 +283,20 @@ def main() -> int:
     parser.add_argument("--tolerance", type=float, default=1e-6, help="on the exact path")
     parser.add_argument("--fast-tolerance", type=float, default=1e-4,
                         help="on the fast path (MaPLe's fp16 prompts amplify the fast path's rounding)")
+    parser.add_argument("--time", metavar="PRESET", help="instead: time theirs and ours side by side on this "
+                        "random CLIP shape (e.g. ViT-B/16), fp32, on the CPU; prints authors' time / ours")
+    parser.add_argument("--batch", type=int, default=4, help="with --time: the batch (their configs: 4)")
+    parser.add_argument("--runs", type=int, default=5, help="with --time: interleaved timed runs")
     args = parser.parse_args()
+    if args.time:
+        print(f"| base | train ms theirs | ours | ratio | eval ms theirs | ours | ratio |  ({args.time}, fp32, batch {args.batch}, "
+              f"median of {args.runs} interleaved runs, {torch.get_num_threads()} threads)")
+        print("|---|---|---|---|---|---|---|")
+        for base in args.bases:
+            ms = time_base(str(args.checkout), base, args.time, args.batch, args.runs)
+            print(f"| {base} | {ms['train theirs']:.0f} | {ms['train ours']:.0f} | {ms['train theirs'] / ms['train ours']:.2f} "
+                  f"| {ms['eval theirs']:.0f} | {ms['eval ours']:.0f} | {ms['eval theirs'] / ms['eval ours']:.2f} |", flush=True)
+        return 0
     exact, fast = zip(*(compare_base(str(args.checkout), base) for base in args.bases))
     return max(verdict(max(exact), args.tolerance, " on the exact path"),
                verdict(max(fast), args.fast_tolerance, " on the fast path"))
