@@ -73,7 +73,7 @@ class DePT(PromptedCLIP):
         self.options = options = options or DePTOptions()
         options.validate()
         self.base = base
-        self._raw_text_cache: Tensor | None = None
+        self._raw_text_cache: Tensor | None = None  # what `cached_text_features` holds (raw: the similarity head reads it)
         dim = base.text_encoder.text_projection.shape[1]  # CLIP's joint embedding width
         self.cwt_text = ChannelwiseTransform(dim) if options.cwt else nn.Identity()
         self.cwt_image = ChannelwiseTransform(dim) if options.cwt else nn.Identity()
@@ -98,6 +98,10 @@ class DePT(PromptedCLIP):
     def logit_scale(self) -> Tensor:
         return self.base.logit_scale
 
+    @property
+    def eos_cut(self) -> bool:
+        return self.base.eos_cut
+
     def configure(self, *, eos_cut: bool | None = None, fused: bool | None = None) -> "DePT":
         self.base.configure(eos_cut=eos_cut, fused=fused)
         return self
@@ -118,6 +122,9 @@ class DePT(PromptedCLIP):
 
     def class_text_features(self) -> Tensor:
         return normalize(self.raw_text_features())
+
+    def text_features(self) -> Tensor:
+        return self.class_text_features()
 
     @contextlib.contextmanager
     def cached_text_features(self) -> Iterator[None]:
