@@ -172,9 +172,12 @@ def test_similarity_head_and_no_cwt(tiny_clip, images):
     assert (model.parameter_groups()[1][0]) == []
 
 
-def test_frozen_image_features_follow_the_base(tiny_clip):
-    assert uses_frozen_features(build("coop", tiny_clip)) and uses_frozen_features(build("kgcoop", tiny_clip))
+def test_frozen_image_features_follow_the_base(tiny_clip, images):
+    model = perturb(build("coop", tiny_clip)).eval()
+    assert uses_frozen_features(model) and uses_frozen_features(build("kgcoop", tiny_clip))
     assert not uses_frozen_features(build("maple", tiny_clip))
+    with torch.no_grad(), model.cached_text_features():  # what evaluation from the feature cache computes
+        assert torch.equal(model.logits_from_image_features(model.image_encoder(images)), model(images))
 
 
 def test_options_and_errors(tiny_clip):
