@@ -10,7 +10,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's clipprompt
 
-from clipprompt.models import MPL, SEP, CoCoOp, CoOp, PromptedCLIP, ZeroshotCLIP  # noqa: E402
+from clipprompt.models import MPL, SEP, CoCoOp, CoOp, DePT, PromptedCLIP, ZeroshotCLIP  # noqa: E402
 from clipprompt.models.cocoop import CoCoOpOptions  # noqa: E402
 from clipprompt.models.coop import CoOpOptions  # noqa: E402
 from clipprompt.models.ivlp import IVLP, IVLPOptions  # noqa: E402
@@ -23,7 +23,8 @@ from clipprompt.models.sep import SEPOptions  # noqa: E402
 from clipprompt.models.tcp import TCP, TCPOptions  # noqa: E402
 from clipprompt.models.vpt import VPT, VPTOptions  # noqa: E402
 
-METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "SEP", "MPL", "VPT", "IVLP", "MaPLe", "PromptSRC")  # README's order
+METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "SEP", "MPL", "VPT", "IVLP", "MaPLe", "PromptSRC",
+           "CoOp_DePT", "KgCoOp_DePT", "MaPLe_DePT")  # README's order
 IMAGE_CONDITIONED = ("CoCoOp", "MPL")  # one text pass per (image, class) pair
 
 
@@ -34,6 +35,9 @@ def build(method: str, clip, classnames: list[str], chunk: int = 0, **options) -
     `options`: further option fields, e.g. `official_compat=True` for SEP.
     """
     chunked = {"text_chunk": chunk} if chunk else {}
+    if method.endswith("_DePT"):  # the base as its DePT config sets it (KgCoOp's W 2.0), inside DePT
+        base_options = {"w": 2.0} if method == "KgCoOp_DePT" else {}
+        return DePT(build(method.removesuffix("_DePT"), clip, classnames, **base_options, **options)).to(clip.logit_scale.device)
     if method == "ZeroshotCLIP":
         model = ZeroshotCLIP(clip, classnames)
     elif method == "CoOp":

@@ -45,24 +45,30 @@ def build_lr_scheduler(
     warmup_min_lr: float = 1e-5,
     warmup_recount: bool = True,
 ) -> LambdaLR:
-    """A per-epoch scheduler (step it once per epoch) matching Dassl's `build_lr_scheduler`."""
+    """A per-epoch scheduler (step it once per epoch) matching Dassl's `build_lr_scheduler`.
+
+    With several parameter groups (DePT's head at its own rate), each follows the schedule from
+    its own rate, and during a constant warm-up every group runs at `warmup_cons_lr`, as Dassl's."""
     main_factor(name, 0, max(1, max_epoch), stepsize, gamma)  # validate the name now
     if warmup_epoch > 0 and warmup_type not in WARMUPS:
         raise ValueError(f"OPTIM.WARMUP_TYPE must be one of {', '.join(WARMUPS)}, got {warmup_type!r}")
-    base_lr = optimizer.param_groups[0]["lr"]
 
-    def factor(epoch: int) -> float:
-        if epoch < warmup_epoch:
-            if warmup_type == "constant":
-                return warmup_cons_lr / base_lr
-            if epoch == 0:
-                return warmup_min_lr / base_lr
-            return epoch / warmup_epoch
-        # WARMUP_RECOUNT (Dassl's default): the main schedule starts counting when warm-up ends
-        offset = warmup_epoch if warmup_recount else 0
-        return main_factor(name, epoch - offset, max(1, max_epoch), stepsize, gamma)
+    def group_factor(base_lr: float):
+        def factor(epoch: int) -> float:
+            if epoch < warmup_epoch:
+                if warmup_type == "constant":
+                    return warmup_cons_lr / base_lr
+                if epoch == 0:
+                    return warmup_min_lr / base_lr
+                return epoch / warmup_epoch
+            # WARMUP_RECOUNT (Dassl's default): the main schedule starts counting when warm-up ends
+            offset = warmup_epoch if warmup_recount else 0
+            return main_factor(name, epoch - offset, max(1, max_epoch), stepsize, gamma)
 
-    return LambdaLR(optimizer, factor)
+        return factor
+
+    factors = [group_factor(group["lr"]) for group in optimizer.param_groups]
+    return LambdaLR(optimizer, factors[0] if len(factors) == 1 else factors)
 
 
 def build_lr_scheduler_from_cfg(optimizer: Optimizer, optim_cfg) -> LambdaLR:

@@ -342,6 +342,9 @@ def check_across_keys(cfg: CN) -> None:
 def check_trainer_node(cfg: CN) -> None:
     """The selected trainer's options: its registered options class, then the context length."""
     name = str(cfg.TRAINER.NAME).upper()
+    if name.endswith("_DEPT") and "DEPT" in cfg.TRAINER:  # DePT on a base method: TRAINER.DEPT, then the base's node
+        OPTIONS["DEPT"].from_node(cfg.TRAINER.DEPT)
+        name = name[: -len("_DEPT")]
     if not name or name not in cfg.TRAINER or not isinstance(cfg.TRAINER[name], CN):
         return  # an unknown trainer: train.py's check_registered names this project's trainers
     node = cfg.TRAINER[name]

@@ -77,24 +77,26 @@ def test_config_files_use_existing_keys_and_say_where_they_differ_from_the_defau
     """Every TRAINER key exists and validates; a value other than the default carries a comment."""
     text = path.read_text()
     trainer = yaml.safe_load(text)["TRAINER"]
-    (name, values), = trainer.items()
-    cls = OPTIONS[name]
-    node = cls.to_node()
-    node.merge_from_other_cfg(node.__class__(values))  # raises on a key the options do not have
-    options = cls.from_node(node)
-    defaults = dict((key, default) for key, default, _ in cls.describe())
+    names = [path.parent.name.upper().removesuffix("_DEPT")]  # DePT's configs also hold TRAINER.DEPT
+    assert set(trainer) == {*names, *(["DEPT"] if path.parent.name.endswith("_DePT") else [])}, path
     commented = {}
     for line in text.split("\nTRAINER:")[1].splitlines():
         match = re.match(r"\s+([A-Z_]+):(.*)", line)
         if match:
             commented.setdefault(match.group(1), "#" in match.group(2))
-    for key, default, _ in options.describe():
-        value = node
-        for part in key.split(".")[2:]:
-            value = value[part]
-        leaf = key.split(".")[-1]
-        if value != defaults[key]:
-            assert commented.get(leaf), f"{path.name}: {key} {value!r} differs from the default {default!r} without a comment"
+    for name, values in trainer.items():
+        cls = OPTIONS[name]
+        node = cls.to_node()
+        node.merge_from_other_cfg(node.__class__(values))  # raises on a key the options do not have
+        options = cls.from_node(node)
+        defaults = dict((key, default) for key, default, _ in cls.describe())
+        for key, default, _ in options.describe():
+            value = node
+            for part in key.split(".")[2:]:
+                value = value[part]
+            leaf = key.split(".")[-1]
+            if value != defaults[key]:
+                assert commented.get(leaf), f"{path.name}: {key} {value!r} differs from the default {default!r} without a comment"
 
 
 @requires_dassl

@@ -193,7 +193,7 @@ class ClipTrainer(TrainerX):
         self.model.configure(fused=cfg.MODEL.FUSED_ATTENTION)  # every trainer, without a line of its own
         params = [p for p in self.model.parameters() if p.requires_grad]
         print(f"Trainable parameters: {sum(p.numel() for p in params):,}")
-        self.optim = build_optimizer(params, cfg.OPTIM) if params else None
+        self.optim = self.build_optimizer(params) if params else None
         adam_eps = getattr(self.options, "adam_eps", None)  # a method's own Adam eps (SEP, TCP); Dassl has no key
         if adam_eps is not None and self.optim is not None and "eps" in self.optim.defaults:  # the Adam family
             for group in self.optim.param_groups:
@@ -211,6 +211,17 @@ class ClipTrainer(TrainerX):
                 "several with `torchrun --nproc_per_node N train.py ...`, or set CUDA_VISIBLE_DEVICES.",
                 stacklevel=2,
             )
+
+    def build_optimizer(self, params):
+        """Dassl's optimizer over `params`; a model with several parameter groups (DePT's head)
+        gets one group per learning rate, OPTIM.LR times its multiplier."""
+        groups = [(group, mult) for group, mult in self.model.parameter_groups() if group]
+        if len(groups) == 1 and groups[0][1] == 1.0:
+            return build_optimizer(params, self.cfg.OPTIM)
+        lr = self.cfg.OPTIM.LR
+        for group, mult in groups:
+            print(f"Learning rate {lr * mult:g} for {sum(p.numel() for p in group):,} parameters")
+        return build_optimizer(None, self.cfg.OPTIM, param_groups=[{"params": g, "lr": lr * m} for g, m in groups])
 
     # ---- multi-process hooks ---------------------------------------------------------------
 

@@ -7,6 +7,7 @@ the model that takes them: `CoOp(clip, classnames, CoOpOptions(n_ctx=4))`.
 from .base import PromptedCLIP
 from .cocoop import CoCoOp, CoCoOpOptions
 from .coop import ContextOptions, CoOp, CoOpOptions
+from .dept import DePT, DePTOptions
 from .ivlp import IVLP, IVLPOptions
 from .kgcoop import KgCoOp, KgCoOpOptions
 from .maple import MaPLe, MaPLeOptions
@@ -19,7 +20,7 @@ from .vpt import VPT, VPTOptions
 from .zeroshot import ZeroshotCLIP, ZeroshotCLIPOptions
 
 __all__ = [
-    "PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "VPT", "IVLP", "MaPLe", "PromptSRC", "SEP",
+    "PromptedCLIP", "DePT", "DePTOptions", "ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "VPT", "IVLP", "MaPLe", "PromptSRC", "SEP",
     "MPL", "ContextOptions", "ZeroshotCLIPOptions", "CoOpOptions", "CoCoOpOptions", "KgCoOpOptions", "TCPOptions",
     "ProGradOptions",
     "VPTOptions", "IVLPOptions", "MaPLeOptions", "PromptSRCOptions", "SEPOptions", "MPLOptions",

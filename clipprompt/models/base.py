@@ -121,6 +121,11 @@ class PromptedCLIP(nn.Module):
         """Logits (B, n_cls) of the frozen image encoder's features; prompted encoders override."""
         return self.logits_from_image_features(self.image_encoder(images))
 
+    def encode_images(self, images: Tensor) -> Tensor:
+        """Raw (unnormalized) image features (B, E) as this method's forward computes them; methods
+        that prompt the image encoder override it (an add-on such as DePT reads them)."""
+        return self.image_encoder(images)
+
     def logits_from_image_features(self, features: Tensor) -> Tensor:
         """Logits from the frozen image encoder's output, against the class-only text features.
 
@@ -138,6 +143,11 @@ class PromptedCLIP(nn.Module):
         logits = self(images)
         loss = F.cross_entropy(logits, labels)
         return loss, {"loss": loss.item(), "acc": accuracy(logits, labels)}
+
+    def parameter_groups(self) -> list[tuple[list[nn.Parameter], float]]:
+        """The trained parameters as (parameters, multiplier of OPTIM.LR) groups; one group by default
+        (DePT gives its head its own rate)."""
+        return [([p for p in self.parameters() if p.requires_grad], 1.0)]
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
         """Only what was trained: the parameters that require grad (CLIP stays out)."""

@@ -51,6 +51,10 @@ class CoOp(PromptedCLIP):
             self.text_encoder, self.classnames, ctx.shape[-2], position=position.lower()
         )
 
-    def class_text_features(self) -> Tensor:
+    def encode_class_text(self) -> Tensor:
+        """Raw (unnormalized) class text features (n_cls, E)."""
         embeddings = self.prompts.assemble(self.ctx, per_class=self.csc)
-        return normalize(self.text_encoder(embeddings, self.prompts.eos_positions))
+        return self.text_encoder(embeddings, self.prompts.eos_positions)
+
+    def class_text_features(self) -> Tensor:
+        return normalize(self.encode_class_text())

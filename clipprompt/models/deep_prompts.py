@@ -57,9 +57,13 @@ class DeepVisualPrompts(PromptedCLIP):
     def encode_prompted_images(self, images: Tensor, visual_prompts: list[Tensor]) -> Tensor:
         """Normalized image features with `visual_prompts[0]` appended at the input and
         `visual_prompts[k]` at the prompt positions before block k, each (n, image width)."""
+        return normalize(self.raw_prompted_images(images, visual_prompts))
+
+    def raw_prompted_images(self, images: Tensor, visual_prompts: list[Tensor]) -> Tensor:
+        """`encode_prompted_images` before normalization."""
         first, *deep = [self.as_prompt(p, images.shape[0]) for p in visual_prompts]
         injections = deep_prompt_injections(deep, start=-first.shape[-2])
-        return normalize(self.image_encoder(images, prompts=first, injections=injections))
+        return self.image_encoder(images, prompts=first, injections=injections)
 
     def image_features(self, images: Tensor) -> Tensor:
         raise NotImplementedError
@@ -87,8 +91,12 @@ class DeepPromptedCLIP(DeepVisualPrompts):
         names = [f"{self.fixed_words} {name}" if self.fixed_words else name for name in self.classnames]
         self.prompts = ClassPrompts(self.text_encoder, names, n_ctx)
 
-    def class_text_features(self) -> Tensor:
+    def encode_class_text(self) -> Tensor:
+        """Raw (unnormalized) class text features (n_cls, E)."""
         embeddings = self.prompts.assemble(self.ctx)
         deep = [self.as_prompt(p, self.num_classes) for p in self.deep_text]
         injections = deep_prompt_injections(deep, start=1)
-        return normalize(self.text_encoder(embeddings, self.prompts.eos_positions, injections))
+        return self.text_encoder(embeddings, self.prompts.eos_positions, injections)
+
+    def class_text_features(self) -> Tensor:
+        return normalize(self.encode_class_text())

@@ -52,6 +52,11 @@ class KnowledgeGuided:
         """1 - mean cosine between the learned and the hand-crafted class text features."""
         return 1.0 - (normalize(text_features.float()) * self.anchor).sum(dim=-1).mean()
 
+    def regularization(self, text_features: Tensor) -> dict[str, tuple[float, Tensor]]:
+        """The terms this method adds to a cross-entropy, as name -> (weight, value): what an add-on
+        that replaces the cross-entropy (DePT) keeps. `text_features` may be unnormalized."""
+        return {"kg": (self.options.w, self.knowledge_distance(text_features))}
+
     def loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         text_features = self.class_text_features()  # once for the logits and the knowledge term
         logits = self.logits(normalize(self.image_encoder(images)), text_features)

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..options import MethodOptions, option, register_options
+from .base import normalize
 from .deep_prompts import DeepPromptedCLIP
 
 
@@ -69,5 +70,8 @@ class MaPLe(DeepPromptedCLIP):
         """[F_0(p), F_1(P^1), ..]: the visual prompt of every prompted block, each (n, image width)."""
         return [self.proj(self.ctx)] + [f(p) for f, p in zip(self.deep_proj, self.deep_text)]
 
+    def encode_images(self, images: Tensor) -> Tensor:
+        return self.raw_prompted_images(images, self.visual_prompts())
+
     def image_features(self, images: Tensor) -> Tensor:
-        return self.encode_prompted_images(images, self.visual_prompts())
+        return normalize(self.encode_images(images))

@@ -65,7 +65,11 @@ def _defined_in(cls: type, name: str) -> type | None:
 
 
 def uses_frozen_features(model) -> bool:
-    """True when `model`'s (a model or its class) logits come from frozen image features."""
+    """True when `model`'s (a model or its class) logits come from frozen image features.
+
+    A model that wraps another (DePT) answers for itself with `image_features_are_frozen()`."""
+    if not isinstance(model, type) and hasattr(model, "image_features_are_frozen"):
+        return model.image_features_are_frozen()
     cls = model if isinstance(model, type) else type(model)
     owner = _defined_in(cls, "logits_from_image_features")
     if owner is None:

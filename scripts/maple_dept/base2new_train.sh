@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# MaPLe with DePT: base2new_train (see scripts/common/base2new_train.sh). CFG overrides the config.
+#   bash scripts/maple_dept/base2new_train.sh DATASET SEED [KEY VALUE ...]
+CFG=${CFG:-vit_b16_c2_ep10_batch4_2ctx}
+WRAPPER="$0" exec bash "$(dirname "$0")/../common/base2new_train.sh" MaPLe_DePT "$CFG" "$@"
