@@ -185,7 +185,7 @@ def test_sep_default_layers_follow_each_encoders_depth(deeper_clip):
 
 @pytest.mark.parametrize("build_model, message", [
     (lambda clip: SEP(clip, CLASSES, SEPOptions(layers=[1, 4])),
-     "TRAINER.SEP.LAYERS [1, 4] holds 4, out of range for the text encoder of this CLIP (4 blocks): indices must be in 0..3."),
+     "TRAINER.SEP.LAYERS [1, 4] holds blocks out of range: 4 for the text encoder of this CLIP (4 blocks: indices must be in 0..3)."),
     (lambda clip: MaPLe(clip, CLASSES),
      "TRAINER.MAPLE.PROMPT_DEPTH is 9; this CLIP has 4 blocks."),
     (lambda clip: PromptSRC(clip, CLASSES, PromptSRCOptions(prompt_depth_text=4)),

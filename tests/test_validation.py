@@ -462,7 +462,17 @@ def test_train_py_input_errors_exit_2_before_the_output_folder(data_root, tiny_c
     assert not out.exists()
 
 
-TRAINERS = "CoCoOp, CoOp, IVLP, KgCoOp, MaPLe, MPL, ProGrad, PromptSRC, SEP, TCP, VPT, ZeroshotCLIP"
+TRAINERS = "{trainers}"  # filled in by the test: every registered ClipTrainer, by name
+
+
+def project_trainers() -> str:
+    """This project's trainers as the messages list them: the registered ClipTrainers, by name."""
+    from trainers._dassl import TRAINER_REGISTRY
+    from trainers.base import ClipTrainer
+
+    names = [n for n in TRAINER_REGISTRY.registered_names() if issubclass(TRAINER_REGISTRY.get(n), ClipTrainer)]
+    assert {"CoOp", "SEP", "MPL", "ProGrad", "CoOp_DePT"} <= set(names)
+    return ", ".join(sorted(names, key=str.lower))
 
 
 def configs_in(folder: str) -> str:
@@ -518,7 +528,7 @@ def test_first_mistakes_name_the_cause_and_the_fix(data_root, tiny_clip_path, tm
     elif case == "both prompt depths too deep":  # the tiny CLIP has 3 blocks; the shipped config asks for 9 and 9
         argv[at["--trainer"]] = "PromptSRC"
         argv[at["--config-file"]] = "configs/trainers/PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml"
-    run, message = train_cli(capsys, *argv), message.format(root=data_root)
+    run, message = train_cli(capsys, *argv), message.format(root=data_root, trainers=project_trainers())
     assert_one_line_input_error(run, message)
     assert run.stderr == f"error: {message}\n"  # the whole message, nothing else
     assert not out.exists()

@@ -74,7 +74,7 @@ class DePT(PromptedCLIP):
         options.validate()
         self.base = base
         self._raw_text_cache: Tensor | None = None  # what `cached_text_features` holds (raw: the similarity head reads it)
-        dim = base.text_encoder.text_projection.shape[1]  # CLIP's joint embedding width
+        dim = base.embed_dim  # CLIP's joint embedding width
         self.cwt_text = ChannelwiseTransform(dim) if options.cwt else nn.Identity()
         self.cwt_image = ChannelwiseTransform(dim) if options.cwt else nn.Identity()
         self.head = nn.Linear(dim, base.num_classes) if options.head == "linear" else None
@@ -97,6 +97,14 @@ class DePT(PromptedCLIP):
     @property
     def logit_scale(self) -> Tensor:
         return self.base.logit_scale
+
+    @property
+    def backbone_kind(self) -> str:
+        return self.base.backbone_kind
+
+    @property
+    def embed_dim(self) -> int:
+        return self.base.embed_dim
 
     @property
     def eos_cut(self) -> bool:
