@@ -7,6 +7,9 @@ modules (embeddings, residual blocks, final norms and projections) and take:
 
 - `injections`: a mapping {block index: fn(tokens) -> tokens}; fn sees the batch-first
   sequence entering that block and returns the one the block runs on;
+- `parallel`: a mapping {block index: fn(tokens) -> tokens}; fn sees the sequence entering that
+  block (after its injection) and its output is added to the block's output, a branch beside the
+  block (MMA's adapters);
 - for images, `prompts`: extra tokens appended after the positional embedding (VPT style).
 
 With nothing injected they compute what the library's `encode_text` / `encode_image` compute.
@@ -30,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 Injections = Mapping[int, Callable[[Tensor], Tensor]]
+Parallel = Mapping[int, Callable[[Tensor], Tensor]]  # branches beside blocks: block(x) + fn(x)
 
 
 def fusable(block: nn.Module) -> bool:
@@ -92,11 +96,14 @@ class BlockRunner(nn.Module):
         """The block's own forward on batch-first `x`, as the library's tower calls it."""
         raise NotImplementedError
 
-    def run_blocks(self, x: Tensor, injections: Injections | None) -> Tensor:
+    def run_blocks(self, x: Tensor, injections: Injections | None, parallel: Parallel | None = None) -> Tensor:
         for index, block in enumerate(self.blocks):
             if injections and index in injections:
                 x = injections[index](x)
+            branch = parallel[index](x) if parallel and index in parallel else None
             x = fused_block(block, x, self.causal) if self.fused and fusable(block) else self.run_exact(block, x)
+            if branch is not None:
+                x = x + branch
         return x
 
     @property
@@ -147,7 +154,8 @@ class TextEncoder(BlockRunner):
         """
         return self.token_embedding(tokens.to(self.token_embedding.weight.device)).to(self.dtype)
 
-    def forward(self, embeddings: Tensor, eos_positions: Tensor, injections: Injections | None = None) -> Tensor:
+    def forward(self, embeddings: Tensor, eos_positions: Tensor, injections: Injections | None = None,
+                parallel: Parallel | None = None) -> Tensor:
         """Features (N, embed_dim) of prompts given as embeddings (N, L, width), L <= context.
 
         The encoder is causal, so prompts cut after their last EOS give the same features as
@@ -155,7 +163,7 @@ class TextEncoder(BlockRunner):
         """
         length = embeddings.shape[1]
         x = embeddings.to(self.dtype) + self.positional_embedding[:length].to(self.dtype)
-        x = self.ln_final(self.run_blocks(x, injections))
+        x = self.ln_final(self.run_blocks(x, injections, parallel))
         return self.project(x[torch.arange(x.shape[0], device=x.device), eos_positions])
 
     def encode_tokens(self, tokens: Tensor) -> Tensor:
@@ -216,6 +224,7 @@ class ImageEncoder(BlockRunner):
         prompts: Tensor | None = None,
         injections: Injections | None = None,
         return_tokens: bool = False,
+        parallel: Parallel | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Image features (B, embed_dim); `prompts` (P, width) or (B or 1, P, width) are appended to the tokens.
 
@@ -224,7 +233,7 @@ class ImageEncoder(BlockRunner):
         x = self.embed(images)
         if prompts is not None:
             x = torch.cat([x, prompts.to(x.dtype).expand(x.shape[0], -1, -1)], dim=1)
-        tokens = self.run_blocks(self.visual.ln_pre(x), injections)
+        tokens = self.run_blocks(self.visual.ln_pre(x), injections, parallel)
         features = self.readout(tokens)
         return (features, tokens) if return_tokens else features
 
@@ -252,7 +261,7 @@ class FrozenImageEncoder(nn.Module):
         return next(self.visual.parameters()).dtype
 
     def forward(self, images: Tensor, prompts: Tensor | None = None, injections: Injections | None = None,
-                return_tokens: bool = False) -> Tensor:
-        if prompts is not None or injections or return_tokens:
+                return_tokens: bool = False, parallel: Parallel | None = None) -> Tensor:
+        if prompts is not None or injections or return_tokens or parallel:
             raise ValueError(f"The image encoder is {self.description}: it has no tokens to prompt or return")
         return self.visual(images.to(self.dtype))
