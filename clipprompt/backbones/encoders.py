@@ -9,7 +9,9 @@ modules (embeddings, residual blocks, final norms and projections) and take:
   sequence entering that block and returns the one the block runs on;
 - `parallel`: a mapping {block index: fn(tokens) -> tokens}; fn sees the sequence entering that
   block (after its injection) and its output is added to the block's output, a branch beside the
-  block (MMA's adapters);
+  block (MMA's adapters). fn acts on each token alone: on the exact path it gets the tokens in the
+  library's own order (sequence-first for `clip`), so that its backward sums over tokens as a
+  branch inside the library's blocks would;
 - for images, `prompts`: extra tokens appended after the positional embedding (VPT style).
 
 With nothing injected they compute what the library's `encode_text` / `encode_image` compute.
@@ -91,6 +93,7 @@ class BlockRunner(nn.Module):
 
     causal: bool = False
     fused: bool
+    sequence_first: bool = False  # the library's blocks take (L, B, D) (their exact path transposes)
 
     def run_exact(self, block: nn.Module, x: Tensor) -> Tensor:
         """The block's own forward on batch-first `x`, as the library's tower calls it."""
@@ -100,11 +103,17 @@ class BlockRunner(nn.Module):
         for index, block in enumerate(self.blocks):
             if injections and index in injections:
                 x = injections[index](x)
-            branch = parallel[index](x) if parallel and index in parallel else None
+            branch = self.run_branch(parallel[index], x) if parallel and index in parallel else None
             x = fused_block(block, x, self.causal) if self.fused and fusable(block) else self.run_exact(block, x)
             if branch is not None:
                 x = x + branch
         return x
+
+    def run_branch(self, per_token: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+        """A parallel branch on batch-first `x`; on the exact path in the library's token order."""
+        if self.fused or not self.sequence_first:
+            return per_token(x)
+        return per_token(x.transpose(0, 1)).transpose(0, 1)
 
     @property
     def depth(self) -> int:
