@@ -42,7 +42,7 @@ def test_options_are_the_authors_recipe():
     assert OPTIONS["MMA"] is MMAOptions
     o = MMAOptions()
     assert (o.text_ctx_init, o.adapter_start, o.adapter_end, o.adapter_dim, o.adapter_scale) == ("a photo of a", 5, 12, 32, 0.001)
-    assert o.scale_gradients and o.prec == "fp16"
+    assert o.scale_gradients and o.prec == "amp"
 
 
 def test_shapes_and_the_shared_projection_couples_both_sides(tiny_clip, images):

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..options import MethodOptions, option, register_options
+from ..options import PRECISIONS, MethodOptions, option, register_options
 from ..prompts import template_tokens
 from .base import PromptedCLIP, normalize
 
@@ -38,6 +38,8 @@ from .base import PromptedCLIP, normalize
 @register_options("MMA")
 @dataclass
 class MMAOptions(MethodOptions):
+    prec: str = option("amp", "numeric precision (fp16/amp fall back to fp32 on the CPU); amp is the authors' default",
+                       choices=PRECISIONS)
     text_ctx_init: str = option("a photo of a", 'the fixed text prompt before the class name: "<TEXT_CTX_INIT> <class>."')
     adapter_start: int = option(5, "first adapted block, 1-based (0 also adapts the word embeddings and ln_pre's output)", min=0)
     adapter_end: int = option(12, "last adapted block, 1-based, inclusive", min=1)
