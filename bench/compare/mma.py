@@ -12,6 +12,12 @@ Two settings on a 4-block CLIP: adapters on blocks 2..4 (as their configs: not t
 trainer computes cross-entropy on `CustomCLIP(images)`; the evaluation logits come from their eval
 mode (text features computed once). The verdict is the exact path's (77-token prompts, CLIP's block
 forward; tolerance 1e-6); the fast path is printed beside it. Not run in CI (needs their checkout).
+
+    python bench/compare/mma.py /tmp/mma-code --speed [--batch 4 --classes 10 --runs 5]
+
+times one training step (cross-entropy, backward, SGD step) and one evaluation batch (text features
+cached, as both evaluate) side by side on a random ViT-B/16 in fp32, their configs' adapters
+(blocks 5..12), interleaved, and prints the medians and authors' time / ours.
 """
 
 from __future__ import annotations
@@ -71,12 +77,92 @@ def compare(theirs_out, ours_out) -> dict[str, float]:
     return rows
 
 
+def speed(module, batch: int, classes: int, runs: int) -> None:
+    """Median ms of a training step and an evaluation batch, theirs and ours, interleaved."""
+    import statistics
+    import time
+
+    names = [f"class number {i}" for i in range(classes)]
+    state = build_random_clip("ViT-B/16").state_dict()
+    node = {"TEXT_CTX_INIT": "a photo of a", "ADAPTER_START": 5, "ADAPTER_END": 12,
+            "ADAPTER_DIM": DIM, "ADAPTER_SCALE": SCALE, "PREC": "fp32"}
+    with cpu_only():
+        theirs = module.CustomCLIP(dassl_like_cfg({"MMADAPTER": node}, "Caltech101", 224), names,
+                                   their_clip(module.clip, state))
+    for name, param in theirs.named_parameters():
+        param.requires_grad_(any(part in name for part in LEARNED))
+    ours = MMA(build_random_clip("ViT-B/16"), names, MMAOptions())
+    ours.load_trainable_state_dict({n.removeprefix("adapter_learner."): p.detach()
+                                    for n, p in theirs.named_parameters() if p.requires_grad})
+    torch.manual_seed(0)
+    images, labels = torch.randn(batch, 3, 224, 224), torch.randint(0, classes, (batch,))
+    optims = {who: torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.0, momentum=0.9)
+              for who, m in (("theirs", theirs), ("ours", ours))}
+
+    def train_theirs():
+        theirs.train()
+        loss = F.cross_entropy(theirs(images), labels)
+        optims["theirs"].zero_grad()
+        loss.backward()
+        optims["theirs"].step()
+
+    def train_ours():
+        ours.train()
+        loss, _ = ours.loss(images, labels)
+        optims["ours"].zero_grad()
+        loss.backward()
+        optims["ours"].step()
+
+    def eval_theirs():
+        theirs.eval()
+        with torch.no_grad():
+            theirs(images)  # their text features: computed at the first evaluation batch, then kept
+
+    ours.eval()
+    with torch.no_grad(), ours.cached_text_features():  # cache once, as a test set does
+        cached = ours._text_cache
+
+    def eval_ours_cached():
+        ours.eval()
+        ours._text_cache = cached
+        try:
+            with torch.no_grad():
+                ours(images)
+        finally:
+            ours._text_cache = None
+
+    cases = {"train step": (train_theirs, train_ours), "eval batch": (eval_theirs, eval_ours_cached)}
+    with cpu_only():
+        for fn in (train_theirs, train_ours, eval_theirs, eval_ours_cached):
+            fn()  # warm-up (and their text cache)
+        times = {case: ([], []) for case in cases}
+        for _ in range(runs):
+            for case, fns in cases.items():
+                for fn, out in zip(fns, times[case]):
+                    start = time.perf_counter()
+                    fn()
+                    out.append((time.perf_counter() - start) * 1000)
+    print(f"\nMMA speed, random ViT-B/16, fp32, CPU ({torch.get_num_threads()} threads), batch {batch}, "
+          f"{classes} classes, median of {runs} interleaved runs")
+    for case, (t, o) in times.items():
+        t_med, o_med = statistics.median(t), statistics.median(o)
+        print(f"  {case:<11} theirs {t_med:9.1f} ms  ours {o_med:9.1f} ms  theirs/ours {t_med / o_med:.2f}"
+              f"  (fastest runs {min(t) / min(o):.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkout", help="a checkout of github.com/ZjjConan/Multi-Modal-Adapter")
     parser.add_argument("--tolerance", type=float, default=1e-6)
+    parser.add_argument("--speed", action="store_true", help="time a training step and an evaluation batch instead")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     module = import_authors_file(args.checkout, "trainers/mmadapter.py", "authors_mma")
+    if args.speed:
+        speed(module, args.batch, args.classes, args.runs)
+        return
     state = build_random_clip(WIDE_SHAPE).state_dict()
     torch.manual_seed(2)
     images = torch.randn(4, 3, WIDE_SHAPE.image_resolution, WIDE_SHAPE.image_resolution)
