@@ -139,6 +139,8 @@ def test_resnet_image_encoder_is_the_frozen_tower(backbone_files, images):
     assert isinstance(encoder, FrozenImageEncoder) and input_resolution(model) == 32
     with pytest.raises(ValueError, match="ResNet \\(ModifiedResNet\\): it has no tokens to prompt"):
         encoder(images, prompts=torch.zeros(1, 2, 8))
+    with pytest.raises(ValueError, match="ResNet \\(ModifiedResNet\\): it has no tokens to prompt"):
+        encoder(images, parallel={0: lambda x: x})
 
 
 def build(method, clip):

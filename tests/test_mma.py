@@ -12,7 +12,8 @@ from clipprompt.models.base import normalize
 from clipprompt.models.mma import MMAOptions
 from clipprompt.options import OPTIONS
 from clipprompt.testing.markers import requires_dassl
-from clipprompt.testing.protocol_scripts import run_base2new_scripts
+from clipprompt.testing import make_tiny_dataset
+from clipprompt.testing.protocol_scripts import TINY_OVERRIDES, run_base2new_scripts, train_in_process
 
 from model_checks import fast_and_slow, learned_parameters, train_steps
 
@@ -189,3 +190,23 @@ def test_base2new_scripts_on_tiny_caltech101(tmp_path, tiny_clip_path):
     state = run_base2new_scripts("mma", "MMA", tmp_path, tiny_clip_path, "TRAINER.MMA.ADAPTER_START", "2",
                                  "TRAINER.MMA.ADAPTER_END", "3")
     assert set(state) == LEARNED
+
+
+@requires_dassl
+@pytest.mark.parametrize("overrides,message", [
+    ([], "TRAINER.MMA.ADAPTER_END is 12; this CLIP's text encoder has 3 blocks and its image encoder 3, "
+         "both adapted at ADAPTER_START..ADAPTER_END."),
+    (["TRAINER.MMA.ADAPTER_START", "3", "TRAINER.MMA.ADAPTER_END", "2"],
+     "TRAINER.MMA.ADAPTER_START is 3, after ADAPTER_END 2; the adapted blocks are ADAPTER_START..ADAPTER_END."),
+])
+def test_train_py_refuses_bad_adapter_blocks_in_one_line(tmp_path, tiny_clip_path, capsys, overrides, message):
+    data = tmp_path / "data"
+    make_tiny_dataset(str(data), "Caltech101", num_classes=4, images_per_class=3)
+    status = train_in_process([
+        "--root", str(data), "--trainer", "MMA", "--dataset-config-file", "configs/datasets/caltech101.yaml",
+        "--config-file", "configs/trainers/MMA/vit_b16_ep5.yaml", "--output-dir", str(tmp_path / "out"),
+        "MODEL.BACKBONE.NAME", tiny_clip_path, *TINY_OVERRIDES, "DATASET.NUM_SHOTS", "1", *overrides,
+    ])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err
+    assert err.strip() == f"error: {message}"
