@@ -147,6 +147,21 @@ def test_save_load_round_trip_and_eval_on_new_classes(tiny_clip, images):
         torch.testing.assert_close(new.image_features(images), model.image_features(images))
 
 
+def test_frozen_text_blocks_run_once_with_the_same_bits(tiny_clip):
+    """The text blocks before the first adapted one see only the fixed prompt: computed once."""
+    model = perturbed(build(tiny_clip))  # adapters on blocks 2..3: block 1 is frozen
+    assert model.frozen_text_blocks == 1
+    tokens, prefix = model.frozen_text_prefix()
+    features = model.class_text_features()
+    assert model.frozen_text_prefix()[1] is prefix
+    encoder = model.text_encoder
+    every_block = encoder(encoder.embed(tokens), tokens.argmax(-1), parallel=model.branches(model.text_adapter, encoder.blocks))
+    assert torch.equal(features, normalize(every_block))
+    model.configure(eos_cut=False)  # another path: computed again
+    assert model.frozen_text_prefix()[0].shape[1] == 77
+    assert build(tiny_clip, adapter_start=0).frozen_text_blocks == 0
+
+
 def test_fast_paths_equal_slow_ones(tiny_clip, images):
     fast, slow = fast_and_slow(perturbed(build(tiny_clip)), images, LABELS)
     torch.testing.assert_close(fast.loss, slow.loss, rtol=1e-5, atol=1e-6)

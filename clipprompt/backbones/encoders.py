@@ -99,8 +99,11 @@ class BlockRunner(nn.Module):
         """The block's own forward on batch-first `x`, as the library's tower calls it."""
         raise NotImplementedError
 
-    def run_blocks(self, x: Tensor, injections: Injections | None, parallel: Parallel | None = None) -> Tensor:
-        for index, block in enumerate(self.blocks):
+    def run_blocks(self, x: Tensor, injections: Injections | None, parallel: Parallel | None = None,
+                   start: int = 0, stop: int | None = None) -> Tensor:
+        """Blocks `start` .. `stop - 1` (all by default) on `x`, the tokens entering block `start`."""
+        for index in range(start, self.depth if stop is None else stop):
+            block = self.blocks[index]
             if injections and index in injections:
                 x = injections[index](x)
             branch = self.run_branch(parallel[index], x) if parallel and index in parallel else None
@@ -164,16 +167,23 @@ class TextEncoder(BlockRunner):
         return self.token_embedding(tokens.to(self.token_embedding.weight.device)).to(self.dtype)
 
     def forward(self, embeddings: Tensor, eos_positions: Tensor, injections: Injections | None = None,
-                parallel: Parallel | None = None) -> Tensor:
+                parallel: Parallel | None = None, start_block: int = 0) -> Tensor:
         """Features (N, embed_dim) of prompts given as embeddings (N, L, width), L <= context.
 
         The encoder is causal, so prompts cut after their last EOS give the same features as
-        the full 77-token pass.
+        the full 77-token pass. With `start_block` k > 0, `embeddings` are the tokens entering
+        block k (`prefix(embeddings, k)`: a method whose first k blocks see only frozen inputs
+        computes them once).
         """
+        x = self.prefix(embeddings, 0) if start_block == 0 else embeddings
+        x = self.ln_final(self.run_blocks(x, injections, parallel, start=start_block))
+        return self.project(x[torch.arange(x.shape[0], device=x.device), eos_positions])
+
+    def prefix(self, embeddings: Tensor, blocks: int) -> Tensor:
+        """The tokens entering block `blocks`: word embeddings plus positions, through blocks 0..blocks-1."""
         length = embeddings.shape[1]
         x = embeddings.to(self.dtype) + self.positional_embedding[:length].to(self.dtype)
-        x = self.ln_final(self.run_blocks(x, injections, parallel))
-        return self.project(x[torch.arange(x.shape[0], device=x.device), eos_positions])
+        return self.run_blocks(x, None, stop=blocks)
 
     def encode_tokens(self, tokens: Tensor) -> Tensor:
         """Features of tokenized text, like `CLIP.encode_text`."""

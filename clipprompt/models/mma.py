@@ -10,7 +10,9 @@ shared_i: ADAPTER_DIM -> ADAPTER_DIM then ReLU, ONE per block, used by both enco
 couples text and image). s = ADAPTER_SCALE. Index 0 (ADAPTER_START 0) adapts the inputs instead:
 the word embeddings (no norm) and the image tokens after ln_pre. The text side is frozen CLIP's
 hand-crafted prompt "TEXT_CTX_INIT <class>.", so text features depend on the classes only and
-evaluation computes them once. The loss is cross-entropy.
+evaluation computes them once; in training, the text blocks before the first adapted one see only
+that frozen prompt, so their output is computed once too (`frozen_text_prefix`). The loss is
+cross-entropy.
 
 The authors' blocks wrap each branch in gradient-scale layers: the gradient entering the branch's
 parameters is divided by s (as if s were 1) while the gradient reaching x stays the true one, so
@@ -101,6 +103,9 @@ class MMA(PromptedCLIP):
         self.visual_adapter = self.build(lambda: modality_adapter(self.image_encoder.width, dim))
         self.shared_adapter = self.build(lambda: nn.Sequential(nn.Linear(dim, dim), nn.ReLU()))
         self.template = f"{options.text_ctx_init} {{}}."
+        # text blocks before the first adapted one (0-based count); 0 with the input adapters
+        self.frozen_text_blocks = 0 if 0 in self.layers else options.adapter_start - 1
+        self._text_prefix: tuple[tuple, Tensor, Tensor] | None = None  # key, tokens, their prefix
 
     def build(self, make) -> nn.ModuleDict:
         adapters = nn.ModuleDict({str(i): make() for i in self.layers})
@@ -132,17 +137,36 @@ class MMA(PromptedCLIP):
 
         return {i - 1: branch(i) for i in self.layers if i >= 1}
 
-    def class_text_features(self) -> Tensor:
+    def prompt_tokens(self) -> Tensor:
         encoder = self.text_encoder
         tokens = template_tokens(self.template, self.classnames, encoder.context_length)
         if not self.eos_cut:
             tokens = F.pad(tokens, (0, encoder.context_length - tokens.shape[1]))
-        tokens = tokens.to(self.logit_scale.device)
-        embeddings = encoder.embed(tokens)
-        if 0 in self.layers:
-            embeddings = embeddings + self.adapt(self.text_adapter, 0, embeddings)
+        return tokens.to(self.logit_scale.device)
+
+    def frozen_text_prefix(self) -> tuple[Tensor, Tensor]:
+        """The prompt tokens and the frozen text blocks' output on them, computed once per path,
+        device and autocast state (the same bits as computing them at every step)."""
+        device = self.logit_scale.device
+        autocast = torch.is_autocast_enabled(device.type) and torch.get_autocast_dtype(device.type)
+        key = (self.eos_cut, self.text_encoder.fused, device, autocast)
+        if self._text_prefix is None or self._text_prefix[0] != key:
+            tokens = self.prompt_tokens()
+            with torch.no_grad():
+                prefix = self.text_encoder.prefix(self.text_encoder.embed(tokens), self.frozen_text_blocks)
+            self._text_prefix = key, tokens, prefix
+        return self._text_prefix[1], self._text_prefix[2]
+
+    def class_text_features(self) -> Tensor:
+        encoder = self.text_encoder
         parallel = self.branches(self.text_adapter, encoder.blocks)
-        return normalize(encoder(embeddings, tokens.argmax(dim=-1), parallel=parallel))
+        if 0 in self.layers:  # the input adapters: every block sees learned inputs
+            tokens = self.prompt_tokens()
+            embeddings = encoder.embed(tokens)
+            embeddings = embeddings + self.adapt(self.text_adapter, 0, embeddings)
+            return normalize(encoder(embeddings, tokens.argmax(dim=-1), parallel=parallel))
+        tokens, prefix = self.frozen_text_prefix()
+        return normalize(encoder(prefix, tokens.argmax(dim=-1), parallel=parallel, start_block=self.frozen_text_blocks))
 
     def image_features(self, images: Tensor) -> Tensor:
         injections = {0: lambda x: x + self.adapt(self.visual_adapter, 0, x)} if 0 in self.layers else None
