@@ -20,7 +20,8 @@ requirements = [
 setup(
     name="clipprompt",
     version="0.1.0",
-    description="SEP and MPL prompt tuning for CLIP, as Dassl trainers (with CoOp, CoCoOp and zero-shot CLIP baselines)",
+    description="SEP and MPL prompt tuning for CLIP, as Dassl trainers (with zero-shot CLIP, CoOp, CoCoOp, KgCoOp, "
+                "TCP, MaPLe and PromptSRC baselines)",
     long_description=(here / "README.md").read_text(encoding="utf-8") if (here / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     license="MIT",

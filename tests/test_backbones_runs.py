@@ -73,7 +73,7 @@ def test_a_method_prompting_image_tokens_is_refused_on_a_resnet(tmp_path, capsys
     assert err.strip() == (
         "error: MaPLe prompts the image encoder's tokens, but this CLIP's image encoder is a ResNet (ModifiedResNet) "
         "(openai-resnet); use a ViT backbone, or a method whose image side is frozen: ZeroshotCLIP, CoOp, CoCoOp, "
-        "KgCoOp, TCP."
+        "KgCoOp, ProGrad, TCP."
     )
     assert "Traceback" not in err
 

@@ -139,13 +139,14 @@ def check_layers(layers: list[int] | None, depths: dict[str, int]) -> dict[str, 
     Types and duplicates are checked by `SEPOptions`; the range depends on this CLIP's depth."""
     if layers is None:
         return {branch: list(range(1, depth)) for branch, depth in depths.items()}
+    problems = []  # every bad index of every branch, so that one run names them all
     for branch, depth in depths.items():
         bad = [i for i in layers if not 0 <= i < depth]
         if bad:
-            raise ConfigError(
-                f"TRAINER.SEP.LAYERS {layers} holds {bad[0]}, out of range for the {branch} encoder "
-                f"of this CLIP ({depth} blocks): indices must be in 0..{depth - 1}."
-            )
+            problems.append(f"{', '.join(map(str, bad))} for the {branch} encoder of this CLIP ({depth} blocks: "
+                            f"indices must be in 0..{depth - 1})")
+    if problems:
+        raise ConfigError(f"TRAINER.SEP.LAYERS {layers} holds blocks out of range: {'; '.join(problems)}.")
     return {branch: layers for branch in depths}
 
 
