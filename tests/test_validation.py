@@ -462,7 +462,7 @@ def test_train_py_input_errors_exit_2_before_the_output_folder(data_root, tiny_c
     assert not out.exists()
 
 
-TRAINERS = "CoCoOp, CoOp, IVLP, KgCoOp, MaPLe, MPL, ProGrad, PromptSRC, SEP, TCP, VPT, ZeroshotCLIP"
+TRAINERS = "CoCoOp, CoOp, IVLP, KgCoOp, MaPLe, MMA, MPL, ProGrad, PromptSRC, SEP, TCP, VPT, ZeroshotCLIP"
 
 
 def configs_in(folder: str) -> str:
