@@ -16,6 +16,7 @@ from clipprompt.models.coop import CoOpOptions  # noqa: E402
 from clipprompt.models.ivlp import IVLP, IVLPOptions  # noqa: E402
 from clipprompt.models.kgcoop import KgCoOp, KgCoOpOptions  # noqa: E402
 from clipprompt.models.maple import MaPLe, MaPLeOptions  # noqa: E402
+from clipprompt.models.mma import MMA, MMAOptions  # noqa: E402
 from clipprompt.models.mpl import MPLOptions  # noqa: E402
 from clipprompt.models.prograd import ProGrad, ProGradOptions  # noqa: E402
 from clipprompt.models.promptsrc import PromptSRC, PromptSRCOptions  # noqa: E402
@@ -23,7 +24,7 @@ from clipprompt.models.sep import SEPOptions  # noqa: E402
 from clipprompt.models.tcp import TCP, TCPOptions  # noqa: E402
 from clipprompt.models.vpt import VPT, VPTOptions  # noqa: E402
 
-METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "SEP", "MPL", "VPT", "IVLP", "MaPLe", "PromptSRC",
+METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "SEP", "MPL", "VPT", "IVLP", "MaPLe", "PromptSRC", "MMA",
            "CoOp_DePT", "KgCoOp_DePT", "MaPLe_DePT")  # README's order
 IMAGE_CONDITIONED = ("CoCoOp", "MPL")  # one text pass per (image, class) pair
 
@@ -64,6 +65,8 @@ def build(method: str, clip, classnames: list[str], chunk: int = 0, **options) -
     elif method == "PromptSRC":
         depth = _depth(clip, 9)
         model = PromptSRC(clip, classnames, PromptSRCOptions(prompt_depth_text=depth, prompt_depth_vision=depth, **options))
+    elif method == "MMA":
+        model = MMA(clip, classnames, MMAOptions(adapter_start=min(5, _depth(clip, 12)), adapter_end=_depth(clip, 12), **options))
     else:
         raise ValueError(f"Unknown method {method!r}; available: {', '.join(METHODS)}")
     model = model.to(clip.logit_scale.device)

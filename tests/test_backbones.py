@@ -12,8 +12,8 @@ from clipprompt.backbones.loading import load_clip
 from clipprompt.backbones.random_clip import save_random_clip, save_random_openclip
 from clipprompt.errors import ConfigError, UserError
 from clipprompt.models import (
-    IVLP, MPL, SEP, TCP, VPT, CoCoOp, CoOp, IVLPOptions, KgCoOp, MaPLe, MaPLeOptions, MPLOptions, ProGrad, PromptSRC,
-    PromptSRCOptions, VPTOptions,
+    IVLP, MMA, MPL, SEP, TCP, VPT, CoCoOp, CoOp, IVLPOptions, KgCoOp, MaPLe, MaPLeOptions, MMAOptions, MPLOptions,
+    ProGrad, PromptSRC, PromptSRCOptions, VPTOptions,
     SEPOptions, TCPOptions, ZeroshotCLIP,
 )
 from clipprompt.models.base import FROZEN_IMAGE_METHODS
@@ -80,6 +80,43 @@ def test_sequence_first_openclip_transformers_are_run_as_open_clip_runs_them(bac
         assert torch.equal(backbone.image(images), model.encode_image(images))
 
 
+@pytest.mark.parametrize("kind", ["openai-vit", "openclip-vit", "openclip-vit-ls", "openclip-sequence-first"])
+@pytest.mark.parametrize("fused", [False, True])
+def test_parallel_branches_add_to_the_blocks_output(backbone_files, images, kind, fused):
+    """`parallel={i: fn}`: block i's output plus fn(its input), on both encoders, both paths; on the
+    exact path fn sees the tokens in the library's order (sequence-first for clip)."""
+    model = load_clip(backbone_files[kind.replace("-sequence-first", "-vit")])
+    if kind.endswith("sequence-first"):
+        for transformer in (model.transformer, model.visual.transformer):
+            transformer.batch_first = False
+            for block in transformer.resblocks:
+                block.attn.batch_first = False
+    backbone = as_backbone(model, fused=fused)
+    sequence_first = kind.startswith("openai") or kind.endswith("sequence-first")
+    tokens = tokenize(kind, TEXTS)
+    text, image = backbone.text, backbone.image
+    seen, inputs = [], {}
+
+    def branch(x):
+        seen.append(tuple(x.shape))
+        return torch.tanh(x) * 0.5  # per token
+
+    def keep(x):
+        inputs["x"] = x
+        return x
+
+    for run in (lambda **k: text(text.embed(tokens), tokens.argmax(-1), **k), lambda **k: image(images, **k)):
+        seen.clear()
+        with torch.no_grad():
+            with_branch = run(injections={1: keep}, parallel={1: branch})
+            # the same as adding fn(block 1's input) to its output by an injection before block 2
+            added = run(injections={1: keep, 2: lambda x: x + torch.tanh(inputs["x"]) * 0.5})
+            assert not torch.allclose(with_branch, run(), atol=1e-4)
+        torch.testing.assert_close(with_branch, added, rtol=1e-5, atol=1e-6)
+        batch_first = tuple(inputs["x"].shape)
+        assert seen == [batch_first[1::-1] + batch_first[2:] if sequence_first and not fused else batch_first]
+
+
 def test_openclip_tokens_are_clips(backbone_files):
     """Prompts are tokenized with `clip.tokenize`: open_clip's BPE gives the same ids."""
     assert torch.equal(tokenize("openclip-vit", TEXTS), tokenize("openai-vit", TEXTS))
@@ -102,6 +139,8 @@ def test_resnet_image_encoder_is_the_frozen_tower(backbone_files, images):
     assert isinstance(encoder, FrozenImageEncoder) and input_resolution(model) == 32
     with pytest.raises(ValueError, match="ResNet \\(ModifiedResNet\\): it has no tokens to prompt"):
         encoder(images, prompts=torch.zeros(1, 2, 8))
+    with pytest.raises(ValueError, match="ResNet \\(ModifiedResNet\\): it has no tokens to prompt"):
+        encoder(images, parallel={0: lambda x: x})
 
 
 def build(method, clip):
@@ -116,6 +155,8 @@ def build(method, clip):
         return PromptSRC(clip, CLASSES, PromptSRCOptions(prompt_depth_text=3, prompt_depth_vision=3))
     if method is TCP:
         return TCP(clip, CLASSES, TCPOptions(layer=1))
+    if method is MMA:
+        return MMA(clip, CLASSES, MMAOptions(adapter_start=2, adapter_end=3))
     if method is MPL:
         return MPL(clip, CLASSES, MPLOptions(text_chunk=0))
     if method is SEP:
@@ -125,7 +166,7 @@ def build(method, clip):
     return method(clip, CLASSES)
 
 
-METHODS = [ZeroshotCLIP, CoOp, CoCoOp, KgCoOp, ProGrad, TCP, MPL, SEP, VPT, IVLP, MaPLe, PromptSRC]
+METHODS = [ZeroshotCLIP, CoOp, CoCoOp, KgCoOp, ProGrad, TCP, MPL, SEP, VPT, IVLP, MaPLe, PromptSRC, MMA]
 
 
 @pytest.mark.parametrize("kind", ["openai-vit", "openai-resnet", "openclip-vit", "openclip-resnet"])
@@ -192,6 +233,9 @@ def test_sep_default_layers_follow_each_encoders_depth(deeper_clip):
      "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION is 9; this CLIP's image encoder has 5 blocks."),
     (lambda clip: TCP(clip, CLASSES),
      "TRAINER.TCP.LAYER is 8; the text encoder has blocks 0..3."),
+    (lambda clip: MMA(clip, CLASSES, MMAOptions(adapter_end=5)),
+     "TRAINER.MMA.ADAPTER_END is 5; this CLIP's text encoder has 4 blocks and its image encoder 5, "
+     "both adapted at ADAPTER_START..ADAPTER_END."),
 ])
 def test_layer_settings_beyond_the_depth_are_refused_in_one_line(deeper_clip, build_model, message):
     with pytest.raises(ConfigError) as error:

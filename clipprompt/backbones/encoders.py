@@ -7,6 +7,11 @@ modules (embeddings, residual blocks, final norms and projections) and take:
 
 - `injections`: a mapping {block index: fn(tokens) -> tokens}; fn sees the batch-first
   sequence entering that block and returns the one the block runs on;
+- `parallel`: a mapping {block index: fn(tokens) -> tokens}; fn sees the sequence entering that
+  block (after its injection) and its output is added to the block's output, a branch beside the
+  block (MMA's adapters). fn acts on each token alone: on the exact path it gets the tokens in the
+  library's own order (sequence-first for `clip`), so that its backward sums over tokens as a
+  branch inside the library's blocks would;
 - for images, `prompts`: extra tokens appended after the positional embedding (VPT style).
 
 With nothing injected they compute what the library's `encode_text` / `encode_image` compute.
@@ -30,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 Injections = Mapping[int, Callable[[Tensor], Tensor]]
+Parallel = Mapping[int, Callable[[Tensor], Tensor]]  # branches beside blocks: block(x) + fn(x)
 
 
 def fusable(block: nn.Module) -> bool:
@@ -87,17 +93,30 @@ class BlockRunner(nn.Module):
 
     causal: bool = False
     fused: bool
+    sequence_first: bool = False  # the library's blocks take (L, B, D) (their exact path transposes)
 
     def run_exact(self, block: nn.Module, x: Tensor) -> Tensor:
         """The block's own forward on batch-first `x`, as the library's tower calls it."""
         raise NotImplementedError
 
-    def run_blocks(self, x: Tensor, injections: Injections | None) -> Tensor:
-        for index, block in enumerate(self.blocks):
+    def run_blocks(self, x: Tensor, injections: Injections | None, parallel: Parallel | None = None,
+                   start: int = 0, stop: int | None = None) -> Tensor:
+        """Blocks `start` .. `stop - 1` (all by default) on `x`, the tokens entering block `start`."""
+        for index in range(start, self.depth if stop is None else stop):
+            block = self.blocks[index]
             if injections and index in injections:
                 x = injections[index](x)
+            branch = self.run_branch(parallel[index], x) if parallel and index in parallel else None
             x = fused_block(block, x, self.causal) if self.fused and fusable(block) else self.run_exact(block, x)
+            if branch is not None:
+                x = x + branch
         return x
+
+    def run_branch(self, per_token: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+        """A parallel branch on batch-first `x`; on the exact path in the library's token order."""
+        if self.fused or not self.sequence_first:
+            return per_token(x)
+        return per_token(x.transpose(0, 1)).transpose(0, 1)
 
     @property
     def depth(self) -> int:
@@ -147,16 +166,24 @@ class TextEncoder(BlockRunner):
         """
         return self.token_embedding(tokens.to(self.token_embedding.weight.device)).to(self.dtype)
 
-    def forward(self, embeddings: Tensor, eos_positions: Tensor, injections: Injections | None = None) -> Tensor:
+    def forward(self, embeddings: Tensor, eos_positions: Tensor, injections: Injections | None = None,
+                parallel: Parallel | None = None, start_block: int = 0) -> Tensor:
         """Features (N, embed_dim) of prompts given as embeddings (N, L, width), L <= context.
 
         The encoder is causal, so prompts cut after their last EOS give the same features as
-        the full 77-token pass.
+        the full 77-token pass. With `start_block` k > 0, `embeddings` are the tokens entering
+        block k (`prefix(embeddings, k)`: a method whose first k blocks see only frozen inputs
+        computes them once).
         """
+        x = self.prefix(embeddings, 0) if start_block == 0 else embeddings
+        x = self.ln_final(self.run_blocks(x, injections, parallel, start=start_block))
+        return self.project(x[torch.arange(x.shape[0], device=x.device), eos_positions])
+
+    def prefix(self, embeddings: Tensor, blocks: int) -> Tensor:
+        """The tokens entering block `blocks`: word embeddings plus positions, through blocks 0..blocks-1."""
         length = embeddings.shape[1]
         x = embeddings.to(self.dtype) + self.positional_embedding[:length].to(self.dtype)
-        x = self.ln_final(self.run_blocks(x, injections))
-        return self.project(x[torch.arange(x.shape[0], device=x.device), eos_positions])
+        return self.run_blocks(x, None, stop=blocks)
 
     def encode_tokens(self, tokens: Tensor) -> Tensor:
         """Features of tokenized text, like `CLIP.encode_text`."""
@@ -216,6 +243,7 @@ class ImageEncoder(BlockRunner):
         prompts: Tensor | None = None,
         injections: Injections | None = None,
         return_tokens: bool = False,
+        parallel: Parallel | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Image features (B, embed_dim); `prompts` (P, width) or (B or 1, P, width) are appended to the tokens.
 
@@ -224,7 +252,7 @@ class ImageEncoder(BlockRunner):
         x = self.embed(images)
         if prompts is not None:
             x = torch.cat([x, prompts.to(x.dtype).expand(x.shape[0], -1, -1)], dim=1)
-        tokens = self.run_blocks(self.visual.ln_pre(x), injections)
+        tokens = self.run_blocks(self.visual.ln_pre(x), injections, parallel)
         features = self.readout(tokens)
         return (features, tokens) if return_tokens else features
 
@@ -252,7 +280,7 @@ class FrozenImageEncoder(nn.Module):
         return next(self.visual.parameters()).dtype
 
     def forward(self, images: Tensor, prompts: Tensor | None = None, injections: Injections | None = None,
-                return_tokens: bool = False) -> Tensor:
-        if prompts is not None or injections or return_tokens:
+                return_tokens: bool = False, parallel: Parallel | None = None) -> Tensor:
+        if prompts is not None or injections or return_tokens or parallel:
             raise ValueError(f"The image encoder is {self.description}: it has no tokens to prompt or return")
         return self.visual(images.to(self.dtype))

@@ -15,6 +15,8 @@ from .interface import Backbone
 
 
 class OpenAITextEncoder(TextEncoder):
+    sequence_first = True
+
     def __init__(self, clip: clip_model.CLIP, fused: bool = True):
         super().__init__(clip.token_embedding, clip.positional_embedding, clip.transformer.resblocks,
                          clip.ln_final, clip.text_projection, fused)
@@ -24,6 +26,8 @@ class OpenAITextEncoder(TextEncoder):
 
 
 class OpenAIImageEncoder(ImageEncoder):
+    sequence_first = True
+
     def __init__(self, visual: clip_model.VisionTransformer, fused: bool = True):
         super().__init__(visual, visual.transformer.resblocks, fused)
 

@@ -192,6 +192,10 @@ class OpenCLIPTextEncoder(TextEncoder):
         self.batch_first = model.transformer.batch_first
         self.register_buffer("attn_mask", model.attn_mask, persistent=False)
 
+    @property
+    def sequence_first(self) -> bool:
+        return not self.batch_first
+
     def run_exact(self, block: nn.Module, x: Tensor) -> Tensor:
         length = x.shape[1]
         mask = self.attn_mask[:length, :length]
@@ -210,6 +214,10 @@ class OpenCLIPImageEncoder(ImageEncoder):
     @property
     def input_resolution(self) -> int:
         return image_size(self.visual)
+
+    @property
+    def sequence_first(self) -> bool:
+        return not self.batch_first
 
     def run_exact(self, block: nn.Module, x: Tensor) -> Tensor:
         if self.batch_first:

@@ -11,6 +11,7 @@ from .dept import DePT, DePTOptions
 from .ivlp import IVLP, IVLPOptions
 from .kgcoop import KgCoOp, KgCoOpOptions
 from .maple import MaPLe, MaPLeOptions
+from .mma import MMA, MMAOptions
 from .mpl import MPL, MPLOptions
 from .prograd import ProGrad, ProGradOptions
 from .promptsrc import PromptSRC, PromptSRCOptions
@@ -21,6 +22,7 @@ from .zeroshot import ZeroshotCLIP, ZeroshotCLIPOptions
 
 __all__ = [
     "PromptedCLIP", "DePT", "DePTOptions", "ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "VPT", "IVLP", "MaPLe", "PromptSRC", "SEP",
+    "MMA", "MMAOptions",
     "MPL", "ContextOptions", "ZeroshotCLIPOptions", "CoOpOptions", "CoCoOpOptions", "KgCoOpOptions", "TCPOptions",
     "ProGradOptions",
     "VPTOptions", "IVLPOptions", "MaPLeOptions", "PromptSRCOptions", "SEPOptions", "MPLOptions",

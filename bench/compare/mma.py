@@ -1,0 +1,191 @@
+"""MMA against the authors' code (ZjjConan/Multi-Modal-Adapter): the same random CLIP, batch and
+adapters; loss, logits and every adapter's gradient.
+
+    git clone https://github.com/ZjjConan/Multi-Modal-Adapter /tmp/mma-code
+    python bench/compare/mma.py /tmp/mma-code
+
+Their model is `trainers/mmadapter.py`'s `CustomCLIP` on their fork of CLIP (whose blocks run the
+adapters and the gradient-scale layers), fp32, with our random weights; ours is
+`clipprompt.models.MMA`, with their initial adapters copied in (the parameter names are the same).
+Two settings on a 4-block CLIP: adapters on blocks 2..4 (as their configs: not the inputs), and
+0..4 (the word embeddings and ln_pre's output too); ADAPTER_SCALE 0.001, as their configs. The
+trainer computes cross-entropy on `CustomCLIP(images)`; the evaluation logits come from their eval
+mode (text features computed once). The verdict is the exact path's (77-token prompts, CLIP's block
+forward; tolerance 1e-6); the fast path is printed beside it. Not run in CI (needs their checkout).
+
+    python bench/compare/mma.py /tmp/mma-code --speed [--batch 4 --classes 10 --runs 5]
+
+times one training step (cross-entropy, backward, SGD step) and one evaluation batch (text features
+cached, as both evaluate) side by side on a random ViT-B/16 in fp32, their configs' adapters
+(blocks 5..12), interleaved, and prints the medians and authors' time / ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+from common import PATHS, WIDE_SHAPE, cpu_only, dassl_like_cfg, import_authors_file, loss_and_logits, rel, report, their_clip, verdict
+
+from clipprompt.backbones.random_clip import build_random_clip
+from clipprompt.models import MMA
+from clipprompt.models.mma import MMAOptions
+
+CLASSNAMES = ["dog", "fire_truck", "sea lion", "snowy owl", "hot air balloon"]
+SETTINGS = [(2, 4), (0, 4)]  # (ADAPTER_START, ADAPTER_END) on the 4-block CLIP
+SCALE, DIM = 0.001, 32
+LEARNED = ("text_adapter", "visual_adapter", "shared_adapter")  # what their trainer leaves trainable
+
+
+def build_theirs(module, state: dict, start: int, end: int):
+    node = {"TEXT_CTX_INIT": "a photo of a", "ADAPTER_START": start, "ADAPTER_END": end,
+            "ADAPTER_DIM": DIM, "ADAPTER_SCALE": SCALE, "PREC": "fp32"}
+    cfg = dassl_like_cfg({"MMADAPTER": node}, "Caltech101", WIDE_SHAPE.image_resolution)
+    with cpu_only():
+        model = module.CustomCLIP(cfg, CLASSNAMES, their_clip(module.clip, state))
+    for name, param in model.named_parameters():
+        param.requires_grad_(any(part in name for part in LEARNED))
+    return model
+
+
+def run_theirs(model, images, labels):
+    model.train()
+    model.zero_grad()
+    with cpu_only():
+        loss = F.cross_entropy(model(images), labels)  # their trainer's forward_backward
+        loss.backward()
+        model.eval()
+        with torch.no_grad():
+            logits = model(images)
+    grads = {name.removeprefix("adapter_learner."): p.grad.clone()
+             for name, p in model.named_parameters() if p.requires_grad}
+    return loss.detach(), logits, grads
+
+
+def run_ours(model, images, labels):
+    loss, logits = loss_and_logits(model, images, labels)
+    return loss, logits, {name: p.grad for name, p in model.named_parameters() if p.requires_grad}
+
+
+def compare(theirs_out, ours_out) -> dict[str, float]:
+    (loss_t, logits_t, grads_t), (loss_o, logits_o, grads_o) = theirs_out, ours_out
+    assert set(grads_t) == set(grads_o), sorted(set(grads_t) ^ set(grads_o))
+    rows = {"loss": rel(loss_o, loss_t), "logits": rel(logits_o, logits_t)}
+    rows.update({f"grad {name}": rel(grads_o[name], grads_t[name]) for name in sorted(grads_t)})
+    return rows
+
+
+def speed(module, batch: int, classes: int, runs: int) -> None:
+    """Median ms of a training step and an evaluation batch, theirs and ours, interleaved."""
+    import statistics
+    import time
+
+    names = [f"class number {i}" for i in range(classes)]
+    state = build_random_clip("ViT-B/16").state_dict()
+    node = {"TEXT_CTX_INIT": "a photo of a", "ADAPTER_START": 5, "ADAPTER_END": 12,
+            "ADAPTER_DIM": DIM, "ADAPTER_SCALE": SCALE, "PREC": "fp32"}
+    with cpu_only():
+        theirs = module.CustomCLIP(dassl_like_cfg({"MMADAPTER": node}, "Caltech101", 224), names,
+                                   their_clip(module.clip, state))
+    for name, param in theirs.named_parameters():
+        param.requires_grad_(any(part in name for part in LEARNED))
+    ours = MMA(build_random_clip("ViT-B/16"), names, MMAOptions())
+    ours.load_trainable_state_dict({n.removeprefix("adapter_learner."): p.detach()
+                                    for n, p in theirs.named_parameters() if p.requires_grad})
+    torch.manual_seed(0)
+    images, labels = torch.randn(batch, 3, 224, 224), torch.randint(0, classes, (batch,))
+    optims = {who: torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.0, momentum=0.9)
+              for who, m in (("theirs", theirs), ("ours", ours))}
+
+    def train_theirs():
+        theirs.train()
+        loss = F.cross_entropy(theirs(images), labels)
+        optims["theirs"].zero_grad()
+        loss.backward()
+        optims["theirs"].step()
+
+    def train_ours():
+        ours.train()
+        loss, _ = ours.loss(images, labels)
+        optims["ours"].zero_grad()
+        loss.backward()
+        optims["ours"].step()
+
+    def eval_theirs():
+        theirs.eval()
+        with torch.no_grad():
+            theirs(images)  # their text features: computed at the first evaluation batch, then kept
+
+    ours.eval()
+    with torch.no_grad(), ours.cached_text_features():  # cache once, as a test set does
+        cached = ours._text_cache
+
+    def eval_ours_cached():
+        ours.eval()
+        ours._text_cache = cached
+        try:
+            with torch.no_grad():
+                ours(images)
+        finally:
+            ours._text_cache = None
+
+    cases = {"train step": (train_theirs, train_ours), "eval batch": (eval_theirs, eval_ours_cached)}
+    with cpu_only():
+        for fn in (train_theirs, train_ours, eval_theirs, eval_ours_cached):
+            fn()  # warm-up (and their text cache)
+        times = {case: ([], []) for case in cases}
+        for _ in range(runs):
+            for case, fns in cases.items():
+                for fn, out in zip(fns, times[case]):
+                    start = time.perf_counter()
+                    fn()
+                    out.append((time.perf_counter() - start) * 1000)
+    print(f"\nMMA speed, random ViT-B/16, fp32, CPU ({torch.get_num_threads()} threads), batch {batch}, "
+          f"{classes} classes, median of {runs} interleaved runs")
+    for case, (t, o) in times.items():
+        t_med, o_med = statistics.median(t), statistics.median(o)
+        print(f"  {case:<11} theirs {t_med:9.1f} ms  ours {o_med:9.1f} ms  theirs/ours {t_med / o_med:.2f}"
+              f"  (fastest runs {min(t) / min(o):.2f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkout", help="a checkout of github.com/ZjjConan/Multi-Modal-Adapter")
+    parser.add_argument("--tolerance", type=float, default=1e-6)
+    parser.add_argument("--speed", action="store_true", help="time a training step and an evaluation batch instead")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    module = import_authors_file(args.checkout, "trainers/mmadapter.py", "authors_mma")
+    if args.speed:
+        speed(module, args.batch, args.classes, args.runs)
+        return
+    state = build_random_clip(WIDE_SHAPE).state_dict()
+    torch.manual_seed(2)
+    images = torch.randn(4, 3, WIDE_SHAPE.image_resolution, WIDE_SHAPE.image_resolution)
+    labels = torch.tensor([0, 3, 1, 4])
+
+    faithful = 0.0
+    for start, end in SETTINGS:
+        torch.manual_seed(1)
+        theirs = build_theirs(module, state, start, end)
+        theirs_out = run_theirs(theirs, images, labels)
+        adapters = {name.removeprefix("adapter_learner."): p.detach()
+                    for name, p in theirs.named_parameters() if p.requires_grad}
+        for title, paths in PATHS.items():
+            ours = MMA(build_random_clip(WIDE_SHAPE), CLASSNAMES,
+                       MMAOptions(adapter_start=start, adapter_end=end, adapter_dim=DIM, adapter_scale=SCALE))
+            ours.load_trainable_state_dict(adapters)
+            ours.configure(**paths)
+            worst = report(f"MMA, adapters on blocks {start}..{end}: ours on the {title} path against theirs",
+                           compare(theirs_out, run_ours(ours, images, labels)))
+            if not paths["fused"]:
+                faithful = max(faithful, worst)
+    raise SystemExit(verdict(faithful, args.tolerance, " on the exact path"))
+
+
+if __name__ == "__main__":
+    main()
