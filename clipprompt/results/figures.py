@@ -54,6 +54,13 @@ TRAINERS = {
     "TCP": ("TCP", "#e377c2", "X"),
     "MPL": ("MPL", "#17becf", "h"),
     "SEP": ("SEP", "#d62728", "*"),
+    "ProGrad": ("ProGrad", "#bcbd22", "<"),
+    "VPT": ("VPT", "#393b79", ">"),
+    "IVLP": ("IVLP", "#637939", "p"),
+    "MMA": ("MMA", "#843c39", "H"),
+    "CoOp_DePT": ("CoOp+DePT", "#6baed6", "o"),
+    "KgCoOp_DePT": ("KgCoOp+DePT", "#74c476", "^"),
+    "MaPLe_DePT": ("MaPLe+DePT", "#9e9ac8", "D"),
 }
 #: Any other method (another trainer, or a tagged variant): a colour and marker from a hash of its label.
 _OTHER_COLOURS = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#bcbd22", "#3182bd",
