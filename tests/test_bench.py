@@ -54,3 +54,12 @@ def test_random_clip_of_a_shape_is_the_presets_clip():
     assert all(torch.equal(a, b) for a, b in zip(by_name.state_dict().values(), by_shape.state_dict().values()))
     with pytest.raises(ValueError, match="Unknown preset 'huge'; choose from tiny, "):
         build_random_clip("huge")
+
+
+@pytest.mark.parametrize("script", ["cocoop.py", "sep.py", "promptsrc.py"])
+def test_comparisons_refuse_a_path_that_is_not_the_authors_checkout(tmp_path, script):
+    result = subprocess.run([sys.executable, f"bench/compare/{script}", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith(f"error: {tmp_path}") and "is not the checkout this script compares with" in result.stderr
