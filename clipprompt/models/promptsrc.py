@@ -126,7 +126,7 @@ class PromptSRC(DeepPromptedCLIP):
         )
         self.template_chunk = template_chunk
         self._teacher: Tensor | None = None  # computed on first use: evaluation never needs it
-        self._teacher_key: tuple | None = None  # (device, eos_cut) it was computed for
+        self._teacher_key: tuple | None = None  # (device, eos_cut, fused) it was computed for
         self.prompt_average: GaussianPromptAverage | None = None  # set by the trainer when GPA is on
 
     # ---- checkpoints: the learned prompts, and GPA's running sum while it runs ----------------
@@ -162,7 +162,7 @@ class PromptSRC(DeepPromptedCLIP):
         stacked templates. On the exact path (`eos_cut` off) the prompts keep CLIP's 77 tokens; the
         fast path cuts them after the longest EOS (the encoder is causal: equal up to rounding).
         """
-        key = (self.logit_scale.device, self.eos_cut)
+        key = (self.logit_scale.device, self.eos_cut, self.text_encoder.fused)
         if self._teacher is None or self._teacher_key != key:
             length = self.text_encoder.context_length
             per_template = []
