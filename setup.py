@@ -20,7 +20,8 @@ requirements = [
 setup(
     name="clipprompt",
     version="0.1.0",
-    description="SEP and MPL prompt tuning for CLIP, as Dassl trainers (with CoOp, CoCoOp and zero-shot CLIP baselines)",
+    description="SEP and MPL prompt tuning for CLIP, as Dassl trainers (with zero-shot CLIP, CoOp, CoCoOp, KgCoOp, "
+                "TCP, MaPLe and PromptSRC baselines)",
     long_description=(here / "README.md").read_text(encoding="utf-8") if (here / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     license="MIT",
@@ -29,10 +30,13 @@ setup(
     package_data={"clipprompt.results": ["published/*.csv", "published/*.md"]},
     install_requires=requirements,
     extras_require={
-        # pytest-xdist runs the tests on every core (-n auto); the report's figures are tested too
-        "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.5"],
+        # pytest-xdist runs the tests on every core (-n auto); the report's figures and the SLURM
+        # launcher (submitit) are tested too
+        "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.5", "submitit>=1.5"],
         "plot": ["matplotlib>=3.5"],
         "slurm": ["submitit>=1.5"],
+        # open_clip models as MODEL.BACKBONE.NAME openclip:<ARCHITECTURE>:<WEIGHTS> (docs/backbones.md)
+        "openclip": ["open-clip-torch>=2.24"],
     },
     entry_points={
         "console_scripts": [

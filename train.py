@@ -14,13 +14,14 @@ processes train the same model as one; rank 0 writes the log, checkpoints and re
 
 Trailing `KEY VALUE` pairs override the config. Input errors (unknown trainer, dataset or config
 key, missing data, unusable checkpoint, a run folder in use) print one line and exit with status 2;
-faults during a run (SIGTERM/SIGINT, a full disk, a non-finite loss) print one line and exit with
+faults during a run (SIGTERM/SIGINT/SIGHUP, a full disk, a non-finite loss) print one line and exit with
 status 1, and the same command resumes from the rolling checkpoint (see docs/runs.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import os
 import shutil
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from clipprompt.config import add_project_config, merge_from_file, merge_from_list
 from clipprompt.errors import ConfigError, RunFault, RunInterrupted, UserError
+from clipprompt.options import OPTIONS
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -44,7 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--backbone", type=str, default="", help="CLIP model name or checkpoint file")
     parser.add_argument("--eval-only", action="store_true", help="evaluation only")
     parser.add_argument("--model-dir", type=str, default="", help="load the model from this directory for evaluation")
-    parser.add_argument("--load-epoch", type=int, help="epoch of the checkpoint to load (default: the last saved)")
+    parser.add_argument("--load-epoch", type=int, help="with --eval-only: epoch of the checkpoint to evaluate (default: the last saved)")
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
     parser.add_argument(
         "--overwrite", action="store_true",
@@ -58,14 +60,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def setup_cfg(args: argparse.Namespace):
+    """The resolved config, checked: registered names, each file's trainer section, then every key."""
     from clipprompt.validation import validate_config
     from trainers._dassl import get_cfg_default
 
     cfg = add_project_config(get_cfg_default())
+    files = {}  # what each config file sets
     if args.dataset_config_file:
-        merge_from_file(cfg, args.dataset_config_file)
+        files[args.dataset_config_file] = merge_from_file(cfg, args.dataset_config_file)
     if args.config_file:
-        merge_from_file(cfg, args.config_file)
+        files[args.config_file] = merge_from_file(cfg, args.config_file)
     for key, value in (
         ("DATASET.ROOT", args.root),
         ("OUTPUT_DIR", args.output_dir),
@@ -83,6 +87,8 @@ def setup_cfg(args: argparse.Namespace):
     if args.no_feature_cache:
         cfg.MODEL.FEATURE_CACHE = False
     cfg.freeze()
+    check_registered(cfg)
+    check_trainer_sections(cfg.TRAINER.NAME, files)
     validate_config(cfg)
     return cfg
 
@@ -112,16 +118,61 @@ def check_finished_run(cfg, args: argparse.Namespace, remove: bool = True) -> No
 
 
 def check_registered(cfg) -> None:
-    """One clear line for an unknown trainer or dataset, listing the registered ones."""
+    """One clear line for an unknown trainer (the closest of this project's, not Dassl's own) or dataset."""
+    import datasets  # noqa: F401  (registers the CoOp datasets)
+    from clipprompt.data.catalog import CATALOG
     from trainers._dassl import DATASET_REGISTRY, TRAINER_REGISTRY
+    from trainers.base import ClipTrainer
 
-    for kind, name, registry, flag in (
-        ("trainer", cfg.TRAINER.NAME, TRAINER_REGISTRY, "--trainer"),
-        ("dataset", cfg.DATASET.NAME, DATASET_REGISTRY, "DATASET.NAME / --dataset-config-file"),
-    ):
-        names = registry.registered_names()
-        if name not in names:
-            raise ConfigError(f"Unknown {kind} {name!r} ({flag}); registered: {', '.join(sorted(names))}.")
+    trainer = cfg.TRAINER.NAME
+    if not cfg.DATASET.NAME:
+        names = ", ".join(spec.config for spec in CATALOG.values())
+        raise ConfigError(f"no dataset given: add --dataset-config-file configs/datasets/NAME.yaml (NAME: {names}).")
+    ours = sorted((name for name in TRAINER_REGISTRY.registered_names()
+                   if issubclass(TRAINER_REGISTRY.get(name), ClipTrainer)), key=str.lower)
+    if trainer not in ours:  # Dassl's own (ADDA, DANN, ...) cannot train CLIP prompts
+        close = closest_names(trainer, ours) if trainer else []
+        if not trainer:
+            problem = "no trainer given: add --trainer NAME."
+        elif trainer in TRAINER_REGISTRY.registered_names():
+            problem = f"--trainer {trainer} is one of Dassl's own trainers, which do not train CLIP prompts."
+        else:
+            problem = f"Unknown trainer {trainer!r} (--trainer){f'; did you mean {close[0]}?' if close else '.'}"
+        raise ConfigError(f"{problem} This project's trainers: {', '.join(ours)}.")
+    names = DATASET_REGISTRY.registered_names()
+    if cfg.DATASET.NAME not in names:
+        raise ConfigError(f"Unknown dataset {cfg.DATASET.NAME!r} (DATASET.NAME / --dataset-config-file); "
+                          f"registered: {', '.join(sorted(names))}.")
+
+
+def check_trainer_sections(trainer: str, files: dict) -> None:
+    """A config file that sets another trainer's section (SEP's file with --trainer CoOp) is an error:
+    the trainer would ignore those keys without a word."""
+    if trainer.upper() not in OPTIONS:
+        return  # an unknown trainer: check_registered says so
+    for path, data in files.items():
+        sections = [name for name in (data.get("TRAINER") or {}) if name != "NAME" and name != trainer.upper()]
+        if sections:
+            owner = sections[0]
+            raise ConfigError(
+                f"{path} sets TRAINER.{owner}, which --trainer {trainer} ignores (it reads TRAINER.{trainer.upper()}); "
+                f"that file is for {trainer_of(owner)}: use --trainer {trainer_of(owner)}, or a config file of "
+                f"{trainer} (configs/trainers/{trainer}/)."
+            )
+
+
+def trainer_of(section: str) -> str:
+    """The registered trainer whose options node is TRAINER.<section> (its name in upper case)."""
+    from trainers._dassl import TRAINER_REGISTRY
+
+    return next((name for name in TRAINER_REGISTRY.registered_names() if name.upper() == section), section)
+
+
+def closest_names(name: str, names: list[str]) -> list[str]:
+    """`names` spelt like `name` but for case, or else the closest ones."""
+    same = [known for known in names if known.lower() == name.lower()]
+    lowered = {known.lower(): known for known in names}
+    return same or [lowered[n] for n in difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)]
 
 
 def cap_workers(cfg):
@@ -133,6 +184,15 @@ def cap_workers(cfg):
         cfg.DATALOADER.NUM_WORKERS = cores
         cfg.freeze()
     return cfg
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Flags that would be ignored silently: --load-epoch is read by --eval-only alone (as in Dassl)."""
+    if args.load_epoch is not None and not args.eval_only:
+        raise ConfigError(
+            f"--load-epoch {args.load_epoch} applies only with --eval-only (it picks the checkpoint to evaluate); "
+            "without --eval-only the run trains, resuming from its latest checkpoint by itself."
+        )
 
 
 def check_resume_folder(args: argparse.Namespace) -> None:
@@ -170,12 +230,11 @@ def run(args: argparse.Namespace, log, stops) -> int:
     from clipprompt.runs.lock import RunLock
 
     import trainers  # noqa: F401  (registers the trainers; imports Dassl without its side effects)
-    import datasets  # noqa: F401  (registers the CoOp datasets)
     from trainers._dassl import build_trainer, set_random_seed
     from trainers.base import MODEL_NAME
 
+    check_flags(args)
     cfg = setup_cfg(args)
-    check_registered(cfg)
     check_resume_folder(args)
     dist = init_distributed(use_cuda=torch.cuda.is_available() and cfg.USE_CUDA)
     if not dist.is_main:  # one log: rank 0's (errors still reach stderr)

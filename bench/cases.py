@@ -13,14 +13,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 from clipprompt.models import MPL, SEP, CoCoOp, CoOp, PromptedCLIP, ZeroshotCLIP  # noqa: E402
 from clipprompt.models.cocoop import CoCoOpOptions  # noqa: E402
 from clipprompt.models.coop import CoOpOptions  # noqa: E402
+from clipprompt.models.ivlp import IVLP, IVLPOptions  # noqa: E402
 from clipprompt.models.kgcoop import KgCoOp, KgCoOpOptions  # noqa: E402
 from clipprompt.models.maple import MaPLe, MaPLeOptions  # noqa: E402
 from clipprompt.models.mpl import MPLOptions  # noqa: E402
+from clipprompt.models.prograd import ProGrad, ProGradOptions  # noqa: E402
 from clipprompt.models.promptsrc import PromptSRC, PromptSRCOptions  # noqa: E402
 from clipprompt.models.sep import SEPOptions  # noqa: E402
 from clipprompt.models.tcp import TCP, TCPOptions  # noqa: E402
+from clipprompt.models.vpt import VPT, VPTOptions  # noqa: E402
 
-METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "TCP", "SEP", "MPL", "MaPLe", "PromptSRC")  # README's order
+METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "SEP", "MPL", "VPT", "IVLP", "MaPLe", "PromptSRC")  # README's order
 IMAGE_CONDITIONED = ("CoCoOp", "MPL")  # one text pass per (image, class) pair
 
 
@@ -43,8 +46,15 @@ def build(method: str, clip, classnames: list[str], chunk: int = 0, **options) -
         model = MPL(clip, classnames, MPLOptions(**chunked, **options))
     elif method == "KgCoOp":
         model = KgCoOp(clip, classnames, KgCoOpOptions(**options))
+    elif method == "ProGrad":
+        model = ProGrad(clip, classnames, ProGradOptions(**options))
     elif method == "TCP":
         model = TCP(clip, classnames, TCPOptions(layer=min(8, len(clip.transformer.resblocks) - 1), **options))
+    elif method == "VPT":
+        model = VPT(clip, classnames, VPTOptions(prompt_depth_vision=_depth(clip, 12), **options))
+    elif method == "IVLP":
+        depth = _depth(clip, 12)
+        model = IVLP(clip, classnames, IVLPOptions(prompt_depth_text=depth, prompt_depth_vision=depth, **options))
     elif method == "MaPLe":
         model = MaPLe(clip, classnames, MaPLeOptions(prompt_depth=_depth(clip, 9), **options))
     elif method == "PromptSRC":

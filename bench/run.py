@@ -205,7 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = torch.device(args.device)
     torch.manual_seed(0)
     clip = build_random_clip(args.preset).to(device)
-    if resolve_precision(args.prec, device).weight_dtype == torch.float16:
+    precision = resolve_precision(args.prec, device)
+    if precision.fallback:
+        print(f"Note: {precision.fallback}")
+    if precision.weight_dtype == torch.float16:
         clip_model.convert_weights(clip)
     started = time.perf_counter()
     rows = []

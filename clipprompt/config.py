@@ -10,8 +10,10 @@ one line that suggests the closest key.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from yacs.config import CfgNode as CN
 
@@ -19,8 +21,9 @@ from .errors import ConfigError
 from .options import OPTIONS
 
 
-def add_project_config(cfg: CN) -> CN:
-    """Extend a Dassl default config in place with this project's keys and trainer nodes."""
+def add_project_config(cfg: CN, trainers: bool = True) -> CN:
+    """Extend a Dassl default config in place with this project's keys and trainer nodes (without
+    `trainers`, the nodes are left out: they need every method's module, so torch)."""
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new (the base-to-new protocol)
     cfg.MODEL.BACKBONE.CACHE_DIR = ""  # download folder for named CLIP models ("" = $CLIP_CACHE_DIR or ~/.cache/clip)
     cfg.MODEL.FEATURE_CACHE = True  # reuse frozen test-set image features across runs (clipprompt/feature_cache.py)
@@ -29,6 +32,8 @@ def add_project_config(cfg: CN) -> CN:
     cfg.DATALOADER.SKIP_BAD_IMAGES = False  # unreadable image: stop with its path (False) or skip it (True)
     cfg.TRAIN = cfg.get("TRAIN", CN())
     cfg.TRAIN.CHECKPOINT_MINUTES = 10.0  # rolling checkpoint within an epoch at least this often; 0 = epoch ends only
+    if not trainers:
+        return cfg
     from . import models  # noqa: F401  (registers every method's options)
 
     for name, options in OPTIONS.items():
@@ -51,9 +56,19 @@ def _unknown_key_error(cfg: CN, exc: Exception | str, source: str) -> ConfigErro
     key = match.group(1) if match else str(exc).strip("'\"")
     keys = list(iter_keys(cfg))
     same_but_case = [k for k in keys if k.upper() == key.upper()]
-    close = same_but_case or difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
-    hint = f" Did you mean {close[0]}?" if close else ""
+    close = same_but_case or _keys_ending_with(cfg, keys, key) or difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    shown = close[:3]
+    hint = f" Did you mean {', '.join(shown[:-1]) + ' or ' if len(shown) > 1 else ''}{shown[-1]}?" if close else ""
     return ConfigError(f"Unknown config key {key} ({source}).{hint}")
+
+
+def _keys_ending_with(cfg: CN, keys: list[str], key: str) -> list[str]:
+    """Full keys that `key` is the end of (`N_CTX` without its section): the selected trainer's first."""
+    ending = "." + key.upper()
+    found = [k for k in keys if k.upper().endswith(ending)]
+    trainer = str(cfg.get("TRAINER", {}).get("NAME", "")).upper()
+    own = [k for k in found if trainer and k.upper().startswith(f"TRAINER.{trainer}.")]
+    return own or found
 
 
 def _describe_value_type(value) -> str:
@@ -96,6 +111,41 @@ def _merge_mapping(cfg: CN, node: CN, data: dict, prefix: str, source: str) -> N
             node[key] = _checked_value(full_key, node[key], CN._decode_cfg_value(value), source)
 
 
+def _matching_folder(folder: Path) -> Path | None:
+    """`folder` as it exists, each missing part replaced by its case-insensitive (or else closest) sibling."""
+    found = Path(folder.anchor) if folder.is_absolute() else Path()
+    for part in folder.parts[1 if folder.is_absolute() else 0:]:
+        if not (found / part).is_dir():
+            siblings = [child.name for child in found.iterdir() if child.is_dir()] if found.is_dir() else []
+            same = [name for name in siblings if name.lower() == part.lower()]
+            close = same or difflib.get_close_matches(part, siblings, n=1, cutoff=0.6)
+            if not close:
+                return None
+            part = close[0]
+        found = found / part
+    return found
+
+
+def _config_suggestion(path: str) -> str:
+    """'; did you mean <closest>? The configs in <folder>: ...' from the YAML files that exist, or a plain end."""
+    given = Path(path)
+    folder, name = _matching_folder(given), ""
+    if folder is None:  # a file name: look in the folder above it
+        folder, name = _matching_folder(given.parent), given.name
+    files = sorted(file for file in folder.glob("*.y*ml") if file.is_file()) if folder is not None else []
+    if not files:
+        return "; give a YAML file inside it." if given.is_dir() else "."
+    if name:
+        def closeness(file: Path) -> tuple[int, float]:  # the longest shared start, then the most alike
+            given_name, other = name.lower(), file.name.lower()
+            shared = len(os.path.commonprefix([given_name, other]))
+            return shared, difflib.SequenceMatcher(None, given_name, other).ratio()
+
+        files.sort(key=closeness, reverse=True)
+    listed = ", ".join(file.name for file in files)
+    return f"; did you mean {files[0]}? The configs in {folder}/: {listed}."
+
+
 _YAML_TYPES = {str: "string", list: "list", int: "number", float: "number", bool: "boolean"}
 
 
@@ -111,9 +161,9 @@ def read_config_file(path: str) -> dict:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except FileNotFoundError:
-        raise ConfigError(f"Config file {path} does not exist.") from None
+        raise ConfigError(f"Config file {path} does not exist{_config_suggestion(path)}") from None
     except IsADirectoryError:
-        raise ConfigError(f"Config file {path} is a folder; give a YAML file inside it.") from None
+        raise ConfigError(f"Config file {path} is a folder{_config_suggestion(path)}") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(f"Cannot read config file {path}: {reason}.") from None
@@ -134,8 +184,10 @@ def read_config_file(path: str) -> dict:
     return data
 
 
-def merge_from_file(cfg: CN, path: str) -> None:
-    """Merge a YAML config file into `cfg`; every way the file can be wrong is one clear line."""
+def merge_from_file(cfg: CN, path: str) -> dict:
+    """Merge a YAML config file into `cfg`; every way the file can be wrong is one clear line.
+
+    Returns the mapping the file holds (what it sets)."""
     data = read_config_file(path)
     try:
         _merge_mapping(cfg, cfg, data, "", f"in {path}")
@@ -143,6 +195,7 @@ def merge_from_file(cfg: CN, path: str) -> None:
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"{exc} (in {path})") from None
+    return data
 
 
 def merge_from_list(cfg: CN, opts: Sequence[str]) -> None:

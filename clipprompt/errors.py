@@ -27,7 +27,7 @@ class RunFault(Exception):
 
 
 class RunInterrupted(RunFault):
-    """SIGTERM or SIGINT: the rolling checkpoint was saved; the same command resumes."""
+    """SIGTERM, SIGINT or SIGHUP: the rolling checkpoint was saved; the same command resumes."""
 
 
 class DiskFull(RunFault):

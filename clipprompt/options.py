@@ -62,6 +62,11 @@ def nested(cls: type, help: str = "") -> Any:
     return field(default_factory=cls, metadata={"help": help, "nested": True})
 
 
+def key_of(f: dataclasses.Field) -> str:
+    """A field's config key: its name in upper case, less a trailing "_" (`lambda_` is LAMBDA)."""
+    return f.name.rstrip("_").upper()
+
+
 def register_options(name: str) -> Callable[[type[T]], type[T]]:
     """Register an options class as the config node `TRAINER.<name>`."""
 
@@ -90,7 +95,7 @@ class Options:
         default = cls()
         for f in dataclasses.fields(cls):
             value = getattr(default, f.name)
-            node[f.name.upper()] = type(value).to_node() if f.metadata.get("nested") else _to_yacs(value)
+            node[key_of(f)] = type(value).to_node() if f.metadata.get("nested") else _to_yacs(value)
         return node
 
     @classmethod
@@ -100,7 +105,7 @@ class Options:
         hints = typing.get_type_hints(cls)
         values = {}
         for f in dataclasses.fields(cls):
-            key = f.name.upper()
+            key = key_of(f)
             if key not in node:
                 continue
             if f.metadata.get("nested"):
@@ -119,7 +124,7 @@ class Options:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            key = prefix + f.name.upper()
+            key = prefix + key_of(f)
             if f.metadata.get("nested"):
                 value.validate(prefix=key + ".")
                 continue
@@ -140,7 +145,7 @@ class Options:
         hints = typing.get_type_hints(cls)
         default = cls()
         for f in dataclasses.fields(cls):
-            key = prefix + f.name.upper()
+            key = prefix + key_of(f)
             if f.metadata.get("nested"):
                 yield from hints[f.name].describe(prefix=key + ".")
             else:

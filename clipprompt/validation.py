@@ -12,8 +12,8 @@ its log exist, so a typo costs a second and leaves nothing behind. It checks
   the CLIP backbone (a named model is downloaded now, once, into its cache folder) and the
   output folder (it must be creatable and writable).
 
-Unknown trainer and dataset names are left to train.py's `check_registered`, which lists the
-registered ones. Dassl's name lists are read lazily, after `import dassl_api` (the project's Dassl
+Unknown trainer and dataset names are left to train.py's `check_registered` (which runs first and
+names this project's trainers and the registered datasets). Dassl's name lists are read lazily, after `import dassl_api` (the project's Dassl
 import); without Dassl installed those name checks are skipped (nothing could run anyway).
 """
 
@@ -219,7 +219,7 @@ RULES: tuple[Rule, ...] = (
     Rule("DATASET.NUM_SHOTS", int, "training images per class, or -1 for all", allowed_text="-1, or >= 1"),
     Rule("DATASET.SUBSAMPLE_CLASSES", str, "base-to-new protocol: all, base or new classes", names=subsample_names),
     # model
-    Rule("MODEL.BACKBONE.NAME", str, "CLIP model name or checkpoint file"),
+    Rule("MODEL.BACKBONE.NAME", str, "CLIP model name, checkpoint file or openclip:<ARCHITECTURE>:<WEIGHTS>"),
     Rule("MODEL.BACKBONE.CACHE_DIR", str, "download folder of named CLIP models"),
     Rule("MODEL.FUSED_ATTENTION", bool, "attention through scaled_dot_product_attention"),
     # training loop and evaluation
@@ -343,7 +343,7 @@ def check_trainer_node(cfg: CN) -> None:
     """The selected trainer's options: its registered options class, then the context length."""
     name = str(cfg.TRAINER.NAME).upper()
     if not name or name not in cfg.TRAINER or not isinstance(cfg.TRAINER[name], CN):
-        return  # an unknown trainer: train.py's check_registered names the registered ones
+        return  # an unknown trainer: train.py's check_registered names this project's trainers
     node = cfg.TRAINER[name]
     prefix = f"TRAINER.{name}."
     options = OPTIONS.get(name)

@@ -42,6 +42,9 @@ class CoOpDataset(DatasetBase):
         train = test if self.spec.test_only else to_datum(splits["train"])
         val = to_datum(splits["val"]) or None
         super().__init__(train_x=train, val=val, test=test)
+        self.shots_used = splits["shots_used"]  # recorded in result.json beside the NUM_SHOTS asked
+        for note in splits["notes"]:
+            print(f"warning: {note}")  # stdout: the run's log.txt keeps it
         # Take class names from all splits, not just train_x as Dassl does.
         self._classnames = list(splits["classnames"])
         self._lab2cname = dict(enumerate(self._classnames))

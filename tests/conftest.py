@@ -17,7 +17,11 @@ import torch
 
 from clipprompt.backbones.random_clip import build_random_clip, save_random_clip
 
-pytest_plugins = ["slurm_cluster", "tiny_sweep"]  # their session fixtures: a test SLURM, the serial tiny sweep
+pytest_plugins = [
+    "slurm_cluster",  # session fixture: a test SLURM
+    "tiny_sweep",  # session fixture: the serial tiny sweep
+    "ci_policy",  # a skip under CI=true fails; xdist schedules by group
+]
 
 # Tiny tensors: one thread is faster than many and leaves the other cores to other work.
 torch.set_num_threads(1)
@@ -60,8 +64,8 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     """The tests that share the serial tiny sweep (the longest end-to-end runs) go first, as one group:
-    under `-n` (pytest.ini's --dist loadgroup) one worker builds the sweep and runs them while the
-    others run everything else, instead of waiting on the sweep's lock."""
+    under `-n` (--dist loadgroup, set in pytest_configure) one worker builds the sweep and runs them
+    while the others run everything else, instead of waiting on the sweep's lock."""
     shared = [item for item in items if "tiny_sweep" in item.fixturenames]
     for item in shared:
         item.add_marker(pytest.mark.xdist_group("tiny_sweep"))

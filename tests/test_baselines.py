@@ -113,7 +113,7 @@ def test_cocoop_gradients(tiny_clip, images):
 
 
 def test_word_context_matches_the_tokenizer(tiny_clip):
-    from clipprompt.backbones.encoders import TextEncoder
+    from clipprompt.backbones.openai import OpenAITextEncoder as TextEncoder
 
     encoder = TextEncoder(tiny_clip)
     ctx = context_from_words(encoder, "a photo of a")

@@ -111,10 +111,14 @@ def test_precision_on_cpu(name, expected, autocast, scaler):
 
 
 @pytest.mark.parametrize("name", ["fp16", "amp"])
-def test_half_precision_falls_back_on_cpu_with_a_warning(name):
-    with pytest.warns(UserWarning, match="needs a CUDA device"):
+def test_half_precision_falls_back_on_cpu_with_a_notice_not_a_warning(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a notice for the run to print, no Python warning
         precision = resolve_precision(name, "cpu")
     assert precision.name == "fp32" and precision.weight_dtype == torch.float32
+    assert precision.fallback == (f"PREC {name} needs a CUDA device; running in fp32 on cpu instead "
+                                  "(use PREC bf16 for reduced precision on the CPU).")
+    assert resolve_precision("bf16", "cpu").fallback == "" and resolve_precision(name, "cuda").fallback == ""
 
 
 def test_precision_on_cuda_without_a_gpu():

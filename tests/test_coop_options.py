@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from clipprompt.backbones._clip import clip
-from clipprompt.backbones.encoders import TextEncoder
+from clipprompt.backbones.openai import OpenAITextEncoder as TextEncoder
 from clipprompt.errors import ConfigError
 from clipprompt.models import CoOp, ZeroshotCLIP
 from clipprompt.models.coop import CoOpOptions

@@ -190,6 +190,24 @@ def test_missing_data_root_names_the_prepare_command(tmp_path):
         validate_dataset("OxfordFlowers", str(tmp_path / "other"))
 
 
+def test_a_root_that_is_the_dataset_folder_itself_names_the_right_root(tmp_path):
+    """`--root data/caltech-101`: no download into caltech-101/caltech-101, the folder above instead."""
+    from clipprompt.data.build import validate_dataset
+    from clipprompt.data.errors import DataConfigError
+
+    make_tiny_dataset(tmp_path / "data", "Caltech101")
+    given = str(tmp_path / "data" / "caltech-101")
+    for root in (given, given + "/"):
+        with pytest.raises(DataConfigError) as info:
+            validate_dataset("Caltech101", root)
+        assert str(info.value) == (f"--root {root} is the Caltech101 dataset folder itself; --root should be the "
+                                   f"folder that contains caltech-101/, i.e. {tmp_path / 'data'}")
+    renamed = tmp_path / "data" / "caltech"  # its files one level up, under another name
+    (tmp_path / "data" / "caltech-101").rename(renamed)
+    with pytest.raises(DataConfigError, match="is the Caltech101 dataset folder itself"):
+        validate_dataset("Caltech101", str(renamed))
+
+
 def test_validate_dataset_reads_split_files_but_not_image_folders(tmp_path, monkeypatch):
     from clipprompt.data import build
     from clipprompt.data.build import validate_dataset
@@ -200,3 +218,19 @@ def test_validate_dataset_reads_split_files_but_not_image_folders(tmp_path, monk
     make_tiny_dataset(tmp_path, "ImageNet")
     monkeypatch.setattr(build, "read_raw_splits", lambda *a: pytest.fail("ImageNet's folders were listed"))
     validate_dataset("ImageNet", str(tmp_path))
+
+
+def test_two_labels_with_one_class_name_are_named_in_a_warning(tmp_path):
+    def rename(data):
+        for split in data.values():
+            for entry in split:
+                if entry[1] == 2:
+                    entry[2] = "leopard"
+
+    path = _edit_split(tmp_path, rename)
+    splits = build_splits("Caltech101", str(tmp_path))
+    assert splits["classnames"] == ["face", "leopard", "leopard"]
+    assert splits["notes"] == [f"class name 'leopard' is shared by labels 1, 2 in {path}: their prompts are identical, "
+                               "so a prompt-based model cannot tell these classes apart; rename one of them there."]
+    make_tiny_dataset(tmp_path / "clean", "Caltech101", num_classes=3, images_per_class=4)
+    assert build_splits("Caltech101", str(tmp_path / "clean"))["notes"] == []

@@ -164,3 +164,39 @@ def test_read_only_cache_folder_still_returns_the_split(tmp_path, monkeypatch):
     monkeypatch.setattr(fewshot, "atomic_write", fail)
     train, val = load_or_create_few_shot(str(tmp_path / "c"), "/img", pool, pool, 2, seed=0)
     assert train == sample_few_shot(pool, 2, 0) and Counter(r.label for r in val) == {0: 2, 1: 2}
+
+
+def test_fewer_images_than_shots_records_what_was_used_and_says_so(caltech):
+    splits = build_splits("Caltech101", str(caltech), num_shots=32, seed=1)
+    assert Counter(r.label for r in splits["train"]) == {0: 10, 1: 10, 2: 10}  # all 10 training images each
+    assert splits["shots_used"] == 10
+    assert splits["notes"] == ["DATASET.NUM_SHOTS 32: 3 of 3 classes have fewer training images (10 each); all of "
+                               "theirs are used (recorded as shots_used 10 in result.json)."]
+    enough = build_splits("Caltech101", str(caltech), num_shots=4, seed=1)
+    assert enough["shots_used"] == 4 and enough["notes"] == []
+    assert build_splits("Caltech101", str(caltech))["shots_used"] is None  # all images: no shots asked
+
+
+def test_result_records_the_shots_used_and_flags_a_one_class_evaluation(tmp_path, tiny_clip_path, capsys):
+    pytest.importorskip("dassl")
+    from clipprompt.testing.protocol_scripts import train_in_process
+
+    make_tiny_dataset(tmp_path / "data", "Caltech101", num_classes=2, images_per_class=6)
+    out = tmp_path / "new"
+    status = train_in_process([
+        "--root", str(tmp_path / "data"), "--trainer", "ZeroshotCLIP", "--eval-only", "--no-feature-cache",
+        "--dataset-config-file", "configs/datasets/caltech101.yaml",
+        "--config-file", "configs/trainers/ZeroshotCLIP/vit_b16.yaml", "--output-dir", str(out),
+        "MODEL.BACKBONE.NAME", tiny_clip_path, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
+        "DATASET.NUM_SHOTS", "32", "DATASET.SUBSAMPLE_CLASSES", "new"])
+    printed = capsys.readouterr().out
+    assert status == 0, printed[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert (result["num_shots"], result["shots_used"], result["one_class"]) == (32, 3, True)
+    assert result["metrics"]["accuracy"] == 100.0
+    log = (out / "log.txt").read_text()
+    for line in ("warning: DATASET.NUM_SHOTS 32: 1 of 1 classes have fewer training images (3 each); all of theirs "
+                 "are used (recorded as shots_used 3 in result.json).",
+                 "warning: this evaluation has one class, so its accuracy is 100 % whatever the model predicts "
+                 "(recorded as one_class in result.json)."):
+        assert line in printed and line in log

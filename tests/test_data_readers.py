@@ -145,3 +145,52 @@ def test_tiny_builder_is_deterministic(tmp_path):
     shutil.rmtree(b)
     c = make_tiny_dataset(tmp_path / "c", "DescribableTextures", seed=4)
     assert (a / first[0]).read_bytes() != (c / first[0]).read_bytes()
+
+
+# ---- images of other bit depths ----------------------------------------------------------------
+
+def _sixteen_bit_png(path, mean8=58):
+    """A 16-bit grayscale PNG (PIL mode I;16) whose mean, scaled to 8 bits, is about `mean8`."""
+    import numpy as np
+    from PIL import Image
+
+    values = np.random.RandomState(0).randint(0, 2 * mean8 * 257, size=(16, 16)).astype(np.uint16)
+    Image.fromarray(values).save(path)
+    assert Image.open(path).mode == "I;16"
+    return values.mean() / 257
+
+
+def test_a_16_bit_png_is_read_as_the_image_it_is(tmp_path):
+    import numpy as np
+
+    from clipprompt.data.images import read_rgb
+
+    mean = _sixteen_bit_png(tmp_path / "deep.png")
+    image = read_rgb(tmp_path / "deep.png")
+    assert image.mode == "RGB" and abs(np.asarray(image).mean() - mean) < 0.5 and 50 < mean < 66
+
+
+def test_an_integer_image_beyond_16_bits_is_refused_in_one_line(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from clipprompt.data.images import read_rgb
+
+    Image.fromarray(np.full((4, 4), 70000, dtype=np.int32)).save(tmp_path / "wide.tif")
+    with pytest.raises(ValueError, match=r"^32-bit integer pixels \(PIL mode I\) above 65535: not an 8- or 16-bit "
+                                         r"image$"):
+        read_rgb(tmp_path / "wide.tif")
+
+
+def test_the_dassl_loader_reads_16_bit_images_through_the_same_reader(tmp_path):
+    import numpy as np
+
+    pytest.importorskip("dassl")
+    from clipprompt.config import add_project_config
+    from trainers._dassl import Datum, get_cfg_default
+    from trainers.data import CheckedDatasetWrapper
+
+    mean = _sixteen_bit_png(tmp_path / "deep.png")
+    cfg = add_project_config(get_cfg_default())
+    item = CheckedDatasetWrapper(cfg, [Datum(impath=str(tmp_path / "deep.png"), label=0, classname="a")])[0]
+    assert abs(np.asarray(item["img"]).mean() - mean) < 0.5

@@ -13,9 +13,11 @@ import yaml
 import clipprompt.models  # noqa: F401  (registers every method's options)
 from clipprompt.backbones._clip import clip
 from clipprompt.errors import ConfigError
-from clipprompt.models import TCP, CoCoOp, CoOp, KgCoOp, MaPLe, MPL, PromptSRC, SEP, ZeroshotCLIP
+from clipprompt.models import IVLP, TCP, VPT, ProGrad, CoCoOp, CoOp, KgCoOp, MaPLe, MPL, PromptSRC, SEP, ZeroshotCLIP
 from clipprompt.models.cocoop import CoCoOpOptions
+from clipprompt.models.ivlp import IVLPOptions
 from clipprompt.models.maple import MaPLeOptions
+from clipprompt.models.vpt import VPTOptions
 from clipprompt.models.mpl import MPLOptions
 from clipprompt.models.promptsrc import PromptSRCOptions
 from clipprompt.models.sep import SEPOptions
@@ -180,6 +182,9 @@ def build_each(clip):
         "MPL": MPL(clip, CLASSES),
         "KgCoOp": KgCoOp(clip, CLASSES),
         "TCP": TCP(clip, CLASSES, TCPOptions(layer=1)),  # the tiny CLIP has 3 blocks
+        "ProGrad": ProGrad(clip, CLASSES),
+        "VPT": VPT(clip, CLASSES, VPTOptions(prompt_depth_vision=3)),
+        "IVLP": IVLP(clip, CLASSES, IVLPOptions(prompt_depth_text=3, prompt_depth_vision=3)),
         "MaPLe": MaPLe(clip, CLASSES, MaPLeOptions(prompt_depth=3)),
         "PromptSRC": PromptSRC(clip, CLASSES, PromptSRCOptions(prompt_depth_text=3, prompt_depth_vision=3)),
     }

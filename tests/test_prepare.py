@@ -440,4 +440,52 @@ def test_missing_dataset_error_names_the_prepare_command(tmp_path):
 
     with pytest.raises(DatasetError) as info:
         build_splits("Caltech101", str(tmp_path))
-    assert "python -m clipprompt.data.prepare caltech101 --root $DATA" in str(info.value)
+    message = str(info.value)
+    assert f"python -m clipprompt.data.prepare caltech101 --root {tmp_path}`" in message
+    assert message.count("clipprompt.data.prepare") == 1  # said once, with the root given
+
+
+# ---- a partly extracted dataset, and a root that cannot hold datasets --------------------------
+
+def test_a_partly_extracted_dataset_is_explained_and_force_repairs_it(world, capsys):
+    assert _run(world, "caltech101") == 0
+    images = world["root"] / "caltech-101" / "101_ObjectCategories"
+    lost = sorted(images.rglob("*.jpg"))[:3]
+    for path in lost:
+        path.unlink()
+    (world["root"] / "caltech-101" / prepare.MARKER).unlink()  # as an unpacking killed before the check
+    keep = sorted(images.rglob("*.jpg"))[-1]
+    keep.write_bytes(keep.read_bytes() + b"")  # untouched, but must not be replaced either
+    mtime = keep.stat().st_mtime_ns
+    capsys.readouterr()
+
+    assert _run(world, "caltech101") == 1
+    out = capsys.readouterr().out
+    root = world["root"]
+    assert (f"  3 listed images are missing (an interrupted download or unpacking?); repair with: "
+            f"python -m clipprompt.data.prepare caltech101 --root {root} --force "
+            "(downloads and unpacks its archives again, adding only the missing files)") in out
+
+    assert _run(world, "caltech101", "--force") == 0
+    out = capsys.readouterr().out
+    assert "Caltech101: repairing 3 missing images: unpacking caltech-101.zip again" in out
+    assert "Caltech101: OK (4 classes" in out and all(path.is_file() for path in lost)
+    assert keep.stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("make_root, says", [
+    (lambda root: root.write_text("not a folder"), "is a file, not a folder"),
+    (lambda root: None, "Permission denied"),
+])
+def test_a_root_that_cannot_hold_datasets_is_one_line_exit_2(world, capsys, monkeypatch, make_root, says):
+    root = world["root"]
+    make_root(root)
+    if says == "Permission denied":  # tests run as root, which may write anywhere: the OS's answer, simulated
+        def refuse(path, *a, **k):
+            raise PermissionError(13, "Permission denied", str(path))
+
+        monkeypatch.setattr(prepare.os, "makedirs", refuse)
+    assert _run(world, "caltech101") == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "Traceback" not in out + err
+    assert err.startswith(f"error: --root {root} cannot hold the datasets") and says in err

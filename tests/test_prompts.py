@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from clipprompt.backbones._clip import clip
-from clipprompt.backbones.encoders import TextEncoder
+from clipprompt.backbones.openai import OpenAITextEncoder as TextEncoder
 from clipprompt.prompts import ClassPrompts, PromptLengthError, context_from_words, init_context, tokenize
 
 NAMES = ["dog", "fire_truck", "sea lion"]

@@ -147,8 +147,15 @@ def test_checkpoints_carry_the_running_gpa_sum(tiny_clip):
 def test_options_and_errors(tiny_clip):
     options = PromptSRCOptions()
     assert (options.prompt_depth_text, options.text_loss_weight, options.gpa_mean, options.gpa_std) == (9, 25.0, 15.0, 1.0)
-    with pytest.raises(ConfigError, match=r"TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION is 4; this CLIP's encoder has 3 blocks"):
+    with pytest.raises(ConfigError) as info:
         build(tiny_clip, prompt_depth_vision=4)
+    assert str(info.value) == "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION is 4; this CLIP's image encoder has 3 blocks."
+    with pytest.raises(ConfigError) as info:  # both keys too deep: both named at once
+        build(tiny_clip, prompt_depth_text=5, prompt_depth_vision=4)
+    assert str(info.value) == (
+        "TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT is 5; this CLIP's text encoder has 3 blocks; "
+        "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION is 4; this CLIP's image encoder has 3 blocks."
+    )
     with pytest.raises(ConfigError, match=r"TRAINER.PROMPTSRC.GPA_STD is 0.0; it must be > 0"):
         PromptSRCOptions(gpa_std=0.0).validate()
 

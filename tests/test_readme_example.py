@@ -49,10 +49,13 @@ def test_readme_trainer_example_trains_with_every_model_key_applied(tmp_path, ti
 
     make_tiny_dataset(str(tmp_path / "data"), "Caltech101", num_classes=3, images_per_class=4)
     out = tmp_path / "out"
+    coop_config = (REPO / "configs/trainers/CoOp/vit_b16_ep50.yaml").read_text()
+    assert "\n  COOP:\n" in coop_config
+    (tmp_path / "my_coop.yaml").write_text(coop_config.replace("\n  COOP:\n", "\n  MYCOOP:\n"))  # as README says
     args = train.parse_args([
         "--root", str(tmp_path / "data"), "--trainer", "MyCoOp", "--seed", "1", "--output-dir", str(out),
         "--dataset-config-file", str(REPO / "configs/datasets/caltech101.yaml"),
-        "--config-file", str(REPO / "configs/trainers/CoOp/vit_b16_ep50.yaml"),
+        "--config-file", str(tmp_path / "my_coop.yaml"),
         "MODEL.BACKBONE.NAME", tiny_clip_path, "INPUT.SIZE", "(32, 32)", "OPTIM.MAX_EPOCH", "1",
         "DATALOADER.NUM_WORKERS", "0", "DATASET.NUM_SHOTS", "2", "TRAINER.MYCOOP.N_CTX", "4",
         "TRAINER.MYCOOP.INIT_TEMPERATURE", "2.0", "MODEL.FUSED_ATTENTION", "False",

@@ -203,6 +203,21 @@ def test_ctrl_c_to_the_process_group_with_workers(data_root, tiny_clip_path, tmp
     assert (out / "model" / "resume.pth.tar-1.2").is_file()
 
 
+def test_a_hangup_stops_like_sigterm_and_the_same_command_resumes(data_root, tiny_clip_path, tmp_path, straight):
+    """A terminal or SSH session that drops sends SIGHUP to the whole process group, workers included."""
+    out = tmp_path / "run"
+    argv = args(data_root, out, tiny_clip_path, "DATALOADER.NUM_WORKERS", "2")
+    code, _, err = forked(argv, tmp_path, fault="sighup-group@2.2", new_session=True)
+    assert code == 1, err[-3000:]
+    line = one_line(err)
+    assert line == (f"interrupted by SIGHUP (epoch 2 of 2, after step 2); checkpoint {out / 'model' / 'resume.pth.tar-2.2'} "
+                    "is kept; the same command resumes.")
+    assert line in (out / "log.txt").read_text()
+    code, stdout, err = forked(argv, tmp_path)
+    assert code == 0 and "continuing at epoch 2, step 3" in stdout, err[-3000:]
+    assert_same_run(straight("CoOp"), out)
+
+
 def test_random_kills_always_end_with_the_uninterrupted_weights(data_root, tiny_clip_path, tmp_path, straight):
     """Fault injection: SIGKILL at random steps and in the middle of random saves, then the same command."""
     rng = random.Random(int(os.environ.get("FAULT_SEED", "0")))
@@ -251,22 +266,84 @@ def test_resume_with_another_configuration_is_refused(data_root, tiny_clip_path,
 
 
 def test_model_of_another_trainer_or_backbone_is_refused(data_root, tiny_clip_path, tmp_path, capsys, straight):
+    from clipprompt.backbones.random_clip import save_random_clip
+    from clipprompt.runs.feature_cache import file_digest
+
     trained = straight("CoOp")
-    other_clip = tmp_path / "other_clip.pt"
-    shutil.copy(tiny_clip_path, other_clip)
+    digest = file_digest(tiny_clip_path)
+    assert weights(trained)["backbone_sha256"] == digest and metrics(trained)["backbone_sha256"] == digest
+    (tmp_path / "other").mkdir()  # another CLIP under the same file name
+    other_clip = save_random_clip(str(tmp_path / "other" / Path(tiny_clip_path).name), seed=1)
     cases = [
-        ("CoOp", ["MODEL.BACKBONE.NAME", str(other_clip)], f"was trained with backbone {tiny_clip_path}, not {other_clip}"),
-        ("MPL", [], "was saved by trainer CoOp, not MPL"),
+        ("CoOp", ["MODEL.BACKBONE.NAME", other_clip],
+         f"was trained with backbone {tiny_clip_path} (sha256 {digest[:12]}), not {other_clip} "
+         f"(sha256 {file_digest(other_clip)[:12]}): another CLIP (MODEL.BACKBONE.NAME)."),
+        ("MPL", [], "was saved by trainer CoOp, not MPL."),
     ]
     for trainer, extra, message in cases:
         status, _, err = cli(args(data_root, tmp_path / "eval", tiny_clip_path, *extra, trainer=trainer,
                                   flags=["--eval-only", "--model-dir", str(trained)]), capsys)
-        assert status == 2 and message in one_line(err), err[-2000:]
+        assert status == 2 and one_line(err).endswith(message), err[-2000:]
     assert not (tmp_path / "eval").exists()  # refused before the output folder was made
+    # The same CLIP under another name is the same backbone.
+    copy = tmp_path / "copy.pt"
+    shutil.copy(tiny_clip_path, copy)
+    status, _, err = cli(args(data_root, tmp_path / "copy", str(copy), flags=["--eval-only", "--model-dir", str(trained)]),
+                         capsys)
+    assert status == 0 and metrics(tmp_path / "copy")["metrics"] == metrics(trained)["metrics"], err[-2000:]
     # Base-trained weights evaluate on other classes (the base-to-new protocol).
     status, _, err = cli(args(data_root, tmp_path / "new", tiny_clip_path, "DATASET.SUBSAMPLE_CLASSES", "new",
                               flags=["--eval-only", "--model-dir", str(trained)]), capsys)
     assert status == 0, err[-2000:]
+
+
+def test_resume_with_another_clip_under_the_same_name_is_refused(data_root, tiny_clip_path, tmp_path, capsys):
+    from clipprompt.backbones.random_clip import save_random_clip
+    from clipprompt.runs.feature_cache import file_digest
+
+    clip = tmp_path / "clip.pt"
+    shutil.copy(tiny_clip_path, clip)
+    out = tmp_path / "run"
+    interrupted(data_root, str(clip), out, capsys)
+    before = file_digest(clip)
+    save_random_clip(str(clip), seed=1)  # the file replaced by another CLIP
+    status, _, err = cli(args(data_root, out, str(clip)), capsys)
+    assert status == 2
+    assert one_line(err) == (f"error: {out / 'model' / 'resume.pth.tar-2.2'} was trained with backbone {clip} "
+                             f"(sha256 {before[:12]}), not {clip} (sha256 {file_digest(clip)[:12]}): another CLIP "
+                             "(MODEL.BACKBONE.NAME).")
+
+
+def earlier_release(state: dict) -> dict:
+    """A checkpoint as the release before recorded configurations wrote it (Dassl's entries)."""
+    return {key: state[key] for key in ("state_dict", "epoch", "optimizer", "scheduler", "val_result")}
+
+
+def test_a_run_folder_of_an_earlier_release(data_root, tiny_clip_path, tmp_path, capsys, straight):
+    trained = straight("CoOp")
+    old = tmp_path / "old"
+    (old / "model").mkdir(parents=True)
+    torch.save({**earlier_release(weights(trained)), "epoch": 1}, old / "model" / "model.pth.tar-1")  # epoch 1 of 2
+    # Resumed under a changed configuration, it would go on without a word: refused.
+    status, stdout, err = cli(args(data_root, old, tiny_clip_path, "OPTIM.LR", "0.5"), capsys)
+    assert status == 2 and "Resumed" not in stdout
+    assert one_line(err) == (
+        f"error: Cannot resume from {old / 'model' / 'model.pth.tar-1'}: it was written by an earlier release, which "
+        "recorded no configuration, so a changed one (learning rate, classes, seed ...) cannot be detected; train "
+        f"again in another --output-dir (or delete {old / 'model'})."
+    )
+    # Evaluated, but marked unverified (not counted as a finished training).
+    torch.save(earlier_release(weights(trained)), old / "model" / "model.pth.tar-2")
+    evaluated = tmp_path / "eval"
+    status, stdout, err = cli(args(data_root, evaluated, tiny_clip_path, flags=["--eval-only", "--model-dir", str(old)]),
+                              capsys)
+    assert status == 0, err[-3000:]
+    why = (f"{old / 'model' / 'model.pth.tar-2'} is a checkpoint of an earlier release, which recorded no "
+           "configuration: its classes, backbone and whether its training finished are unchecked")
+    assert f'Notice: {why}; result.json marks this evaluation "verified": false.\n' in stdout
+    result = metrics(evaluated)
+    assert result["verified"] is False and result["unverified_reason"] == why and "training_finished" not in result
+    assert result["metrics"] == metrics(trained)["metrics"] and metrics(trained)["verified"] is True
 
 
 def test_explicit_resume_of_nothing_is_an_error(data_root, tiny_clip_path, tmp_path, capsys):
@@ -341,6 +418,37 @@ def test_a_live_run_folder_is_refused_and_a_dead_one_is_not(tmp_path):
     code = f"from clipprompt.runs.lock import RunLock; import os; RunLock({str(tmp_path)!r}).acquire(); os._exit(9)"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=False)
     RunLock(tmp_path).acquire().release()
+
+
+def test_a_run_killed_with_its_loader_workers_alive_leaves_no_lock(data_root, tiny_clip_path, tmp_path, straight):
+    """SIGKILL reaches the run, not its workers, which live on for a moment: the lock is not theirs."""
+    out = tmp_path / "run"
+    argv = args(data_root, out, tiny_clip_path, "DATALOADER.NUM_WORKERS", "2", *EVERY_STEP)
+    code, _, _ = forked(argv, tmp_path, fault="sigkill@1.2")
+    assert code == -signal.SIGKILL
+    code, stdout, err = forked(argv, tmp_path)  # at once: the orphaned workers have not noticed yet
+    assert code == 0, err[-3000:]
+    assert "continuing at epoch 1, step 2" in stdout  # the checkpoint after step 1 (the kill came before step 2's)
+    assert_same_run(straight("CoOp"), out)
+
+
+def test_a_forked_child_does_not_hold_the_lock(tmp_path):
+    from clipprompt.runs.lock import RunLock
+
+    held = RunLock(tmp_path).acquire()
+    ready, started = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a child (a loader worker) that outlives its parent's release
+        os.write(started, b"1")
+        time.sleep(3)
+        os._exit(0)
+    try:
+        assert os.read(ready, 1) == b"1"  # the child runs
+        held.release()
+        RunLock(tmp_path).acquire().release()  # free while the child still lives
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
 
 
 def test_two_identical_commands_started_together(data_root, tiny_clip_path, tmp_path):
@@ -569,18 +677,58 @@ def test_a_split_without_a_readable_image(own_data_root, tmp_path, tiny_clip_pat
         (own_data_root / "caltech-101" / "101_ObjectCategories" / row[0]).write_bytes(b"not an image")
     argv = args(own_data_root, tmp_path / "out", tiny_clip_path, "DATASET.NUM_SHOTS", "1",
                 "DATALOADER.SKIP_BAD_IMAGES", "True")
-    with pytest.warns(UserWarning, match="Skipping unreadable image"):
-        status, _, err = cli(argv, capsys)
+    status, _, err = cli(argv, capsys)
     assert status == 2
     assert one_line(err) == "error: No image of this split can be read."
 
 def test_unreadable_image_is_skipped_when_asked(own_data_root, tmp_path, tiny_clip_path):
+    """The notice is a log line of the main process (the image is read in a worker), which no
+    warnings filter hides."""
     bad = corrupt_a_training_image(own_data_root)
-    argv = args(own_data_root, tmp_path / "out", tiny_clip_path, "OPTIM.MAX_EPOCH", "1", "DATASET.NUM_SHOTS", "24",
-                "DATALOADER.SKIP_BAD_IMAGES", "True")
-    run = subprocess.run([sys.executable, "train.py", *argv], cwd=REPO, capture_output=True, text=True)
+    out = tmp_path / "out"
+    argv = args(own_data_root, out, tiny_clip_path, "OPTIM.MAX_EPOCH", "1", "DATASET.NUM_SHOTS", "24",
+                "DATALOADER.SKIP_BAD_IMAGES", "True", "DATALOADER.NUM_WORKERS", "2")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    run = subprocess.run([sys.executable, "train.py", *argv], cwd=REPO, capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert f"Skipping unreadable image {bad}" in run.stderr
+    line = f"Skipped unreadable image {bad} (UnidentifiedImageError): training uses the next readable image in its place"
+    assert run.stdout.count(line) == 1 and (out / "log.txt").read_text().count(line) == 1
+    assert metrics(out)["skipped_images"] == 0  # the test set was read whole
+
+
+def test_a_skipped_test_image_is_left_out_of_the_results(own_data_root, tmp_path, tiny_clip_path, capsys):
+    """Counted as if the split did not list it: not replaced by its neighbour, counted twice."""
+    split_file = own_data_root / "caltech-101" / "split_zhou_Caltech101.json"
+    split = json.loads(split_file.read_text())
+    without = tmp_path / "without"  # the same data, the image's entry removed from the split
+    shutil.copytree(own_data_root, without)
+    entry = split["test"][5]
+    (without / "caltech-101" / "split_zhou_Caltech101.json").write_text(
+        json.dumps({**split, "test": [row for row in split["test"] if row != entry]}))
+    bad = own_data_root / "caltech-101" / "101_ObjectCategories" / entry[0]
+    bad.write_bytes(b"not an image")
+
+    skip = ("OPTIM.MAX_EPOCH", "1", "DATALOADER.SKIP_BAD_IMAGES", "True", "DATALOADER.TEST.BATCH_SIZE", "8")
+    status, _, err = cli(args(without, tmp_path / "reference", tiny_clip_path, *skip), capsys)
+    assert status == 0, err[-3000:]
+    reference = metrics(tmp_path / "reference")
+    line = f"Skipped unreadable image {bad} (UnidentifiedImageError): left out of the test results"
+    for name, workers, flags in (("plain", "2", ["--no-feature-cache"]), ("cached", "0", []),
+                                 ("from-cache", "0", ["--eval-only", "--model-dir", str(tmp_path / "cached")])):
+        out = tmp_path / name
+        status, stdout, err = cli(args(own_data_root, out, tiny_clip_path, *skip, "DATALOADER.NUM_WORKERS", workers,
+                                       flags=flags), capsys)
+        assert status == 0, err[-3000:]
+        result = metrics(out)
+        assert result["metrics"] == reference["metrics"], name
+        assert result["num_images"] == reference["num_images"] == len(split["test"]) - 1
+        assert result["skipped_images"] == 1 and result["skipped_image_files"] == [str(bad)]
+        assert reference["skipped_images"] == 0 and reference["skipped_image_files"] == []
+        log = (out / "log.txt").read_text()
+        assert log.count(line) == 1 and stdout.count(line) == 1, name
+        assert ("Frozen image features read from" in stdout) == (name == "from-cache")
+        total = len(split["test"])
+        assert f"1 unreadable image(s) left out of the test results ({total - 1} of {total} evaluated)" in log
 
 
 def test_missing_images_are_named(own_data_root, tmp_path, tiny_clip_path, capsys):
@@ -657,10 +805,13 @@ def test_a_terminal_shows_a_progress_bar_with_eta_and_log_txt_keeps_plain_lines(
     text = screen.decode(errors="replace")
     assert "epoch 1/2" in text and "epoch 2/2" in text  # one bar per epoch
     assert re.search(r"\d+/\d+ \[\d\d:\d\d<\d\d:\d\d", text), "no tqdm bar with elapsed<ETA"
-    assert "loss=" in text and "lr=" in text
+    assert "loss=" in text and "acc=" in text
+    for epoch in (1, 2):  # the line that stays when the epoch's bar is gone, on screen and in the log
+        assert re.search(rf"\repoch {epoch}/2 done: loss [\d.]+, acc [\d.]+%, lr [\d.e-]+, 0:00:\d\d\r?\n", text)
     assert "Evaluating (test)" in text
     assert f"Result written to {out / 'result.json'}" in text
     assert re.search(r"Caltech101, all classes \(4\), 4 shots, seed 3: accuracy \d+\.\d\d", text)
     log = (out / "log.txt").read_text()
     assert "\r" not in log and "<00:" not in log  # the log file keeps plain lines
     assert "epoch [2/2] batch [" in log and "Result written to" in log
+    assert re.search(r"^epoch 2/2 done: loss", log, re.M)

@@ -136,39 +136,13 @@ def test_few_shot_table(tree):
     assert dtd[1].mean is None
 
 
-def test_compare_puts_published_numbers_and_differences(tree):
-    tables = report.tables(report.scan(tree), "base2new")
-    cmp = report.compare_table([t for t in tables if t.protocol == "base2new"])
-    coop = row(cmp, "CoOp: CoOp (vit_b16_ep50, 16 shots)")
-    ours = row(table(tables, "Base-to-new: CoOp"), "Average (11)")
-    assert [v.mean for v in coop[4:7]] == [82.69, 63.22, 71.66]
-    assert coop[7].mean == pytest.approx(ours[1].mean - 82.69)
-    assert coop[9].mean == pytest.approx(ours[3].mean - 71.66)
-    assert coop[10] == "read"
-    # CoCoOp ran one dataset only: our average is a gap, so is the difference
-    cocoop = row(cmp, "CoCoOp: CoCoOp (c4, 16 shots)")
-    assert cocoop[1].mean is None and cocoop[4].mean == 80.47 and cocoop[7] == ""
-    assert row(cmp, "CLIP (zero-shot): ZeroshotCLIP (vit_b16)")[4].mean == 69.34
-    sep = row(cmp, "SEP (unknown)")
-    assert sep[4:7] == ["unknown"] * 3 and sep[10] == "unknown"
-    assert row(cmp, "MPL (derived)")[10] == "derived"
-
-
-def test_published_data_names_its_source():
-    rows = report.published("base2new")
-    assert {r["status"] for r in rows} == {"read", "derived", "unknown"}
-    assert all(r["source"] for r in rows)
-    cocoop = next(r for r in rows if r["method"] == "CoCoOp")
-    assert report.hm(float(cocoop["base"]), float(cocoop["new"])) == pytest.approx(float(cocoop["hm"]), abs=0.01)
-
-
 def run_report(*args):
     return subprocess.run([sys.executable, "-m", "clipprompt.report", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True)
 
 
 def test_cli_csv_full_precision_and_empty_gaps(tree):
-    result = run_report(tree, "--format", "csv", "--compare")
+    result = run_report(tree, "--format", "csv")
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     caltech = next(r for r in rows if r["table"] == "base2new" and r["trainer"] == "CoOp"
@@ -180,8 +154,6 @@ def test_cli_csv_full_precision_and_empty_gaps(tree):
     assert gap["mean"] == "" and gap["n_seeds"] == ""
     xd = next(r for r in rows if r["table"] == "xd" and r["trainer"] == "CoOp" and r["dataset"] == "imagenet")
     assert float(xd["mean"]) == 71.5
-    sep = [r for r in rows if r["table"] == "base2new_compare" and r["trainer"] == "SEP"]
-    assert {r["text"] for r in sep if r["measure"] == "published Base"} == {"unknown"}
 
 
 def test_cli_markdown_protocol_filter_and_errors(tree, tmp_path):
@@ -272,117 +244,6 @@ def test_import_report_does_not_import_torch():
     assert "clipprompt.results.report" in done.stderr  # importtime really ran
 
 
-# -- figures -----------------------------------------------------------------------------------
+# figures: tests/test_figures.py
 
 
-def test_plot_writes_each_figure_with_one_series_per_method(tree, tmp_path):
-    pytest.importorskip("matplotlib")
-    from clipprompt.results import figures
-
-    put(tree, "few_shot/dtd/shots_1/SEP/cfg/seed1", 40.0)  # a second few-shot method
-    found = report.tables(report.scan(tree))
-    rows = report.published("base2new")
-    figs = figures.figures(found, rows, report.published_names(rows))
-    assert set(figs) == {"base2new", "xd", "dg", "few_shot"}
-
-    few = figs["few_shot"].axes
-    visible = [ax for ax in few if ax.get_visible()]
-    assert len(visible) == len(protocols.FEW_SHOT) + 1  # every dataset and the average
-    assert all(len(ax.get_lines()) == 2 for ax in visible)  # CoOp and SEP
-    dtd = next(ax for ax in visible if ax.get_title() == "dtd")
-    coop = next(line for line in dtd.get_lines() if line.get_label().startswith("CoOp"))
-    assert list(coop.get_ydata())[2] == pytest.approx(52.0)  # 4 shots
-
-    base, new, hm_axes = figs["base2new"].axes
-    assert [ax.get_title() for ax in (base, new, hm_axes)] == ["Base", "New", "HM"]
-    for ax in (base, new, hm_axes):
-        assert len(ax.containers) == 3  # CoOp, CoCoOp, ZeroshotCLIP
-        assert all(len(c) == len(protocols.BASE2NEW) + 1 for c in ax.containers)
-        markers = [line for line in ax.get_lines() if line.get_label().startswith("published")]
-        assert len(markers) == 3  # CoOp, CoCoOp and zero-shot CLIP have published averages
-    assert base.get_xlim() == (-0.5, len(protocols.BASE2NEW) + 0.5)  # imagenet's gap group shown too
-    assert [tick.get_text() for tick in base.get_xticklabels()][0] == "imagenet"
-    coop_bars = next(c for c in base.containers if c.get_label().startswith("CoOp"))
-    assert coop_bars[1].get_height() == pytest.approx(statistics.fmean(BASE["caltech101"]))
-
-    (xd,) = figs["xd"].axes
-    assert len(xd.containers) == 2 and all(len(c) == len(protocols.XD_TARGETS) + 2 for c in xd.containers)
-    (dg,) = figs["dg"].axes
-    assert len(dg.containers) == 2
-
-    written = figures.save(figs, tmp_path / "figs")
-    assert sorted(p.name for p in written) == sorted(f"{n}.{e}" for n in figs for e in ("png", "svg"))
-    for path in written:
-        assert path.stat().st_size > 1000
-    assert (tmp_path / "figs" / "xd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert b"<svg" in (tmp_path / "figs" / "dg.svg").read_bytes()[:2000]
-
-
-def test_plot_cli_and_missing_matplotlib(tree, tmp_path, monkeypatch, capsys):
-    pytest.importorskip("matplotlib")
-    assert report.main([str(tree), "--protocol", "dg", "--plot", str(tmp_path / "p")]) == 0
-    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["dg.png", "dg.svg"]
-    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if not installed
-    assert report.main([str(tree), "--protocol", "dg", "--plot", str(tmp_path / "q")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err == 'error: matplotlib is not installed: pip install -e ".[plot]"'
-
-
-# -- published cross-dataset and domain-generalization numbers (issue 14) ---------------------------
-
-
-def test_transfer_compare_puts_our_source_and_average_beside_the_published(tree, tmp_path, monkeypatch):
-    (tmp_path / "xd.csv").write_text(
-        "method,trainer,source_acc,target_avg,status,source\n"
-        "CoOp,CoOp,71.51,63.88,read,a paper\n"
-        "CLIP (zero-shot),ZeroshotCLIP,66.0,,read,another paper\n"
-        "SEP,SEP,,,unknown,not read\n")
-    monkeypatch.setattr(report, "PUBLISHED", tmp_path)
-    found = report.tables(report.scan(tree))
-    comparisons, missing = report.compare_tables(found)
-    assert [t.protocol for t in comparisons] == ["xd_compare"] and missing == []  # no base2new.csv, dg.csv here
-    (cmp,) = comparisons
-    assert cmp.columns[1:7] == ["imagenet (source)", "Average (10)", "published imagenet (source)",
-                                "published Average (10)", "Δ imagenet (source)", "Δ Average (10)"]
-    coop = row(cmp, "CoOp: CoOp (vit_b16_ep50, 16 shots)")
-    ours = row(table(found, "Cross-dataset"), "CoOp (vit_b16_ep50, 16 shots)")
-    assert [coop[1].mean, coop[2].mean] == [ours[1].mean, ours[-1].mean]
-    assert [coop[3].mean, coop[4].mean] == [71.51, 63.88]
-    assert coop[5].mean == pytest.approx(71.5 - 71.51) and coop[6].mean == pytest.approx(ours[-1].mean - 63.88)
-    assert coop[7:] == ["read", "a paper"]
-    clip = row(cmp, "CLIP (zero-shot): ZeroshotCLIP (vit_b16)")  # our zero-shot runs meet their published row
-    assert clip[5].mean == pytest.approx(66.7 - 66.0) and clip[4] == "" and clip[6] == ""  # no published average
-    assert row(cmp, "SEP (unknown)")[3:5] == ["unknown", "unknown"]
-    assert report.compare_tables(found, "few_shot") == ([], ["few_shot"])  # asked by name, nothing to compare
-
-
-def test_published_transfer_rows_name_their_source_and_cover_our_methods():
-    for protocol in ("xd", "dg"):
-        rows = report.published(protocol)
-        assert {r["method"] for r in rows} >= {"CLIP (zero-shot)", "CoOp", "CoCoOp", "KgCoOp", "TCP", "MaPLe",
-                                                "PromptSRC", "MPL", "SEP"}
-        for r in rows:
-            assert r["source"] and r["status"] in ("read", "derived", "unknown"), r
-            numbers = [r["source_acc"], r["target_avg"]]
-            assert (r["status"] == "unknown") == (numbers == ["", ""]), r  # unknown rows carry no numbers
-            assert all(not x or 0 < float(x) < 100 for x in numbers), r
-
-
-def test_cli_compare_for_xd_and_dg(tree):
-    result = run_report(tree, "--protocol", "dg", "--compare")
-    assert result.returncode == 0, result.stderr
-    assert "### Domain generalization: ours vs published" in result.stdout
-    assert "| MaPLe (unknown) | – | – | unknown | unknown |" in result.stdout
-    assert "no published numbers" not in result.stderr
-    rows = list(csv.DictReader(io.StringIO(run_report(tree, "--format", "csv", "--compare").stdout)))
-    assert {r["table"] for r in rows} >= {"base2new_compare", "xd_compare", "dg_compare"}
-    coop = next(r for r in rows if r["table"] == "xd_compare" and r["trainer"] == "CoOp"
-                and r["measure"] == "imagenet (source)")
-    assert float(coop["mean"]) == 71.5
-    published_avg = {r["measure"]: r for r in rows if r["table"] == "xd_compare" and r["trainer"] == "CoOp"}
-    assert float(published_avg["published Average (10)"]["mean"]) == 63.88  # clipprompt/published/xd.csv
-    assert float(published_avg["Δ Average (10)"]["mean"]) == pytest.approx(
-        statistics.fmean(50.0 + i + 1.5 for i in range(10)) - 63.88)
-    assert published_avg["published imagenet (source)"]["text"] == ""  # read row, number not printed there
-    few = run_report(tree, "--protocol", "few_shot", "--compare")
-    assert few.returncode == 0 and "note: no published numbers for protocol few_shot" in few.stderr

@@ -197,6 +197,36 @@ def test_per_image_selection_picks_each_images_own_tokens(tiny_clip, images):
 # ---- training ------------------------------------------------------------------------------------
 
 
+@requires_dassl
+def test_the_progress_bar_shows_seps_six_terms_in_100_columns(tiny_clip, images):
+    """SEP's running averages in the bar, at 3 significant digits under short names: the whole bar line,
+    as tqdm draws it for step 13 of 125 of epoch 12 of 50 on a 100-column terminal, is not cut."""
+    import io
+
+    from tqdm import tqdm
+
+    from trainers.base import BAR_FORMAT, bar_postfix, short_number
+
+    assert [short_number(v) for v in (4.0512, 12.5, 0.000781, 1.23456e-05, 100.0, 1e-5)] == [
+        "4.05", "12.5", "7.81e-4", "1.23e-5", "100", "1e-5"]
+    _, summary = build(tiny_clip, layers=[1, 2]).loss(images, LABELS)
+    assert len(summary) == 6
+    shown = bar_postfix(summary)
+    assert shown.startswith("loss=") and " txt=" in shown and " vis=" in shown and " proto=" in shown
+    assert f"ce={short_number(summary['ce'])} " in shown
+    wide = {"loss": 12.3456, "acc": 33.333, "ce": 10.234, "text_cons": 0.0848, "visual_cons": 0.000492, "proto": 1.37}
+    for postfix in (shown, bar_postfix(wide)):
+        screen = io.StringIO()
+        bar = tqdm(total=125, initial=12, desc="epoch 12/50", bar_format=BAR_FORMAT, file=screen, ncols=100,
+                   mininterval=0)
+        bar.set_postfix_str(postfix, refresh=False)
+        bar.update(1)
+        bar.close()
+        drawn = [line for line in screen.getvalue().split("\r") if "13/125" in line][-1]
+        assert drawn.rstrip().endswith(postfix + "]") and len(drawn.rstrip()) <= 100, drawn  # nothing cut
+
+
+
 def test_gradients_reach_exactly_the_trainable_parts(tiny_clip, images):
     model = build(tiny_clip, layers=[1, 2])
     loss, summary = model.loss(images, LABELS)
@@ -279,7 +309,9 @@ def test_bf16_autocast_keeps_every_loss_term_finite(tiny_clip, images):
 
 
 @pytest.mark.parametrize("layers, message", [
-    ([1, 3], r"out of range for the (text|image) encoder .*\(3 blocks\): indices must be in 0\.\.2"),
+    ([1, 3, 5], r"^TRAINER\.SEP\.LAYERS \[1, 3, 5\] holds blocks out of range: 3, 5 for the text encoder of this CLIP "
+                r"\(3 blocks: indices must be in 0\.\.2\); 3, 5 for the image encoder of this CLIP \(3 blocks: "
+                r"indices must be in 0\.\.2\)\.$"),
     ([-1], r"indices must be in 0\.\.2"),
     ([1, 1], "more than once"),
     ("1,2", r"TRAINER.SEP.LAYERS is .1,2.; it must be a list of integers"),

@@ -159,3 +159,136 @@ def test_local_launcher_two_slots_failure_kill_restart_status_and_report(tmp_pat
     assert (result["protocol"], result["part"], result["config_name"]) == ("base2new", "new", "vit_b16_ep50")
 
     assert report(output) == tiny_sweep.report  # the same sweep run serially
+
+
+# ---- the local launcher with small stand-in runs (in-process) ----------------------------------
+
+# A stand-in for train.py: says which signal stopped it, as train.py does, and exits 1.
+STAND_IN = r"""
+import signal, sys, time
+def stop(sig, frame):
+    print(f"interrupted by {signal.Signals(sig).name}", flush=True)
+    sys.exit(1)
+for sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, stop)
+print("started", flush=True)
+time.sleep(float(sys.argv[1]))
+print("done", flush=True)
+"""
+
+
+def stand_in_job(tmp_path, name="run", seconds=60.0, seed=1):
+    key = dict(protocol="base2new", part="base", trainer="CoOp", config="c", dataset="dtd", shots=2, seed=seed)
+    return launch.Job(name=name, command=[sys.executable, "-c", STAND_IN, str(seconds)], cwd=str(tmp_path),
+                      output=str(tmp_path), keys=[key], title=f"{name} title")
+
+
+def signal_once_started(job, sig):
+    """Send `sig` to this process once `job` runs (the driver's signal handlers are in the main thread)."""
+    import threading
+
+    def send():
+        wait_for(lambda: "\nstarted\n" in (job.log.read_text() if job.log.exists() else ""),
+                 what="the run to start")
+        os.kill(os.getpid(), sig)
+
+    threading.Thread(target=send, daemon=True).start()
+
+
+@pytest.fixture
+def fresh_children(monkeypatch):
+    monkeypatch.setattr(launch, "CHILDREN", launch.Children())
+
+
+@pytest.mark.parametrize("sig, passed, exit_status", [
+    (signal.SIGINT, "SIGINT", 130), (signal.SIGTERM, "SIGTERM", 143), (signal.SIGHUP, "SIGTERM", 129)])
+def test_the_driver_passes_the_signal_it_got_and_marks_the_run_stopped(tmp_path, sig, passed, exit_status,
+                                                                       fresh_children):
+    import io
+
+    job = stand_in_job(tmp_path)
+    out = io.StringIO()
+    signal_once_started(job, sig)
+    with pytest.raises(launch.Stopped) as stop:
+        launch.run_local([job], {}, slots=2, out=out)
+    assert stop.value.exit_status == exit_status and str(stop.value) == signal.Signals(sig).name
+    said = out.getvalue()
+    if sig == signal.SIGHUP:  # children run in their own sessions: the hangup reaches them as SIGTERM
+        assert "Stopping on SIGHUP (the terminal closed): passing SIGTERM to 1 running run(s)" in said
+    else:
+        assert f"Stopping: passing {passed} to 1 running run(s)" in said
+    assert f"interrupted by {passed}" in job.log.read_text()  # the run's log says the same signal
+    assert launch.read_state(job)["state"] == "stopped" and launch.live_state(job) == "stopped"
+
+
+def test_a_driver_started_with_nohup_keeps_ignoring_sighup(tmp_path, fresh_children):
+    import io
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        job = stand_in_job(tmp_path, seconds=1.0)
+        signal_once_started(job, signal.SIGHUP)
+        assert launch.run_local([job], {}, slots=2, out=io.StringIO()) == {"run": "ok"}
+        assert "done" in job.log.read_text()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def test_a_terminal_that_went_away_costs_the_echo_not_the_run(tmp_path, fresh_children):
+    class HungUp:
+        def write(self, text):
+            raise OSError(5, "Input/output error")
+
+        flush = write
+
+    job = stand_in_job(tmp_path, seconds=0.0)
+    assert launch.run_job(job, echo=HungUp()) == 0
+    assert job.log.read_text().splitlines()[-2:] == ["started", "done"]
+
+
+def test_each_run_says_its_accuracy_and_time_as_it_ends(tmp_path, fresh_children):
+    import io
+    import re
+
+    job = stand_in_job(tmp_path, seconds=0.0)
+    folder = layout.RunKey(**job.keys[0]).folder(tmp_path)
+    job.command = [sys.executable, "-c", f"import json, os; os.makedirs({str(folder)!r}, exist_ok=True); "
+                   f"open(os.path.join({str(folder)!r}, 'result.json'), 'w').write(json.dumps(dict("
+                   "trainer='CoOp', dataset='dtd', seed=1, num_shots=2, protocol='base2new', part='base', "
+                   "config_name='c', metrics={'accuracy': 71.5})))"]
+    out = io.StringIO()
+    assert launch.run_local([job], {}, slots=2, out=out) == {"run": "ok"}
+    assert re.search(r"^\[1/1\] run title: done in \d+\.\d s, accuracy 71\.50$", out.getvalue(), re.M), out.getvalue()
+
+
+def test_a_stale_state_naming_a_live_process_does_not_block_the_run(tmp_path, fresh_children):
+    import io
+
+    job = stand_in_job(tmp_path, seconds=0.0)
+    launch.write_state(job, "running", pid=os.getpid())  # a pid the system reused: alive, but not the run
+    assert launch.live_state(job) == "stopped"
+    assert launch.run_local([job], {}, slots=2, out=io.StringIO()) == {"run": "ok"}
+    assert "done" in job.log.read_text()
+
+
+def test_a_run_held_by_another_driver_is_reported_as_such_not_failed(tmp_path, fresh_children):
+    import io
+
+    training, evaluation = stand_in_job(tmp_path, "train"), stand_in_job(tmp_path, "test", seed=2)
+    other = subprocess.Popen([sys.executable, "-c", "import sys, time; from clipprompt.sweeps import launch; "
+                              f"c = launch.claim(launch.Job('train', [], '', {str(tmp_path)!r})); "
+                              "print('claimed', flush=True); time.sleep(60)"],
+                             cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline() == "claimed\n"
+        launch.write_state(training, "running", pid=other.pid)
+        assert launch.live_state(training) == "running"
+        out = io.StringIO()
+        status = launch.run_local([training, evaluation], {"test": "train"}, slots=2, out=out)
+    finally:
+        other.kill()
+        other.wait()
+    assert status == {"train": f"elsewhere (running in another driver, process {other.pid})",
+                      "test": "elsewhere (its training runs in another driver)"}
+    assert f"[1/2] train title: running in another driver (process {other.pid})" in out.getvalue()
+    assert launch.live_state(training) == "stopped"  # its driver is gone

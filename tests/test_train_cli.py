@@ -133,6 +133,26 @@ def test_coop_trains_saves_and_eval_only_reproduces(data_root, tmp_path):
     assert metrics(evaluated)["metrics"] == trained["metrics"]
 
 
+def test_each_epoch_leaves_a_summary_line_and_the_cpu_precision_notice_is_said_once(data_root, tmp_path):
+    """The shipped config asks for fp16, which a CPU cannot do: one plain notice, no Python warning."""
+    import re
+    import warnings
+
+    out = tmp_path / "coop"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stdout = cli_ok(*common(data_root, "CoOp", "CoOp/vit_b16_ep50", out, "OPTIM.MAX_EPOCH", "2",
+                                "DATASET.NUM_SHOTS", "2"))
+    log = (out / "log.txt").read_text()
+    for text in (stdout, log):
+        summaries = re.findall(r"^epoch (\d)/2 done: loss \d+(?:\.\d+)?, acc \d+\.\d%, lr [\d.e-]+, 0:00:\d\d$",
+                               text, re.M)
+        assert summaries == ["1", "2"], text[-3000:]
+        notice = "Note: PREC fp16 needs a CUDA device; running in fp32 on cpu instead"
+        assert text.count(notice) == 1 and re.search(f"^{notice}", text, re.M)
+    assert not [w for w in caught if "CUDA" in str(w.message)], [str(w.message) for w in caught]
+
+
 def metrics_classnames(data_root, subsample="all"):
     from clipprompt.data import build_splits
 
@@ -152,7 +172,7 @@ def test_zeroshot_accuracy_is_clips_on_the_test_split(data_root, tmp_path):
 
 
 @pytest.mark.parametrize("trainer, flags, extra, message", [
-    ("CoOP", [], [], "error: Unknown trainer 'CoOP' (--trainer); registered: "),
+    ("CoOP", [], [], "error: Unknown trainer 'CoOP' (--trainer); did you mean CoOp? This project's trainers: CoCoOp, "),
     ("CoOp", [], ["TRAINER.COOP.NCTX", "4"], "Did you mean TRAINER.COOP.N_CTX?"),
     ("CoOp", [], ["INPUT.SIZE", "(224, 224)"], 'INPUT.SIZE (224, 224) does not match the backbone\'s input resolution 32; set INPUT.SIZE "(32, 32)"'),
     ("CoOp", ["--eval-only", "--model-dir", "/nonexistent", "--load-epoch", "3"], [], "No checkpoint of epoch 3 in /nonexistent/model"),
@@ -165,6 +185,18 @@ def test_bad_input_gives_one_line_and_status_2(data_root, tmp_path, trainer, fla
     assert status == 2, stderr[-2000:]
     assert message in stderr
     assert "Traceback" not in stderr
+
+
+def test_load_epoch_without_eval_only_is_refused(data_root, tmp_path):
+    """Dassl's train.py reads --load-epoch only with --eval-only; a training run would ignore it."""
+    status, stdout, stderr = cli(*common(data_root, "CoOp", "CoOp/vit_b16_ep50", tmp_path / "out",
+                                         flags=["--load-epoch", "3"]))
+    assert status == 2 and "Traceback" not in stderr
+    assert stderr.strip().splitlines() == [
+        "error: --load-epoch 3 applies only with --eval-only (it picks the checkpoint to evaluate); without "
+        "--eval-only the run trains, resuming from its latest checkpoint by itself."
+    ]
+    assert "Loading CLIP" not in stdout and not (tmp_path / "out").exists()
 
 
 def fake_run(folder, state_dict, trainer="CoOp"):

@@ -213,6 +213,25 @@ def test_bad_config_files(tmp_path, content, message):
     assert message in str(info.value) and str(path) in str(info.value) and "\n" not in str(info.value)
 
 
+def test_a_config_file_that_is_not_there_lists_those_that_are_closest_first():
+    from clipprompt.config import read_config_file
+
+    def message(path):
+        with pytest.raises(ConfigError) as info:
+            read_config_file(str(path))
+        return str(info.value)
+
+    sep = REPO / "configs/trainers/SEP"
+    assert message(sep) == (f"Config file {sep} is a folder; did you mean {sep}/vit_b16_ep10_batch128.yaml? The configs "
+                            f"in {sep}/: {configs_in('configs/trainers/SEP')}.")
+    assert message(REPO / "configs/trainers/sep/vit_b16_ep50_batch32.yaml").startswith(
+        f"Config file {REPO}/configs/trainers/sep/vit_b16_ep50_batch32.yaml does not exist; did you mean "
+        f"{sep}/vit_b16_ep50_batch32.yaml? The configs in {sep}/: vit_b16_ep50_batch32.yaml, ")
+    assert message(REPO / "configs/datasets/caltech.yaml").startswith(
+        f"Config file {REPO}/configs/datasets/caltech.yaml does not exist; did you mean {REPO}/configs/datasets/caltech101.yaml?")
+    assert message(REPO / "nowhere/x.yaml") == f"Config file {REPO}/nowhere/x.yaml does not exist."
+
+
 @requires_dassl
 def test_config_files_merge_as_yacs_does_and_take_integers_for_numbers(tmp_path):
     from trainers._dassl import get_cfg_default
@@ -355,8 +374,11 @@ def test_images_too_large_for_pil_are_unreadable_images(tmp_path, monkeypatch, l
     with pytest.raises(UnreadableImageError, match=f"Cannot read image {big} \\({refused_as}: .*SKIP_BAD_IMAGES True"):
         CheckedDatasetWrapper(cfg, data)[0]
     cfg.DATALOADER.SKIP_BAD_IMAGES = True
-    with pytest.warns(UserWarning, match=f"Skipping unreadable image {big} \\({refused_as}\\)"):
-        assert CheckedDatasetWrapper(cfg, data)[0]["label"] == 1  # the next readable sample
+    item = CheckedDatasetWrapper(cfg, data)[0]  # the next readable sample stands in, marked not to be counted
+    assert item["label"] == 1 and item["skipped"] == str(big) and item["skip_reason"] == refused_as
+    assert item["counted"] is False and CheckedDatasetWrapper(cfg, data, is_train=True)[0]["counted"] is True
+    assert CheckedDatasetWrapper(cfg, data)[1] | {"img": None} == {**item, "img": None, "index": 1, "skipped": "",
+                                                                 "skip_reason": "", "counted": True}
 
 
 def test_sep_prototypes_of_a_class_without_images_is_a_user_error():
@@ -440,6 +462,68 @@ def test_train_py_input_errors_exit_2_before_the_output_folder(data_root, tiny_c
     assert not out.exists()
 
 
+TRAINERS = "CoCoOp, CoOp, IVLP, KgCoOp, MaPLe, MPL, ProGrad, PromptSRC, SEP, TCP, VPT, ZeroshotCLIP"
+
+
+def configs_in(folder: str) -> str:
+    """The config files a message lists for `folder`, as it lists them (by name)."""
+    return ", ".join(sorted(p.name for p in (REPO / folder).glob("*.yaml")))
+
+
+@requires_dassl
+@pytest.mark.parametrize("case, message", [
+    ("root is the dataset folder", "--root {root}/caltech-101 is the Caltech101 dataset folder itself; --root should be "
+     "the folder that contains caltech-101/, i.e. {root}"),
+    ("config file misspelt", "Config file configs/trainers/SEP/vit_b16_ep10.yaml does not exist; did you mean "
+     f"configs/trainers/SEP/vit_b16_ep10_batch128.yaml? The configs in configs/trainers/SEP/: {configs_in('configs/trainers/SEP')}."),
+    ("config folder in lower case", "Config file configs/trainers/coop/ does not exist; did you mean "
+     f"configs/trainers/CoOp/rn50.yaml? The configs in configs/trainers/CoOp/: {configs_in('configs/trainers/CoOp')}."),
+    ("trainer in lower case", f"Unknown trainer 'coop' (--trainer); did you mean CoOp? This project's trainers: {TRAINERS}."),
+    ("one of Dassl's trainers", f"--trainer DANN is one of Dassl's own trainers, which do not train CLIP prompts. "
+     f"This project's trainers: {TRAINERS}."),
+    ("no trainer", f"no trainer given: add --trainer NAME. This project's trainers: {TRAINERS}."),
+    ("another trainer's config", "configs/trainers/SEP/vit_b16_ep50_batch32.yaml sets TRAINER.SEP, which --trainer CoOp "
+     "ignores (it reads TRAINER.COOP); that file is for SEP: use --trainer SEP, or a config file of CoOp "
+     "(configs/trainers/CoOp/)."),
+    ("key without its section", "Unknown config key N_CTX (on the command line). Did you mean TRAINER.COOP.N_CTX?"),
+    ("no dataset config", "no dataset given: add --dataset-config-file configs/datasets/NAME.yaml (NAME: imagenet, "
+     "caltech101, oxford_pets, stanford_cars, oxford_flowers, food101, fgvc_aircraft, sun397, dtd, eurosat, ucf101, "
+     "imagenetv2, imagenet_sketch, imagenet_a, imagenet_r)."),
+    ("both prompt depths too deep", "TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT is 9; this CLIP's text encoder has 3 "
+     "blocks; TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION is 9; this CLIP's image encoder has 3 blocks."),
+])
+def test_first_mistakes_name_the_cause_and_the_fix(data_root, tiny_clip_path, tmp_path, capsys, case, message):
+    """What a new user types wrong first: one line, exit 2, no traceback, no output folder."""
+    out = tmp_path / "out"
+    argv = arguments(data_root, tiny_clip_path, out)
+    at = {flag: argv.index(flag) + 1 for flag in ("--root", "--trainer", "--config-file", "--dataset-config-file")}
+    if case == "root is the dataset folder":
+        argv[at["--root"]] = f"{data_root}/caltech-101"
+    elif case == "config file misspelt":
+        argv[at["--config-file"]] = "configs/trainers/SEP/vit_b16_ep10.yaml"
+    elif case == "config folder in lower case":
+        argv[at["--config-file"]] = "configs/trainers/coop/"
+    elif case == "trainer in lower case":
+        argv[at["--trainer"]] = "coop"
+    elif case == "one of Dassl's trainers":
+        argv[at["--trainer"]] = "DANN"
+    elif case == "no trainer":
+        del argv[at["--trainer"] - 1:at["--trainer"] + 1]
+    elif case == "another trainer's config":
+        argv[at["--config-file"]] = "configs/trainers/SEP/vit_b16_ep50_batch32.yaml"
+    elif case == "key without its section":
+        argv += ["N_CTX", "4"]
+    elif case == "no dataset config":
+        del argv[at["--dataset-config-file"] - 1:at["--dataset-config-file"] + 1]
+    elif case == "both prompt depths too deep":  # the tiny CLIP has 3 blocks; the shipped config asks for 9 and 9
+        argv[at["--trainer"]] = "PromptSRC"
+        argv[at["--config-file"]] = "configs/trainers/PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml"
+    run, message = train_cli(capsys, *argv), message.format(root=data_root)
+    assert_one_line_input_error(run, message)
+    assert run.stderr == f"error: {message}\n"  # the whole message, nothing else
+    assert not out.exists()
+
+
 @requires_dassl
 def test_train_py_decompression_bomb_is_an_unreadable_image(tiny_clip_path, tmp_path, capsys):
     root = tmp_path / "data"
@@ -451,7 +535,7 @@ def test_train_py_decompression_bomb_is_an_unreadable_image(tiny_clip_path, tmp_
 
     skip = arguments(str(root), tiny_clip_path, tmp_path / "skip", "OPTIM.MAX_EPOCH", "1", "DATASET.NUM_SHOTS", "-1",
                      "DATALOADER.SKIP_BAD_IMAGES", "True")
-    with pytest.warns(UserWarning, match=re.escape(f"Skipping unreadable image {image} (DecompressionBombError)")):
-        run = train_cli(capsys, *skip)
+    run = train_cli(capsys, *skip)
     assert run.returncode == 0, run.stderr[-3000:]
+    assert f"Skipped unreadable image {image} (DecompressionBombError): " in run.stdout
     assert (tmp_path / "skip" / "result.json").is_file()

@@ -38,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from clipprompt.runs import faults, feature_cache
+from clipprompt.runs import cost, faults, feature_cache
 from clipprompt.runs.checkpoint import (
     find_checkpoint,
     load_checkpoint,
@@ -47,6 +47,7 @@ from clipprompt.runs.checkpoint import (
     saved_checkpoints,
     write_state,
 )
+from clipprompt.backbones.interface import input_resolution
 from clipprompt.backbones.loading import load_clip, resolve_checkpoint
 from clipprompt.runs.distributed import DistInfo, barrier, mix_seed, shared_seed
 from clipprompt.errors import CheckpointError, ConfigError, NonFiniteLoss, RunInterrupted, UserError
@@ -67,7 +68,7 @@ from clipprompt.runs.training_state import (
 )
 
 from ._dassl import AverageMeter, DataManager, MetricMeter, TrainerX, build_optimizer
-from .data import CheckedDatasetWrapper
+from .data import CheckedDatasetWrapper, counted_rows, skipped_in
 
 MODEL_NAME = "model"  # checkpoints go to <output>/model/model.pth.tar-<epoch>
 NONFINITE_LIMIT = 5  # non-finite losses in a row that stop a run (fewer are skipped steps, as fp16's)
@@ -94,13 +95,19 @@ class ClipTrainer(TrainerX):
         self.dist = DistInfo.from_env()
         self.train_sampler: ResumableBatchSampler | None = None  # None: Dassl's loader (epoch-end resume only)
         self.ddp_model: DistributedDataParallel | None = None  # set with > 1 process and parameters to train
-        self.stops = NO_STOPS  # train.py installs SIGTERM/SIGINT handling here
+        self.stops = NO_STOPS  # train.py installs SIGTERM/SIGINT/SIGHUP handling here
         self.resume_step = 0  # steps of the first epoch already done by the run resumed
         self.nonfinite_streak = 0
         self.progress_bar = None  # a tqdm bar per epoch, on a terminal only
+        self.epoch_lr = 0.0  # the learning rate of the current epoch's steps (Dassl updates it at epoch ends)
         self.training_status: dict = {}  # training_finished / max_epoch of the evaluated weights
         self.run_info: dict = {}  # protocol, part, config_name: train.py sets them for result.json
+        self.unverified: str | None = None  # why the evaluated weights' origin could not be checked
+        self._backbone_digest: str | None = None
+        self._skip_lines: set[str] = set()  # DATALOADER.SKIP_BAD_IMAGES notices printed (once each)
+        self.training_clock = cost.TrainingClock()  # result.json's cost; carried by checkpoints
         super().__init__(cfg)
+        cost.reset_peak_gpu_memory(self.device)  # this run's peak, from its model on
 
     @classmethod
     def config_node_name(cls) -> str:
@@ -170,6 +177,8 @@ class ClipTrainer(TrainerX):
         if self.dist.launched and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         self.precision = resolve_precision(self.trainer_cfg.PREC, self.device)
+        if self.precision.fallback:
+            print(f"Note: {self.precision.fallback}")  # once per run, in the log too
         print(f"Loading CLIP {cfg.MODEL.BACKBONE.NAME} (precision {self.precision.name})")
         clip = load_clip(
             cfg.MODEL.BACKBONE.NAME,
@@ -177,7 +186,7 @@ class ClipTrainer(TrainerX):
             device=self.device,
             dtype=self.precision.weight_dtype,
         )
-        check_input_size(cfg.INPUT.SIZE, clip.visual.input_resolution)
+        check_input_size(cfg.INPUT.SIZE, input_resolution(clip))
         print(f"Building {type(self).__name__} for {len(self.dm.dataset.classnames)} classes")
         self.model = self.build_custom_model(clip, self.dm.dataset.classnames).to(self.device)
         self.model.configure(fused=cfg.MODEL.FUSED_ATTENTION)  # every trainer, without a line of its own
@@ -227,10 +236,12 @@ class ClipTrainer(TrainerX):
     def train(self):
         with self.stops.deferring():  # a signal stops the run after the current step
             self.before_train()
+            self.training_clock.start()
             for self.epoch in range(self.start_epoch, self.max_epoch):
                 self.before_epoch()
                 self.run_epoch()
                 self.after_epoch()
+            self.training_clock.stop()
         self.after_train()
 
     def run_epoch(self):
@@ -245,14 +256,17 @@ class ClipTrainer(TrainerX):
                 f"DATALOADER.TRAIN_X.BATCH_SIZE {self.cfg.DATALOADER.TRAIN_X.BATCH_SIZE})."
             )
         losses, batch_time, data_time = MetricMeter(), AverageMeter(), AverageMeter()
+        self.epoch_lr, epoch_start = self.get_current_lr(), time.time()  # the rate this epoch's steps use
         self.progress_bar = None
         if on_terminal():  # a bar on the terminal; log.txt keeps the plain lines
             desc = f"epoch {self.epoch + 1}/{self.max_epoch}"
-            self.progress_bar = tqdm(total=self.num_batches, initial=start, desc=desc, dynamic_ncols=True, leave=False)
+            self.progress_bar = tqdm(total=self.num_batches, initial=start, desc=desc, dynamic_ncols=True, leave=False,
+                                     bar_format=BAR_FORMAT)
         end = time.time()
         batches = iter(self.train_loader_x)
         try:
             for self.batch_idx, batch in enumerate(batches, start):
+                self.note_skipped(batch, "training uses the next readable image in its place")
                 data_time.update(time.time() - end)
                 losses.update(self.forward_backward(batch))
                 batch_time.update(time.time() - end)
@@ -263,6 +277,7 @@ class ClipTrainer(TrainerX):
             if self.progress_bar is not None:
                 self.progress_bar.close()
             stop_workers(batches)
+        print(epoch_summary(self.epoch + 1, self.max_epoch, losses, self.epoch_lr, time.time() - epoch_start))
 
     def log_step(self, losses, batch_time, data_time) -> None:
         """Dassl's progress line, every TRAIN.PRINT_FREQ steps, and the tensorboard scalars."""
@@ -280,8 +295,8 @@ class ClipTrainer(TrainerX):
             elif hasattr(sys.stdout, "write_file_only"):
                 sys.stdout.write_file_only(line + "\n")
         if self.progress_bar is not None:
-            shown = {name: f"{meter.avg:.4f}" for name, meter in losses.meters.items()}
-            self.progress_bar.set_postfix(shown, lr=f"{self.get_current_lr():.2e}", refresh=False)
+            averages = {name: meter.avg for name, meter in losses.meters.items()}
+            self.progress_bar.set_postfix_str(bar_postfix(averages), refresh=False)
             self.progress_bar.update(1)
         n_iter = self.epoch * self.num_batches + self.batch_idx
         for name, meter in losses.meters.items():
@@ -303,7 +318,7 @@ class ClipTrainer(TrainerX):
             self.save_rolling(progress)
 
     def stop_requested(self) -> bool:
-        """A SIGTERM/SIGINT received by any rank: every rank stops after the same step."""
+        """A SIGTERM/SIGINT/SIGHUP received by any rank: every rank stops after the same step."""
         stop = self.stops.requested is not None
         if self.dist.distributed:
             flag = torch.tensor([float(stop)], device=self.device)
@@ -363,6 +378,7 @@ class ClipTrainer(TrainerX):
 
     def forward_backward(self, batch) -> dict[str, float]:
         images, labels = self.parse_batch_train(batch)[:2]
+        self.training_clock.images += len(labels)
         with self.precision.autocast():
             loss, summary = self.train_loss(images, labels)
         self.model_zero_grad()
@@ -403,6 +419,7 @@ class ClipTrainer(TrainerX):
         Class-only text features are computed once for the whole split, not per batch. An
         evaluation of the test split also writes `result.json` to the output folder.
         """
+        started = time.monotonic()
         self.set_model_mode("eval")
         self.evaluator.reset()
         split = split or self.cfg.TEST.SPLIT
@@ -412,22 +429,50 @@ class ClipTrainer(TrainerX):
         with self.precision.autocast(), self.model.cached_text_features():
             cache = self.feature_cache(loader, split)
             if cache is not None:  # frozen image features, computed once across runs
-                features, labels, hit = cache.get(lambda: self.image_features(loader, split))
-                print(f"Frozen image features {'read from' if hit else 'written to'} {cache.path}")
+                features, labels, skipped, how = cache.get(lambda: self.image_features(loader, split))
+                if how != "not cached":  # (get said why in one line)
+                    print(f"Frozen image features {'read from' if how == 'read' else 'written to'} {cache.path}")
+                if how == "read":  # the images were not read this time: say again which were left out
+                    for path, reason in skipped:
+                        self.note_skipped({"skipped": [path], "skip_reason": [reason]}, self.left_out(split))
                 step = loader.batch_size or len(labels)
                 for i in range(0, len(labels), step):
                     logits = self.model.logits_from_image_features(features[i:i + step].to(self.device))
                     self.evaluator.process(logits.float(), labels[i:i + step].to(self.device))
             else:
+                skipped = []
                 for batch in tqdm(loader, desc=f"Evaluating ({split})", dynamic_ncols=True, disable=not on_terminal()):
+                    skipped += self.note_skipped(batch, self.left_out(split))
                     images, labels = self.parse_batch_test(batch)
-                    self.evaluator.process(self.model_inference(images), labels)
+                    outputs, keep = self.model_inference(images), counted_rows(batch)
+                    if keep is not None:  # an unreadable image's stand-in is not counted
+                        outputs, labels = outputs[keep.to(outputs.device)], labels[keep.to(labels.device)]
+                    self.evaluator.process(outputs, labels)
         results = self.evaluator.evaluate()
         for key, value in results.items():
             self.write_scalar(f"{split}/{key}", value, self.epoch)
+        if skipped:
+            print(f"{len(skipped)} unreadable image(s) left out of the {split} results "
+                  f"({len(loader.dataset) - len(skipped)} of {len(loader.dataset)} evaluated)")
         if split == "test" and self.dist.is_main:
-            self.write_result(results, num_images=len(loader.dataset))
+            self.write_result(results, num_images=len(loader.dataset) - len(skipped), skipped=[p for p, _ in skipped],
+                              eval_seconds=time.monotonic() - started)
         return list(results.values())[0]
+
+    @staticmethod
+    def left_out(split: str) -> str:
+        return f"left out of the {split} results"
+
+    def note_skipped(self, batch, consequence: str) -> list[tuple[str, str]]:
+        """Print each unreadable image of a batch once per run, as a log line (not a warning, which a
+        filter could hide); return this batch's (path, error class) pairs."""
+        found = skipped_in(batch)
+        for path, reason in found:
+            line = f"Skipped unreadable image {path} ({reason}): {consequence}"
+            if line not in self._skip_lines:
+                self._skip_lines.add(line)
+                print(line)
+        return found
 
     def feature_cache(self, loader, split):
         """The on-disk cache of this test set's frozen image features, or None where not used."""
@@ -435,37 +480,63 @@ class ClipTrainer(TrainerX):
         if not (cfg.MODEL.FEATURE_CACHE and feature_cache.uses_frozen_features(self.model)
                 and type(self).model_inference is ClipTrainer.model_inference):
             return None
-        backbone = resolve_checkpoint(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.CACHE_DIR or None)
-        key = dict(backbone=feature_cache.file_digest(backbone), encoder=type(self.model.image_encoder).__name__,
+        key = dict(backbone=self.backbone_digest(), kind=self.model.backbone_kind,
+                   encoder=type(self.model.image_encoder).__name__,
                    fused=bool(self.model.image_encoder.fused), dataset=cfg.DATASET.NAME, split=split,
                    items=feature_cache.items_digest(loader.dataset.data_source), transform=repr(loader.dataset.transform),
                    precision=self.precision.name, device=self.device.type)
         return feature_cache.FeatureCache(cfg.MODEL.FEATURE_CACHE_DIR or feature_cache.default_dir(), key)
 
-    def image_features(self, loader, split):
-        """(raw frozen image features, labels) of a whole split, in the loader's order."""
-        features, labels = [], []
-        for batch in tqdm(loader, desc=f"Image features ({split})", dynamic_ncols=True, disable=not on_terminal()):
-            images, batch_labels = self.parse_batch_test(batch)
-            features.append(self.model.image_encoder(images).cpu())
-            labels.append(batch_labels.cpu())
-        return torch.cat(features), torch.cat(labels)
+    def backbone_digest(self) -> str:
+        """sha256 of the backbone file (an OpenAI name: its downloaded file), recorded in checkpoints
+        and result.json: two CLIPs saved under one file name are told apart."""
+        if self._backbone_digest is None:
+            cfg = self.cfg
+            path = resolve_checkpoint(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.CACHE_DIR or None)
+            self._backbone_digest = feature_cache.file_digest(path)
+        return self._backbone_digest
 
-    def write_result(self, metrics, num_images: int) -> None:
+    def image_features(self, loader, split):
+        """(raw frozen image features, labels, skipped) of a whole split, in the loader's order, without
+        the stand-ins of unreadable images; `skipped`: their (path, error class)."""
+        features, labels, skipped = [], [], []
+        for batch in tqdm(loader, desc=f"Image features ({split})", dynamic_ncols=True, disable=not on_terminal()):
+            skipped += self.note_skipped(batch, self.left_out(split))
+            images, batch_labels = self.parse_batch_test(batch)
+            batch_features, batch_labels, keep = self.model.image_encoder(images).cpu(), batch_labels.cpu(), counted_rows(batch)
+            if keep is not None:
+                batch_features, batch_labels = batch_features[keep], batch_labels[keep]
+            features.append(batch_features)
+            labels.append(batch_labels)
+        return torch.cat(features), torch.cat(labels), skipped
+
+    def write_result(self, metrics, num_images: int, skipped: list[str] = (), *, eval_seconds: float) -> None:
         cfg = self.cfg
         run = {
             "trainer": type(self).__name__,
             "dataset": cfg.DATASET.NAME,
             "subsample_classes": cfg.DATASET.SUBSAMPLE_CLASSES,
-            "num_shots": cfg.DATASET.NUM_SHOTS,
+            "num_shots": cfg.DATASET.NUM_SHOTS,  # as asked: it names the run (shots_<K>); shots_used is what the data had
+            "shots_used": getattr(self.dm.dataset, "shots_used", None),
             "seed": cfg.SEED,
             "backbone": cfg.MODEL.BACKBONE.NAME,
+            "backbone_sha256": self.backbone_digest(),
             "num_classes": self.model.num_classes,
-            "num_images": num_images,
+            "num_images": num_images,  # evaluated: unreadable images skipped are not among them
+            "skipped_images": len(skipped),
+            "skipped_image_files": list(skipped),
             "epoch": self.model_epoch,  # epochs the evaluated weights were trained for
             **self.training_status,  # training_finished and max_epoch, when weights were trained or loaded
             **self.run_info,
+            "verified": self.unverified is None,  # false: weights from a checkpoint whose origin is unknown
+            "cost": cost.record(self.training_clock, eval_seconds, self.model, self.device),
         }
+        if self.unverified:
+            run["unverified_reason"] = self.unverified
+        if self.model.num_classes == 1:
+            run["one_class"] = True
+            print("warning: this evaluation has one class, so its accuracy is 100 % whatever the model predicts "
+                  "(recorded as one_class in result.json).")
         path = write_result(cfg.OUTPUT_DIR, metrics, run, cfg.dump())
         shots = f"{cfg.DATASET.NUM_SHOTS} shots" if cfg.DATASET.NUM_SHOTS > 0 else "all images"
         first = next(iter(metrics))
@@ -496,8 +567,10 @@ class ClipTrainer(TrainerX):
             "trainer": type(self).__name__,
             "classnames": list(self.model.classnames),
             "backbone": self.cfg.MODEL.BACKBONE.NAME,
+            "backbone_sha256": self.backbone_digest(),
             "config": flat_config(self.cfg),
             "training": self.training_extras(),  # training-only state; evaluation never reads it
+            "cost": self.training_clock.state_dict(),  # time and images so far, for result.json's cost
         }
 
     def training_extras(self) -> dict:
@@ -554,11 +627,15 @@ class ClipTrainer(TrainerX):
                 f"{', ...' if len(classnames) > 4 else ''}) than this run's {self.model.num_classes} "
                 "(check the dataset and DATASET.SUBSAMPLE_CLASSES)."
             )
-        backbone = state.get("backbone")
-        if backbone and not same_backbone(backbone, self.cfg.MODEL.BACKBONE.NAME):
-            raise UserError(
-                f"{path} was trained with backbone {backbone}, not {self.cfg.MODEL.BACKBONE.NAME} (MODEL.BACKBONE.NAME)."
-            )
+        backbone, digest, name = state.get("backbone"), state.get("backbone_sha256"), self.cfg.MODEL.BACKBONE.NAME
+        if digest:  # the file's content decides (a copy under another name is the same CLIP)
+            if digest != self.backbone_digest():
+                raise UserError(
+                    f"{path} was trained with backbone {backbone} (sha256 {digest[:12]}), not {name} "
+                    f"(sha256 {self.backbone_digest()[:12]}): another CLIP (MODEL.BACKBONE.NAME)."
+                )
+        elif backbone and not same_backbone(backbone, name):  # a checkpoint of an earlier release: names only
+            raise UserError(f"{path} was trained with backbone {backbone}, not {name} (MODEL.BACKBONE.NAME).")
 
     def _load(self, path: str, state: dict | None = None, same_classes: bool = False) -> dict:
         state = load_checkpoint(path) if state is None else state
@@ -585,6 +662,10 @@ class ClipTrainer(TrainerX):
         else:
             path = find_checkpoint(folder, epoch)
         state = self._load(path)
+        if "config" not in state:
+            self.unverified = (f"{path} is a checkpoint of an earlier release, which recorded no configuration: "
+                               "its classes, backbone and whether its training finished are unchecked")
+            print(f"Notice: {self.unverified}; result.json marks this evaluation \"verified\": false.")
         finished, max_epoch = state.get("finished"), state.get("max_epoch")
         if path == best and run_finished:  # the best epoch's weights are what the finished run deploys
             finished = True
@@ -624,13 +705,18 @@ class ClipTrainer(TrainerX):
             print("No checkpoint found, train from scratch")
             return 0
         path, state = found
-        if "config" in state:
-            differences = config_differences(state["config"], flat_config(self.cfg))
-            if differences:
-                raise ConfigError(
-                    f"Cannot resume from {path}: the run was started with another configuration: "
-                    f"{'; '.join(differences)}. Use the same values, or another --output-dir for a new run."
-                )
+        if "config" not in state:
+            raise ConfigError(
+                f"Cannot resume from {path}: it was written by an earlier release, which recorded no configuration, "
+                "so a changed one (learning rate, classes, seed ...) cannot be detected; train again in another "
+                f"--output-dir (or delete {folder})."
+            )
+        differences = config_differences(state["config"], flat_config(self.cfg))
+        if differences:
+            raise ConfigError(
+                f"Cannot resume from {path}: the run was started with another configuration: "
+                f"{'; '.join(differences)}. Use the same values, or another --output-dir for a new run."
+            )
         self._load(path, state, same_classes=True)
         if self.optim is not None and state.get("optimizer"):
             self.optim.load_state_dict(state["optimizer"])
@@ -645,6 +731,7 @@ class ClipTrainer(TrainerX):
         if state.get("best_result") is not None:
             self.best_result = state["best_result"]
         self.restore_training_extras(state.get("training") or {}, path)
+        self.training_clock.load_state_dict(state.get("cost") or {})
         progress = Progress(state["epoch"], state.get("step", 0))
         if progress.steps and self.train_sampler is None:
             raise CheckpointError(f"{path} is a mid-epoch checkpoint, which Dassl's loader for this sampler cannot resume.")
@@ -652,6 +739,36 @@ class ClipTrainer(TrainerX):
         at = f"epoch {progress.epochs + 1}" + (f", step {progress.steps + 1}" if progress.steps else "")
         print(f"Resumed from {path}: continuing at {at}")
         return progress.epochs
+
+
+# The training bar: steps, elapsed<ETA and the running loss terms. No rate or percentage, and no
+# learning rate (the same for a whole epoch; each epoch's summary line says it): their columns go to
+# SEP's six terms, so that its bar fits a 100-column terminal.
+BAR_FORMAT = "{desc} |{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+# Loss terms under short names in the bar.
+SHORT_NAMES = {"text_cons": "txt", "visual_cons": "vis", "logits_kl": "kl", "text_l1": "txt_l1",
+               "image_l1": "img_l1", "loss_t2i": "t2i"}
+
+
+def short_number(value: float) -> str:
+    """3 significant digits in as few columns as they take: 4.05, 12.5, 0.102, 7.81e-4."""
+    forms = (f"{value:.3g}", f"{value:.2e}")
+    return min((form.replace("e-0", "e-").replace("e+0", "e+") for form in forms), key=len)
+
+
+def bar_postfix(averages: dict[str, float]) -> str:
+    """The progress bar's postfix: each running average to 3 significant digits, short names."""
+    return " ".join(f"{SHORT_NAMES.get(name, name)}={short_number(value)}" for name, value in averages.items())
+
+
+def epoch_summary(epoch: int, max_epoch: int, losses, lr: float, seconds: float) -> str:
+    """The line that stays on screen (and in log.txt) when an epoch's bar closes."""
+    meters = losses.meters
+    parts = [f"loss {meters['loss'].avg:.4g}"] if "loss" in meters else []
+    if "acc" in meters:
+        parts.append(f"acc {meters['acc'].avg:.1f}%")
+    parts += [f"lr {lr:.3g}", f"{datetime.timedelta(seconds=round(seconds))}"]
+    return f"epoch {epoch}/{max_epoch} done: {', '.join(parts)}"
 
 
 def on_terminal() -> bool:

@@ -23,6 +23,7 @@ from clipprompt.models.sep import class_means
 
 from ._dassl import TRAINER_REGISTRY, build_data_loader
 from .base import ClipTrainer, on_terminal
+from .data import counted_rows
 
 
 @TRAINER_REGISTRY.register()
@@ -61,13 +62,18 @@ class SEP(ClipTrainer):
         features, labels = [], []
         with self.precision.autocast():
             for batch in tqdm(loader, desc="SEP prototypes (class means)", dynamic_ncols=True, disable=not on_terminal()):
+                self.note_skipped(batch, "left out of SEP's prototypes")
                 images, batch_labels = self.parse_batch_test(batch)
-                features.append(self.model.frozen_image_features(images))
+                batch_features, keep = self.model.frozen_image_features(images), counted_rows(batch)
+                if keep is not None:  # an unreadable image's stand-in is not counted twice
+                    batch_features, batch_labels = batch_features[keep.to(images.device)], batch_labels[keep.to(images.device)]
+                features.append(batch_features)
                 labels.append(batch_labels)
-        means = class_means(torch.cat(features), torch.cat(labels), self.model.num_classes)
+        labels = torch.cat(labels)
+        means = class_means(torch.cat(features), labels, self.model.num_classes)
         self.model.init_prototypes(means)
         self.set_model_mode("train")
-        print(f"SEP prototypes initialised from {len(loader.dataset):,} training images")
+        print(f"SEP prototypes initialised from {len(labels):,} training images")
 
     # ---- checkpoints: the prototypes travel in the checkpoint's training-only part ----------------
 

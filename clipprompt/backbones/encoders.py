@@ -1,16 +1,24 @@
 """CLIP's text and image encoders, run block by block so methods can change the tokens.
 
-Prompt methods (CoOp, CoCoOp, SEP, MPL, deep-prompt methods) differ only in what enters the
-encoder and in what happens to the token sequence before some blocks. These encoders run
-CLIP's own modules (embeddings, residual blocks, final norms and projections) and take:
+This module is the one interface every method uses, whatever library built the CLIP. Prompt
+methods (CoOp, CoCoOp, SEP, MPL, deep-prompt methods) differ only in what enters the encoder and
+in what happens to the token sequence before some blocks. These encoders run the library's own
+modules (embeddings, residual blocks, final norms and projections) and take:
 
 - `injections`: a mapping {block index: fn(tokens) -> tokens}; fn sees the batch-first
   sequence entering that block and returns the one the block runs on;
 - for images, `prompts`: extra tokens appended after the positional embedding (VPT style).
 
-With nothing injected they compute what `CLIP.encode_text` / `CLIP.encode_image` compute.
+With nothing injected they compute what the library's `encode_text` / `encode_image` compute.
 Attention runs through `scaled_dot_product_attention` with the blocks' own weights
-(`fused=True`), or through the blocks' `forward` exactly as CLIP does (`fused=False`).
+(`fused=True`), or through the blocks' own `forward` (`fused=False`, the exact path).
+
+What differs between libraries is small: how a block is called (sequence- or batch-first, where
+its causal mask lives), how the text features are projected and how the image tokens are read
+out. A library module (`openai.py` for `clip`, `openclip.py` for `open_clip`) subclasses
+`TextEncoder` / `ImageEncoder` for that and builds a `Backbone` (`interface.py`). An image
+encoder without tokens to prompt (ResNet CLIPs) is a `FrozenImageEncoder`, which calls the
+library's whole image tower.
 """
 
 from __future__ import annotations
@@ -21,23 +29,33 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._clip import clip_model
-
 Injections = Mapping[int, Callable[[Tensor], Tensor]]
 
 
-def run_block(block: clip_model.ResidualAttentionBlock, x: Tensor, causal: bool, fused: bool = True) -> Tensor:
-    """One CLIP residual block on batch-first tokens `x` (B, L, D)."""
-    if not fused:  # CLIP's own forward, sequence-first; clip slices its causal mask to L
-        return block(x.transpose(0, 1)).transpose(0, 1)
+def fusable(block: nn.Module) -> bool:
+    """A pre-norm block `x + attn(ln_1(x))`, `x + mlp(ln_2(x))` with a packed nn.MultiheadAttention
+    (clip's and open_clip's default block); other blocks always run through their own forward."""
+    attn = getattr(block, "attn", None)
+    return (
+        isinstance(attn, nn.MultiheadAttention)
+        and attn._qkv_same_embed_dim
+        and all(hasattr(block, name) for name in ("ln_1", "ln_2", "mlp"))
+    )
+
+
+def fused_block(block: nn.Module, x: Tensor, causal: bool) -> Tensor:
+    """One residual block on batch-first tokens `x` (B, L, D) through scaled_dot_product_attention,
+    with the block's weights and its optional layer scales `ls_1` / `ls_2` (open_clip)."""
     attn = block.attn
     batch, length, width = x.shape
     heads = attn.num_heads
     q, k, v = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
     q, k, v = (t.reshape(batch, length, heads, width // heads).transpose(1, 2) for t in (q, k, v))
     out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-    x = x + attn.out_proj(out.transpose(1, 2).reshape(batch, length, width))
-    return x + block.mlp(block.ln_2(x))
+    out = attn.out_proj(out.transpose(1, 2).reshape(batch, length, width))
+    x = x + (block.ls_1(out) if hasattr(block, "ls_1") else out)
+    out = block.mlp(block.ln_2(x))
+    return x + (block.ls_2(out) if hasattr(block, "ls_2") else out)
 
 
 def replace_tokens(values: Tensor, start: int) -> Callable[[Tensor], Tensor]:
@@ -64,26 +82,45 @@ def deep_prompt_injections(prompts: Sequence[Tensor], start: int, first_block: i
     return {first_block + k: replace_tokens(values, start) for k, values in enumerate(prompts)}
 
 
-def run_blocks(
-    blocks: nn.Sequential, x: Tensor, causal: bool, fused: bool, injections: Injections | None
-) -> Tensor:
-    for index, block in enumerate(blocks):
-        if injections and index in injections:
-            x = injections[index](x)
-        x = run_block(block, x, causal, fused)
-    return x
+class BlockRunner(nn.Module):
+    """Runs a tower's residual blocks one by one, with injections, fused or through their forward."""
+
+    causal: bool = False
+    fused: bool
+
+    def run_exact(self, block: nn.Module, x: Tensor) -> Tensor:
+        """The block's own forward on batch-first `x`, as the library's tower calls it."""
+        raise NotImplementedError
+
+    def run_blocks(self, x: Tensor, injections: Injections | None) -> Tensor:
+        for index, block in enumerate(self.blocks):
+            if injections and index in injections:
+                x = injections[index](x)
+            x = fused_block(block, x, self.causal) if self.fused and fusable(block) else self.run_exact(block, x)
+        return x
+
+    @property
+    def depth(self) -> int:
+        return len(self.blocks)
 
 
-class TextEncoder(nn.Module):
-    """CLIP's text transformer on token embeddings, so prompt vectors can replace words."""
+class TextEncoder(BlockRunner):
+    """A causal text transformer on token embeddings, so prompt vectors can replace words.
 
-    def __init__(self, clip: clip_model.CLIP, fused: bool = True):
+    Features are read at each prompt's EOS token (its position given by the caller: the
+    tokenizer's EOS is the highest id, so `tokens.argmax(-1)`), after the final norm.
+    """
+
+    causal = True
+
+    def __init__(self, token_embedding: nn.Embedding, positional_embedding: Tensor, blocks: nn.Module,
+                 ln_final: nn.Module, text_projection: Tensor | nn.Module, fused: bool = True):
         super().__init__()
-        self.token_embedding = clip.token_embedding
-        self.positional_embedding = clip.positional_embedding
-        self.blocks = clip.transformer.resblocks
-        self.ln_final = clip.ln_final
-        self.text_projection = clip.text_projection
+        self.token_embedding = token_embedding
+        self.positional_embedding = positional_embedding
+        self.blocks = blocks
+        self.ln_final = ln_final
+        self.text_projection = text_projection
         self.fused = fused
 
     @property
@@ -91,16 +128,17 @@ class TextEncoder(nn.Module):
         return self.positional_embedding.shape[1]
 
     @property
-    def depth(self) -> int:
-        return len(self.blocks)
-
-    @property
     def context_length(self) -> int:
         return self.positional_embedding.shape[0]
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.text_projection.dtype
+        projection = self.text_projection
+        return (projection.weight if isinstance(projection, nn.Linear) else projection).dtype
+
+    def project(self, x: Tensor) -> Tensor:
+        projection = self.text_projection
+        return projection(x) if isinstance(projection, nn.Module) else x @ projection
 
     def embed(self, tokens: Tensor) -> Tensor:
         """Word embeddings of token ids, in the encoder's dtype, on the encoder's device.
@@ -117,27 +155,27 @@ class TextEncoder(nn.Module):
         """
         length = embeddings.shape[1]
         x = embeddings.to(self.dtype) + self.positional_embedding[:length].to(self.dtype)
-        x = run_blocks(self.blocks, x, causal=True, fused=self.fused, injections=injections)
-        x = self.ln_final(x)
-        x = x[torch.arange(x.shape[0], device=x.device), eos_positions]
-        return x @ self.text_projection
+        x = self.ln_final(self.run_blocks(x, injections))
+        return self.project(x[torch.arange(x.shape[0], device=x.device), eos_positions])
 
     def encode_tokens(self, tokens: Tensor) -> Tensor:
         """Features of tokenized text, like `CLIP.encode_text`."""
         return self(self.embed(tokens), tokens.argmax(dim=-1))
 
 
-class ImageEncoder(nn.Module):
-    """CLIP's vision transformer with optional prompt tokens and per-block injections."""
+class ImageEncoder(BlockRunner):
+    """A vision transformer ([CLS] + patch tokens) with optional prompt tokens and per-block injections.
 
-    def __init__(self, visual: nn.Module, fused: bool = True):
+    A library subclass gives `input_resolution`, `readout(tokens)` (the last block's output ->
+    features) and `run_exact`; `ln_pre` / `ln_post` are the tower's own norms.
+    """
+
+    has_tokens = True
+
+    def __init__(self, visual: nn.Module, blocks: nn.Module, fused: bool = True):
         super().__init__()
-        if not isinstance(visual, clip_model.VisionTransformer):
-            raise TypeError(
-                f"Prompted image encoders need a ViT CLIP backbone, got {type(visual).__name__}; "
-                "use a ViT model (ViT-B/32, ViT-B/16, ViT-L/14, ...)."
-            )
         self.visual = visual
+        self.blocks = blocks
         self.fused = fused
 
     @property
@@ -145,12 +183,13 @@ class ImageEncoder(nn.Module):
         return self.visual.conv1.out_channels
 
     @property
-    def depth(self) -> int:
-        return len(self.visual.transformer.resblocks)
+    def num_tokens(self) -> int:
+        """[CLS] + patch tokens."""
+        return self.visual.positional_embedding.shape[0]
 
     @property
     def input_resolution(self) -> int:
-        return self.visual.input_resolution
+        raise NotImplementedError
 
     @property
     def dtype(self) -> torch.dtype:
@@ -163,6 +202,14 @@ class ImageEncoder(nn.Module):
         cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         return torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
 
+    def readout(self, tokens: Tensor) -> Tensor:
+        """Image features (B, embed_dim) from the last block's output."""
+        raise NotImplementedError
+
+    def patch_tokens(self, tokens: Tensor) -> Tensor:
+        """The last block's patch tokens after the final norm (B, N, width) (MPL's FTP reads them)."""
+        return self.visual.ln_post(tokens[:, 1:])
+
     def forward(
         self,
         images: Tensor,
@@ -174,10 +221,38 @@ class ImageEncoder(nn.Module):
 
         With `return_tokens`, also the last block's output sequence (B, 1 + N + P, width).
         """
-        visual = self.visual
         x = self.embed(images)
         if prompts is not None:
             x = torch.cat([x, prompts.to(x.dtype).expand(x.shape[0], -1, -1)], dim=1)
-        tokens = run_blocks(visual.transformer.resblocks, visual.ln_pre(x), False, self.fused, injections)
-        features = visual.ln_post(tokens[:, 0]) @ visual.proj
+        tokens = self.run_blocks(self.visual.ln_pre(x), injections)
+        features = self.readout(tokens)
         return (features, tokens) if return_tokens else features
+
+
+class FrozenImageEncoder(nn.Module):
+    """An image tower used whole (`visual(images)`), for towers without tokens to prompt (ResNet
+    CLIPs): the frozen, unprompted image side of ZeroshotCLIP, CoOp, CoCoOp, KgCoOp and TCP."""
+
+    has_tokens = False
+    depth = 0  # no blocks to prompt
+
+    def __init__(self, visual: nn.Module, input_resolution: int, description: str, fused: bool = True):
+        super().__init__()
+        self.visual = visual
+        self._input_resolution = input_resolution
+        self.description = description  # for errors: "a ResNet (ModifiedResNet)"
+        self.fused = fused  # no attention of ours to fuse; kept so `configure(fused=...)` treats every encoder alike
+
+    @property
+    def input_resolution(self) -> int:
+        return self._input_resolution
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.visual.parameters()).dtype
+
+    def forward(self, images: Tensor, prompts: Tensor | None = None, injections: Injections | None = None,
+                return_tokens: bool = False) -> Tensor:
+        if prompts is not None or injections or return_tokens:
+            raise ValueError(f"The image encoder is {self.description}: it has no tokens to prompt or return")
+        return self.visual(images.to(self.dtype))

@@ -1,8 +1,12 @@
-"""Load a CLIP model from a published name or a local checkpoint file.
+"""Load a CLIP model from `MODEL.BACKBONE.NAME`: which library, which weights.
 
-`MODEL.BACKBONE.NAME` is either one of `clip.available_models()` (downloaded once into a cache
-folder) or a path to a checkpoint: an OpenAI JIT archive or a plain state dict. Either way the
-model is rebuilt with `clip.model.build_model`, so every trainer sees the same eager `clip.model.CLIP`.
+- one of `clip.available_models()` (`ViT-B/16`, `RN50`, ...: downloaded once into a cache folder)
+  or a path to a checkpoint: an OpenAI JIT archive or a plain state dict. Either way the model is
+  rebuilt with `clip.model.build_model`, so every trainer sees the same eager `clip.model.CLIP`;
+- `openclip:<ARCHITECTURE>:<WEIGHTS>`: an open_clip model, loaded by open_clip itself
+  (`clipprompt.backbones.openclip`, the `[openclip]` extra).
+
+Methods never see the library: `interface.as_backbone` gives them the encoders.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from . import openclip
 from ._clip import clip, clip_api, clip_model
 from ..errors import UserError
 
@@ -34,6 +39,8 @@ def default_cache_dir() -> str:
 
 def resolve_checkpoint(name: str, cache_dir: str | None = None) -> str:
     """Return a local file for `name`, downloading a published model on first use."""
+    if openclip.is_openclip_name(name):
+        return openclip.resolve_weights(name, cache_dir)
     path = Path(os.path.expanduser(str(name)))
     if path.is_file():
         return str(path)
@@ -41,7 +48,8 @@ def resolve_checkpoint(name: str, cache_dir: str | None = None) -> str:
         return download_named_model(name, cache_dir or default_cache_dir())
     raise BackboneError(
         f"MODEL.BACKBONE.NAME {name!r} is neither a CLIP model name nor an existing file. "
-        f"Known names: {', '.join(clip.available_models())}; or give the path to a checkpoint file."
+        f"Known names: {', '.join(clip.available_models())}; or give the path to a checkpoint file, "
+        "or an open_clip model as openclip:<ARCHITECTURE>:<WEIGHTS>."
     )
 
 
@@ -145,8 +153,11 @@ def load_clip(
     cache_dir: str | None = None,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
-) -> clip_model.CLIP:
-    """Load CLIP `name` (model name or file) onto `device`; `dtype` float16 uses CLIP's own recipe."""
+) -> torch.nn.Module:
+    """Load CLIP `name` (model name, file or open_clip name) onto `device`; `dtype` float16 uses the
+    library's own recipe. Returns the library's model (`clip.model.CLIP` or open_clip's CLIP)."""
+    if openclip.is_openclip_name(name):
+        return openclip.load(name, cache_dir, device, dtype)
     model = build_clip(read_state_dict(resolve_checkpoint(name, cache_dir))).to(device)
     if dtype == torch.float16:
         clip_model.convert_weights(model)  # matmul weights in fp16, LayerNorms and embeddings in fp32

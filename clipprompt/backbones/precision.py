@@ -8,7 +8,6 @@ which autocast context the forward pass runs under, so model code never casts mo
 from __future__ import annotations
 
 import contextlib
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +23,7 @@ class Precision:
     device_type: str
     weight_dtype: torch.dtype = torch.float32
     autocast_dtype: torch.dtype | None = None
+    fallback: str = ""  # why the precision asked for was replaced, for a one-line notice; "" if it was not
 
     @property
     def uses_grad_scaler(self) -> bool:
@@ -41,8 +41,8 @@ def resolve_precision(name: str, device: torch.device | str) -> Precision:
 
     - fp32: fp32 weights, no autocast.
     - fp16: fp16 weights (the CoOp recipe) and fp16 autocast, so the learned fp32 modules
-            meet fp16 activations without hand casts; CUDA only, fp32 on the CPU with a warning.
-    - amp:  fp32 weights, fp16 autocast and a grad scaler; CUDA only, fp32 on the CPU with a warning.
+            meet fp16 activations without hand casts; CUDA only, fp32 on the CPU (`fallback` says so).
+    - amp:  fp32 weights, fp16 autocast and a grad scaler; CUDA only, fp32 on the CPU (`fallback` says so).
     - bf16: fp32 weights, bf16 autocast; works on the CPU and the GPU.
     """
     name = str(name).lower()
@@ -50,12 +50,9 @@ def resolve_precision(name: str, device: torch.device | str) -> Precision:
         raise ValueError(f"Unknown precision {name!r}: PREC must be one of {', '.join(PRECISIONS)}")
     device_type = torch.device(device).type
     if name in ("fp16", "amp") and device_type != "cuda":
-        warnings.warn(
-            f"PREC {name} needs a CUDA device; running in fp32 on {device_type} instead "
-            "(use PREC bf16 for reduced precision on the CPU).",
-            stacklevel=2,
-        )
-        name = "fp32"
+        fallback = (f"PREC {name} needs a CUDA device; running in fp32 on {device_type} instead "
+                    "(use PREC bf16 for reduced precision on the CPU).")
+        return Precision("fp32", device_type, fallback=fallback)
     if name == "fp16":
         return Precision(name, device_type, weight_dtype=torch.float16, autocast_dtype=torch.float16)
     if name == "amp":

@@ -6,10 +6,11 @@ objects, so everything that can go wrong is testable here.
 from __future__ import annotations
 
 import os
+from collections import Counter, defaultdict
 from typing import TypedDict
 
 from .catalog import DatasetSpec, Layout, get_spec
-from .errors import DatasetError
+from .errors import DataConfigError, DatasetError
 from .fewshot import load_or_create_few_shot
 from .records import (
     check_images_exist,
@@ -35,6 +36,8 @@ class DatasetSplits(TypedDict):
     test: list[Record]
     classnames: list[str]
     template: str
+    shots_used: int | None  # the most training images of a class after few-shot sampling; None: all asked
+    notes: list[str]  # what the run should say in its log (fewer shots than asked, shared class names)
 
 
 def dataset_paths(spec: DatasetSpec, root: str) -> tuple[str, str]:
@@ -70,7 +73,7 @@ def prepare_command(spec: DatasetSpec, root: str) -> str:
 
 
 def check_dataset_folder(spec: DatasetSpec, root: str) -> None:
-    """The data root and the dataset's folder in it exist; if not, say how to get them."""
+    """The data root and the dataset's folder in it exist; if not, say how to get them (once)."""
     dataset_dir, _ = dataset_paths(spec, root)
     data_root = os.path.dirname(dataset_dir)
     get_it = f"download it with `{prepare_command(spec, root)}`"
@@ -78,9 +81,23 @@ def check_dataset_folder(spec: DatasetSpec, root: str) -> None:
         given = f"--root / DATASET.ROOT {root!r}" if root else "no --root given, so the current folder"
         state = "is not a folder" if os.path.exists(data_root) else "does not exist"
         raise DatasetError(data_root, f"the data root ({given}) holding {spec.dataset_dir}/, but it {state}; "
-                           f"{get_it}", spec.hint)
+                           f"{get_it}", spec.sources)
     if not os.path.isdir(dataset_dir):
-        raise DatasetError(dataset_dir, f"the {spec.name} dataset folder; {get_it}", spec.hint)
+        if root_is_dataset_folder(spec, data_root):
+            parent = os.path.dirname(os.path.normpath(root)) or "."
+            raise DataConfigError(
+                f"--root {root} is the {spec.name} dataset folder itself; --root should be the folder that "
+                f"contains {spec.dataset_dir}/, i.e. {parent}"
+            )
+        raise DatasetError(dataset_dir, f"the {spec.name} dataset folder; {get_it}", spec.sources)
+
+
+def root_is_dataset_folder(spec: DatasetSpec, folder: str) -> bool:
+    """Whether `folder` (given as the data root) is the dataset's own folder: its name, or its files."""
+    if os.path.basename(folder) == spec.dataset_dir:
+        return True
+    expected = [name for name in (spec.split_file, spec.image_dir) if name]
+    return bool(expected) and all(os.path.exists(os.path.join(folder, name)) for name in expected)
 
 
 def split_source(spec: DatasetSpec, root: str) -> str:
@@ -140,6 +157,33 @@ def collect_classnames(*splits: list[Record], source: str, hint: str) -> list[st
     return [names[label] for label in range(len(names))]
 
 
+def shared_class_names(splits: dict[str, list[Record]], source: str) -> list[str]:
+    """One line per class name that several labels carry. Their prompts are identical, so no prompt can
+    tell them apart: a warning, not an error, so that a benchmark whose names are ambiguous on
+    purpose still runs as published (docs: DATASETS.md)."""
+    labels: dict[str, set[int]] = defaultdict(set)
+    for split in splits.values():
+        for record in split:
+            labels[record.classname].add(record.label)
+    return [f"class name {name!r} is shared by labels {', '.join(map(str, sorted(shared)))} in {source}: their "
+            "prompts are identical, so a prompt-based model cannot tell these classes apart; rename one of them there."
+            for name, shared in labels.items() if len(shared) > 1]
+
+
+def shots_note(train: list[Record], num_shots: int) -> tuple[int | None, list[str]]:
+    """(the most training images of a class, a line when some classes have fewer than `num_shots`)."""
+    per_class = Counter(record.label for record in train)
+    if num_shots < 1 or not per_class:
+        return None, []
+    used = max(per_class.values())
+    short = sorted(count for count in per_class.values() if count < num_shots)
+    if not short:
+        return used, []
+    counts = f"{short[0]} each" if short[0] == short[-1] else f"{short[0]} to {short[-1]}"
+    return used, [f"DATASET.NUM_SHOTS {num_shots}: {len(short)} of {len(per_class)} classes have fewer training "
+                  f"images ({counts}); all of theirs are used (recorded as shots_used {used} in result.json)."]
+
+
 def build_splits(
     name: str,
     root: str,
@@ -159,6 +203,7 @@ def build_splits(
     dataset_dir, image_dir = dataset_paths(spec, root)
     raw = read_raw_splits(spec, root)
     check_labels(raw, split_source(spec, root), spec.hint, needs_train=not spec.test_only)
+    notes = shared_class_names(raw, split_source(spec, root))
     train, val, test = raw["train"], raw["val"], raw["test"]
 
     if spec.test_only:
@@ -180,6 +225,8 @@ def build_splits(
     if not test:
         raise DatasetError(image_dir, f"at least one {spec.name} test image", spec.hint)
     classnames = collect_classnames(train, val, test, source=dataset_dir, hint=spec.hint)
+    shots_used, fewer = shots_note(train, -1 if spec.test_only else num_shots)
     return DatasetSplits(
-        train=train, val=val, test=test, classnames=classnames, template=spec.template
+        train=train, val=val, test=test, classnames=classnames, template=spec.template,
+        shots_used=shots_used, notes=[*fewer, *notes],
     )

@@ -91,12 +91,17 @@ class DatasetSpec:
         return f"DATASETS.md#{self.name.lower()}"
 
     @property
+    def sources(self) -> str:
+        """Where the data come from: the DATASETS.md section, the images, the split file."""
+        sources = f"see {self.docs}; images: {self.source}"
+        if self.split_source:
+            sources += f"; {self.split_file}: {self.split_source}"
+        return sources
+
+    @property
     def hint(self) -> str:
         """Where to get the data; ends every error message about this dataset."""
-        hint = f"see {self.docs}; images: {self.source}"
-        if self.split_source:
-            hint += f"; {self.split_file}: {self.split_source}"
-        return hint + f"; or download it: {self.prepare_command}"
+        return f"{self.sources}; or download it: {self.prepare_command}"
 
     @property
     def prepare_command(self) -> str:

@@ -332,11 +332,23 @@ def place_archive(fetch: Fetch, archive: str, dataset_dir: str) -> None:
             raise PrepareError(f"{os.path.basename(archive)} does not contain "
                                f"{fetch.provides!r}; is it the right archive?")
         for name in os.listdir(holder):
-            dst = os.path.join(dataset_dir, name)
+            src, dst = os.path.join(holder, name), os.path.join(dataset_dir, name)
             if not os.path.exists(dst):
-                shutil.move(os.path.join(holder, name), dst)
+                shutil.move(src, dst)
+            elif os.path.isdir(src) and os.path.isdir(dst):
+                _add_missing(src, dst)  # a partly extracted folder: fill its gaps
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _add_missing(src: str, dst: str) -> None:
+    """Move the files of ``src`` that ``dst`` lacks into it; a file already there is never replaced."""
+    for folder, _, files in os.walk(src):
+        target = os.path.join(dst, os.path.relpath(folder, src))
+        for name in files:
+            if not os.path.exists(os.path.join(target, name)):
+                os.makedirs(target, exist_ok=True)
+                shutil.move(os.path.join(folder, name), os.path.join(target, name))
 
 
 def _exists_any(dataset_dir: str, fetch: Fetch) -> bool:
@@ -344,9 +356,10 @@ def _exists_any(dataset_dir: str, fetch: Fetch) -> bool:
                for p in (fetch.provides, *fetch.also_ok))
 
 
-def obtain(fetch: Fetch, dataset_dir: str) -> None:
-    """Make ``fetch.provides`` exist in ``dataset_dir`` (download, unpack, place)."""
-    if _exists_any(dataset_dir, fetch):
+def obtain(fetch: Fetch, dataset_dir: str, *, repair: bool = False) -> None:
+    """Make ``fetch.provides`` exist in ``dataset_dir`` (download, unpack, place). With ``repair`` an
+    archive is fetched and unpacked even where its folder exists, adding the files it lacks."""
+    if _exists_any(dataset_dir, fetch) and not repair:
         return
     downloads = os.path.join(dataset_dir, DOWNLOADS)
     path = fetch_file(fetch, downloads)

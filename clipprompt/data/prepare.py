@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -67,12 +68,41 @@ def prepare_dataset(spec: DatasetSpec, root: str, recipe: Recipe, *, force: bool
     if missing_manual or errors:
         return False
     report = verify(spec, root, recipe.num_classes, open_images=False)
+    archives = [fetch for fetch in recipe.fetches if fetch.archive]
+    if report.missing and force and archives:  # partly extracted: unpack again, adding what is missing
+        print(f"{spec.name}: repairing {len(report.missing)} missing images: unpacking "
+              f"{', '.join(fetch.filename for fetch in archives)} again", flush=True)
+        try:
+            for fetch in archives:
+                obtain(fetch, dataset_dir, repair=True)
+        except PrepareError as exc:
+            print(f"{spec.name}: FAILED: {exc}", flush=True)
+            return False
+        report = verify(spec, root, recipe.num_classes, open_images=False)
     print_report(spec, report)
+    if report.missing and not force:
+        print(f"  {len(report.missing)} listed images are missing (an interrupted download or unpacking?); "
+              f"repair with: python -m clipprompt.data.prepare {spec.config} --root {root} --force "
+              "(downloads and unpacks its archives again, adding only the missing files)", flush=True)
     if not report.ok:
         return False
     _write_marker(dataset_dir, report)
     shutil.rmtree(os.path.join(dataset_dir, DOWNLOADS), ignore_errors=True)
     return True
+
+
+def check_root(root: str) -> None:
+    """The data root is a folder this process can write in (created when absent), or one line why not."""
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise DataConfigError(f"--root {root} cannot hold the datasets: it is a file, not a folder; "
+                              "give the folder that holds (or will hold) them")
+    try:
+        os.makedirs(root, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as exc:
+        raise DataConfigError(f"--root {root} cannot hold the datasets: {exc.strerror or exc} "
+                              f"({exc.filename or root}); give a folder you can write in") from None
 
 
 def check_dataset(spec: DatasetSpec, root: str, recipe: Recipe) -> bool:
@@ -128,7 +158,8 @@ def main(argv: Sequence[str] | None = None, *, recipes: Mapping[str, Recipe] | N
     parser.add_argument("--check", action="store_true",
                         help="verify existing folders only (open every image), download nothing")
     parser.add_argument("--force", action="store_true",
-                        help="verify again even if a dataset is marked prepared")
+                        help="verify again even if a dataset is marked prepared; a partly extracted dataset "
+                        "is repaired (its archives downloaded and unpacked again, adding only missing files)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print every file and URL that would be tried, in order; download nothing")
     args = parser.parse_args(argv)
@@ -143,6 +174,12 @@ def main(argv: Sequence[str] | None = None, *, recipes: Mapping[str, Recipe] | N
         for spec in specs:
             dry_run(spec, root, recipes.get(spec.name, Recipe(spec.name)))
         return 0
+    if not args.check:
+        try:
+            check_root(root)
+        except DataConfigError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     failed = []
     for spec in specs:
         recipe = recipes.get(spec.name, Recipe(spec.name, num_classes=spec.num_classes))

@@ -7,16 +7,20 @@ the model that takes them: `CoOp(clip, classnames, CoOpOptions(n_ctx=4))`.
 from .base import PromptedCLIP
 from .cocoop import CoCoOp, CoCoOpOptions
 from .coop import ContextOptions, CoOp, CoOpOptions
+from .ivlp import IVLP, IVLPOptions
 from .kgcoop import KgCoOp, KgCoOpOptions
 from .maple import MaPLe, MaPLeOptions
 from .mpl import MPL, MPLOptions
+from .prograd import ProGrad, ProGradOptions
 from .promptsrc import PromptSRC, PromptSRCOptions
 from .sep import SEP, SEPOptions
 from .tcp import TCP, TCPOptions
+from .vpt import VPT, VPTOptions
 from .zeroshot import ZeroshotCLIP, ZeroshotCLIPOptions
 
 __all__ = [
-    "PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "TCP", "MaPLe", "PromptSRC", "SEP", "MPL",
-    "ContextOptions", "ZeroshotCLIPOptions", "CoOpOptions", "CoCoOpOptions", "KgCoOpOptions", "TCPOptions",
-    "MaPLeOptions", "PromptSRCOptions", "SEPOptions", "MPLOptions",
+    "PromptedCLIP", "ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "VPT", "IVLP", "MaPLe", "PromptSRC", "SEP",
+    "MPL", "ContextOptions", "ZeroshotCLIPOptions", "CoOpOptions", "CoCoOpOptions", "KgCoOpOptions", "TCPOptions",
+    "ProGradOptions",
+    "VPTOptions", "IVLPOptions", "MaPLeOptions", "PromptSRCOptions", "SEPOptions", "MPLOptions",
 ]

@@ -17,25 +17,36 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..backbones._clip import clip_model
-from ..backbones.encoders import ImageEncoder, TextEncoder
+from ..backbones.encoders import FrozenImageEncoder, ImageEncoder, TextEncoder
+from ..backbones.interface import Backbone, as_backbone
+from ..errors import ConfigError
 from ..prompts import ClassPrompts, template_tokens
 
 DEFAULT_TEMPLATE = "a photo of a {}."  # hand-crafted prompt when a dataset has none of its own
+# The methods whose image side is the frozen, unprompted encoder: they run on any image tower
+# (ResNet CLIPs too); the others prompt the image tokens of a ViT (`require_image_tokens`).
+FROZEN_IMAGE_METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP")
 
 
 class PromptedCLIP(nn.Module):
-    """A frozen CLIP plus whatever a method learns; only the learned part is trainable."""
+    """A frozen CLIP plus whatever a method learns; only the learned part is trainable.
 
-    def __init__(self, clip: clip_model.CLIP, classnames: Sequence[str]):
+    `clip` is a model of `clip` or `open_clip` (or its `Backbone`); the method sees its encoders only.
+    """
+
+    def __init__(self, clip: nn.Module | Backbone, classnames: Sequence[str]):
         super().__init__()
         if not classnames:
             raise ValueError("The class list is empty: nothing to classify")
         self.classnames = list(classnames)
-        self.text_encoder = TextEncoder(clip).requires_grad_(False)
-        self.image_encoder = ImageEncoder(clip.visual).requires_grad_(False)
-        self.register_buffer("logit_scale", clip.logit_scale.detach().exp().float(), persistent=False)
+        backbone = as_backbone(clip)
+        self.backbone_kind = backbone.kind
+        self.embed_dim = backbone.embed_dim
+        self.text_encoder = backbone.text.requires_grad_(False)
+        self.image_encoder = backbone.image.requires_grad_(False)
+        self.register_buffer("logit_scale", backbone.logit_scale.detach().exp().float().reshape(()), persistent=False)
         self._text_cache: Tensor | None = None
+        self._frozen_prompts: tuple[tuple, Tensor] | None = None  # (template, paths, device), features
         self.eos_cut = True
 
     def configure(self, *, eos_cut: bool | None = None, fused: bool | None = None) -> "PromptedCLIP":
@@ -47,7 +58,7 @@ class PromptedCLIP(nn.Module):
         for module in self.modules():
             if eos_cut is not None and isinstance(module, ClassPrompts):
                 module.cut = eos_cut
-            if fused is not None and isinstance(module, (TextEncoder, ImageEncoder)):
+            if fused is not None and isinstance(module, (TextEncoder, ImageEncoder, FrozenImageEncoder)):
                 module.fused = fused
         if eos_cut is not None:
             self.eos_cut = eos_cut
@@ -56,6 +67,15 @@ class PromptedCLIP(nn.Module):
     @property
     def num_classes(self) -> int:
         return len(self.classnames)
+
+    def require_image_tokens(self) -> None:
+        """Refuse, in one line, an image tower without tokens to prompt (a ResNet CLIP)."""
+        if not self.image_encoder.has_tokens:
+            raise ConfigError(
+                f"{type(self).__name__} prompts the image encoder's tokens, but this CLIP's image encoder is "
+                f"{self.image_encoder.description} ({self.backbone_kind}); use a ViT backbone, or a method whose "
+                f"image side is frozen: {', '.join(FROZEN_IMAGE_METHODS)}."
+            )
 
     def class_text_features(self) -> Tensor | None:
         """Normalized text features (n_cls, embed_dim) if they depend on the classes only."""
@@ -76,6 +96,22 @@ class PromptedCLIP(nn.Module):
             yield
         finally:
             self._text_cache = None
+
+    @torch.no_grad()
+    def frozen_prompt_features(self, template: str) -> Tensor:
+        """Frozen CLIP's normalized fp32 features of `template` for each class (VPT's text side,
+        ProGrad's zero-shot teacher), computed once and again only when the template, the paths
+        (`configure`) or the device change. On the exact path they are `CLIP.encode_text`'s bits."""
+        device = self.logit_scale.device
+        key = (template, self.eos_cut, self.text_encoder.fused, device)
+        if self._frozen_prompts is None or self._frozen_prompts[0] != key:
+            tokens = template_tokens(template, self.classnames, self.text_encoder.context_length)
+            if not self.eos_cut:
+                tokens = F.pad(tokens, (0, self.text_encoder.context_length - tokens.shape[1]))
+            with torch.autocast(device.type, enabled=False):
+                features = normalize(self.text_encoder.encode_tokens(tokens.to(device)).float())
+            self._frozen_prompts = key, features
+        return self._frozen_prompts[1]
 
     def logits(self, image_features: Tensor, text_features: Tensor) -> Tensor:
         """Scaled cosine similarities in fp32 of normalized features (see `cosine_logits`)."""

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..backbones._clip import clip_model
 from ..backbones.encoders import TextEncoder
 from ..options import option, register_options
 from .base import normalize
@@ -53,9 +52,9 @@ class CoCoOp(CoOp):
 
     options: CoCoOpOptions
 
-    def __init__(self, clip: clip_model.CLIP, classnames: Sequence[str], options: CoCoOpOptions | None = None):
+    def __init__(self, clip: nn.Module, classnames: Sequence[str], options: CoCoOpOptions | None = None):
         super().__init__(clip, classnames, options or CoCoOpOptions())
-        self.meta_net = MetaNet(clip.text_projection.shape[1], self.text_encoder.width)
+        self.meta_net = MetaNet(self.embed_dim, self.text_encoder.width)
 
     def class_text_features(self) -> None:
         return None  # the prompts depend on the image: nothing to cache per class

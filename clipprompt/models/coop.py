@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..backbones._clip import clip_model
 from ..options import MethodOptions, option, register_options
 from ..prompts import POSITIONS, ClassPrompts, init_context
 from .base import PromptedCLIP, normalize
@@ -35,7 +34,7 @@ class CoOp(PromptedCLIP):
 
     `forward` is `PromptedCLIP`'s: logits against the (cached) class text features."""
 
-    def __init__(self, clip: clip_model.CLIP, classnames: Sequence[str], options: ContextOptions | None = None):
+    def __init__(self, clip: nn.Module, classnames: Sequence[str], options: ContextOptions | None = None):
         super().__init__(clip, classnames)
         self.options = options = options or CoOpOptions()
         options.validate()  # also when built in Python rather than from a config node

@@ -1,5 +1,6 @@
-"""What MaPLe and PromptSRC share: a text prompt that starts from CTX_INIT's words, deep prompts
-on both encoders, and the authors' fp16 rounding of those prompts (HALF_PROMPTS).
+"""What the deep-prompt methods share (VPT, IVLP, MaPLe, PromptSRC): deep visual prompts, a text
+prompt that starts from CTX_INIT's words with deep text prompts, and the authors' fp16 rounding of
+those prompts (HALF_PROMPTS).
 
 The text prompt reads `[SOS] p_1..p_n <rest of CTX_INIT> <class>. [EOS]`: p learned, and the words
 of CTX_INIT after its first n tokens stay fixed words before every class name (the authors' code
@@ -38,7 +39,36 @@ def split_init(text_encoder, n_ctx: int, ctx_init: str, key: str) -> tuple[Tenso
     return words[:n_ctx].clone(), rest
 
 
-class DeepPromptedCLIP(PromptedCLIP):
+class DeepVisualPrompts(PromptedCLIP):
+    """Deep visual prompts (VPT-deep): tokens appended to the image's and replaced before deeper blocks.
+
+    A subclass has `options.half_prompts`, implements `image_features(images)` (with
+    `encode_prompted_images`) and the class text features.
+    """
+
+    def as_prompt(self, values: Tensor, batch: int) -> Tensor:
+        """`values` (n, width) for each of `batch` sequences.
+
+        With HALF_PROMPTS they are copied per sequence and then cast to fp16, in that order, as the
+        authors' code does (the gradients are then rounded per sequence before they are summed).
+        """
+        return values.expand(batch, *values.shape).half() if self.options.half_prompts else values
+
+    def encode_prompted_images(self, images: Tensor, visual_prompts: list[Tensor]) -> Tensor:
+        """Normalized image features with `visual_prompts[0]` appended at the input and
+        `visual_prompts[k]` at the prompt positions before block k, each (n, image width)."""
+        first, *deep = [self.as_prompt(p, images.shape[0]) for p in visual_prompts]
+        injections = deep_prompt_injections(deep, start=-first.shape[-2])
+        return normalize(self.image_encoder(images, prompts=first, injections=injections))
+
+    def image_features(self, images: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.logits(self.image_features(images), self.text_features())
+
+
+class DeepPromptedCLIP(DeepVisualPrompts):
     """A text prompt `ctx` with deeper text prompts `deep_text`, visual prompts from the subclass.
 
     A subclass calls `init_text_prompt`, creates `deep_text` (an `nn.ParameterList`, one per
@@ -57,29 +87,8 @@ class DeepPromptedCLIP(PromptedCLIP):
         names = [f"{self.fixed_words} {name}" if self.fixed_words else name for name in self.classnames]
         self.prompts = ClassPrompts(self.text_encoder, names, n_ctx)
 
-    def as_prompt(self, values: Tensor, batch: int) -> Tensor:
-        """`values` (n, width) for each of `batch` sequences.
-
-        With HALF_PROMPTS they are copied per sequence and then cast to fp16, in that order, as the
-        authors' code does (the gradients are then rounded per sequence before they are summed).
-        """
-        return values.expand(batch, *values.shape).half() if self.options.half_prompts else values
-
     def class_text_features(self) -> Tensor:
         embeddings = self.prompts.assemble(self.ctx)
         deep = [self.as_prompt(p, self.num_classes) for p in self.deep_text]
         injections = deep_prompt_injections(deep, start=1)
         return normalize(self.text_encoder(embeddings, self.prompts.eos_positions, injections))
-
-    def encode_prompted_images(self, images: Tensor, visual_prompts: list[Tensor]) -> Tensor:
-        """Normalized image features with `visual_prompts[0]` appended at the input and
-        `visual_prompts[k]` at the prompt positions before block k, each (n, image width)."""
-        first, *deep = [self.as_prompt(p, images.shape[0]) for p in visual_prompts]
-        injections = deep_prompt_injections(deep, start=-first.shape[-2])
-        return normalize(self.image_encoder(images, prompts=first, injections=injections))
-
-    def image_features(self, images: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def forward(self, images: Tensor) -> Tensor:
-        return self.logits(self.image_features(images), self.text_features())

@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from ..backbones._clip import clip_model
 from ..options import check_template, option, register_options
 from .base import DEFAULT_TEMPLATE, accuracy, hand_crafted_features, normalize
 from .coop import CoOp, CoOpOptions
@@ -67,7 +66,7 @@ class KgCoOp(KnowledgeGuided, CoOp):
 
     def __init__(
         self,
-        clip: clip_model.CLIP,
+        clip: nn.Module,
         classnames: Sequence[str],
         options: KgCoOpOptions | None = None,
         template: str = DEFAULT_TEMPLATE,

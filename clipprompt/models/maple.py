@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..backbones._clip import clip_model
 from ..errors import ConfigError
 from ..options import MethodOptions, option, register_options
 from .deep_prompts import DeepPromptedCLIP
@@ -46,12 +45,13 @@ class MaPLe(DeepPromptedCLIP):
 
     def __init__(
         self,
-        clip: clip_model.CLIP,
+        clip: nn.Module,
         classnames: Sequence[str],
         options: MaPLeOptions | None = None,
     ):
         super().__init__(clip, classnames)
         self.options = options = options or MaPLeOptions()
+        self.require_image_tokens()
         depth = min(self.text_encoder.depth, self.image_encoder.depth)
         if options.prompt_depth > depth:
             raise ConfigError(f"TRAINER.MAPLE.PROMPT_DEPTH is {options.prompt_depth}; this CLIP has {depth} blocks.")

@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..backbones._clip import clip_model
 from ..errors import ConfigError
 from ..options import Options, nested, option, register_options
 from .base import accuracy, fp32_matmul, normalize
@@ -172,10 +171,11 @@ class MPL(CoOp):
 
     options: MPLOptions
 
-    def __init__(self, clip: clip_model.CLIP, classnames: Sequence[str], options: MPLOptions | None = None):
+    def __init__(self, clip: nn.Module, classnames: Sequence[str], options: MPLOptions | None = None):
         super().__init__(clip, classnames, options or MPLOptions())
+        self.require_image_tokens()
         options = self.options
-        embed_dim = clip.text_projection.shape[1]
+        embed_dim = self.embed_dim
         text_width, vision_width = self.text_encoder.width, self.image_encoder.width
         ftp, tvp = options.ftp, options.tvp
         self.ftp = FTP(ftp.mode, self.ctx.shape[0], embed_dim, text_width, vision_width, ftp.reduction, ftp.attn_heads)
@@ -190,7 +190,7 @@ class MPL(CoOp):
             if not self.ftp.needs_patches:
                 return normalize(self.image_encoder(images)), None
             features, tokens = self.image_encoder(images, return_tokens=True)
-            return normalize(features), self.image_encoder.visual.ln_post(tokens[:, 1:])
+            return normalize(features), self.image_encoder.patch_tokens(tokens)
 
     def class_features(self, context: Tensor) -> Tensor:
         """Normalized t_i(x) (B, n_cls, E) for per-image contexts (B, n, width), in bounded chunks.

@@ -1,9 +1,9 @@
 """PromptSRC (Khattak et al., ICCV 2023): independent deep prompts kept close to frozen CLIP.
 
-Prompts: the text prompt reads `[SOS] p_1..p_n <rest of CTX_INIT> <class>. [EOS]`, and fresh learned
-text prompts replace the n prompt positions before text blocks 1..J_t-1; n_v learned visual tokens
-are appended after the image's positional embedding and replaced before vision blocks 1..J_v-1.
-Text and visual prompts are independent (no coupling, unlike MaPLe).
+Prompts: IVLP's (`models/ivlp.py`): the text prompt reads `[SOS] p_1..p_n <rest of CTX_INIT>
+<class>. [EOS]`, and fresh learned text prompts replace the n prompt positions before text blocks
+1..J_t-1; n_v learned visual tokens are appended after the image's positional embedding and replaced
+before vision blocks 1..J_v-1. Text and visual prompts are independent (no coupling, unlike MaPLe).
 
 Self-regulating constraints, added to the cross-entropy while training (features normalized):
 
@@ -27,13 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..backbones._clip import clip_model
 from ..errors import ConfigError
-from ..options import MethodOptions, option, register_options
+from ..options import option, register_options
 from ..prompts import template_tokens
 from ..backbones.templates import IMAGENET_TEMPLATES
 from .base import accuracy, normalize
-from .deep_prompts import DeepPromptedCLIP
+from .ivlp import IVLP, IVLPOptions
 
 KEY = "TRAINER.PROMPTSRC"
 GPA_PREFIX = "gpa."
@@ -41,26 +40,21 @@ GPA_PREFIX = "gpa."
 
 @register_options("PROMPTSRC")
 @dataclass
-class PromptSRCOptions(MethodOptions):
+class PromptSRCOptions(IVLPOptions):
     n_ctx_text: int = option(4, "text prompt tokens per prompted block", min=1)
-    n_ctx_vision: int = option(4, "visual prompt tokens per prompted block", min=1)
-    ctx_init: str = option(
-        "a photo of a",
-        "the first N_CTX_TEXT tokens of these words initialise the text prompt, the rest stay fixed words "
-        "before the class name (\"\" = random N(0, 0.02²))",
-    )
+    n_ctx_vision: int = option(4, "visual prompt tokens per prompted block (0 only with PROMPT_DEPTH_VISION 0)", min=0)
     prompt_depth_text: int = option(9, "text blocks with prompts (1 = the input only)", min=1)
     prompt_depth_vision: int = option(9, "vision blocks with prompts (0 = no visual prompts)", min=0)
-    text_loss_weight: float = option(25.0, "λ_t: weight of the L1 distance of the text features to the teacher's", min=0)
-    image_loss_weight: float = option(10.0, "λ_v: weight of the L1 distance of the image features to frozen CLIP's", min=0)
-    gpa: bool = option(True, "Gaussian prompt aggregation: end with the Gaussian-weighted average of every epoch's prompts")
-    gpa_mean: float = option(15.0, "GPA: the epoch (1-based) of the largest weight")
-    gpa_std: float = option(1.0, "GPA: the width of the weights, in epochs", above=0)
     half_prompts: bool = option(
         False,
         "round the visual and deeper text prompts (and the teacher text features in the zero-shot logits) "
         "to fp16 at every precision, as the authors' code does",
     )
+    text_loss_weight: float = option(25.0, "λ_t: weight of the L1 distance of the text features to the teacher's", min=0)
+    image_loss_weight: float = option(10.0, "λ_v: weight of the L1 distance of the image features to frozen CLIP's", min=0)
+    gpa: bool = option(True, "Gaussian prompt aggregation: end with the Gaussian-weighted average of every epoch's prompts")
+    gpa_mean: float = option(15.0, "GPA: the epoch (1-based) of the largest weight")
+    gpa_std: float = option(1.0, "GPA: the width of the weights, in epochs", above=0)
 
 
 def gaussian_epoch_weights(epochs: int, mean: float, std: float) -> list[float]:
@@ -96,34 +90,17 @@ class GaussianPromptAverage:
         return self.total
 
 
-class PromptSRC(DeepPromptedCLIP):
-    """Independent deep text and visual prompts, regularised towards frozen CLIP."""
+class PromptSRC(IVLP):
+    """IVLP's independent deep text and visual prompts, regularised towards frozen CLIP."""
 
     def __init__(
         self,
-        clip: clip_model.CLIP,
+        clip: nn.Module,
         classnames: Sequence[str],
         options: PromptSRCOptions | None = None,
         template_chunk: int = 4096,
     ):
-        super().__init__(clip, classnames)
-        self.options = options = options or PromptSRCOptions()
-        for name, depth, blocks in (
-            ("PROMPT_DEPTH_TEXT", options.prompt_depth_text, self.text_encoder.depth),
-            ("PROMPT_DEPTH_VISION", options.prompt_depth_vision, self.image_encoder.depth),
-        ):
-            if depth > blocks:
-                raise ConfigError(f"{KEY}.{name} is {depth}; this CLIP's encoder has {blocks} blocks.")
-        text_width, image_width = self.text_encoder.width, self.image_encoder.width
-        self.init_text_prompt(options.n_ctx_text, options.ctx_init)
-        self.deep_text = nn.ParameterList(
-            nn.Parameter(torch.randn(options.n_ctx_text, text_width) * 0.02) for _ in range(options.prompt_depth_text - 1)
-        )
-        n_v = options.n_ctx_vision
-        self.visual_ctx = nn.Parameter(torch.randn(n_v, image_width) * 0.02) if options.prompt_depth_vision else None
-        self.deep_visual = nn.ParameterList(
-            nn.Parameter(torch.randn(n_v, image_width) * 0.02) for _ in range(max(0, options.prompt_depth_vision - 1))
-        )
+        super().__init__(clip, classnames, options or PromptSRCOptions())
         self.template_chunk = template_chunk
         self._teacher: Tensor | None = None  # computed on first use: evaluation never needs it
         self._teacher_key: tuple | None = None  # (device, eos_cut, fused) it was computed for
@@ -148,11 +125,6 @@ class PromptSRC(DeepPromptedCLIP):
             self.prompt_average.total = {name: value.detach().clone() for name, value in running.items()}
 
     # ---- features ------------------------------------------------------------------------------
-
-    def image_features(self, images: Tensor) -> Tensor:
-        if self.visual_ctx is None:
-            return normalize(self.image_encoder(images))
-        return self.encode_prompted_images(images, [self.visual_ctx, *self.deep_visual])
 
     @torch.no_grad()
     def teacher_text_features(self) -> Tensor:

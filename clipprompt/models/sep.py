@@ -151,13 +151,14 @@ def check_layers(layers: list[int] | None, depths: dict[str, int]) -> dict[str, 
     Types and duplicates are checked by `SEPOptions`; the range depends on this CLIP's depth."""
     if layers is None:
         return {branch: list(range(1, depth)) for branch, depth in depths.items()}
+    problems = []  # every bad index of every branch, so that one run names them all
     for branch, depth in depths.items():
         bad = [i for i in layers if not 0 <= i < depth]
         if bad:
-            raise ConfigError(
-                f"TRAINER.SEP.LAYERS {layers} holds {bad[0]}, out of range for the {branch} encoder "
-                f"of this CLIP ({depth} blocks): indices must be in 0..{depth - 1}."
-            )
+            problems.append(f"{', '.join(map(str, bad))} for the {branch} encoder of this CLIP ({depth} blocks: "
+                            f"indices must be in 0..{depth - 1})")
+    if problems:
+        raise ConfigError(f"TRAINER.SEP.LAYERS {layers} holds blocks out of range: {'; '.join(problems)}.")
     return {branch: layers for branch in depths}
 
 
@@ -230,7 +231,7 @@ class VisualPromptLearner(nn.Module):
         official_compat: bool,
     ):
         super().__init__()
-        n_tokens = image_encoder.visual.positional_embedding.shape[0]  # CLS + patches
+        n_tokens = image_encoder.num_tokens  # CLS + patches
         if not isinstance(n_ctx, int) or not 1 <= n_ctx <= n_tokens:
             raise ConfigError(
                 f"TRAINER.SEP.N_CTX_V must be an integer in 1..{n_tokens} (the CLS and patch tokens "
@@ -276,13 +277,14 @@ class SEP(PromptedCLIP):
 
     def __init__(
         self,
-        clip: clip_model.CLIP,
+        clip: nn.Module,
         classnames: Sequence[str],
         options: SEPOptions | None = None,
         template: str = DEFAULT_TEMPLATE,
     ):
         super().__init__(clip, classnames)
         self.options = options = options or SEPOptions()
+        self.require_image_tokens()
         options.validate()  # also when built in Python rather than from a config node
         template = options.template or template  # TEMPLATE overrides the dataset's
         if "{}" not in template:

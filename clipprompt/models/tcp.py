@@ -86,7 +86,7 @@ class TextualKnowledgeEmbedding(nn.Sequential):
 class TCP(KnowledgeGuided, PromptedCLIP):
     def __init__(
         self,
-        clip: clip_model.CLIP,
+        clip: nn.Module,
         classnames: Sequence[str],
         options: TCPOptions | None = None,
         template: str = "{}.",
@@ -104,7 +104,7 @@ class TCP(KnowledgeGuided, PromptedCLIP):
         self.prompts = ClassPrompts(self.text_encoder, self.classnames, n_ctx, template=options.template or template)
         anchor = hand_crafted_features(self.text_encoder, self.classnames, options.anchor_template or anchor_template)
         self.register_buffer("anchor", anchor, persistent=False)  # class-dependent: never saved
-        embed_dim = clip.text_projection.shape[1]
+        embed_dim = self.embed_dim
         self.tke = TextualKnowledgeEmbedding(embed_dim, self.text_encoder.width, n_ctx)
 
     def class_tokens(self) -> Tensor:

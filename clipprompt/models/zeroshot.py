@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from ..backbones._clip import clip_model
 from ..options import MethodOptions, register_options
 from ..prompts import template_tokens
 from .base import DEFAULT_TEMPLATE, PromptedCLIP, normalize
@@ -27,7 +26,7 @@ class ZeroshotCLIP(PromptedCLIP):
 
     def __init__(
         self,
-        clip: clip_model.CLIP,
+        clip: nn.Module,
         classnames: Sequence[str],
         options: ZeroshotCLIPOptions | None = None,
         template: str = DEFAULT_TEMPLATE,

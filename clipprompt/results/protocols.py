@@ -28,12 +28,27 @@ SEEDS = (1, 2, 3)
 
 PROTOCOLS = ("base2new", "xd", "dg", "few_shot")
 
+#: config stem -> the name the papers print (tables, figures): ImageNet, Flowers102, DTD, ImageNet-A, ...
+DISPLAY_NAMES = {
+    "imagenet": "ImageNet", "caltech101": "Caltech101", "oxford_pets": "OxfordPets",
+    "stanford_cars": "StanfordCars", "oxford_flowers": "Flowers102", "food101": "Food101",
+    "fgvc_aircraft": "FGVCAircraft", "sun397": "SUN397", "dtd": "DTD", "eurosat": "EuroSAT",
+    "ucf101": "UCF101", "imagenetv2": "ImageNetV2", "imagenet_sketch": "ImageNet-Sketch",
+    "imagenet_a": "ImageNet-A", "imagenet_r": "ImageNet-R",
+}
+
 #: Dassl dataset name (`result.json`'s "dataset") -> config stem.
 CONFIG_OF = {spec.name: spec.config for spec in CATALOG.values()}
 
 _KNOWN = set(CONFIG_OF.values())
 for _name in (*BASE2NEW, *DG_TARGETS):
     assert _name in _KNOWN, f"{_name} is not a dataset config in clipprompt.data.CATALOG"
+    assert _name in DISPLAY_NAMES, f"{_name} has no display name"
+
+
+def display_name(dataset: str) -> str:
+    """A dataset's usual name (`oxford_flowers` -> `Flowers102`); a dataset outside the protocols keeps its stem."""
+    return DISPLAY_NAMES.get(dataset, dataset)
 
 
 def datasets_of(protocol: str) -> tuple[str, ...]:

@@ -1,7 +1,7 @@
 """Results tables from an output tree: seeds averaged, as markdown or CSV.
 
     python -m clipprompt.report OUTPUT_DIR [--protocol base2new|xd|dg|few_shot|all]
-                                [--format markdown|csv] [--compare] [--plot DIR]
+                                [--format markdown|csv] [--compare] [--cost] [--plot DIR]
 
 Every run folder under OUTPUT_DIR is read: its `result.json` (full precision), which says
 what the run was (protocol, part, config name, method, shots, seed); folders written before
@@ -20,9 +20,11 @@ the 11 datasets, its HM computed from the averaged Base and New as the papers do
 and domain generalization: one row per method, the source (ImageNet) and each target, and the
 average over the targets. Few-shot: per dataset accuracy at each number of shots. An average
 is a gap unless every dataset it covers has a number. Each protocol starts with one table of
-every method, best first. `--compare` adds the published averages (`clipprompt/published/`:
-base-to-new Base/New/HM, cross-dataset and domain-generalization source accuracy and target
-average) and our difference from them; `--plot DIR` draws the figures (`clipprompt/figures.py`).
+every method, best first. `--compare` adds, per protocol and dataset, ours beside the published
+numbers (`clipprompt/results/compare.py`, numbers in `clipprompt/results/published/`), the
+difference and whether it lies within two standard deviations of our seeds; `--cost` prints the
+cost table (`clipprompt/results/cost_table.py`); `--plot DIR` draws the figures (`clipprompt/results/figures.py`;
+the published numbers only with `--compare`).
 
 Dassl-free and torch-free: only the standard library (matplotlib for --plot).
 """
@@ -41,9 +43,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from . import layout, protocols
+from . import published_numbers
 
 RESULT_FILE = "result.json"
-PUBLISHED = Path(__file__).resolve().parent / "published"
 GAP = "–"
 UNFINISHED = "†"  # marks a cell with a run whose training did not finish
 _ACCURACY = re.compile(r"^\* accuracy: ([0-9.]+)%", re.MULTILINE)
@@ -397,97 +399,6 @@ def tables(records: Iterable[Record], protocol: str = "all") -> list[Table]:
     return out
 
 
-# -- published numbers -------------------------------------------------------------------------
-
-
-def published(protocol: str = "base2new") -> list[dict]:
-    """The published rows of a protocol (`clipprompt/published/<protocol>.csv`); [] if it has none."""
-    path = PUBLISHED / f"{protocol}.csv"
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def published_names(rows: Iterable[dict]) -> dict[str, str]:
-    """Our trainer -> the published method its row is compared with (the CSVs' `trainer` column)."""
-    return {p["trainer"]: p["method"] for p in rows if p.get("trainer")}
-
-
-def _compare_rows(protocol: str, keys: Sequence[str], by_trainer: dict) -> tuple[list, list]:
-    """Published rows (`keys` of its CSV) beside ours (trainer -> [(Group, our numbers)]), with ours − published.
-
-    Every published method gets a row, ours or not; our methods without a published row follow.
-    """
-    rows, row_groups = [], []
-    rows_published = published(protocol)
-    name_of = published_names(rows_published)
-    ours: dict = {}
-    for trainer, mine in by_trainer.items():
-        ours.setdefault(name_of.get(trainer, trainer), []).extend(mine)
-    names = [p["method"] for p in rows_published] + sorted(set(ours) - {p["method"] for p in rows_published})
-    by_name = {p["method"]: p for p in rows_published}
-    for name in names:
-        pub = by_name.get(name)
-        status = pub["status"] if pub else "none"
-        numbers = [float(pub[k]) if pub and pub.get(k) else None for k in keys]
-        label = {"derived": f"{name} (derived)", "unknown": f"{name} (unknown)"}.get(status, name)
-        for g, mine in ours.get(name, [(None, [None] * len(keys))]):
-            pub_cells = [Value(x) if x is not None else ("unknown" if status == "unknown" else "") for x in numbers]
-            diffs = [Value(m - x) if m is not None and x is not None else "" for m, x in zip(mine, numbers)]
-            row_groups.append(g if g else Group(protocol, name, "", None))
-            rows.append([label if g is None else f"{label}: {g.title}", *(Value(m) for m in mine),
-                         *pub_cells, *diffs, status, pub["source"] if pub else ""])
-    return rows, row_groups
-
-
-def compare_table(base2new: list[Table]) -> Table:
-    """Our 11-dataset averages beside the published ones, with the difference (ours − published)."""
-    ours: dict = {}
-    for t in base2new:
-        ours.setdefault(t.group.trainer, []).append(
-            (t.group, [v.mean for v in t.rows[-1][1:]]))
-    rows, row_groups = _compare_rows("base2new", ("base", "new", "hm"), ours)
-    columns = ["method", "Base", "New", "HM", "published Base", "published New", "published HM",
-               "Δ Base", "Δ New", "Δ HM", "published status", "published source"]
-    return Table(f"Base-to-new, average over {len(protocols.BASE2NEW)} datasets: ours vs published",
-                 "base2new_compare", None, columns, rows, row_groups=row_groups)
-
-
-def transfer_compare_table(protocol: str, transfer: list[Table]) -> Table:
-    """xd or dg: our source accuracy and target average beside the published ones (ours − published)."""
-    ours: dict = {}
-    for t in transfer:
-        for g, row in zip(t.row_groups, t.rows):
-            ours.setdefault(g.trainer, []).append((g, [row[1].mean, row[-1].mean]))
-    rows, row_groups = _compare_rows(protocol, ("source_acc", "target_avg"), ours)
-    source, targets = f"{protocols.SOURCE} (source)", f"Average ({len(protocols.datasets_of(protocol))})"
-    measures = [source, targets]
-    columns = ["method", *measures, *(f"published {m}" for m in measures), *(f"Δ {m}" for m in measures),
-               "published status", "published source"]
-    name = "Cross-dataset transfer" if protocol == "xd" else "Domain generalization"
-    return Table(f"{name}: ours vs published", f"{protocol}_compare", None, columns, rows, row_groups=row_groups)
-
-
-def compare_tables(found: list[Table], protocol: str = "all") -> tuple[list[Table], list[str]]:
-    """The ours-vs-published table of each protocol that has runs in `found` and published numbers.
-
-    Also the protocols asked for by name whose runs have no published numbers to compare with.
-    """
-    out, missing = [], []
-    for p in protocols.PROTOCOLS if protocol == "all" else [protocol]:
-        mine = [t for t in found if t.protocol == p]
-        if not mine:
-            continue
-        if not published(p):
-            missing += [p] if protocol != "all" else []
-        elif p == "base2new":
-            out.append(compare_table(mine))
-        else:
-            out.append(transfer_compare_table(p, mine))
-    return out, missing
-
-
 # -- output ------------------------------------------------------------------------------------
 
 
@@ -566,19 +477,35 @@ def to_csv(tables_: list[Table]) -> str:
     return buffer.getvalue()
 
 
+def _asked(protocol: str) -> tuple[str, ...]:
+    return protocols.PROTOCOLS if protocol == "all" else (protocol,)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clipprompt.report", description=__doc__.split("\n\n")[2])
     parser.add_argument("output_dir", help="the OUTPUT folder of the protocol scripts (or any folder above run folders)")
     parser.add_argument("--protocol", choices=[*protocols.PROTOCOLS, "all"], default="all")
     parser.add_argument("--format", choices=["markdown", "csv"], default="markdown")
     parser.add_argument("--compare", action="store_true",
-                        help="add the published averages (base-to-new, cross-dataset, domain generalization) and our difference")
-    parser.add_argument("--plot", metavar="DIR", help="also write the figures (PNG and SVG) to DIR; needs matplotlib")
+                        help="add ours beside the published numbers, per dataset and protocol, the difference and whether it lies within 2 std of our seeds")
+    parser.add_argument("--cost", action="store_true",
+                        help="print what each method cost per protocol instead: wall times, images/s, peak memory, trainable parameters")
+    parser.add_argument("--plot", metavar="DIR", help="also write the figures (PNG, SVG and PDF) to DIR, with the "
+                        "published numbers when --compare is given; needs matplotlib")
     args = parser.parse_args(argv)
     root = Path(args.output_dir)
     if not root.is_dir():
         print(f"error: {root} is not a folder", file=sys.stderr)
         return 2
+    if args.cost:  # clipprompt.results.cost_table
+        from . import cost_table
+
+        costs = cost_table.collect(root, args.protocol, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+        if not costs:
+            print(f"No result.json of protocol {args.protocol} under {root}", file=sys.stderr)
+            return 1
+        sys.stdout.write(cost_table.markdown(costs) if args.format == "markdown" else cost_table.to_csv(costs))
+        return 0
     unreadable: list = []
     records = scan(root, unreadable=unreadable)
     found = tables(records, args.protocol)
@@ -587,18 +514,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not found:
         print(f"No finished runs of protocol {args.protocol} under {root}", file=sys.stderr)
         return 1
-    if args.compare:
-        comparisons, missing = compare_tables(found, args.protocol)
-        found += comparisons
-        for p in missing:
-            print(f"note: no published numbers for protocol {p} in {PUBLISHED}", file=sys.stderr)
+    if args.compare:  # ours beside the published numbers, per dataset (clipprompt.results.compare)
+        from . import compare
+
+        ours = compare.from_records(records, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+        if args.format == "csv":  # the comparison's own CSV, one line per number
+            csv.writer(sys.stdout, lineterminator="\n").writerows(compare.csv_rows(ours, _asked(args.protocol)))
+            return 0
     sys.stdout.write(markdown(found, records, unreadable) if args.format == "markdown" else to_csv(found))
+    if args.compare:
+        sys.stdout.write("\n" + compare.markdown(ours, _asked(args.protocol)))
     if args.plot:
         from . import figures
 
         try:
-            rows = published("base2new")
-            figs = figures.figures(found, rows, published_names(rows))
+            data = figures.from_tables(found, reference=tables(records, "xd"),
+                                       published={p: published_numbers.numbers(p) for p in protocols.PROTOCOLS} if args.compare else None)
+            figs = figures.figures(data)
         except figures.PlotUnavailable as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

@@ -2,8 +2,9 @@
 
 Dassl prints accuracy with one decimal and starts `log.txt-<timestamp>` when `log.txt`
 exists, so tables built by parsing logs are fragile. `result.json` holds the metrics, what
-was run (trainer, dataset, classes, shots, seed, backbone, the resolved config) and the git
-commit of the code. Its presence also marks a run folder as finished for the scripts.
+was run (trainer, dataset, classes, shots, seed, backbone, the resolved config), the git
+commit of the code and, in `cost`, what the run cost (`clipprompt.runs.cost`, given by the trainer
+in `run`). Its presence also marks a run folder as finished for the scripts.
 """
 
 from __future__ import annotations

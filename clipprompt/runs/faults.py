@@ -3,9 +3,10 @@
 Real faults (a SIGKILL, a scheduler's SIGTERM, a NaN) arrive at moments a test cannot pick. With
 `CLIPPROMPT_FAULT` set to comma-separated actions, the run produces one itself:
 
-- `sigterm@E.S` / `sigint@E.S` / `sigkill@E.S`: send that signal to this process right after
-  step S (1-based) of epoch E (1-based); `sigterm-group@E.S` / `sigint-group@E.S` send it to the
-  whole process group (data-loader workers included), as Ctrl-C and SLURM do;
+- `sigterm@E.S` / `sigint@E.S` / `sighup@E.S` / `sigkill@E.S`: send that signal to this process right
+  after step S (1-based) of epoch E (1-based); `sigterm-group@E.S` / `sigint-group@E.S` /
+  `sighup-group@E.S` send it to the whole process group (data-loader workers included), as Ctrl-C,
+  SLURM and a closing terminal do;
 - `sigkill@save:N`: SIGKILL in the middle of the N-th checkpoint save (its temporary file
   written, not yet renamed into place);
 - `nan@E.S`: the loss of that step and every later one is NaN.
@@ -30,7 +31,7 @@ def _actions() -> list[tuple[str, str]]:
 def after_step(epoch: int, step: int) -> None:
     for action, where in _actions():
         name, _, group = action.partition("-")
-        if name in ("sigterm", "sigint", "sigkill") and where == f"{epoch}.{step}":
+        if name in ("sigterm", "sigint", "sighup", "sigkill") and where == f"{epoch}.{step}":
             if group:
                 os.killpg(os.getpgrp(), getattr(signal, name.upper()))
             else:

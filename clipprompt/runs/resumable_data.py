@@ -86,9 +86,11 @@ class SeededSamples(Dataset):
 
 
 def quiet_worker(worker_id: int) -> None:
-    """Loader workers leave SIGINT/SIGTERM to the main process, which stops them after saving."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """Loader workers leave SIGINT/SIGTERM/SIGHUP to the main process, which stops them after saving."""
+    from .stopping import SIGNALS
+
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def stop_workers(batches) -> None:

@@ -1,4 +1,5 @@
-"""SIGTERM and SIGINT (what SLURM and Ctrl-C send) end a run cleanly instead of with a traceback.
+"""SIGTERM, SIGINT and SIGHUP (what SLURM, Ctrl-C and a dropped terminal or SSH session send) end
+a run cleanly instead of with a traceback (SIGHUP's default would end it at once, with no checkpoint).
 
 While steps run (`deferring()`), a signal only sets `requested`: the trainer finishes the current
 step, saves its rolling checkpoint and raises `RunInterrupted`. Anywhere else (building, evaluating)
@@ -12,7 +13,7 @@ import signal
 
 from ..errors import RunInterrupted
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class StopRequests:

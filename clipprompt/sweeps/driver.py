@@ -12,7 +12,9 @@ every run as config overrides.
 
 A method without training scripts (zeroshot) is evaluation-only: it is run once per dataset,
 without seeds. A failed run does not stop the protocol; evaluations of a model whose training
-failed are not attempted. The failures are listed at the end and the exit status is 1 if any.
+failed are not attempted. The failures are listed at the end and the exit status is 1 if any;
+runs that another live driver holds are listed apart and are not failures. Before anything runs,
+the overrides are checked once (train.py's messages) and duplicate seeds, datasets and shots dropped.
 Where the runs execute (here, N at once, SLURM) is `clipprompt.sweeps.launch`; every run's state and log
 are kept under OUTPUT/.sweeps/, which `status` reads. docs/sweeps.md has the details.
 """
@@ -26,6 +28,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -37,6 +40,7 @@ from typing import Callable, Sequence
 from . import launch
 from ..results import layout
 from ..results import protocols
+from ..errors import ConfigError
 from ..fileio import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[2]
@@ -178,6 +182,15 @@ class Launcher:
     wait: bool = True
 
 
+def check_output(output: Path) -> None:
+    """OUTPUT can hold the sweep's state (OUTPUT/.sweeps), or one line saying why not."""
+    try:
+        (output / launch.SWEEPS).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ProtocolError(f"OUTPUT {output} cannot hold the sweep: {exc.strerror or exc} "
+                            f"({exc.filename or output}); set OUTPUT to a folder you can write in") from None
+
+
 def write_manifest(name: str, jobs: list[launch.Job]) -> None:
     """Add the jobs to OUTPUT/.sweeps/manifests/NAME.json, which `status` reads."""
     if not jobs:
@@ -228,7 +241,7 @@ def execute(runs: list[Run], overrides: Sequence[str] = (), runner: Runner | Non
         raise
     for run, job in zip(runs, jobs):
         run.status = status.get(job.name, "not run")
-    return [run for run in runs if run.status != "ok"]
+    return [run for run in runs if run.status != "ok" and not run.status.startswith(launch.ELSEWHERE)]
 
 
 def status_rows(output: Path) -> list[dict]:
@@ -299,7 +312,11 @@ def status_main(argv: Sequence[str]) -> int:
 
 
 def summary(runs: list[Run], failed: list[Run]) -> str:
-    lines = [f"{len(runs) - len(failed)} of {len(runs)} runs finished."]
+    elsewhere = [run for run in runs if run.status.startswith(launch.ELSEWHERE)]
+    lines = [f"{len(runs) - len(failed) - len(elsewhere)} of {len(runs)} runs finished."]
+    if elsewhere:  # not failures: another driver (or SLURM job) runs them; `status` shows when they end
+        lines.append(f"{len(elsewhere)} left to another driver (status shows when they are done):")
+        lines += [f"  {run.describe()}: {run.status[len(launch.ELSEWHERE) + 2:-1]}" for run in elsewhere]
     if failed:
         lines.append(f"{len(failed)} failed or not run:")
         lines += [f"  {run.describe()}: {run.status}" for run in failed]
@@ -312,10 +329,17 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     if "--" in argv:
         cut = argv.index("--")
         argv, overrides = argv[:cut], argv[cut + 1:]
+    else:
+        key = next((i for i, word in enumerate(argv) if CONFIG_KEY.fullmatch(word)), None)
+        if key is not None:  # argparse would say "invalid int value" about the first key
+            raise ProtocolError("put config overrides after --: python -m clipprompt.protocol "
+                                + shlex.join([*argv[:key], "--", *argv[key:]]))
     parser = argparse.ArgumentParser(
         prog="python -m clipprompt.protocol",
         description="Run a whole protocol (all datasets and seeds) for one method; "
         "arguments after -- are config overrides for every run.",
+        epilog="Where a sweep stands: python -m clipprompt.protocol status OUTPUT [--format table|csv] "
+        "(one row per run; exit status 0 only when every run is done).",
     )
     parser.add_argument("protocol", choices=protocols.PROTOCOLS)
     parser.add_argument("method", help="a folder of scripts/: " + ", ".join(methods()))
@@ -354,6 +378,53 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     return args, overrides
 
 
+CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]+(\.[A-Z0-9_]+)*")  # a yacs key as overrides name it: MODEL.BACKBONE.NAME
+
+
+def without_duplicates(args: argparse.Namespace) -> None:
+    """--datasets, --seeds and --shots with each value once (a run planned twice fails on its lock)."""
+    for name in ("datasets", "seeds", "shots"):
+        values = getattr(args, name)
+        if not values or len(set(values)) == len(values):
+            continue
+        twice = [value for value in dict.fromkeys(values) if values.count(value) > 1]
+        print(f"--{name} names {' '.join(map(str, twice))} more than once: each run is planned once.")
+        setattr(args, name, list(dict.fromkeys(values)))
+
+
+def check_overrides(overrides: Sequence[str]) -> None:
+    """Refuse a bad override once, before any run, with the line train.py would print for it.
+
+    The overrides are merged into the defaults as train.py merges them (an unknown key with the
+    closest one, a value of the wrong type), and each overridden key is checked against its rule in
+    `clipprompt.validation.RULES` (range, names) where the rule does not depend on other keys. What
+    needs the whole config (the trainer's options, the files it names) is left to train.py."""
+    if not overrides:
+        return
+    try:
+        from dassl.config import get_cfg_default  # Dassl's defaults alone: not its data modules
+    except ImportError:
+        return  # nothing can run; train.py says why
+    from ..config import add_project_config, merge_from_list
+    from ..validation import RULES, check_value
+
+    given = set(overrides[0::2])
+    # The trainers' nodes need every method's module (torch, seconds): only for TRAINER keys, and for
+    # an unknown key, whose closest match may be one of theirs.
+    cfg = add_project_config(get_cfg_default(), trainers=any(key.startswith("TRAINER.") for key in given))
+    try:
+        merge_from_list(cfg, overrides)
+    except ConfigError:
+        cfg = add_project_config(get_cfg_default())
+        merge_from_list(cfg, overrides)
+    for rule in RULES:
+        if rule.key in given and rule.when is None:
+            node = cfg
+            for part in rule.key.split("."):
+                node = node[part]
+            check_value(rule, node)
+
+
 def launcher_of(args: argparse.Namespace) -> Launcher:
     slurm = launch.SlurmOptions(
         partition=args.partition, account=args.account, gpus_per_job=args.gpus_per_job,
@@ -372,10 +443,12 @@ def main(argv: Sequence[str] | None = None, runner: Runner | None = None,
         except launch.SlurmError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
-    args, overrides = parse_args(argv)
     try:
+        args, overrides = parse_args(argv)
+        without_duplicates(args)
         runs = plan(args.protocol, args.method, args.datasets, args.seeds, args.shots, scripts_dir)
-    except ProtocolError as error:
+        check_overrides(overrides)
+    except (ProtocolError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.dry_run:
@@ -383,6 +456,7 @@ def main(argv: Sequence[str] | None = None, runner: Runner | None = None,
             print(shlex.join(["bash", *run.describe().split(" "), *overrides]))
         return 0
     try:
+        check_output(output_root())
         failed = execute(runs, overrides, runner, launcher=launcher_of(args),
                          manifest=f"{args.protocol}-{args.method}")
     except ProtocolError as error:
@@ -392,7 +466,8 @@ def main(argv: Sequence[str] | None = None, runner: Runner | None = None,
         print(f"error: {error}", file=sys.stderr)
         return 1
     except launch.Stopped as stop:
-        print(summary(runs, [run for run in runs if run.status != "ok"]))
+        print(summary(runs, [run for run in runs if run.status != "ok"
+                             and not run.status.startswith(launch.ELSEWHERE)]))
         print(f"Stopped by {stop}; the same command resumes.")
         return stop.exit_status
     print(summary(runs, failed))

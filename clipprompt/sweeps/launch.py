@@ -9,8 +9,12 @@ every launcher may simply start an unfinished run again.
 
 - `serial` and `local --slots N`: threads of the driver, each waiting on one child in its own
   process group. With GPUs each slot gets its own (`CUDA_VISIBLE_DEVICES`); on CPU the slots share
-  the cores (`OMP_NUM_THREADS` = cores // slots). SIGTERM/SIGINT to the driver are passed to the
-  children, which save and exit; the driver waits for them and exits 143/130.
+  the cores (`OMP_NUM_THREADS` = cores // slots). SIGTERM/SIGINT to the driver are passed on as
+  they came, so a run's log names the signal the driver names; SIGHUP (the terminal closed) is
+  passed on as SIGTERM (unless the driver runs under nohup). The children save and exit; the
+  driver waits for them and exits 128 + the signal's number. A driver holds a claim on each run
+  it starts (`flock` on `state/<run>.claim`, dropped by the kernel when the driver dies): a run
+  claimed by another live driver is left to it, and a state file is live only while its claim is.
 - `slurm`: one submitit job array per step (trainings, then evaluations depending on them).
   A job that times out or is preempted is requeued by submitit (`checkpoint`), a job requeued by
   `scontrol requeue` starts again; both resume through train.py.
@@ -18,6 +22,7 @@ every launcher may simply start an unfinished run again.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -128,6 +133,49 @@ def slurm_states(job_ids: Sequence[str]) -> dict[str, str]:
     return {job_id: states[job_id] for job_id in ids if job_id in states}
 
 
+# ---- claims: which live driver runs a job ------------------------------------------------------
+
+def _claim_file(job: Job) -> Path:
+    return job.state_file.with_suffix(".claim")
+
+
+def claim(job: Job, tries: int = 5):
+    """Hold `job` for this process (an open file; closing it, or dying, releases it), or None when
+    another live process holds it. A pid alone proves nothing (the system reuses pids); a lock held
+    by the kernel for a live process does."""
+    path = _claim_file(job)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    held = open(path, "a+")
+    for attempt in range(tries):
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if attempt == tries - 1:
+                held.close()
+                return None
+            time.sleep(0.05)  # `claimed_by` (status) holds it for a moment to look
+    held.seek(0)
+    held.truncate()
+    held.write(f"{os.getpid()}\n")
+    held.flush()
+    return held
+
+
+def claimed_by(job: Job) -> str | None:
+    """The pid of the live process that holds `job`'s claim, or None."""
+    try:
+        claim_file = open(_claim_file(job))
+    except OSError:
+        return None
+    with claim_file:
+        try:
+            fcntl.flock(claim_file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return claim_file.read().strip() or "unknown"
+    return None
+
+
 def live_state(job: Job, queue: dict[str, str] | None = None) -> str:
     """done, running, queued, failed, stopped or missing."""
     if job.finished():
@@ -143,8 +191,8 @@ def live_state(job: Job, queue: dict[str, str] | None = None) -> str:
             return "running"
     kind = state.get("state")
     if kind in ("running", "queued"):
-        if job_id is None and state.get("host") == socket.gethostname() and not _pid_alive(state.get("pid")):
-            return "stopped"
+        if job_id is None and state.get("host") == socket.gethostname() and claimed_by(job) is None:
+            return "stopped"  # its driver is gone (whatever process now has its pid)
         if job_id is not None:  # left the queue without finishing
             return "failed"
         return kind
@@ -213,8 +261,11 @@ def run_job(job: Job, extra_env: dict | None = None, echo=None, job_id: str | No
             for line in proc.stdout:
                 log.write(line)
                 if echo is not None:
-                    echo.write(line)
-                    echo.flush()
+                    try:
+                        echo.write(line)
+                        echo.flush()
+                    except OSError:  # the terminal went away (SIGHUP): the log keeps everything
+                        echo = None
             rc = proc.wait()
         finally:
             CHILDREN.discard(proc)
@@ -237,11 +288,38 @@ def slot_env(slot: int, slots: int, gpus: Sequence[str] | None) -> dict:
     return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "CUDA_VISIBLE_DEVICES": ""}
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+
+
+def outcome(job: Job, seconds: float) -> str:
+    """What a finished run says on the terminal: its time and its accuracy (per folder it wrote)."""
+    accuracies = []
+    for (folder, _), key in zip(job.folders(), job.keys):
+        record = layout.read_result(folder)
+        value = layout.accuracy(record) if record else None
+        if value is not None:
+            accuracies.append((key.get("part"), value))
+    said = f"done in {_duration(seconds)}"
+    if len(accuracies) == 1:
+        said += f", accuracy {accuracies[0][1]:.2f}"
+    elif accuracies:
+        said += ", accuracy " + ", ".join(f"{value:.2f} ({part})" for part, value in accuracies)
+    return said
+
+
+#: what the driver passes to its runs for each signal it stops on. The runs live in their own
+#: sessions, so a terminal's hangup never reaches them: SIGHUP is passed on as SIGTERM.
+PASSED_ON = {signal.SIGTERM: signal.SIGTERM, signal.SIGINT: signal.SIGINT, signal.SIGHUP: signal.SIGTERM}
+ELSEWHERE = "elsewhere"  # status of a run that another live driver runs: not a failure of this one
+
+
 def run_local(jobs: list[Job], after: dict[str, str | None], slots: int = 1, gpus=None,
               runner: Callable | None = None, out=sys.stdout) -> dict[str, str]:
     """Run the jobs on `slots` slots, each after the job it depends on (`after`: name -> name).
 
-    Returns name -> status text ("ok", "failed (exit status N)", "not run (...)", "stopped")."""
+    Returns name -> status text ("ok", "failed (exit status N)", "not run (...)", "stopped",
+    "elsewhere (...)" for a run another live driver holds)."""
     status: dict[str, str] = {}
     pending = list(jobs)
     running: dict[str, threading.Thread] = {}
@@ -251,9 +329,13 @@ def run_local(jobs: list[Job], after: dict[str, str | None], slots: int = 1, gpu
     order = {job.name: i for i, job in enumerate(jobs, 1)}
 
     def say(job: Job, note: str = "") -> None:
-        print(f"[{order[job.name]}/{total}] {job.title}" + (f": {note}" if note else ""), file=out, flush=True)
+        try:
+            print(f"[{order[job.name]}/{total}] {job.title}" + (f": {note}" if note else ""), file=out, flush=True)
+        except OSError:  # the terminal went away: the runs and their logs go on
+            pass
 
-    def work(job: Job, slot: int):
+    def work(job: Job, slot: int, held):
+        started = time.monotonic()
         try:
             if runner is not None:
                 rc = runner(job.command)
@@ -261,11 +343,18 @@ def run_local(jobs: list[Job], after: dict[str, str | None], slots: int = 1, gpu
                 rc = run_job(job, slot_env(slot, slots, gpus) if slots > 1 or gpus else None,
                              echo=out if slots == 1 else None)
         except Exception as error:  # a launcher bug must not hang the sweep
-            print(f"error running {job.name}: {error}", file=sys.stderr)
+            try:
+                print(f"error running {job.name}: {error}", file=sys.stderr)
+            except OSError:
+                pass
             rc = -1
+        finally:
+            if held is not None:
+                held.close()
         with lock:
             if rc == 0:
                 status[job.name] = "ok"
+                say(job, outcome(job, time.monotonic() - started))
             elif CHILDREN.stopping.is_set():
                 status[job.name] = "stopped"
             else:
@@ -275,13 +364,21 @@ def run_local(jobs: list[Job], after: dict[str, str | None], slots: int = 1, gpu
             del running[job.name]
             lock.notify_all()
 
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stop_on = [signal.SIGTERM, signal.SIGINT]
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # nohup: the hangup is not ours to act on
+        stop_on.append(signal.SIGHUP)
+    previous = {sig: signal.getsignal(sig) for sig in stop_on}
     received = []
 
     def on_signal(sig, frame):
         received.append(sig)
-        print(f"Stopping: passing {signal.Signals(sig).name} to {len(running)} running run(s)", file=out, flush=True)
-        CHILDREN.signal_all(signal.SIGTERM)
+        passed = PASSED_ON[signal.Signals(sig)]
+        CHILDREN.signal_all(passed)
+        why = f" on {signal.Signals(sig).name} (the terminal closed)" if sig == signal.SIGHUP else ""
+        try:
+            print(f"Stopping{why}: passing {passed.name} to {len(running)} running run(s)", file=out, flush=True)
+        except OSError:
+            pass
 
     in_main = threading.current_thread() is threading.main_thread()
     if in_main:
@@ -299,6 +396,11 @@ def run_local(jobs: list[Job], after: dict[str, str | None], slots: int = 1, gpu
                     dep = after.get(job.name)
                     if dep is not None and dep not in status:
                         continue  # its training is still to come
+                    if dep is not None and status[dep].startswith(ELSEWHERE):
+                        pending.remove(job)
+                        status[job.name] = f"{ELSEWHERE} (its training runs in another driver)"
+                        say(job, "not run, its training runs in another driver")
+                        continue
                     if dep is not None and status[dep] != "ok":
                         pending.remove(job)
                         status[job.name] = "not run (its training failed)"
@@ -313,17 +415,25 @@ def run_local(jobs: list[Job], after: dict[str, str | None], slots: int = 1, gpu
                         status[job.name] = "ok"
                         say(job, "finished already")
                         continue
-                    if runner is None and live_state(job) == "running":  # another driver runs it
-                        pending.remove(job)
-                        status[job.name] = f"not run (running in process {read_state(job).get('pid')})"
-                        say(job, status[job.name])
-                        continue
                     if not free:
                         break
+                    held = claim(job) if runner is None else None
+                    if runner is None and held is None:  # another live driver runs it
+                        pending.remove(job)
+                        holder = claimed_by(job)
+                        status[job.name] = f"{ELSEWHERE} (running in another driver, process {holder})"
+                        say(job, f"running in another driver (process {holder})")
+                        continue
+                    if held is not None and read_state(job).get("job_id") and live_state(job) in ("queued", "running"):
+                        held.close()  # a SLURM job of an earlier sweep has it
+                        pending.remove(job)
+                        status[job.name] = f"{ELSEWHERE} (in SLURM job {read_state(job)['job_id']})"
+                        say(job, status[job.name][len(ELSEWHERE) + 2:-1])
+                        continue
                     pending.remove(job)
                     slot = free.pop(0)
                     say(job)
-                    running[job.name] = threading.Thread(target=work, args=(job, slot), daemon=True)
+                    running[job.name] = threading.Thread(target=work, args=(job, slot, held), daemon=True)
                     running[job.name].start()
                     started = True
                 if not started:
