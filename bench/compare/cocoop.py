@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from common import (PATHS, SHAPES, add_preset_argument, dassl_like_cfg, import_authors_file, loss_and_logits, rel,
+from common import (PATHS, SHAPES, add_preset_argument, add_speed_argument, dassl_like_cfg, side_by_side, import_authors_file, loss_and_logits, rel,
                     report, their_custom_clip, verdict)
 
 from clipprompt.backbones.random_clip import build_random_clip
@@ -62,6 +62,7 @@ def main() -> int:
     parser.add_argument("checkout", type=Path, help="root of a clone of github.com/KaiyangZhou/CoOp")
     add_preset_argument(parser)
     parser.add_argument("--tolerance", type=float, default=1e-5)
+    add_speed_argument(parser)
     args = parser.parse_args()
     module = import_authors_file(args.checkout, "trainers/cocoop.py", "authors_cocoop")
     theirs, ours = build_pair(module, args.preset)
@@ -81,7 +82,36 @@ def main() -> int:
         rows.update({f"grad {mine} ({their})": rel(ours.get_parameter(mine).grad, theirs.get_parameter(their).grad)
                      for their, mine in ROLES.items()})
         worst = max(worst, report(f"CoCoOp, {args.preset}, {mode}", rows))
+    if args.speed:
+        speed(theirs, ours, images, labels)
     return verdict(worst, args.tolerance)
+
+
+def speed(theirs, ours, images, labels) -> None:
+    """One training step (forward and backward) and one evaluation batch, theirs and ours (fast path)."""
+    ours.configure(**PATHS["fast (default)"])
+
+    def their_step():
+        theirs.train()
+        theirs.zero_grad()
+        theirs(images, labels).backward()
+
+    def our_step():
+        ours.train()
+        ours.zero_grad()
+        ours.loss(images, labels)[0].backward()
+
+    def their_eval():
+        theirs.eval()
+        with torch.no_grad():
+            theirs(images)
+
+    def our_eval():
+        ours.eval()
+        with torch.no_grad():
+            ours(images)
+
+    side_by_side({"training step": (their_step, our_step), "evaluation": (their_eval, our_eval)})
 
 
 if __name__ == "__main__":

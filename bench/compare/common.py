@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib.util
+import statistics
 import sys
+import time
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -192,3 +194,29 @@ def verdict(worst: float, tolerance: float, scope: str = "") -> int:
     print(f"\n{'MATCH' if match else 'MISMATCH'}: largest relative difference{scope} {worst:.2e} "
           f"(tolerance {tolerance:.0e})")
     return 0 if match else 1
+
+
+def add_speed_argument(parser) -> None:
+    parser.add_argument("--speed", action="store_true",
+                        help="also time one training step and one evaluation, theirs and ours (fast path) side by side")
+
+
+def side_by_side(steps: Mapping[str, tuple[Callable[[], object], Callable[[], object]]], runs: int = 5) -> dict[str, float]:
+    """Time each (theirs, ours) pair of callables interleaved, after one warm-up of each; print the
+    medians and the ratio authors' time / ours (above 1: ours is faster). Returns the ratios."""
+    print(f"\nspeed: median of {runs} interleaved runs after a warm-up, {torch.get_num_threads()} threads "
+          "(authors' time / ours; above 1: ours is faster)")
+    ratios = {}
+    for name, pair in steps.items():
+        for step in pair:
+            step()
+        times: tuple[list[float], list[float]] = ([], [])
+        for _ in range(runs):
+            for step, spent in zip(pair, times):
+                start = time.perf_counter()
+                step()
+                spent.append(time.perf_counter() - start)
+        theirs, ours = (statistics.median(spent) for spent in times)
+        ratios[name] = theirs / ours
+        print(f"  {name:<16} authors {theirs * 1e3:9.1f} ms   ours {ours * 1e3:9.1f} ms   ratio {ratios[name]:.2f}")
+    return ratios

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from common import (PATHS, SHAPES, dassl_like_cfg, import_authors_file, loss_terms_and_logits, rel, report,
-                    their_custom_clip, verdict)
+from common import (PATHS, SHAPES, add_speed_argument, dassl_like_cfg, import_authors_file, loss_terms_and_logits,
+                    rel, report, side_by_side, their_custom_clip, verdict)
 
 from clipprompt.backbones.random_clip import build_random_clip
 from clipprompt.models import SEP
@@ -127,6 +127,7 @@ def main() -> int:
     parser.add_argument("--preset", default="small-b16", choices=["small-b16", "ViT-B/16"],
                         help="random CLIP shape (their code needs ViT-B/16's widths)")
     parser.add_argument("--tolerance", type=float, default=1e-5)
+    add_speed_argument(parser)
     args = parser.parse_args()
     module = import_authors_file(args.checkout / "SEP_main", "trainers/sep.py", "authors_sep")
     theirs, ours, names = build_pair(module, args.preset)
@@ -155,8 +156,44 @@ def main() -> int:
         report(f"SEP OFFICIAL_COMPAT, {args.preset}, {mode}", rows)
         worst = max(worst, *(v for name, v in rows.items() if not name.endswith("(fp16 in theirs)")))
         worst_half = max(worst_half, *(v for name, v in rows.items() if name.endswith("(fp16 in theirs)")))
+    if args.speed:
+        speed(theirs, ours, images, labels)
     # s1, s2 pass through `.half()` in their forward: their gradients are fp16, one unit in the last place 4.9e-4
     return verdict(worst, args.tolerance, " in fp32") | verdict(worst_half, HALF_TOLERANCE, " of the fp16 gradients")
+
+
+def speed(theirs, ours, images, labels) -> None:
+    """One training step (forward and backward) and one evaluation batch, theirs and ours (fast path).
+
+    Our evaluation runs as our trainer runs it: the class text features computed once per test set
+    (outside the timing), theirs per batch."""
+    ours.configure(**PATHS["fast (default)"])
+
+    def their_step():
+        theirs.train()
+        theirs.zero_grad()
+        theirs(images, labels)[1].backward()
+
+    def our_step():
+        ours.train()
+        ours.zero_grad()
+        ours.loss(images, labels)[0].backward()
+
+    def their_eval():
+        with torch.no_grad():
+            theirs(images)
+
+    def our_eval():
+        with torch.no_grad():
+            ours(images)
+
+    theirs.train()  # their training step first; evaluation in eval mode below
+    steps = {"training step": (their_step, our_step)}
+    side_by_side(steps)
+    theirs.eval()
+    ours.eval()
+    with ours.cached_text_features():
+        side_by_side({"evaluation": (their_eval, our_eval)})
 
 
 if __name__ == "__main__":
