@@ -55,3 +55,28 @@ def test_random_clip_of_a_shape_is_the_presets_clip():
     assert all(torch.equal(a, b) for a, b in zip(by_name.state_dict().values(), by_shape.state_dict().values()))
     with pytest.raises(ValueError, match="Unknown preset 'huge'; choose from tiny, "):
         build_random_clip("huge")
+
+
+@pytest.mark.parametrize("script", ["cocoop.py", "sep.py", "promptsrc.py"])
+def test_comparisons_refuse_a_path_that_is_not_the_authors_checkout(tmp_path, script):
+    result = subprocess.run([sys.executable, f"bench/compare/{script}", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith(f"error: {tmp_path}") and "is not the checkout this script compares with" in result.stderr
+
+
+def test_side_by_side_times_both_interleaved_and_prints_the_ratio(capsys):
+    import importlib.util
+    import time
+
+    spec = importlib.util.spec_from_file_location("compare_common", REPO / "bench" / "compare" / "common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    calls = []
+    ratios = common.side_by_side({"step": (lambda: (calls.append("theirs"), time.sleep(0.04)),
+                                           lambda: (calls.append("ours"), time.sleep(0.01)))}, runs=3)
+    assert calls == ["theirs", "ours"] * 4  # a warm-up, then 3 interleaved runs
+    assert ratios["step"] > 1.5
+    out = capsys.readouterr().out
+    assert "authors' time / ours" in out and f"ratio {ratios['step']:.2f}" in out

@@ -130,6 +130,33 @@ def test_tfm_attention_runs_within_each_sample(cross_sample):
     assert same is not cross_sample  # the authors' code (OFFICIAL_COMPAT) mixes the samples of a batch
 
 
+def test_tfm_with_half_scales_rounds_s1_s2_to_fp16_as_the_authors_code():
+    torch.manual_seed(0)
+    authors, rounded = TokenFusion(128, half_scales=True), TokenFusion(128)
+    rounded.load_state_dict(authors.state_dict())
+    with torch.no_grad():
+        authors.s1.fill_(0.7001), authors.s2.fill_(0.8003)  # not held by fp16
+        rounded.s1.copy_(authors.s1.half().float()), rounded.s2.copy_(authors.s2.half().float())
+    selected, prompts = torch.randn(3, 4, 128), torch.randn(3, 4, 128)
+    assert rounded.s1.item() != authors.s1.item()
+    assert torch.equal(authors(selected, prompts), rounded(selected, prompts))
+    assert authors(selected, prompts).dtype == torch.float32
+
+
+@pytest.mark.parametrize("official_compat", [False, True])
+def test_hand_crafted_features_follow_the_path(tiny_clip, official_compat):
+    """The exact path encodes the template with CLIP's 77 tokens, bit for bit as the authors' encode_text;
+    OFFICIAL_COMPAT normalizes once more, as the authors' forward does."""
+    model = build(tiny_clip, official_compat=official_compat)
+    with torch.no_grad():
+        expected = normalize(tiny_clip.encode_text(clip.tokenize([f"a photo of a {name}." for name in BASE])))
+    expected = normalize(expected) if official_compat else expected
+    fast = model.hand_text_features.clone()
+    assert torch.equal(model.configure(eos_cut=False, fused=False).hand_text_features, expected)
+    torch.testing.assert_close(fast, expected, rtol=1e-5, atol=1e-6)
+    assert torch.equal(model.configure(eos_cut=True, fused=True).hand_text_features, fast)
+
+
 def test_tfms_of_a_branch_start_identical_and_only_those_in_use_exist(tiny_clip):
     model = build(tiny_clip, layers=[1, 2])
     first, second = model.visual_prompts.fusion

@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib.util
+import statistics
 import sys
+import time
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -24,13 +26,28 @@ from yacs.config import CfgNode as CN
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from clipprompt.backbones.random_clip import ClipShape  # noqa: E402  (binds our clip first)
+from clipprompt.backbones.random_clip import PRESETS, ClipShape  # noqa: E402  (binds our clip first)
 
 # MaPLe's and PromptSRC's code hard-codes a 512-wide text encoder and a 768-wide image encoder;
 # depth and input size are ours to shrink so the comparison runs on a CPU in seconds.
 WIDE_SHAPE = ClipShape(embed_dim=64, image_resolution=32, vision_layers=4, vision_width=768, vision_patch_size=16,
                        context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8,
                        transformer_layers=4)
+
+# SEP's code hard-codes ViT-B/16's widths (512 text, 768 image, 512 embedding); 4 blocks each and
+# 32-px images in 8-px patches keep it small.
+SMALL_B16_SHAPE = ClipShape(embed_dim=512, image_resolution=32, vision_layers=4, vision_width=768,
+                            vision_patch_size=8, context_length=77, vocab_size=49408, transformer_width=512,
+                            transformer_heads=8, transformer_layers=4)
+
+# `--preset` of the scripts: "wide", "small-b16" or one of the random CLIP presets (ViT-B/16: the published sizes).
+SHAPES: dict[str, ClipShape] = {"wide": WIDE_SHAPE, "small-b16": SMALL_B16_SHAPE, **PRESETS}
+
+
+def add_preset_argument(parser, default: str = "tiny") -> None:
+    parser.add_argument("--preset", default=default, choices=sorted(SHAPES),
+                        help=f"random CLIP shape (default {default}; ViT-B/16: the published sizes)")
+
 
 # Our two text paths: the exact slow one and the default fast one.
 PATHS = {
@@ -50,12 +67,16 @@ def import_authors_file(checkout: Path | str, relative_path: str, module_name: s
     imports (`from .imagenet_templates import ...`, TCP's `.clip_text`) work without running that
     folder's __init__ (which imports every trainer).
     """
+    path = Path(checkout) / relative_path
+    if not path.is_file():
+        print(f"error: {checkout} is not the checkout this script compares with: {relative_path} is missing there",
+              file=sys.stderr)
+        raise SystemExit(2)
     checkout = str(checkout)
     ours = _clip_modules()
     for name in ours:
         del sys.modules[name]
     sys.path.insert(0, checkout)
-    path = Path(checkout) / relative_path
     package = types.ModuleType(f"{module_name}_pkg")
     package.__path__ = [str(path.parent)]
     sys.modules[package.__name__] = package
@@ -99,7 +120,7 @@ def their_clip(clip_module, state: Mapping[str, torch.Tensor], design_details: d
 
 
 def their_custom_clip(module, cfg: CN, classnames: list[str], state: Mapping[str, torch.Tensor],
-                      learnable: str) -> nn.Module:
+                      learnable: str, *extra_args) -> nn.Module:
     """Their `CustomCLIP` (CoOp's family) on their CLIP with `state`'s weights, built on the CPU.
 
     Their `load_clip_to_cpu` (a download, called for the hand-crafted features) returns the same
@@ -107,7 +128,7 @@ def their_custom_clip(module, cfg: CN, classnames: list[str], state: Mapping[str
     """
     module.load_clip_to_cpu = lambda cfg: their_clip(module.clip, state)
     with cpu_only():
-        model = module.CustomCLIP(cfg, classnames, their_clip(module.clip, state))
+        model = module.CustomCLIP(cfg, classnames, their_clip(module.clip, state), *extra_args)
     for name, param in model.named_parameters():
         param.requires_grad_(learnable in name)
     return model
@@ -125,14 +146,29 @@ def dassl_like_cfg(node: Mapping, dataset: str, resolution: int) -> CN:
     return cfg
 
 
-def loss_and_logits(model, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Our training loss, backpropagated into fresh gradients, and the logits without autograd."""
+def loss_terms_and_logits(model, images: torch.Tensor, labels: torch.Tensor,
+                          as_trainer: bool = False) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    """Our training loss, backpropagated into fresh gradients, its logged terms, and the logits without autograd.
+
+    `as_trainer`: the loss in train mode and the logits in eval mode, as a trainer runs them (CLIP's
+    attention takes another kernel for frozen passes without autograd in eval mode).
+    """
     model.zero_grad()
-    loss, _ = model.loss(images, labels)
+    if as_trainer:
+        model.train()
+    loss, terms = model.loss(images, labels)
     loss.backward()
+    if as_trainer:
+        model.eval()
     with torch.no_grad():
         logits = model(images)
-    return loss.detach(), logits
+    return loss.detach(), terms, logits
+
+
+def loss_and_logits(model, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`loss_terms_and_logits` without the terms."""
+    loss, _, logits = loss_terms_and_logits(model, images, labels)
+    return loss, logits
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -158,3 +194,29 @@ def verdict(worst: float, tolerance: float, scope: str = "") -> int:
     print(f"\n{'MATCH' if match else 'MISMATCH'}: largest relative difference{scope} {worst:.2e} "
           f"(tolerance {tolerance:.0e})")
     return 0 if match else 1
+
+
+def add_speed_argument(parser) -> None:
+    parser.add_argument("--speed", action="store_true",
+                        help="also time one training step and one evaluation, theirs and ours (fast path) side by side")
+
+
+def side_by_side(steps: Mapping[str, tuple[Callable[[], object], Callable[[], object]]], runs: int = 5) -> dict[str, float]:
+    """Time each (theirs, ours) pair of callables interleaved, after one warm-up of each; print the
+    medians and the ratio authors' time / ours (above 1: ours is faster). Returns the ratios."""
+    print(f"\nspeed: median of {runs} interleaved runs after a warm-up, {torch.get_num_threads()} threads "
+          "(authors' time / ours; above 1: ours is faster)")
+    ratios = {}
+    for name, pair in steps.items():
+        for step in pair:
+            step()
+        times: tuple[list[float], list[float]] = ([], [])
+        for _ in range(runs):
+            for step, spent in zip(pair, times):
+                start = time.perf_counter()
+                step()
+                spent.append(time.perf_counter() - start)
+        theirs, ours = (statistics.median(spent) for spent in times)
+        ratios[name] = theirs / ours
+        print(f"  {name:<16} authors {theirs * 1e3:9.1f} ms   ours {ours * 1e3:9.1f} ms   ratio {ratios[name]:.2f}")
+    return ratios

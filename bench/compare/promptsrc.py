@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from yacs.config import CfgNode as CN
 
-from common import WIDE_SHAPE, cpu_only, import_authors_file, loss_and_logits, rel, report, their_clip, verdict
+from common import SHAPES, add_preset_argument, cpu_only, import_authors_file, loss_and_logits, rel, report, their_clip, verdict
 
 from clipprompt.models import PromptSRC
 from clipprompt.models.promptsrc import GaussianPromptAverage, PromptSRCOptions, gaussian_epoch_weights
@@ -52,20 +52,20 @@ class RoundedHalf(torch.Tensor):
         return torch.Tensor.half(self.as_subclass(torch.Tensor)).float().as_subclass(RoundedHalf)
 
 
-def config() -> CN:
+def config(resolution: int) -> CN:
     cfg = CN()
     cfg.TRAINER = CN({"PROMPTSRC": CN({
         "N_CTX_TEXT": N_CTX_TEXT, "N_CTX_VISION": N_CTX_VISION, "CTX_INIT": "a photo of a", "PREC": "fp32",
         "PROMPT_DEPTH_TEXT": DEPTH_TEXT, "PROMPT_DEPTH_VISION": DEPTH_VISION,
         "TEXT_LOSS_WEIGHT": 25.0, "IMAGE_LOSS_WEIGHT": 10.0, "GPA_MEAN": GPA_MEAN, "GPA_STD": GPA_STD,
     })})
-    cfg.INPUT = CN({"SIZE": (32, 32)})
+    cfg.INPUT = CN({"SIZE": (resolution, resolution)})
     cfg.OPTIM = CN({"MAX_EPOCH": EPOCHS})
     return cfg
 
 
-def build_theirs(module, state: dict):
-    cfg = config()
+def build_theirs(module, state: dict, resolution: int):
+    cfg = config(resolution)
     node = cfg.TRAINER.PROMPTSRC
 
     def load_clip_to_cpu(cfg, zero_shot_model=False):  # their function downloads; same design, our weights
@@ -108,15 +108,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkout", help="a checkout of github.com/muzairkhattak/PromptSRC")
     parser.add_argument("--tolerance", type=float, default=1e-4)
+    add_preset_argument(parser, default="wide")
     args = parser.parse_args()
+    shape = SHAPES[args.preset]
 
     module = import_authors_file(args.checkout, "trainers/promptsrc.py", "authors_promptsrc")
-    state = build_random_clip(WIDE_SHAPE).state_dict()
+    state = build_random_clip(shape).state_dict()
     torch.manual_seed(1)
-    theirs, cfg = build_theirs(module, state)
+    theirs, cfg = build_theirs(module, state, shape.image_resolution)
     start = {name: p.detach().clone() for name, p in theirs.named_parameters() if p.requires_grad}
     torch.manual_seed(2)
-    images, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 3, 1, 4])
+    images, labels = torch.randn(4, 3, shape.image_resolution, shape.image_resolution), torch.tensor([0, 3, 1, 4])
     batch = {"img": images, "label": labels}
 
     trainer = stand_in_trainer(module, theirs, cfg, lr=0.0)  # lr 0: gradients without moving the prompts
@@ -128,7 +130,7 @@ def main() -> None:
         their_logits = theirs(images)
 
     def ours_model(half: bool, fast: bool = True) -> PromptSRC:
-        model = PromptSRC(build_random_clip(WIDE_SHAPE), CLASSNAMES, PromptSRCOptions(**OPTIONS, half_prompts=half))
+        model = PromptSRC(build_random_clip(shape), CLASSNAMES, PromptSRCOptions(**OPTIONS, half_prompts=half))
         model.load_trainable_state_dict({mine: start[their] for their, mine in ROLES.items()})
         return model.configure(eos_cut=fast, fused=fast)
 

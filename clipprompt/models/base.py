@@ -197,6 +197,8 @@ def cosine_logits(image_features: Tensor, text_features: Tensor, logit_scale: Te
     image_features (B, E); text_features (n_cls, E), shared by the batch, or (B, n_cls, E), one
     set per image (CoCoOp, MPL). Both must be normalized already: each method decides what its
     features are (SEP's normalized sums, MPL's fused prompts), and normalizing twice changes bits.
+    Per-image text features take one product per image, as CoCoOp's code does (a batched product
+    differs in the last bits; the text passes cost far more than this loop).
     Returns (B, n_cls) fp32.
     """
     with torch.autocast(image_features.device.type, enabled=False):
@@ -204,14 +206,22 @@ def cosine_logits(image_features: Tensor, text_features: Tensor, logit_scale: Te
         text = text_features.float()
         if text.dim() == 2:
             return image @ text.t()
-        return torch.einsum("be,bce->bc", image, text)
+        return torch.stack([one_image @ its_text.t() for one_image, its_text in zip(image, text)])
 
 
-def hand_crafted_features(text_encoder: TextEncoder, classnames: Sequence[str], template: str) -> Tensor:
+def hand_crafted_features(
+    text_encoder: TextEncoder, classnames: Sequence[str], template: str, full_context: bool = False
+) -> Tensor:
     """Normalized fp32 features (n_cls, embed_dim) of `template` with each class name for "{}",
-    through the frozen encoder (KgCoOp's and TCP's anchors, SEP's hand-crafted text features)."""
+    through the frozen encoder (KgCoOp's and TCP's anchors, SEP's hand-crafted text features).
+
+    The prompts are cut after the longest EOS, or keep CLIP's full context with `full_context`
+    (the exact path: the authors' bits)."""
     with torch.no_grad():
-        tokens = template_tokens(template, classnames, text_encoder.context_length)
+        length = text_encoder.context_length
+        tokens = template_tokens(template, classnames, length)
+        if full_context:
+            tokens = F.pad(tokens, (0, length - tokens.shape[1]))
         return normalize(text_encoder.encode_tokens(tokens).float())
 
 

@@ -68,5 +68,8 @@ class CoCoOp(CoOp):
         """Logits from the frozen encoder's output (clipprompt.runs.feature_cache may have stored it)."""
         image_features = normalize(features)
         prompts = self.prompts.assemble(self.image_context(image_features))
-        text = encode_prompt_grid(self.text_encoder, prompts, self.prompts.eos_positions, self.options.text_chunk)
+        # the exact path encodes one image's prompts a pass, as the authors' loop does (one pass over
+        # all images sums the context's gradients in another order: last bits at ViT-B/16)
+        chunk = self.options.text_chunk if self.eos_cut else self.num_classes
+        text = encode_prompt_grid(self.text_encoder, prompts, self.prompts.eos_positions, chunk)
         return self.logits(image_features, normalize(text))

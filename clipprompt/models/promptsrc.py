@@ -103,6 +103,7 @@ class PromptSRC(IVLP):
         super().__init__(clip, classnames, options or PromptSRCOptions())
         self.template_chunk = template_chunk
         self._teacher: Tensor | None = None  # computed on first use: evaluation never needs it
+        self._teacher_key: tuple | None = None  # (device, eos_cut, fused) it was computed for
         self.prompt_average: GaussianPromptAverage | None = None  # set by the trainer when GPA is on
 
     # ---- checkpoints: the learned prompts, and GPA's running sum while it runs ----------------
@@ -127,17 +128,26 @@ class PromptSRC(IVLP):
 
     @torch.no_grad()
     def teacher_text_features(self) -> Tensor:
-        """ḡ (n_cls, embed_dim): frozen CLIP's text features averaged over the templates, normalized."""
-        if self._teacher is None or self._teacher.device != self.logit_scale.device:
-            total = None
+        """ḡ (n_cls, embed_dim): frozen CLIP's text features averaged over the templates, normalized.
+
+        As the authors compute it: each template's prompts encoded as one batch, one mean over the
+        stacked templates. On the exact path (`eos_cut` off) the prompts keep CLIP's 77 tokens; the
+        fast path cuts them after the longest EOS (the encoder is causal: equal up to rounding).
+        """
+        key = (self.logit_scale.device, self.eos_cut, self.text_encoder.fused)
+        if self._teacher is None or self._teacher_key != key:
+            length = self.text_encoder.context_length
+            per_template = []
             for template in IMAGENET_TEMPLATES:
-                tokens = template_tokens(template, self.classnames, self.text_encoder.context_length)
-                features = torch.cat([
+                tokens = template_tokens(template, self.classnames, length)
+                if not self.eos_cut:
+                    tokens = F.pad(tokens, (0, length - tokens.shape[1]))
+                per_template.append(torch.cat([
                     self.text_encoder.encode_tokens(tokens[i : i + self.template_chunk]).float()
                     for i in range(0, tokens.shape[0], self.template_chunk)
-                ])
-                total = features if total is None else total + features
-            self._teacher = normalize(total / len(IMAGENET_TEMPLATES))
+                ]))
+            self._teacher = normalize(torch.stack(per_template, dim=1).mean(dim=1))
+            self._teacher_key = key
         return self._teacher
 
     # ---- training ------------------------------------------------------------------------------

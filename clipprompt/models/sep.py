@@ -82,17 +82,21 @@ class TokenFusion(nn.Module):
 
     Attention runs over the tokens of each sample. With `cross_sample=True` (the authors' code,
     which passes batch-first tensors to a sequence-first attention) it runs over the samples of
-    the batch instead, separately for each token slot; then k must equal n.
+    the batch instead, separately for each token slot; then k must equal n. With `half_scales=True`
+    s1 and s2 are rounded to fp16 at each use, as the authors' `scale.half()` does at every
+    precision (their gradients are then fp16 too).
     """
 
-    def __init__(self, width: int, hidden: int = TFM_HIDDEN, cross_sample: bool = False):
+    def __init__(self, width: int, hidden: int = TFM_HIDDEN, cross_sample: bool = False, half_scales: bool = False):
         super().__init__()
+        self.half_scales = half_scales
         heads = max(1, width // 64)
         if width % heads:
             heads = 1
         self.cross_sample = cross_sample
         self.ln_1 = nn.LayerNorm(width)
-        self.attn = nn.MultiheadAttention(width, heads, dropout=0.0, bias=True, batch_first=True)
+        # Across samples: the authors' batch-first tensors into a sequence-first attention, as they call it.
+        self.attn = nn.MultiheadAttention(width, heads, dropout=0.0, bias=True, batch_first=not cross_sample)
         self.ln_2 = nn.LayerNorm(width)
         self.mlp = nn.Sequential(
             nn.Linear(width, hidden, bias=False), clip_model.QuickGELU(), nn.Linear(hidden, width, bias=False)
@@ -104,20 +108,28 @@ class TokenFusion(nn.Module):
         """Fused prompt tokens with the shape of `selected` (= the prompts' shape), in fp32 or autocast dtype."""
         dtype = self.ln_1.weight.dtype  # the TFM's own dtype, whatever the encoder runs in
         s, p = selected.to(dtype), prompts.to(dtype)
-        if self.cross_sample:
-            s, p = s.transpose(0, 1), p.transpose(0, 1)
-        key = self.ln_1(s)
-        attended = self.attn(self.ln_1(p), key, key, need_weights=False)[0]
-        z = self.s1 * s + (1 - self.s1) * attended
-        out = self.s2 * z + (1 - self.s2) * self.mlp(self.ln_2(z))
-        return out.transpose(0, 1) if self.cross_sample else out
+        # evaluated in the authors' order, so autograd sums each tensor's gradients in their order
+        z = self.scale(self.s1) * s + (1 - self.scale(self.s1)) * self.attend(p, s)
+        return self.scale(self.s2) * z + (1 - self.scale(self.s2)) * self.mlp(self.ln_2(z))
+
+    def attend(self, prompts: Tensor, selected: Tensor) -> Tensor:
+        """MHA(query = LN1(P), key = value = LN1(S))."""
+        query, key = self.ln_1(prompts), self.ln_1(selected)
+        # the authors normalize key and value apart: one in-projection each, their bits
+        value = self.ln_1(selected) if self.cross_sample else key
+        return self.attn(query, key, value, need_weights=False)[0]
+
+    def scale(self, value: Tensor) -> Tensor:
+        """s1 or s2; with `half_scales` as the authors hold it: shape (1,), rounded to fp16."""
+        return value.reshape(1).half() if self.half_scales else value
 
 
-def make_fusion_modules(width: int, count: int, cross_sample: bool) -> nn.ModuleList:
-    """`count` TFMs starting from identical weights (the authors deep-copy one module)."""
+def make_fusion_modules(width: int, count: int, official_compat: bool) -> nn.ModuleList:
+    """`count` TFMs starting from identical weights (the authors deep-copy one module); with
+    `official_compat` they attend across samples and round s1, s2 to fp16 as the authors' code does."""
     if count == 0:
         return nn.ModuleList()
-    first = TokenFusion(width, cross_sample=cross_sample)
+    first = TokenFusion(width, cross_sample=official_compat, half_scales=official_compat)
     return nn.ModuleList([first] + [copy.deepcopy(first) for _ in range(count - 1)])
 
 
@@ -160,7 +172,7 @@ class TextPromptLearner(nn.Module):
         n_ctx: int,
         ctx_init: str,
         layers: list[int],
-        cross_sample: bool,
+        official_compat: bool,
     ):
         super().__init__()
         self.ctx = nn.Parameter(init_context(text_encoder, n_ctx, ctx_init))
@@ -177,7 +189,7 @@ class TextPromptLearner(nn.Module):
         # which may reach into the padding (token 0) after EOS.
         self.min_length = 1 + 2 * n_ctx if layers else 0
         self.layers = list(layers)
-        self.fusion = make_fusion_modules(text_encoder.width, len(layers), cross_sample)
+        self.fusion = make_fusion_modules(text_encoder.width, len(layers), official_compat)
 
     @property
     def n_ctx(self) -> int:
@@ -216,7 +228,7 @@ class VisualPromptLearner(nn.Module):
         n_ctx: int,
         layers: list[int],
         per_image: bool,
-        cross_sample: bool,
+        official_compat: bool,
     ):
         super().__init__()
         n_tokens = image_encoder.num_tokens  # CLS + patches
@@ -228,7 +240,7 @@ class VisualPromptLearner(nn.Module):
         self.ctx = nn.Parameter(torch.randn(n_ctx, image_encoder.width) * 0.02)
         self.layers = list(layers)
         self.per_image = per_image
-        self.fusion = make_fusion_modules(image_encoder.width, len(layers), cross_sample)
+        self.fusion = make_fusion_modules(image_encoder.width, len(layers), official_compat)
 
     @property
     def n_ctx(self) -> int:
@@ -286,12 +298,25 @@ class SEP(PromptedCLIP):
         self.visual_prompts = VisualPromptLearner(
             self.image_encoder, options.n_ctx_v, chosen["image"], options.selection == "image", options.official_compat
         )
-        hand = hand_crafted_features(self.text_encoder, self.classnames, template)
+        self.template = template
+        hand = self.frozen_template_features(full_context=False)
         self.register_buffer("hand_text_features", hand, persistent=False)
         # Training sets these with init_prototypes() (normalized class means of frozen image
         # features); until then they hold t_hand, so the module works on its own (with a warning).
         self.prototypes = nn.Parameter(hand.clone())
         self.prototypes_initialized = False
+
+    def configure(self, *, eos_cut: bool | None = None, fused: bool | None = None) -> "SEP":
+        """The paths (see `PromptedCLIP.configure`); the hand-crafted text features follow them."""
+        super().configure(eos_cut=eos_cut, fused=fused)
+        self.hand_text_features = self.frozen_template_features(full_context=not self.eos_cut)
+        return self
+
+    def frozen_template_features(self, full_context: bool) -> Tensor:
+        """t_0: the template's normalized frozen features (full_context: CLIP's 77 tokens, the exact path)."""
+        hand = hand_crafted_features(self.text_encoder, self.classnames, self.template, full_context)
+        # the authors' forward normalizes these normalized features once more (last bits)
+        return normalize(hand) if self.options.official_compat else hand
 
     # ---- features ---------------------------------------------------------------------------
 
@@ -363,13 +388,14 @@ class SEP(PromptedCLIP):
         text = self.text_features().float()  # once per step: depends on the classes only
         image, frozen = self.image_features(images)
         logits = self.logits(image, text)
-        ce = F.cross_entropy(logits, labels)
-        text_consistency = 1 - F.cosine_similarity(text, self.hand_text_features, dim=-1).mean()
-        visual_consistency = 1 - F.cosine_similarity(frozen, image, dim=-1).mean()
+        # the terms in the authors' order: autograd then sums the features' gradients in their order
+        frozen_proto_logits = self.prototype_logits(frozen)
         proto = PROTO_WEIGHT * (
-            F.cross_entropy(self.prototype_logits(image), labels)
-            + F.cross_entropy(self.prototype_logits(frozen), labels)
+            F.cross_entropy(self.prototype_logits(image), labels) + F.cross_entropy(frozen_proto_logits, labels)
         )
+        text_consistency = 1 - F.cosine_similarity(text, self.hand_text_features, dim=-1).mean()
+        ce = F.cross_entropy(logits, labels)
+        visual_consistency = 1 - F.cosine_similarity(frozen, image, dim=-1).mean()
         loss = ce + self.options.w * text_consistency + self.options.w_v * visual_consistency + proto
         return loss, {
             "loss": loss.item(),
