@@ -77,6 +77,24 @@ def replace_tokens(values: Tensor, start: int) -> Callable[[Tensor], Tensor]:
     return inject
 
 
+def insert_tokens(values: Tensor, at: int) -> Callable[[Tensor], Tensor]:
+    """An injection that inserts `values` ((n, D) or (B, n, D)) before token `at` of every sequence,
+    so the sequence grows by n (MMRL's representation tokens after [CLS] / [SOS]). A text sequence
+    that grows past the context length stays causal on both paths (`causal_mask`)."""
+
+    def inject(x: Tensor) -> Tensor:
+        new = values.to(x.dtype).expand(x.shape[0], values.shape[-2], x.shape[-1])
+        return torch.cat([x[:, :at], new, x[:, at:]], dim=1)
+
+    return inject
+
+
+def causal_mask(length: int, like: Tensor) -> Tensor:
+    """CLIP's additive causal mask (-inf above the diagonal) for `length` tokens, in `like`'s dtype
+    and device: the text towers' exact path for sequences longer than their stored mask."""
+    return torch.full((length, length), float("-inf"), device=like.device).triu_(1).to(like.dtype)
+
+
 def deep_prompt_injections(prompts: Sequence[Tensor], start: int, first_block: int = 1) -> dict[int, Callable]:
     """Injections putting `prompts[k]` at the prompt positions of block `first_block + k`."""
     return {first_block + k: replace_tokens(values, start) for k, values in enumerate(prompts)}
