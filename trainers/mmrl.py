@@ -18,4 +18,7 @@ class MMRL(ClipTrainer):
         classes, other datasets) with the class token alone."""
         state = super()._load(path, state, same_classes)
         self.model.trained_classnames = state.get("classnames")
+        trained_here = state.get("classnames") in (None, list(self.model.classnames))
+        head = "fusion" if self.model.uses_fusion() else "class token"
+        print(f"MMRL evaluation head: {head} (weights trained on {'these' if trained_here else 'other'} classes)")
         return state
