@@ -13,10 +13,11 @@ import yaml
 import clipprompt.models  # noqa: F401  (registers every method's options)
 from clipprompt.backbones._clip import clip
 from clipprompt.errors import ConfigError
-from clipprompt.models import IVLP, TCP, VPT, ProGrad, CoCoOp, CoOp, KgCoOp, MaPLe, MPL, PromptSRC, SEP, ZeroshotCLIP
+from clipprompt.models import IVLP, MMRL, TCP, VPT, ProGrad, CoCoOp, CoOp, KgCoOp, MaPLe, MPL, PromptSRC, SEP, ZeroshotCLIP
 from clipprompt.models.cocoop import CoCoOpOptions
 from clipprompt.models.ivlp import IVLPOptions
 from clipprompt.models.maple import MaPLeOptions
+from clipprompt.models.mmrl import MMRLOptions
 from clipprompt.models.vpt import VPTOptions
 from clipprompt.models.mpl import MPLOptions
 from clipprompt.models.promptsrc import PromptSRCOptions
@@ -187,6 +188,7 @@ def build_each(clip):
         "IVLP": IVLP(clip, CLASSES, IVLPOptions(prompt_depth_text=3, prompt_depth_vision=3)),
         "MaPLe": MaPLe(clip, CLASSES, MaPLeOptions(prompt_depth=3)),
         "PromptSRC": PromptSRC(clip, CLASSES, PromptSRCOptions(prompt_depth_text=3, prompt_depth_vision=3)),
+        "MMRL": MMRL(clip, CLASSES, MMRLOptions(rep_layers=[2, 3])),
     }
 
 
