@@ -109,17 +109,23 @@ class MMRL(PromptedCLIP):
     def image_tokens(self) -> list[Tensor]:
         return [layer(self.rep_tokens) for layer in self.to_image]
 
-    def class_text_features(self) -> Tensor:
+    def representation(self) -> tuple[list[Tensor], list[Tensor]]:
+        """Text and image tokens of every layer, computed layer by layer, text first, as the authors'
+        learner does (the order in which R's gradient is summed, so the exact path gives their bits)."""
+        pairs = [(to_text(self.rep_tokens), to_image(self.rep_tokens)) for to_text, to_image in zip(self.to_text, self.to_image)]
+        return [text for text, _ in pairs], [image for _, image in pairs]
+
+    def class_text_features(self, rep_tokens: list[Tensor] | None = None) -> Tensor:
         tokens = template_tokens(self.template, self.classnames, self.text_encoder.context_length)
         if not self.eos_cut:
             tokens = F.pad(tokens, (0, self.text_encoder.context_length - tokens.shape[1]))
         eos = tokens.argmax(dim=-1).to(self.logit_scale.device) + self.options.n_rep_tokens
-        injections = representation_injections(self.text_tokens(), self.blocks)
+        injections = representation_injections(self.text_tokens() if rep_tokens is None else rep_tokens, self.blocks)
         return normalize(self.text_encoder(self.text_encoder.embed(tokens), eos, injections))
 
-    def image_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
+    def image_features(self, images: Tensor, rep_tokens: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """Normalized class-token and representation-token features, each (B, embed_dim)."""
-        injections = representation_injections(self.image_tokens(), self.blocks)
+        injections = representation_injections(self.image_tokens() if rep_tokens is None else rep_tokens, self.blocks)
         features, tokens = self.image_encoder(images, injections=injections, return_tokens=True)
         rep = self.image_encoder.visual.ln_post(tokens[:, 1 : 1 + self.options.n_rep_tokens]).mean(dim=1)
         rep = rep @ self.proj_rep.to(rep.dtype)
@@ -141,8 +147,9 @@ class MMRL(PromptedCLIP):
         return self.fuse(*self.head_logits(images, text))
 
     def loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
-        text = self.class_text_features()
-        image, image_rep = self.image_features(images)
+        text_tokens, image_tokens = self.representation()
+        text = self.class_text_features(text_tokens)
+        image, image_rep = self.image_features(images, image_tokens)
         logits, logits_rep = self.logits(image, text), self.logits(image_rep, text)
         with torch.no_grad():
             frozen_image = normalize(self.image_encoder(images))

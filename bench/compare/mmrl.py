@@ -1,0 +1,148 @@
+"""MMRL against the authors' code (yunncheng/MMRL): the same random CLIP, batch and representation
+learner; loss, each loss term, both heads' logits and every gradient.
+
+    git clone https://github.com/yunncheng/MMRL /tmp/mmrl-code
+    python bench/compare/mmrl.py /tmp/mmrl-code
+
+Their model is `trainers/mmrl.py`'s `CustomCLIP` on their CLIP fork (`clip/model_mmrl.py`, fp32), with
+their `MMRL_Loss`, their zero-shot CLIP (the image features of `clip_model_zero_shot.visual`, the text
+features of `_get_text_base_features_zero_shot`) and their trainer's fp32 step; ours is
+`clipprompt.models.MMRL` on the same weights with their initial learned parameters copied by role.
+Their logits use a hard-coded 100 (`LOGIT_SCALE 100` does the same; CLIP's own scale is the default).
+Settings: WIDE_SHAPE (4 blocks per encoder), REP_LAYERS [3, 4], 5 tokens, REP_DIM 512, α 0.7, λ 1.0
+and 0.5 with α 0.6. The verdict is the exact path's (77-token prompts, CLIP's block forward;
+tolerance 1e-6); the fast path (EOS cut, SDPA) is printed beside it. Not run in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from common import PATHS, WIDE_SHAPE, cpu_only, dassl_like_cfg, import_authors_file, rel, report, verdict
+
+from clipprompt.backbones.random_clip import build_random_clip
+from clipprompt.models import MMRL, MMRLOptions
+
+CLASSNAMES = ["dog", "fire_truck", "sea lion", "snowy owl", "hot air balloon"]
+DATASET, TEMPLATE = "Caltech101", "a photo of a {}."
+N_TOKENS, LAYERS, REP_DIM = 5, [3, 4], 512
+SETTINGS = [(0.7, 1.0), (0.6, 0.5)]  # (ALPHA, REG_WEIGHT)
+
+
+def roles(depth: int) -> dict[str, str]:
+    """Their learned parameter -> ours."""
+    names = {"representation_learner.compound_rep_tokens": "rep_tokens", "image_encoder.proj_rep": "proj_rep"}
+    for k in range(depth):
+        for part in ("weight", "bias"):
+            names[f"representation_learner.compound_rep_tokens_r2vproj.{k}.{part}"] = f"to_image.{k}.{part}"
+            names[f"representation_learner.compound_rep_tokens_r2tproj.{k}.{part}"] = f"to_text.{k}.{part}"
+    return names
+
+
+def their_clip(module, state: dict, model: str) -> torch.nn.Module:
+    """Their CLIP fork ("MMRL": with representation tokens; "CLIP": their zero-shot CLIP), our fp32 weights."""
+    design = {"model": model, "rep_tokens_layers": LAYERS, "n_rep_tokens": N_TOKENS}
+    clip = module.clip.build_model_MMRL(copy.deepcopy(state), design).float()
+    missing, unexpected = clip.load_state_dict(state, strict=False)
+    assert not unexpected and set(missing) <= {"visual.proj_rep"}, (missing, unexpected)
+    return clip.eval()
+
+
+def run_theirs(module, state, alpha: float, weight: float, images, labels) -> dict:
+    cfg = dassl_like_cfg({"MMRL": {"N_REP_TOKENS": N_TOKENS, "REP_DIM": REP_DIM, "REP_LAYERS": LAYERS,
+                                   "ALPHA": alpha, "REG_WEIGHT": weight}}, DATASET, WIDE_SHAPE.image_resolution)
+    torch.manual_seed(1)
+    with cpu_only():
+        model = module.CustomCLIP(cfg, CLASSNAMES, their_clip(module, state, "MMRL"))
+        zero_shot = their_clip(module, state, "CLIP")
+        text_clip = module._get_text_base_features_zero_shot(cfg, CLASSNAMES, zero_shot, module.TextEncoder_CLIP(zero_shot))
+        text_clip = text_clip / text_clip.norm(dim=-1, keepdim=True)
+        for name, param in model.named_parameters():  # their trainer's names_to_update
+            param.requires_grad_("representation_learner" in name or "image_encoder.proj_rep" in name)
+        start = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+        model.train()
+        with torch.no_grad():  # their forward_backward, fp32 branch
+            image_clip = zero_shot.visual(images)
+            image_clip = image_clip / image_clip.norm(dim=-1, keepdim=True)
+        logits, logits_rep, _, image_features, text_features = model(images)
+        loss = module.MMRL_Loss(reg_weight=weight, alpha=alpha)(
+            logits, logits_rep, image_features, text_features, image_clip, text_clip, labels)
+        loss.backward()
+        model.eval()
+        with torch.no_grad():
+            class_logits, _, fused_logits, _, _ = model(images)
+    terms = their_terms(logits, logits_rep, image_features, text_features, image_clip, text_clip, labels)
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+    return {"start": start, "loss": loss.detach(), "terms": terms, "grads": grads,
+            "class logits": class_logits, "fused logits": fused_logits}
+
+
+def their_terms(logits, logits_rep, image, text, image_clip, text_clip, labels) -> dict:
+    """Their `MMRL_Loss` term by term (the same expressions)."""
+    with torch.no_grad():
+        return {"ce": F.cross_entropy(logits, labels), "ce_rep": F.cross_entropy(logits_rep, labels),
+                "reg_image": 1 - torch.mean(F.cosine_similarity(image, image_clip, dim=1)),
+                "reg_text": 1 - torch.mean(F.cosine_similarity(text, text_clip, dim=1))}
+
+
+def run_ours(state, start: dict, alpha: float, weight: float, path: dict, images, labels) -> dict:
+    clip = build_random_clip(WIDE_SHAPE)
+    clip.load_state_dict(state)
+    options = MMRLOptions(alpha=alpha, reg_weight=weight, n_rep_tokens=N_TOKENS, rep_layers=LAYERS, rep_dim=REP_DIM,
+                          logit_scale=100.0)
+    model = MMRL(clip, CLASSNAMES, options, template=TEMPLATE).configure(**path)
+    model.load_trainable_state_dict({ours: start[theirs] for theirs, ours in roles(len(LAYERS)).items()})
+    loss, summary = model.loss(images, labels)
+    loss.backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+    with torch.no_grad(), model.cached_text_features():
+        model.options.eval_head = "class"
+        class_logits = model(images)
+        model.options.eval_head = "fusion"
+        fused_logits = model(images)
+    terms = {name: torch.tensor(summary[name]) for name in ("ce", "ce_rep", "reg_image", "reg_text")}
+    return {"loss": loss.detach(), "terms": terms, "grads": grads, "class logits": class_logits,
+            "fused logits": fused_logits}
+
+
+def compare(theirs: dict, ours: dict) -> dict[str, float]:
+    rows = {"loss": rel(ours["loss"], theirs["loss"])}
+    # our summary holds Python floats (fp64 of the fp32 values): the terms compare at fp32 bits
+    rows.update({f"term {name}": rel(ours["terms"][name].float(), theirs["terms"][name]) for name in theirs["terms"]})
+    rows.update({name: rel(ours[name], theirs[name]) for name in ("class logits", "fused logits")})
+    rows.update({f"grad {mine}": rel(ours["grads"][mine], theirs["grads"][their])
+                 for their, mine in roles(len(LAYERS)).items()})
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkout", type=Path, help="root of a clone of github.com/yunncheng/MMRL")
+    parser.add_argument("--tolerance", type=float, default=1e-6)
+    args = parser.parse_args()
+    if not (args.checkout / "trainers" / "mmrl.py").is_file():
+        parser.error(f"{args.checkout} is not a checkout of yunncheng/MMRL (no trainers/mmrl.py)")
+    module = import_authors_file(args.checkout, "trainers/mmrl.py", "authors_mmrl")
+    state = build_random_clip(WIDE_SHAPE).state_dict()
+    torch.manual_seed(2)
+    images = torch.randn(4, 3, WIDE_SHAPE.image_resolution, WIDE_SHAPE.image_resolution)
+    labels = torch.tensor([0, 3, 1, 4])
+    worst = 0.0
+    for alpha, weight in SETTINGS:
+        theirs = run_theirs(module, state, alpha, weight, images, labels)
+        for title, path in PATHS.items():
+            rows = compare(theirs, run_ours(state, theirs["start"], alpha, weight, path, images, labels))
+            difference = report(f"ALPHA {alpha}, REG_WEIGHT {weight}, LOGIT_SCALE 100: ours {title} vs theirs", rows)
+            if not path["fused"]:
+                worst = max(worst, difference)
+    return verdict(worst, args.tolerance, " on the exact path")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
