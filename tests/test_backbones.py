@@ -101,6 +101,18 @@ def test_inserted_tokens_may_grow_the_text_past_its_context_on_both_paths(backbo
     torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["openai-vit", "openclip-vit", "openclip-vit-ls"])
+@pytest.mark.parametrize("fused", [False, True])
+def test_an_image_pass_split_at_a_block_is_the_whole_pass(backbone_files, images, kind, fused):
+    """`run_to` / `encode_from`: passes branching at a block share the prefix before it (MMRL's frozen pass)."""
+    encoder = as_backbone(load_clip(backbone_files[kind]), fused=fused).image
+    with torch.no_grad():
+        for block in (0, 2):
+            prefix = encoder.run_to(images, block)
+            assert prefix.shape == (4, encoder.num_tokens, encoder.width)
+            assert torch.equal(encoder.encode_from(prefix, block), encoder(images))
+
+
 def test_insert_tokens_grows_the_sequence_at_the_position():
     from clipprompt.backbones.encoders import insert_tokens
 

@@ -110,8 +110,10 @@ class BlockRunner(nn.Module):
         """The block's own forward on batch-first `x`, as the library's tower calls it."""
         raise NotImplementedError
 
-    def run_blocks(self, x: Tensor, injections: Injections | None) -> Tensor:
-        for index, block in enumerate(self.blocks):
+    def run_blocks(self, x: Tensor, injections: Injections | None, start: int = 0, stop: int | None = None) -> Tensor:
+        """Blocks `start` .. `stop` - 1 (default: all) on `x`, the sequence entering block `start`."""
+        for index in range(start, self.depth if stop is None else stop):
+            block = self.blocks[index]
             if injections and index in injections:
                 x = injections[index](x)
             x = fused_block(block, x, self.causal) if self.fused and fusable(block) else self.run_exact(block, x)
@@ -239,10 +241,20 @@ class ImageEncoder(BlockRunner):
 
         With `return_tokens`, also the last block's output sequence (B, 1 + N + P, width).
         """
+        return self.encode_from(self.run_to(images, 0, prompts), 0, injections, return_tokens)
+
+    def run_to(self, images: Tensor, stop: int, prompts: Tensor | None = None) -> Tensor:
+        """The sequence entering block `stop` (after ln_pre and blocks 0 .. stop - 1, nothing injected):
+        a frozen prefix that several passes branching at block `stop` can share (MMRL)."""
         x = self.embed(images)
         if prompts is not None:
             x = torch.cat([x, prompts.to(x.dtype).expand(x.shape[0], -1, -1)], dim=1)
-        tokens = self.run_blocks(self.visual.ln_pre(x), injections)
+        return self.run_blocks(self.visual.ln_pre(x), None, stop=stop)
+
+    def encode_from(self, tokens: Tensor, start: int, injections: Injections | None = None,
+                    return_tokens: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """`forward` continued from `tokens`, the sequence entering block `start` (`run_to`'s)."""
+        tokens = self.run_blocks(tokens, injections, start=start)
         features = self.readout(tokens)
         return (features, tokens) if return_tokens else features
 

@@ -123,10 +123,16 @@ class MMRL(PromptedCLIP):
         injections = representation_injections(self.text_tokens() if rep_tokens is None else rep_tokens, self.blocks)
         return normalize(self.text_encoder(self.text_encoder.embed(tokens), eos, injections))
 
-    def image_features(self, images: Tensor, rep_tokens: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
-        """Normalized class-token and representation-token features, each (B, embed_dim)."""
+    def image_features(self, images: Tensor, rep_tokens: list[Tensor] | None = None,
+                       prefix: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Normalized class-token and representation-token features, each (B, embed_dim).
+
+        `prefix`: the sequence entering the first representation block (`ImageEncoder.run_to`), when
+        the caller has it already."""
         injections = representation_injections(self.image_tokens() if rep_tokens is None else rep_tokens, self.blocks)
-        features, tokens = self.image_encoder(images, injections=injections, return_tokens=True)
+        if prefix is None:
+            prefix = self.image_encoder.run_to(images, self.blocks[0])
+        features, tokens = self.image_encoder.encode_from(prefix, self.blocks[0], injections, return_tokens=True)
         rep = self.image_encoder.visual.ln_post(tokens[:, 1 : 1 + self.options.n_rep_tokens]).mean(dim=1)
         rep = rep @ self.proj_rep.to(rep.dtype)
         return normalize(features), normalize(rep)
@@ -149,10 +155,11 @@ class MMRL(PromptedCLIP):
     def loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         text_tokens, image_tokens = self.representation()
         text = self.class_text_features(text_tokens)
-        image, image_rep = self.image_features(images, image_tokens)
+        with torch.no_grad():  # frozen CLIP's image pass shares the blocks before the first representation block
+            prefix = self.image_encoder.run_to(images, self.blocks[0])
+            frozen_image = normalize(self.image_encoder.encode_from(prefix, self.blocks[0]))
+        image, image_rep = self.image_features(images, image_tokens, prefix)
         logits, logits_rep = self.logits(image, text), self.logits(image_rep, text)
-        with torch.no_grad():
-            frozen_image = normalize(self.image_encoder(images))
         frozen_text = self.frozen_prompt_features(self.template)
         alpha, weight = self.options.alpha, self.options.reg_weight
         ce = F.cross_entropy(logits, labels)
