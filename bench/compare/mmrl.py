@@ -12,13 +12,23 @@ Their logits use a hard-coded 100 (`LOGIT_SCALE 100` does the same; CLIP's own s
 Settings: WIDE_SHAPE (4 blocks per encoder), REP_LAYERS [3, 4], 5 tokens, REP_DIM 512, α 0.7, λ 1.0
 and 0.5 with α 0.6. The verdict is the exact path's (77-token prompts, CLIP's block forward;
 tolerance 1e-6); the fast path (EOS cut, SDPA) is printed beside it. Not run in CI.
+
+    python bench/compare/mmrl.py /tmp/mmrl-code --speed
+
+times, side by side on a random ViT-B/16 in fp32 (the authors' base-to-new settings: REP_LAYERS 6-12,
+batch 4, 50 classes), one training step (their trainer's fp32 step without the optimizer; ours
+`loss` + `backward` on the fast path) and one evaluation batch (text features cached on both sides),
+interleaved, and prints the medians, the ratios (theirs / ours) and the estimated time of one whole
+base-to-new dataset (Caltech101 at 16 shots: 2,000 steps and ~2,465 test images) from them.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -45,9 +55,9 @@ def roles(depth: int) -> dict[str, str]:
     return names
 
 
-def their_clip(module, state: dict, model: str) -> torch.nn.Module:
+def their_clip(module, state: dict, model: str, layers: list[int] = LAYERS) -> torch.nn.Module:
     """Their CLIP fork ("MMRL": with representation tokens; "CLIP": their zero-shot CLIP), our fp32 weights."""
-    design = {"model": model, "rep_tokens_layers": LAYERS, "n_rep_tokens": N_TOKENS}
+    design = {"model": model, "rep_tokens_layers": layers, "n_rep_tokens": N_TOKENS}
     clip = module.clip.build_model_MMRL(copy.deepcopy(state), design).float()
     missing, unexpected = clip.load_state_dict(state, strict=False)
     assert not unexpected and set(missing) <= {"visual.proj_rep"}, (missing, unexpected)
@@ -121,14 +131,86 @@ def compare(theirs: dict, ours: dict) -> dict[str, float]:
     return rows
 
 
+def speed(module, runs: int = 5) -> None:
+    """Side-by-side per-step times on a random ViT-B/16, fp32, interleaved; medians and ratios."""
+    layers = [6, 7, 8, 9, 10, 11, 12]
+    classnames = [f"class number {i}" for i in range(50)]
+    clip = build_random_clip("ViT-B/16")
+    state = clip.state_dict()
+    cfg = dassl_like_cfg({"MMRL": {"N_REP_TOKENS": N_TOKENS, "REP_DIM": REP_DIM, "REP_LAYERS": layers,
+                                   "ALPHA": 0.7, "REG_WEIGHT": 1.0}}, DATASET, 224)
+    with cpu_only():
+        theirs = module.CustomCLIP(cfg, classnames, their_clip(module, state, "MMRL", layers))
+        zero_shot = their_clip(module, state, "CLIP", layers)
+        text_clip = module._get_text_base_features_zero_shot(cfg, classnames, zero_shot, module.TextEncoder_CLIP(zero_shot))
+        text_clip = text_clip / text_clip.norm(dim=-1, keepdim=True)
+    for name, param in theirs.named_parameters():
+        param.requires_grad_("representation_learner" in name or "image_encoder.proj_rep" in name)
+    criterion = module.MMRL_Loss(reg_weight=1.0, alpha=0.7)
+    ours = MMRL(clip, classnames, MMRLOptions(), template=TEMPLATE)
+    torch.manual_seed(3)
+    images, labels = torch.randn(4, 3, 224, 224), torch.randint(0, 50, (4,))
+
+    def their_train():
+        theirs.train()
+        with torch.no_grad():
+            image_clip = zero_shot.visual(images)
+            image_clip = image_clip / image_clip.norm(dim=-1, keepdim=True)
+        logits, logits_rep, _, image_features, text_features = theirs(images)
+        theirs.zero_grad()
+        criterion(logits, logits_rep, image_features, text_features, image_clip, text_clip, labels).backward()
+
+    def our_train():
+        ours.train()
+        loss, _ = ours.loss(images, labels)
+        ours.zero_grad()
+        loss.backward()
+
+    def their_eval():
+        theirs.eval()
+        with torch.no_grad():
+            theirs(images)
+
+    def our_eval():
+        ours.eval()
+        with torch.no_grad():
+            ours(images)
+
+    cases = {"train theirs": their_train, "train ours": our_train, "eval theirs": their_eval, "eval ours": our_eval}
+    times = {name: [] for name in cases}
+    with ours.cached_text_features():  # as the trainer evaluates; theirs caches on its first eval call
+        for fn in cases.values():
+            fn()  # warm-up (and their inference cache)
+        for _ in range(runs):
+            for name, fn in cases.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    median = {name: statistics.median(values) for name, values in times.items()}
+    fastest = {name: min(values) for name, values in times.items()}
+    print(f"\nrandom ViT-B/16, fp32, batch 4, 50 classes, {torch.get_num_threads()} threads, median of {runs} interleaved runs")
+    for kind in ("train", "eval"):
+        t, o = median[f"{kind} theirs"], median[f"{kind} ours"]
+        ratio_fastest = fastest[f"{kind} theirs"] / fastest[f"{kind} ours"]
+        print(f"  {kind}: theirs {t:.3f} s, ours {o:.3f} s, theirs / ours {t / o:.2f} (fastest runs {ratio_fastest:.2f})")
+    steps, test_batches = 2000, 2465 / 4
+    for side in ("theirs", "ours"):
+        total = steps * median[f"train {side}"] + test_batches * median[f"eval {side}"]
+        print(f"  one base-to-new dataset (Caltech101, 2,000 steps + 2,465 test images), {side}: {total / 3600:.2f} h")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkout", type=Path, help="root of a clone of github.com/yunncheng/MMRL")
     parser.add_argument("--tolerance", type=float, default=1e-6)
+    parser.add_argument("--speed", action="store_true", help="time training and evaluation side by side instead")
     args = parser.parse_args()
     if not (args.checkout / "trainers" / "mmrl.py").is_file():
         parser.error(f"{args.checkout} is not a checkout of yunncheng/MMRL (no trainers/mmrl.py)")
     module = import_authors_file(args.checkout, "trainers/mmrl.py", "authors_mmrl")
+    if args.speed:
+        speed(module)
+        return 0
     state = build_random_clip(WIDE_SHAPE).state_dict()
     torch.manual_seed(2)
     images = torch.randn(4, 3, WIDE_SHAPE.image_resolution, WIDE_SHAPE.image_resolution)
