@@ -9,6 +9,7 @@ from clipprompt.backbones.random_clip import save_random_clip
 from clipprompt.errors import ConfigError
 from clipprompt.models import MMRL, MMRLOptions
 from clipprompt.models.base import normalize
+from clipprompt.models.mmrl import representation_injections
 from clipprompt.options import OPTIONS
 from clipprompt.testing import make_tiny_dataset
 from clipprompt.testing.markers import requires_dassl
@@ -56,20 +57,22 @@ def test_shapes_and_the_maps_start_equal_per_layer(tiny_clip, images):
 
 
 def test_tokens_enter_at_the_chosen_layers_only(tiny_clip, images):
-    """Inserted before block 2 (layer 3 of the authors' count): blocks 0-1 see CLIP's sequence, so with the tokens
-    entering only at the last block the class token's feature is still changed, and a layer-1 map moves nothing."""
-    model = build(tiny_clip, rep_layers=[3])
+    """Inserted after [CLS] before the first representation block, replacing those positions before the
+    later ones; layer l of REP_LAYERS is block l - 1."""
+    model = build(tiny_clip)  # REP_LAYERS [2, 3]: blocks 1 and 2
+    first, second = model.image_tokens()
+    injections = representation_injections([first, second], model.blocks)
+    assert sorted(injections) == [1, 2]
+    x = torch.randn(4, 17, 128)
+    grown = injections[1](x)
+    assert grown.shape == (4, 20, 128) and torch.equal(grown[:, 0], x[:, 0]) and torch.equal(grown[:, 4:], x[:, 1:])
+    assert torch.equal(grown[:, 1:4], first.detach().expand(4, 3, 128))
+    replaced = injections[2](grown)
+    assert torch.equal(replaced[:, 1:4], second.detach().expand(4, 3, 128)) and torch.equal(replaced[:, 4:], grown[:, 4:])
     frozen_image, _ = frozen_features(tiny_clip, images)
     with torch.no_grad():
-        image, _ = model.image_features(images)
+        image, _ = build(tiny_clip, rep_layers=[3]).image_features(images)  # the last block alone sees the tokens
         assert not torch.allclose(image, frozen_image, atol=1e-4)
-        _, tokens = model.image_encoder(images, injections={2: lambda x: x}, return_tokens=True)
-        assert tokens.shape[1] == 1 + 16  # without injections nothing grows
-        from clipprompt.models.mmrl import representation_injections
-
-        _, grown = model.image_encoder(images, injections=representation_injections(model.image_tokens(), model.blocks),
-                                       return_tokens=True)
-        assert grown.shape[1] == 1 + 3 + 16
 
 
 def test_loss_is_the_papers_sum_of_four_terms(tiny_clip, images):
