@@ -181,14 +181,16 @@ def speed(module, runs: int = 5) -> None:
     with ours.cached_text_features():  # as the trainer evaluates; theirs caches on its first eval call
         for fn in cases.values():
             fn()  # warm-up (and their inference cache)
-        for _ in range(runs):
-            for name, fn in cases.items():
+        for round_ in range(runs):
+            order = list(cases.items()) if round_ % 2 == 0 else [  # alternate who goes first
+                (name, cases[name]) for name in ("train ours", "train theirs", "eval ours", "eval theirs")]
+            for name, fn in order:
                 start = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - start)
     median = {name: statistics.median(values) for name, values in times.items()}
     fastest = {name: min(values) for name, values in times.items()}
-    print(f"\nrandom ViT-B/16, fp32, batch 4, 50 classes, {torch.get_num_threads()} threads, median of {runs} interleaved runs")
+    print(f"\nrandom ViT-B/16, fp32, batch 4, 50 classes, {torch.get_num_threads()} threads, median of {runs} interleaved runs, alternating who goes first")
     for kind in ("train", "eval"):
         t, o = median[f"{kind} theirs"], median[f"{kind} ours"]
         ratio_fastest = fastest[f"{kind} theirs"] / fastest[f"{kind} ours"]
