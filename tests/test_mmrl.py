@@ -191,7 +191,7 @@ def test_base2new_scripts_on_tiny_caltech101(tmp_path, tiny_clip_path):
     assert state["rep_tokens"].shape == (5, 16)
     (train_dir,) = (tmp_path / "out").glob("base2new/train_base/caltech101/shots_2/MMRL/vit_b16/seed1")
     checkpoint = torch.load(train_dir / "model" / "model.pth.tar-1", map_location="cpu", weights_only=False)
-    assert checkpoint["config"]["TRAINER.MMRL.REG_WEIGHT"] == 0.5  # the authors' Caltech101 value (dataset_keys.sh)
+    assert checkpoint["config"]["TRAINER.MMRL.REG_WEIGHT"] == 0.5  # the authors' Caltech101 value (dataset_keys.bash)
     (test_dir,) = (tmp_path / "out").glob("base2new/test_new/caltech101/shots_2/MMRL/vit_b16/seed1")
     log = "\n".join(path.read_text() for path in test_dir.glob("log.txt*"))
     assert "MMRL evaluation head: class token (weights trained on other classes)" in log

@@ -1,3 +1,4 @@
+# Sourced by the wrappers (not a protocol step, hence not .sh).
 # MMRL's per-dataset settings from the authors' code (their trainers/config.py, applied to every
 # protocol): `dataset_keys DATASET` prints KEY VALUE pairs that the wrappers put before the user's.
 dataset_keys() {
