@@ -12,7 +12,8 @@ from clipprompt.backbones.loading import load_clip
 from clipprompt.backbones.random_clip import save_random_clip, save_random_openclip
 from clipprompt.errors import ConfigError, UserError
 from clipprompt.models import (
-    IVLP, MMA, MPL, SEP, TCP, VPT, CoCoOp, CoOp, IVLPOptions, KgCoOp, MaPLe, MaPLeOptions, MMAOptions, MPLOptions,
+    IVLP, MMA, MMRL, MPL, SEP, TCP, VPT, CoCoOp, CoOp, IVLPOptions, KgCoOp, MaPLe, MaPLeOptions, MMAOptions,
+    MMRLOptions, MPLOptions,
     ProGrad, PromptSRC, PromptSRCOptions, VPTOptions,
     SEPOptions, TCPOptions, ZeroshotCLIP,
 )
@@ -117,6 +118,49 @@ def test_parallel_branches_add_to_the_blocks_output(backbone_files, images, kind
         assert seen == [batch_first[1::-1] + batch_first[2:] if sequence_first and not fused else batch_first]
 
 
+@pytest.mark.parametrize("kind", ["openai-vit", "openclip-vit", "openclip-vit-ls"])
+def test_inserted_tokens_may_grow_the_text_past_its_context_on_both_paths(backbone_files, kind):
+    """MMRL inserts tokens after [SOS]: 77 + 3 tokens stay causal on the exact path (a mask of their
+    length) as on the fused one, and the features at the moved EOS do not see the padding after it."""
+    from clipprompt.backbones.encoders import insert_tokens
+
+    tokens = tokenize("openai-vit", TEXTS)
+    values = torch.randn(3, 128)
+    outputs = []
+    for fused in (False, True):
+        encoder = as_backbone(load_clip(backbone_files[kind]), fused=fused).text
+        with torch.no_grad():
+            embeddings = encoder.embed(tokens)
+            full = encoder(embeddings, tokens.argmax(-1) + 3, {1: insert_tokens(values, 1)})
+            short = embeddings[:, : int(tokens.argmax(-1).max()) + 1]  # cut after the EOS: the same features
+            outputs.append(full)
+            torch.testing.assert_close(encoder(short, tokens.argmax(-1) + 3, {1: insert_tokens(values, 1)}), full,
+                                       rtol=0, atol=1e-5)
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["openai-vit", "openclip-vit", "openclip-vit-ls"])
+@pytest.mark.parametrize("fused", [False, True])
+def test_an_image_pass_split_at_a_block_is_the_whole_pass(backbone_files, images, kind, fused):
+    """`run_to` / `encode_from`: passes branching at a block share the prefix before it (MMRL's frozen pass)."""
+    encoder = as_backbone(load_clip(backbone_files[kind]), fused=fused).image
+    with torch.no_grad():
+        for block in (0, 2):
+            prefix = encoder.run_to(images, block)
+            assert prefix.shape == (4, encoder.num_tokens, encoder.width)
+            assert torch.equal(encoder.encode_from(prefix, block), encoder(images))
+
+
+def test_insert_tokens_grows_the_sequence_at_the_position():
+    from clipprompt.backbones.encoders import insert_tokens
+
+    x, values = torch.randn(2, 5, 4), torch.randn(3, 4)
+    grown = insert_tokens(values, 1)(x)
+    assert grown.shape == (2, 8, 4)
+    assert torch.equal(grown[:, :1], x[:, :1]) and torch.equal(grown[:, 4:], x[:, 1:])
+    assert torch.equal(grown[:, 1:4], values.expand(2, 3, 4))
+
+
 def test_openclip_tokens_are_clips(backbone_files):
     """Prompts are tokenized with `clip.tokenize`: open_clip's BPE gives the same ids."""
     assert torch.equal(tokenize("openclip-vit", TEXTS), tokenize("openai-vit", TEXTS))
@@ -157,6 +201,8 @@ def build(method, clip):
         return TCP(clip, CLASSES, TCPOptions(layer=1))
     if method is MMA:
         return MMA(clip, CLASSES, MMAOptions(adapter_start=2, adapter_end=3))
+    if method is MMRL:
+        return MMRL(clip, CLASSES, MMRLOptions(rep_layers=[2, 3], rep_dim=16))
     if method is MPL:
         return MPL(clip, CLASSES, MPLOptions(text_chunk=0))
     if method is SEP:
@@ -166,7 +212,7 @@ def build(method, clip):
     return method(clip, CLASSES)
 
 
-METHODS = [ZeroshotCLIP, CoOp, CoCoOp, KgCoOp, ProGrad, TCP, MPL, SEP, VPT, IVLP, MaPLe, PromptSRC, MMA]
+METHODS = [ZeroshotCLIP, CoOp, CoCoOp, KgCoOp, ProGrad, TCP, MPL, SEP, VPT, IVLP, MaPLe, PromptSRC, MMA, MMRL]
 
 
 @pytest.mark.parametrize("kind", ["openai-vit", "openai-resnet", "openclip-vit", "openclip-resnet"])
@@ -236,6 +282,8 @@ def test_sep_default_layers_follow_each_encoders_depth(deeper_clip):
     (lambda clip: MMA(clip, CLASSES, MMAOptions(adapter_end=5)),
      "TRAINER.MMA.ADAPTER_END is 5; this CLIP's text encoder has 4 blocks and its image encoder 5, "
      "both adapted at ADAPTER_START..ADAPTER_END."),
+    (lambda clip: MMRL(clip, CLASSES),
+     "TRAINER.MMRL.REP_LAYERS reaches layer 12; this CLIP's encoders have 4 (text) and 5 (image) blocks."),
 ])
 def test_layer_settings_beyond_the_depth_are_refused_in_one_line(deeper_clip, build_model, message):
     with pytest.raises(ConfigError) as error:

@@ -83,6 +83,24 @@ def replace_tokens(values: Tensor, start: int) -> Callable[[Tensor], Tensor]:
     return inject
 
 
+def insert_tokens(values: Tensor, at: int) -> Callable[[Tensor], Tensor]:
+    """An injection that inserts `values` ((n, D) or (B, n, D)) before token `at` of every sequence,
+    so the sequence grows by n (MMRL's representation tokens after [CLS] / [SOS]). A text sequence
+    that grows past the context length stays causal on both paths (`causal_mask`)."""
+
+    def inject(x: Tensor) -> Tensor:
+        new = values.to(x.dtype).expand(x.shape[0], values.shape[-2], x.shape[-1])
+        return torch.cat([x[:, :at], new, x[:, at:]], dim=1)
+
+    return inject
+
+
+def causal_mask(length: int, like: Tensor) -> Tensor:
+    """CLIP's additive causal mask (-inf above the diagonal) for `length` tokens, in `like`'s dtype
+    and device: the text towers' exact path for sequences longer than their stored mask."""
+    return torch.full((length, length), float("-inf"), device=like.device).triu_(1).to(like.dtype)
+
+
 def deep_prompt_injections(prompts: Sequence[Tensor], start: int, first_block: int = 1) -> dict[int, Callable]:
     """Injections putting `prompts[k]` at the prompt positions of block `first_block + k`."""
     return {first_block + k: replace_tokens(values, start) for k, values in enumerate(prompts)}
@@ -249,10 +267,20 @@ class ImageEncoder(BlockRunner):
 
         With `return_tokens`, also the last block's output sequence (B, 1 + N + P, width).
         """
+        return self.encode_from(self.run_to(images, 0, prompts), 0, injections, return_tokens, parallel)
+
+    def run_to(self, images: Tensor, stop: int, prompts: Tensor | None = None) -> Tensor:
+        """The sequence entering block `stop` (after ln_pre and blocks 0 .. stop - 1, nothing injected):
+        a frozen prefix that several passes branching at block `stop` can share (MMRL)."""
         x = self.embed(images)
         if prompts is not None:
             x = torch.cat([x, prompts.to(x.dtype).expand(x.shape[0], -1, -1)], dim=1)
-        tokens = self.run_blocks(self.visual.ln_pre(x), injections, parallel)
+        return self.run_blocks(self.visual.ln_pre(x), None, stop=stop)
+
+    def encode_from(self, tokens: Tensor, start: int, injections: Injections | None = None,
+                    return_tokens: bool = False, parallel: Parallel | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        """`forward` continued from `tokens`, the sequence entering block `start` (`run_to`'s)."""
+        tokens = self.run_blocks(tokens, injections, parallel, start=start)
         features = self.readout(tokens)
         return (features, tokens) if return_tokens else features
 

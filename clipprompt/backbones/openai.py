@@ -1,8 +1,9 @@
 """OpenAI's `clip` behind the encoder interface: ViT towers block by block, ResNet towers whole.
 
 `clip`'s blocks are sequence-first and keep their causal mask themselves (sliced to the sequence
-length), so the exact path transposes around the block's own forward. A `ModifiedResNet` image
-tower has no tokens: it is a `FrozenImageEncoder`, which calls it as `CLIP.encode_image` does.
+length), so the exact path transposes around the block's own forward; a sequence longer than that
+mask (tokens inserted) runs the block's computation with a causal mask of its length. A
+`ModifiedResNet` image tower has no tokens: it is a `FrozenImageEncoder`, which calls it as `CLIP.encode_image` does.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ._clip import clip_model
-from .encoders import FrozenImageEncoder, ImageEncoder, TextEncoder
+from .encoders import FrozenImageEncoder, ImageEncoder, TextEncoder, causal_mask
 from .interface import Backbone
 
 
@@ -22,7 +23,14 @@ class OpenAITextEncoder(TextEncoder):
                          clip.ln_final, clip.text_projection, fused)
 
     def run_exact(self, block: nn.Module, x: Tensor) -> Tensor:
-        return block(x.transpose(0, 1)).transpose(0, 1)
+        if x.shape[1] <= block.attn_mask.shape[-1]:
+            return block(x.transpose(0, 1)).transpose(0, 1)
+        # Longer than the stored mask (tokens inserted, MMRL): the block's own computation with a mask that fits.
+        x = x.transpose(0, 1)
+        y = block.ln_1(x)
+        x = x + block.attn(y, y, y, need_weights=False, attn_mask=causal_mask(x.shape[0], x))[0]
+        x = x + block.mlp(block.ln_2(x))
+        return x.transpose(0, 1)
 
 
 class OpenAIImageEncoder(ImageEncoder):

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UserError
-from .encoders import FrozenImageEncoder, ImageEncoder, TextEncoder
+from .encoders import FrozenImageEncoder, ImageEncoder, TextEncoder, causal_mask
 from .interface import Backbone
 
 PREFIX = "openclip:"
@@ -198,7 +198,7 @@ class OpenCLIPTextEncoder(TextEncoder):
 
     def run_exact(self, block: nn.Module, x: Tensor) -> Tensor:
         length = x.shape[1]
-        mask = self.attn_mask[:length, :length]
+        mask = self.attn_mask[:length, :length] if length <= self.attn_mask.shape[0] else causal_mask(length, self.attn_mask)
         if self.batch_first:
             return block(x, attn_mask=mask)
         return block(x.transpose(0, 1), attn_mask=mask).transpose(0, 1)

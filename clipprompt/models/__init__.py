@@ -12,6 +12,7 @@ from .ivlp import IVLP, IVLPOptions
 from .kgcoop import KgCoOp, KgCoOpOptions
 from .maple import MaPLe, MaPLeOptions
 from .mma import MMA, MMAOptions
+from .mmrl import MMRL, MMRLOptions
 from .mpl import MPL, MPLOptions
 from .prograd import ProGrad, ProGradOptions
 from .promptsrc import PromptSRC, PromptSRCOptions
@@ -22,8 +23,8 @@ from .zeroshot import ZeroshotCLIP, ZeroshotCLIPOptions
 
 __all__ = [
     "PromptedCLIP", "DePT", "DePTOptions", "ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "VPT", "IVLP", "MaPLe", "PromptSRC", "SEP",
-    "MMA", "MMAOptions",
+    "MMA", "MMAOptions", "MMRL", "MMRLOptions",
     "MPL", "ContextOptions", "ZeroshotCLIPOptions", "CoOpOptions", "CoCoOpOptions", "KgCoOpOptions", "TCPOptions",
     "ProGradOptions",
-    "VPTOptions", "IVLPOptions", "MaPLeOptions", "PromptSRCOptions", "SEPOptions", "MPLOptions",
+    "VPTOptions", "IVLPOptions", "MaPLeOptions", "PromptSRCOptions", "SEPOptions", "MPLOptions", "MMRLOptions",
 ]

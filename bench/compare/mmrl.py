@@ -1,0 +1,232 @@
+"""MMRL against the authors' code (yunncheng/MMRL): the same random CLIP, batch and representation
+learner; loss, each loss term, both heads' logits and every gradient.
+
+    git clone https://github.com/yunncheng/MMRL /tmp/mmrl-code
+    python bench/compare/mmrl.py /tmp/mmrl-code
+
+Their model is `trainers/mmrl.py`'s `CustomCLIP` on their CLIP fork (`clip/model_mmrl.py`, fp32), with
+their `MMRL_Loss`, their zero-shot CLIP (the image features of `clip_model_zero_shot.visual`, the text
+features of `_get_text_base_features_zero_shot`) and their trainer's fp32 step; ours is
+`clipprompt.models.MMRL` on the same weights with their initial learned parameters copied by role.
+Their logits use a hard-coded 100 (`LOGIT_SCALE 100` does the same; CLIP's own scale is the default).
+Settings: WIDE_SHAPE (4 blocks per encoder), REP_LAYERS [3, 4], 5 tokens, REP_DIM 512, α 0.7, λ 1.0
+and 0.5 with α 0.6. The verdict is the exact path's (77-token prompts, CLIP's block forward;
+tolerance 1e-6); the fast path (EOS cut, SDPA) is printed beside it. Not run in CI.
+
+    python bench/compare/mmrl.py /tmp/mmrl-code --speed
+
+times, side by side on a random ViT-B/16 in fp32 (the authors' base-to-new settings: REP_LAYERS 6-12,
+batch 4, 50 classes), one training step (their trainer's fp32 step without the optimizer; ours
+`loss` + `backward` on the fast path) and one evaluation batch (text features cached on both sides),
+interleaved, and prints the medians, the ratios (theirs / ours) and the estimated time of one whole
+base-to-new dataset (Caltech101 at 16 shots: 2,000 steps and ~2,465 test images) from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from common import PATHS, WIDE_SHAPE, cpu_only, dassl_like_cfg, import_authors_file, rel, report, verdict
+
+from clipprompt.backbones.random_clip import build_random_clip
+from clipprompt.models import MMRL, MMRLOptions
+
+CLASSNAMES = ["dog", "fire_truck", "sea lion", "snowy owl", "hot air balloon"]
+DATASET, TEMPLATE = "Caltech101", "a photo of a {}."
+N_TOKENS, LAYERS, REP_DIM = 5, [3, 4], 512
+SETTINGS = [(0.7, 1.0), (0.6, 0.5)]  # (ALPHA, REG_WEIGHT)
+
+
+def roles(depth: int) -> dict[str, str]:
+    """Their learned parameter -> ours."""
+    names = {"representation_learner.compound_rep_tokens": "rep_tokens", "image_encoder.proj_rep": "proj_rep"}
+    for k in range(depth):
+        for part in ("weight", "bias"):
+            names[f"representation_learner.compound_rep_tokens_r2vproj.{k}.{part}"] = f"to_image.{k}.{part}"
+            names[f"representation_learner.compound_rep_tokens_r2tproj.{k}.{part}"] = f"to_text.{k}.{part}"
+    return names
+
+
+def their_clip(module, state: dict, model: str, layers: list[int] = LAYERS) -> torch.nn.Module:
+    """Their CLIP fork ("MMRL": with representation tokens; "CLIP": their zero-shot CLIP), our fp32 weights."""
+    design = {"model": model, "rep_tokens_layers": layers, "n_rep_tokens": N_TOKENS}
+    clip = module.clip.build_model_MMRL(copy.deepcopy(state), design).float()
+    missing, unexpected = clip.load_state_dict(state, strict=False)
+    assert not unexpected and set(missing) <= {"visual.proj_rep"}, (missing, unexpected)
+    return clip.eval()
+
+
+def run_theirs(module, state, alpha: float, weight: float, images, labels) -> dict:
+    cfg = dassl_like_cfg({"MMRL": {"N_REP_TOKENS": N_TOKENS, "REP_DIM": REP_DIM, "REP_LAYERS": LAYERS,
+                                   "ALPHA": alpha, "REG_WEIGHT": weight}}, DATASET, WIDE_SHAPE.image_resolution)
+    torch.manual_seed(1)
+    with cpu_only():
+        model = module.CustomCLIP(cfg, CLASSNAMES, their_clip(module, state, "MMRL"))
+        zero_shot = their_clip(module, state, "CLIP")
+        text_clip = module._get_text_base_features_zero_shot(cfg, CLASSNAMES, zero_shot, module.TextEncoder_CLIP(zero_shot))
+        text_clip = text_clip / text_clip.norm(dim=-1, keepdim=True)
+        for name, param in model.named_parameters():  # their trainer's names_to_update
+            param.requires_grad_("representation_learner" in name or "image_encoder.proj_rep" in name)
+        start = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+        model.train()
+        with torch.no_grad():  # their forward_backward, fp32 branch
+            image_clip = zero_shot.visual(images)
+            image_clip = image_clip / image_clip.norm(dim=-1, keepdim=True)
+        logits, logits_rep, _, image_features, text_features = model(images)
+        loss = module.MMRL_Loss(reg_weight=weight, alpha=alpha)(
+            logits, logits_rep, image_features, text_features, image_clip, text_clip, labels)
+        loss.backward()
+        model.eval()
+        with torch.no_grad():
+            class_logits, _, fused_logits, _, _ = model(images)
+    terms = their_terms(logits, logits_rep, image_features, text_features, image_clip, text_clip, labels)
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+    return {"start": start, "loss": loss.detach(), "terms": terms, "grads": grads,
+            "class logits": class_logits, "fused logits": fused_logits}
+
+
+def their_terms(logits, logits_rep, image, text, image_clip, text_clip, labels) -> dict:
+    """Their `MMRL_Loss` term by term (the same expressions)."""
+    with torch.no_grad():
+        return {"ce": F.cross_entropy(logits, labels), "ce_rep": F.cross_entropy(logits_rep, labels),
+                "reg_image": 1 - torch.mean(F.cosine_similarity(image, image_clip, dim=1)),
+                "reg_text": 1 - torch.mean(F.cosine_similarity(text, text_clip, dim=1))}
+
+
+def run_ours(state, start: dict, alpha: float, weight: float, path: dict, images, labels) -> dict:
+    clip = build_random_clip(WIDE_SHAPE)
+    clip.load_state_dict(state)
+    options = MMRLOptions(alpha=alpha, reg_weight=weight, n_rep_tokens=N_TOKENS, rep_layers=LAYERS, rep_dim=REP_DIM,
+                          logit_scale=100.0)
+    model = MMRL(clip, CLASSNAMES, options, template=TEMPLATE).configure(**path)
+    model.load_trainable_state_dict({ours: start[theirs] for theirs, ours in roles(len(LAYERS)).items()})
+    loss, summary = model.loss(images, labels)
+    loss.backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+    with torch.no_grad(), model.cached_text_features():
+        model.options.eval_head = "class"
+        class_logits = model(images)
+        model.options.eval_head = "fusion"
+        fused_logits = model(images)
+    terms = {name: torch.tensor(summary[name]) for name in ("ce", "ce_rep", "reg_image", "reg_text")}
+    return {"loss": loss.detach(), "terms": terms, "grads": grads, "class logits": class_logits,
+            "fused logits": fused_logits}
+
+
+def compare(theirs: dict, ours: dict) -> dict[str, float]:
+    rows = {"loss": rel(ours["loss"], theirs["loss"])}
+    # our summary holds Python floats (fp64 of the fp32 values): the terms compare at fp32 bits
+    rows.update({f"term {name}": rel(ours["terms"][name].float(), theirs["terms"][name]) for name in theirs["terms"]})
+    rows.update({name: rel(ours[name], theirs[name]) for name in ("class logits", "fused logits")})
+    rows.update({f"grad {mine}": rel(ours["grads"][mine], theirs["grads"][their])
+                 for their, mine in roles(len(LAYERS)).items()})
+    return rows
+
+
+def speed(module, runs: int = 5) -> None:
+    """Side-by-side per-step times on a random ViT-B/16, fp32, interleaved; medians and ratios."""
+    layers = [6, 7, 8, 9, 10, 11, 12]
+    classnames = [f"class number {i}" for i in range(50)]
+    clip = build_random_clip("ViT-B/16")
+    state = clip.state_dict()
+    cfg = dassl_like_cfg({"MMRL": {"N_REP_TOKENS": N_TOKENS, "REP_DIM": REP_DIM, "REP_LAYERS": layers,
+                                   "ALPHA": 0.7, "REG_WEIGHT": 1.0}}, DATASET, 224)
+    with cpu_only():
+        theirs = module.CustomCLIP(cfg, classnames, their_clip(module, state, "MMRL", layers))
+        zero_shot = their_clip(module, state, "CLIP", layers)
+        text_clip = module._get_text_base_features_zero_shot(cfg, classnames, zero_shot, module.TextEncoder_CLIP(zero_shot))
+        text_clip = text_clip / text_clip.norm(dim=-1, keepdim=True)
+    for name, param in theirs.named_parameters():
+        param.requires_grad_("representation_learner" in name or "image_encoder.proj_rep" in name)
+    criterion = module.MMRL_Loss(reg_weight=1.0, alpha=0.7)
+    ours = MMRL(clip, classnames, MMRLOptions(), template=TEMPLATE)
+    torch.manual_seed(3)
+    images, labels = torch.randn(4, 3, 224, 224), torch.randint(0, 50, (4,))
+
+    def their_train():
+        theirs.train()
+        with torch.no_grad():
+            image_clip = zero_shot.visual(images)
+            image_clip = image_clip / image_clip.norm(dim=-1, keepdim=True)
+        logits, logits_rep, _, image_features, text_features = theirs(images)
+        theirs.zero_grad()
+        criterion(logits, logits_rep, image_features, text_features, image_clip, text_clip, labels).backward()
+
+    def our_train():
+        ours.train()
+        loss, _ = ours.loss(images, labels)
+        ours.zero_grad()
+        loss.backward()
+
+    def their_eval():
+        theirs.eval()
+        with torch.no_grad():
+            theirs(images)
+
+    def our_eval():
+        ours.eval()
+        with torch.no_grad():
+            ours(images)
+
+    cases = {"train theirs": their_train, "train ours": our_train, "eval theirs": their_eval, "eval ours": our_eval}
+    times = {name: [] for name in cases}
+    with ours.cached_text_features():  # as the trainer evaluates; theirs caches on its first eval call
+        for fn in cases.values():
+            fn()  # warm-up (and their inference cache)
+        for round_ in range(runs):
+            order = list(cases.items()) if round_ % 2 == 0 else [  # alternate who goes first
+                (name, cases[name]) for name in ("train ours", "train theirs", "eval ours", "eval theirs")]
+            for name, fn in order:
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    median = {name: statistics.median(values) for name, values in times.items()}
+    fastest = {name: min(values) for name, values in times.items()}
+    print(f"\nrandom ViT-B/16, fp32, batch 4, 50 classes, {torch.get_num_threads()} threads, median of {runs} interleaved runs, alternating who goes first")
+    for kind in ("train", "eval"):
+        t, o = median[f"{kind} theirs"], median[f"{kind} ours"]
+        ratio_fastest = fastest[f"{kind} theirs"] / fastest[f"{kind} ours"]
+        print(f"  {kind}: theirs {t:.3f} s, ours {o:.3f} s, theirs / ours {t / o:.2f} (fastest runs {ratio_fastest:.2f})")
+    steps, test_batches = 2000, 2465 / 4
+    for side in ("theirs", "ours"):
+        total = steps * median[f"train {side}"] + test_batches * median[f"eval {side}"]
+        print(f"  one base-to-new dataset (Caltech101, 2,000 steps + 2,465 test images), {side}: {total / 3600:.2f} h")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkout", type=Path, help="root of a clone of github.com/yunncheng/MMRL")
+    parser.add_argument("--tolerance", type=float, default=1e-6)
+    parser.add_argument("--speed", action="store_true", help="time training and evaluation side by side instead")
+    args = parser.parse_args()
+    if not (args.checkout / "trainers" / "mmrl.py").is_file():
+        parser.error(f"{args.checkout} is not a checkout of yunncheng/MMRL (no trainers/mmrl.py)")
+    module = import_authors_file(args.checkout, "trainers/mmrl.py", "authors_mmrl")
+    if args.speed:
+        speed(module)
+        return 0
+    state = build_random_clip(WIDE_SHAPE).state_dict()
+    torch.manual_seed(2)
+    images = torch.randn(4, 3, WIDE_SHAPE.image_resolution, WIDE_SHAPE.image_resolution)
+    labels = torch.tensor([0, 3, 1, 4])
+    worst = 0.0
+    for alpha, weight in SETTINGS:
+        theirs = run_theirs(module, state, alpha, weight, images, labels)
+        for title, path in PATHS.items():
+            rows = compare(theirs, run_ours(state, theirs["start"], alpha, weight, path, images, labels))
+            difference = report(f"ALPHA {alpha}, REG_WEIGHT {weight}, LOGIT_SCALE 100: ours {title} vs theirs", rows)
+            if not path["fused"]:
+                worst = max(worst, difference)
+    return verdict(worst, args.tolerance, " on the exact path")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
