@@ -357,8 +357,7 @@ def test_checking_common_overrides_imports_no_torch():
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout == "False\n", run.stderr
 @requires_dassl
-def test_a_sweep_again_with_another_lr_is_refused_on_screen_and_keeps_every_result(tiny_sweep, tmp_path,
-                                                                                   tiny_clip_path):
+def test_a_sweep_again_with_another_lr_is_refused_on_screen_and_keeps_every_result(tiny_sweep, tmp_path):
     """Issue 20: the same sweep with another OPTIM.LR reused the finished runs silently. Now each training
     is refused (the differing key on screen, not only in .sweeps/logs) and no result changes; the same
     command again finds every run finished."""
@@ -369,7 +368,7 @@ def test_a_sweep_again_with_another_lr_is_refused_on_screen_and_keeps_every_resu
     results = {p: p.read_bytes() for p in output.rglob("result.json")}
     env = sweep_env(tiny_sweep.data, output)
     args = ["base2new", "coop", "--datasets", "caltech101", "--seeds", "1", "2"]
-    run = subprocess.run([*driver(args, env, tiny_clip_path), "OPTIM.LR", "0.5"], cwd=REPO, env=env,
+    run = subprocess.run([*driver(args, env, tiny_sweep.clip), "OPTIM.LR", "0.5"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
     for seed in (1, 2):
@@ -377,15 +376,14 @@ def test_a_sweep_again_with_another_lr_is_refused_on_screen_and_keeps_every_resu
         assert f"scripts/coop/base2new_test.sh caltech101 {seed}: not run (its training failed)" in run.stdout
     assert "OPTIM.LR (0.002 -> 0.5)" in run.stdout.split("failed or not run:")[1]
     assert {p: p.read_bytes() for p in output.rglob("result.json")} == results
-    again = subprocess.run(driver(args, env, tiny_clip_path), cwd=REPO, env=env, capture_output=True, text=True,
+    again = subprocess.run(driver(args, env, tiny_sweep.clip), cwd=REPO, env=env, capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0 and "4 of 4 runs finished." in again.stdout
     assert again.stdout.count(": finished already") == 4
 
 
 @requires_dassl
-def test_slurm_compares_finished_runs_here_before_submitting(tiny_sweep, tmp_path, tiny_clip_path, monkeypatch,
-                                                             capfd):
+def test_slurm_compares_finished_runs_here_before_submitting(tiny_sweep, tmp_path, monkeypatch, capfd):
     """SLURM does not resubmit a finished run: the driver compares its configuration first, so another
     OPTIM.LR is refused (and nothing of it submitted), and the same command submits nothing."""
     from tiny_sweep import OVERRIDES, sweep_env
@@ -399,7 +397,7 @@ def test_slurm_compares_finished_runs_here_before_submitting(tiny_sweep, tmp_pat
     monkeypatch.setattr(launch, "submit_slurm", lambda steps, options, out: submitted.extend(steps) or [])
     monkeypatch.setattr(launch, "wait_slurm", lambda ids: None)
     argv = ["base2new", "coop", "--datasets", "caltech101", "--seeds", "1", "2", "--launcher", "slurm",
-            "--", "MODEL.BACKBONE.NAME", tiny_clip_path, *OVERRIDES]
+            "--", "MODEL.BACKBONE.NAME", tiny_sweep.clip, *OVERRIDES]
     assert protocol.main([*argv, "OPTIM.LR", "0.5"]) == 1
     out = capfd.readouterr().out
     assert submitted == [] and out.count("failed (exit status 2): error: ") == 2 * 4  # as checked, and in the summary

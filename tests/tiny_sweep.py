@@ -23,6 +23,7 @@ class TinySweep:
     output: Path  # the serial sweep's run folders
     report: str  # `python -m clipprompt.report output`, less the lines naming the folder
     driver_output: str  # what the driver printed for CoOp
+    clip: str  # the CLIP file it ran with (a run's identity holds its path: running again needs the same)
 
 
 OVERRIDES = ["INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TEST.BATCH_SIZE", "8",
@@ -48,10 +49,11 @@ def tiny_sweep(tmp_path_factory, tiny_clip_path):
             assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
             (root / f"{name}.out").write_text(run.stdout)
         (root / "report.txt").write_text(report(root / "serial"))
+        (root / "clip.txt").write_text(tiny_clip_path)
 
     root = built_once(tmp_path_factory, "tiny_sweep", build)
     return TinySweep(root / "data", root / "serial", (root / "report.txt").read_text(),
-                     (root / "coop.out").read_text())
+                     (root / "coop.out").read_text(), (root / "clip.txt").read_text())
 
 
 def driver(args, env, clip):
