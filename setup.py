@@ -30,9 +30,9 @@ setup(
     package_data={"clipprompt.results": ["published/*.csv", "published/*.md"]},
     install_requires=requirements,
     extras_require={
-        # pytest-xdist runs the tests on every core (-n auto); the report's figures and the SLURM
-        # launcher (submitit) are tested too
-        "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.5", "submitit>=1.5"],
+        # pytest-xdist runs the tests on every core (-n auto); the report's figures, the SLURM
+        # launcher (submitit) and the open_clip backbones are tested too
+        "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.5", "submitit>=1.5", "open-clip-torch>=2.24"],
         "plot": ["matplotlib>=3.5"],
         "slurm": ["submitit>=1.5"],
         # open_clip models as MODEL.BACKBONE.NAME openclip:<ARCHITECTURE>:<WEIGHTS> (docs/backbones.md)

@@ -62,6 +62,7 @@ def test_ci_run_exits_with_pytest_status(tmp_path):
 def test_test_extra_brings_submitit_and_pytest_ini_needs_no_xdist():
     """The SLURM tests need submitit; pytest.ini holds no option that only pytest-xdist understands."""
     assert re.search(r'"test": \[[^\]]*"submitit', (ROOT / "setup.py").read_text())
+    assert re.search(r'"test": \[[^\]]*"open-clip-torch', (ROOT / "setup.py").read_text())  # the backbone tests
     addopts = re.search(r"^addopts\s*=(.*)$", (ROOT / "pytest.ini").read_text(), re.MULTILINE).group(1)
     assert "--dist" not in addopts and "-n" not in addopts.split()
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-q", "--co", "tests/test_options.py"],
