@@ -208,7 +208,7 @@ def test_missing_bars_say_na_and_the_figure_counts_them(partial):
     assert sum(math.isfinite(h) for h in heights) == 8 and not any(h == 0 for h in heights)  # 3 datasets + average
     note = footnote(figs["base2new"])
     assert "n/a: no run (48 of 72 bars)" in note  # 3 panels x 12 groups x 2 methods, 8 groups empty
-    assert "k/N beside an average: over the k of N datasets that have runs (6 bars)" in note
+    assert "k/N: an average over the k of N datasets that have runs (6 bars)" in note
     (xd,) = figs["xd"].axes
     assert len(texts(xd)) == 8  # 8 targets without runs; the average over 2 of 10 is drawn and marked
     assert "n/a: no run (16 of 24 bars)" in footnote(figs["xd"])  # 12 groups x 2 methods
@@ -250,6 +250,8 @@ def test_few_shot_panels_without_runs_say_na(partial):
     # DTD has runs at 1, 4 and 16 shots: "n/a" at the bottom of 2 and 8, where no method has a point
     assert sorted(t.get_position()[0] for t in texts(panels["DTD"])) == [2, 8]
     assert "n/a: no run (" in footnote(figs["few_shot"])
+    # the average over DTD alone is drawn, and the panel says so once (not once per point)
+    assert [t.get_text() for t in panels["Average (11)"].texts if "datasets" in t.get_text()] == ["over 1/11 datasets"]
 
 
 def test_a_few_shot_method_missing_some_shots_is_named(tmp_path):

@@ -426,7 +426,7 @@ def _footnote(fig, width: float, count: _Count, what: str, explained: str, fewer
     if count.fewer:
         notes.append(f"{fewer.capitalize()}: fewer seeds than the others ({count.fewer} {what})")
     if count.partial:
-        notes.append(f"k/N beside an average: over the k of N datasets that have runs ({count.partial} {what})")
+        notes.append(f"k/N: an average over the k of N datasets that have runs ({count.partial} {what})")
     notes.append(f"{NA}: no run ({count.missing} of {count.slots} {what})" if count.missing
                  else f"Every one of the {count.slots} {what} has a run")
     text = textwrap.fill(". ".join(notes) + ".", width=int(width * 19))
@@ -502,6 +502,7 @@ def few_shot_figure(data: FigureData, Figure):
     count = _Count()
     for ax, d in zip(axes, data.datasets):
         drawn = []
+        panel_partial: set = set()  # averages over part of the datasets: said once per panel, not per point
         for m in methods:
             colour, marker = style(m)
             stats = [data.results[m].get((d, k)) for k in shots]
@@ -524,8 +525,9 @@ def few_shot_figure(data: FigureData, Figure):
                                 [s.mean + (s.std or 0) for _, s in present],
                                 color=colour, alpha=0.18, linewidth=0, zorder=2)
             drawn += [v for _, s in present for v in _spread(s)]
-            for k, s in present:
-                _covered(ax, k, s, count)
+            partial = [s.covered for _, s in present if s.covered]
+            count.partial += len(partial)
+            panel_partial.update(partial)
             for k in shots:
                 value = (data.published or {}).get(m, {}).get((d, k))
                 if value is not None:
@@ -536,6 +538,9 @@ def few_shot_figure(data: FigureData, Figure):
                        zorder=2.5, label="Zero-shot CLIP (reference)")
             drawn.append(data.reference[d])
         _few_shot_na(ax, data, d, methods)
+        if panel_partial:
+            ax.text(0.03, 0.96, f"over {', '.join(sorted(panel_partial))} datasets", transform=ax.transAxes,
+                    ha="left", va="top", fontsize=6.5, color="0.25")  # top left: the lines rise to the right
         ax.set_xscale("log", base=2)
         ax.set_xticks(shots, [str(k) for k in shots])
         ax.minorticks_off()
