@@ -671,10 +671,8 @@ def to_csv(tables_: list[Table]) -> str:
                     dataset, measure = row[1], f"accuracy ({row[3]} classes)"
                 elif t.protocol in ("xd", "dg"):
                     dataset, measure = column.replace(" (source)", ""), "accuracy"
-                elif t.protocol in ("base2new_compare", "base2new_summary"):
+                elif t.protocol == "base2new_summary":
                     dataset, measure = f"Average ({len(protocols.BASE2NEW)})", column
-                elif t.protocol in ("xd_compare", "dg_compare"):
-                    dataset, measure = "", column
                 elif t.protocol == "few_shot_summary":
                     dataset, measure = f"Average ({len(protocols.FEW_SHOT)})", column
                 else:
@@ -761,6 +759,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"figure: {path}", file=sys.stderr)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -508,6 +508,3 @@ def main(argv: Sequence[str] | None = None, runner: Runner | None = None,
     print(summary(runs, failed))
     return 1 if failed else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
