@@ -105,11 +105,8 @@ class PromptedCLIP(nn.Module):
         device = self.logit_scale.device
         key = (template, self.eos_cut, self.text_encoder.fused, device)
         if self._frozen_prompts is None or self._frozen_prompts[0] != key:
-            tokens = template_tokens(template, self.classnames, self.text_encoder.context_length)
-            if not self.eos_cut:
-                tokens = F.pad(tokens, (0, self.text_encoder.context_length - tokens.shape[1]))
             with torch.autocast(device.type, enabled=False):
-                features = normalize(self.text_encoder.encode_tokens(tokens.to(device)).float())
+                features = hand_crafted_features(self.text_encoder, self.classnames, template, not self.eos_cut)
             self._frozen_prompts = key, features
         return self._frozen_prompts[1]
 
