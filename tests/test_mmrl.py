@@ -5,7 +5,6 @@ import torch
 import torch.nn.functional as F
 
 from clipprompt.backbones._clip import clip
-from clipprompt.backbones.random_clip import save_random_clip
 from clipprompt.errors import ConfigError
 from clipprompt.models import MMRL, MMRLOptions
 from clipprompt.models.base import normalize

@@ -8,7 +8,6 @@ import torch
 from clipprompt.backbones._clip import clip
 from clipprompt.errors import ConfigError
 from clipprompt.models import PromptSRC
-from clipprompt.models.base import normalize
 from clipprompt.models.promptsrc import GaussianPromptAverage, PromptSRCOptions, gaussian_epoch_weights
 from clipprompt.backbones.templates import IMAGENET_TEMPLATES
 from clipprompt.testing.markers import requires_dassl

@@ -20,7 +20,8 @@ from clipprompt.runs.checkpoint import (
 from clipprompt.errors import CheckpointError, DiskFull
 from clipprompt.runs.resumable_data import ResumableBatchSampler, SeededSamples
 from clipprompt.runs.log import RunLog
-from clipprompt.runs.training_state import Progress, config_differences, rng_state, set_rng_state
+from clipprompt.results.identity import differences as config_differences
+from clipprompt.runs.training_state import Progress, rng_state, set_rng_state
 
 
 def test_progress_names_round_trip_and_order():

@@ -61,7 +61,6 @@ from clipprompt.runs.resumable_data import ResumableBatchSampler, SeededSamples,
 from clipprompt.runs.stopping import NO_STOPS
 from clipprompt.runs.training_state import (
     Progress,
-    config_differences,
     flat_config,
     rng_state,
     same_backbone,
@@ -727,7 +726,7 @@ class ClipTrainer(TrainerX):
                 "so a changed one (learning rate, classes, seed ...) cannot be detected; train again in another "
                 f"--output-dir (or delete {folder})."
             )
-        differences = config_differences(state["config"], flat_config(self.cfg))
+        differences = identity.differences(state["config"], flat_config(self.cfg))
         if differences:
             raise ConfigError(
                 f"Cannot resume from {path}: the run was started with another configuration: "

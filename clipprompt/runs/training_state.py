@@ -2,10 +2,10 @@
 
 A run is resumable to the bit only if everything that drives it comes back: the RNG states, where
 the run stood (epoch and step), and the configuration it was started with. This module turns
-those into plain values and tensors (so checkpoints load with `weights_only=True`) and compares
-a stored configuration with the current one through the run identity
-(`clipprompt.results.identity`): keys that cannot change the result (worker counts, print
-frequency, where the output goes) may differ; any other difference refuses the resume.
+those into plain values and tensors (so checkpoints load with `weights_only=True`); a resume
+compares the stored configuration with the current one through the run identity
+(`clipprompt.results.identity.differences`): keys that cannot change the result (worker counts,
+print frequency, where the output goes) may differ; any other difference refuses the resume.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..results.identity import MAY_DIFFER as RESUME_MAY_DIFFER  # noqa: F401  (one list: the run identity's)
-from ..results.identity import differences as config_differences  # noqa: F401
 
 
 # ---- RNG -------------------------------------------------------------------------------------
