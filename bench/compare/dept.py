@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import sys
-import time
 import types
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from common import PATHS, WIDE_SHAPE, dassl_like_cfg, import_authors_file, rel, report, their_clip, verdict
+from common import (PATHS, WIDE_SHAPE, dassl_like_cfg, import_authors_file, rel, report, side_by_side, their_clip,
+                    verdict)
 
 from clipprompt.backbones.random_clip import build_random_clip
 from clipprompt.data.catalog import get_spec
@@ -214,21 +213,7 @@ def compare_base(checkout: str, base: str) -> tuple[float, float]:
     return worst[False], worst[True]
 
 
-def interleaved_ms(steps: dict, runs: int = 5, warmup: int = 1) -> dict[str, float]:
-    """Median milliseconds of each step, the steps taking turns (so load from other jobs hits all)."""
-    for _ in range(warmup):
-        for step in steps.values():
-            step()
-    times = {name: [] for name in steps}
-    for _ in range(runs):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append((time.perf_counter() - start) * 1000)
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
-def time_base(checkout: str, base: str, shape, batch: int, runs: int) -> dict[str, float]:
+def time_base(checkout: str, base: str, shape, batch: int, runs: int) -> dict:
     """One training step (loss, backward, SGD step) and one evaluation batch of theirs and ours
     (fast path, text features cached as our trainer evaluates), same weights and batch, fp32."""
     path, base_name, base_roles, shape_name = BASES[base]
@@ -272,8 +257,7 @@ def time_base(checkout: str, base: str, shape, batch: int, runs: int) -> dict[st
         with torch.no_grad(), ours.cached_text_features():
             ours(images)
 
-    return interleaved_ms({"train theirs": their_train, "train ours": our_train,
-                           "eval theirs": their_eval, "eval ours": our_eval}, runs=runs)
+    return side_by_side({"train": (their_train, our_train), "eval": (their_eval, our_eval)}, runs=runs)
 
 
 def main() -> int:
@@ -293,9 +277,9 @@ def main() -> int:
               f"median of {args.runs} interleaved runs, {torch.get_num_threads()} threads)")
         print("|---|---|---|---|---|---|---|")
         for base in args.bases:
-            ms = time_base(str(args.checkout), base, args.time, args.batch, args.runs)
-            print(f"| {base} | {ms['train theirs']:.0f} | {ms['train ours']:.0f} | {ms['train theirs'] / ms['train ours']:.2f} "
-                  f"| {ms['eval theirs']:.0f} | {ms['eval ours']:.0f} | {ms['eval theirs'] / ms['eval ours']:.2f} |", flush=True)
+            timed = time_base(str(args.checkout), base, args.time, args.batch, args.runs)
+            print(f"| {base} | " + " | ".join(f"{timed[k].theirs * 1e3:.0f} | {timed[k].ours * 1e3:.0f} | {timed[k].ratio:.2f}"
+                                              for k in ("train", "eval")) + " |", flush=True)
         return 0
     exact, fast = zip(*(compare_base(str(args.checkout), base) for base in args.bases))
     return max(verdict(max(exact), args.tolerance, " on the exact path"),

@@ -27,7 +27,8 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from common import PATHS, WIDE_SHAPE, cpu_only, dassl_like_cfg, import_authors_file, loss_and_logits, rel, report, their_clip, verdict
+from common import (PATHS, WIDE_SHAPE, cpu_only, dassl_like_cfg, import_authors_file, loss_and_logits, rel, report,
+                    side_by_side, their_clip, verdict)
 
 from clipprompt.backbones.random_clip import build_random_clip
 from clipprompt.models import MMA
@@ -79,9 +80,6 @@ def compare(theirs_out, ours_out) -> dict[str, float]:
 
 def speed(module, batch: int, classes: int, runs: int) -> None:
     """Median ms of a training step and an evaluation batch, theirs and ours, interleaved."""
-    import statistics
-    import time
-
     names = [f"class number {i}" for i in range(classes)]
     state = build_random_clip("ViT-B/16").state_dict()
     node = {"TEXT_CTX_INIT": "a photo of a", "ADAPTER_START": 5, "ADAPTER_END": 12,
@@ -131,23 +129,9 @@ def speed(module, batch: int, classes: int, runs: int) -> None:
         finally:
             ours._text_cache = None
 
-    cases = {"train step": (train_theirs, train_ours), "eval batch": (eval_theirs, eval_ours_cached)}
+    print(f"\nMMA speed, random ViT-B/16, fp32, CPU, batch {batch}, {classes} classes")
     with cpu_only():
-        for fn in (train_theirs, train_ours, eval_theirs, eval_ours_cached):
-            fn()  # warm-up (and their text cache)
-        times = {case: ([], []) for case in cases}
-        for _ in range(runs):
-            for case, fns in cases.items():
-                for fn, out in zip(fns, times[case]):
-                    start = time.perf_counter()
-                    fn()
-                    out.append((time.perf_counter() - start) * 1000)
-    print(f"\nMMA speed, random ViT-B/16, fp32, CPU ({torch.get_num_threads()} threads), batch {batch}, "
-          f"{classes} classes, median of {runs} interleaved runs")
-    for case, (t, o) in times.items():
-        t_med, o_med = statistics.median(t), statistics.median(o)
-        print(f"  {case:<11} theirs {t_med:9.1f} ms  ours {o_med:9.1f} ms  theirs/ours {t_med / o_med:.2f}"
-              f"  (fastest runs {min(t) / min(o):.2f})")
+        side_by_side({"train step": (train_theirs, train_ours), "eval batch": (eval_theirs, eval_ours_cached)}, runs=runs)
 
 
 def main() -> None:

@@ -26,15 +26,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from common import PATHS, WIDE_SHAPE, cpu_only, dassl_like_cfg, import_authors_file, rel, report, verdict
+from common import PATHS, WIDE_SHAPE, cpu_only, dassl_like_cfg, import_authors_file, rel, report, side_by_side, verdict
 
 from clipprompt.backbones.random_clip import build_random_clip
 from clipprompt.models import MMRL, MMRLOptions
@@ -176,28 +174,12 @@ def speed(module, runs: int = 5) -> None:
         with torch.no_grad():
             ours(images)
 
-    cases = {"train theirs": their_train, "train ours": our_train, "eval theirs": their_eval, "eval ours": our_eval}
-    times = {name: [] for name in cases}
+    print("\nrandom ViT-B/16, fp32, batch 4, 50 classes")
     with ours.cached_text_features():  # as the trainer evaluates; theirs caches on its first eval call
-        for fn in cases.values():
-            fn()  # warm-up (and their inference cache)
-        for round_ in range(runs):
-            order = list(cases.items()) if round_ % 2 == 0 else [  # alternate who goes first
-                (name, cases[name]) for name in ("train ours", "train theirs", "eval ours", "eval theirs")]
-            for name, fn in order:
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
-    median = {name: statistics.median(values) for name, values in times.items()}
-    fastest = {name: min(values) for name, values in times.items()}
-    print(f"\nrandom ViT-B/16, fp32, batch 4, 50 classes, {torch.get_num_threads()} threads, median of {runs} interleaved runs, alternating who goes first")
-    for kind in ("train", "eval"):
-        t, o = median[f"{kind} theirs"], median[f"{kind} ours"]
-        ratio_fastest = fastest[f"{kind} theirs"] / fastest[f"{kind} ours"]
-        print(f"  {kind}: theirs {t:.3f} s, ours {o:.3f} s, theirs / ours {t / o:.2f} (fastest runs {ratio_fastest:.2f})")
+        timed = side_by_side({"train": (their_train, our_train), "eval": (their_eval, our_eval)}, runs=runs)
     steps, test_batches = 2000, 2465 / 4
     for side in ("theirs", "ours"):
-        total = steps * median[f"train {side}"] + test_batches * median[f"eval {side}"]
+        total = steps * getattr(timed["train"], side) + test_batches * getattr(timed["eval"], side)
         print(f"  one base-to-new dataset (Caltech101, 2,000 steps + 2,465 test images), {side}: {total / 3600:.2f} h")
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from common import PATHS, dassl_like_cfg, import_authors_file, loss_and_logits, rel, report, their_clip, verdict
+from common import PATHS, dassl_like_cfg, import_authors_file, rel, report, their_clip, verdict
 
 from clipprompt.backbones.random_clip import build_random_clip
 from clipprompt.models import ProGrad
