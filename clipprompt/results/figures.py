@@ -61,6 +61,12 @@ TRAINERS = {
     "CoOp_DePT": ("CoOp+DePT", "#6baed6", "o"),
     "KgCoOp_DePT": ("KgCoOp+DePT", "#74c476", "^"),
     "MaPLe_DePT": ("MaPLe+DePT", "#9e9ac8", "D"),
+    "CoCoOp_DePT": ("CoCoOp+DePT", "#fdae6b", "v"),
+    "MMRL": ("MMRL", "#7b4173", "d"),
+    "MMRLpp": ("MMRL++", "#ce6dbd", "d"),
+    "CoPrompt": ("CoPrompt", "#8c6d31", "8"),
+    "HiCroPL": ("HiCroPL", "#1b9e77", "8"),
+    "PromptKD": ("PromptKD", "#b15928", "P"),
 }
 #: Any other method (another trainer, or a tagged variant): a colour and marker from a hash of its label.
 _OTHER_COLOURS = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#bcbd22", "#3182bd",
