@@ -26,8 +26,8 @@ from clipprompt.models.tcp import TCP, TCPOptions  # noqa: E402
 from clipprompt.models.vpt import VPT, VPTOptions  # noqa: E402
 
 METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "SEP", "MPL", "VPT", "IVLP", "MaPLe", "PromptSRC", "MMA", "MMRL",
-           "CoOp_DePT", "KgCoOp_DePT", "MaPLe_DePT")  # README's order
-IMAGE_CONDITIONED = ("CoCoOp", "MPL")  # one text pass per (image, class) pair
+           "CoOp_DePT", "CoCoOp_DePT", "KgCoOp_DePT", "MaPLe_DePT")  # README's order
+IMAGE_CONDITIONED = ("CoCoOp", "MPL", "CoCoOp_DePT")  # one text pass per (image, class) pair
 
 
 def build(method: str, clip, classnames: list[str], chunk: int = 0, **options) -> PromptedCLIP:
@@ -39,7 +39,7 @@ def build(method: str, clip, classnames: list[str], chunk: int = 0, **options) -
     chunked = {"text_chunk": chunk} if chunk else {}
     if method.endswith("_DePT"):  # the base as its DePT config sets it (KgCoOp's W 2.0), inside DePT
         base_options = {"w": 2.0} if method == "KgCoOp_DePT" else {}
-        return DePT(build(method.removesuffix("_DePT"), clip, classnames, **base_options, **options)).to(clip.logit_scale.device)
+        return DePT(build(method.removesuffix("_DePT"), clip, classnames, chunk, **base_options, **options)).to(clip.logit_scale.device)
     if method == "ZeroshotCLIP":
         model = ZeroshotCLIP(clip, classnames)
     elif method == "CoOp":

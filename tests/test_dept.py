@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from clipprompt.errors import ConfigError
-from clipprompt.models import CoCoOp, CoOp, DePT, DePTOptions, KgCoOp, MaPLe
+from clipprompt.models import MPL, CoCoOp, CoOp, DePT, DePTOptions, KgCoOp, MaPLe
 from clipprompt.models.base import normalize
+from clipprompt.models.cocoop import CoCoOpOptions
 from clipprompt.models.kgcoop import KgCoOpOptions
 from clipprompt.models.maple import MaPLeOptions
 from clipprompt.optim import build_lr_scheduler
@@ -26,13 +27,17 @@ HEAD = {"cwt_text.scale", "cwt_text.bias", "cwt_image.scale", "cwt_image.bias", 
 MAPLE = {"ctx", "proj.weight", "proj.bias", "deep_text.0", "deep_text.1"} | {
     f"deep_proj.{k}.{p}" for k in (0, 1) for p in ("weight", "bias")
 }
-LEARNED = {"coop": {"base.ctx"} | HEAD, "kgcoop": {"base.ctx"} | HEAD, "maple": {f"base.{n}" for n in MAPLE} | HEAD}
+META_NET = {f"base.meta_net.{k}.{p}" for k in (0, 2) for p in ("weight", "bias")}
+LEARNED = {"coop": {"base.ctx"} | HEAD, "cocoop": {"base.ctx"} | META_NET | HEAD, "kgcoop": {"base.ctx"} | HEAD,
+           "maple": {f"base.{n}" for n in MAPLE} | HEAD}
 
 
 def build_base(kind, clip_model, classnames=BASE):
     torch.manual_seed(0)
     if kind == "coop":
         return CoOp(clip_model, classnames)
+    if kind == "cocoop":
+        return CoCoOp(clip_model, classnames, CoCoOpOptions(n_ctx=4, ctx_init="a photo of a"))
     if kind == "kgcoop":
         return KgCoOp(clip_model, classnames, KgCoOpOptions(w=2.0))
     return MaPLe(clip_model, classnames, MaPLeOptions(prompt_depth=3))
@@ -52,7 +57,12 @@ def perturb(model):
     return model
 
 
-KINDS = ["coop", "kgcoop", "maple"]
+KINDS = ["coop", "cocoop", "kgcoop", "maple"]
+
+
+def per_image_text(text, images):
+    """Class text features (n_cls, E) as one set per image (B, n_cls, E); CoCoOp's are already."""
+    return text if text.dim() == 3 else text.expand(len(images), *text.shape)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -66,20 +76,24 @@ def test_shapes_and_a_head_that_starts_as_the_identity_transform(kind, tiny_clip
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_loss_is_the_papers_and_keeps_the_bases_terms(kind, tiny_clip, images):
-    """(1 - W) CE(base logits) + W CE(head([CwT_t(t_y); CwT_v(v)]), [y; y]) (+ KgCoOp's W_kg * kg)."""
+    """(1 - W) CE(base logits) + W CE(head([CwT_t(t_y); CwT_v(v)]), [y; y]) (+ KgCoOp's W_kg * kg);
+    CoCoOp's t_y is each image's own prompts' feature of its label."""
     model = perturb(build(kind, tiny_clip))
     base = model.base
     loss, summary = model.loss(images, LABELS)
     with torch.no_grad():
-        text, image = base.encode_class_text(), base.encode_images(images)
-        logits = base.logit_scale * normalize(image) @ normalize(text).t()
-        features = torch.cat([text[LABELS] * model.cwt_text.scale + model.cwt_text.bias,
+        image = base.encode_images(images)
+        text = per_image_text(base.encode_text(image), images)  # (B, n_cls, E)
+        logits = base.logit_scale * torch.einsum("be,bce->bc", normalize(image), normalize(text))
+        torch.testing.assert_close(logits, base(images))  # what the base method computes
+        labelled = text[torch.arange(len(LABELS)), LABELS]
+        features = torch.cat([labelled * model.cwt_text.scale + model.cwt_text.bias,
                               image * model.cwt_image.scale + model.cwt_image.bias])
         head = features @ model.head.weight.t() + model.head.bias
         ce, ce_head = F.cross_entropy(logits, LABELS), F.cross_entropy(head, torch.cat([LABELS, LABELS]))
         expected = 0.3 * ce + 0.7 * ce_head
         if kind == "kgcoop":
-            kg = 1 - F.cosine_similarity(text, base.anchor, dim=-1).mean()
+            kg = 1 - F.cosine_similarity(text[0], base.anchor, dim=-1).mean()
             expected = expected + 2.0 * kg
             assert summary["kg"] == pytest.approx(kg.item(), rel=1e-5)
     assert summary["ce"] == pytest.approx(ce.item(), rel=1e-6) and summary["ce_head"] == pytest.approx(ce_head.item(), rel=1e-6)
@@ -101,7 +115,7 @@ def test_gradients_reach_exactly_the_base_prompts_and_the_head(kind, tiny_clip, 
     assert len(head) == 6
 
 
-@pytest.mark.parametrize("kind", ["coop", "maple"])
+@pytest.mark.parametrize("kind", ["coop", "cocoop", "maple"])
 def test_loss_falls_on_a_tiny_task(kind, tiny_clip, images):
     model = build(kind, tiny_clip)
     losses = train_steps(model, images, LABELS, torch.optim.SGD(learned_parameters(model), lr=0.5), 30)
@@ -161,9 +175,10 @@ def test_fast_paths_equal_slow_ones(kind, tiny_clip, images):
         assert (fast.grads[name] - grad).norm() <= 1e-5 * grad.norm(), name
 
 
-def test_similarity_head_and_no_cwt(tiny_clip, images):
-    model = perturb(build("coop", tiny_clip, head="similarity", cwt=False)).eval()
-    assert model.head is None and {n for n, p in model.named_parameters() if p.requires_grad} == {"base.ctx"}
+@pytest.mark.parametrize("kind", ["coop", "cocoop"])
+def test_similarity_head_and_no_cwt(kind, tiny_clip, images):
+    model = perturb(build(kind, tiny_clip, head="similarity", cwt=False)).eval()
+    assert model.head is None and {n for n, p in model.named_parameters() if p.requires_grad} == LEARNED[kind] - HEAD
     loss, summary = model.loss(images, LABELS)
     with torch.no_grad():
         logits = model.base(images)  # without CwT the similarity head is the base's logits
@@ -172,19 +187,43 @@ def test_similarity_head_and_no_cwt(tiny_clip, images):
     assert (model.parameter_groups()[1][0]) == []
 
 
-def test_frozen_image_features_follow_the_base(tiny_clip, images):
-    model = perturb(build("coop", tiny_clip)).eval()
-    assert uses_frozen_features(model) and uses_frozen_features(build("kgcoop", tiny_clip))
-    assert not uses_frozen_features(build("maple", tiny_clip))
+def test_similarity_head_scores_each_image_against_its_own_prompts_on_cocoop(tiny_clip, images):
+    """CoCoOp's text features depend on the image: the transformed image against its own prompts."""
+    model = perturb(build("cocoop", tiny_clip, head="similarity")).eval()
+    with torch.no_grad():
+        image = model.encode_images(images)
+        text = model.base.encode_text(image) * model.cwt_text.scale + model.cwt_text.bias  # (B, n_cls, E)
+        moved = image * model.cwt_image.scale + model.cwt_image.bias
+        head = model.logit_scale * torch.einsum("be,bce->bc", normalize(moved), normalize(text))
+        torch.testing.assert_close(model.head_logits(image), head)
+        torch.testing.assert_close(model(images), 0.3 * model.base(images) + 0.7 * head)
+        loss, summary = model.loss(images, LABELS)
+    assert summary["ce_head"] == pytest.approx(F.cross_entropy(head, LABELS).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["coop", "cocoop", "kgcoop"])
+def test_frozen_image_features_follow_the_base(kind, tiny_clip, images):
+    model = perturb(build(kind, tiny_clip)).eval()
+    assert uses_frozen_features(model) and not uses_frozen_features(build("maple", tiny_clip))
     with torch.no_grad(), model.cached_text_features():  # what evaluation from the feature cache computes
         assert torch.equal(model.logits_from_image_features(model.image_encoder(images)), model(images))
+
+
+def test_class_text_features_are_cached_only_where_they_do_not_depend_on_the_image(tiny_clip, images):
+    coop, cocoop = build("coop", tiny_clip).eval(), perturb(build("cocoop", tiny_clip)).eval()
+    with torch.no_grad():
+        outside = cocoop(images)
+        with coop.cached_text_features(), cocoop.cached_text_features():
+            assert coop._raw_text_cache is not None and cocoop._raw_text_cache is None
+            assert cocoop.class_text_features() is None
+            assert torch.equal(cocoop(images), outside)
 
 
 def test_options_and_errors(tiny_clip):
     assert OPTIONS["DEPT"] is DePTOptions
     assert (DePTOptions().weight, DePTOptions().lr_mult, DePTOptions().head) == (0.7, 6.5, "linear")
-    with pytest.raises(ConfigError, match=r"DePT wraps CoOp, KgCoOp, MaPLe; CoCoOp is not one of them"):
-        DePT(CoCoOp(tiny_clip, BASE))
+    with pytest.raises(ConfigError, match=r"^DePT wraps CoOp, CoCoOp, KgCoOp, MaPLe; MPL is not one of them\.$"):
+        DePT(MPL(tiny_clip, BASE))  # a subclass of CoOp whose features come otherwise
     with pytest.raises(ConfigError, match=r"TRAINER.DEPT.WEIGHT is 1.5; it must be <= 1"):
         DePT(CoOp(tiny_clip, BASE), DePTOptions(weight=1.5))
     with pytest.raises(ConfigError, match=r"TRAINER.DEPT.HEAD is 'mlp'; use one of linear, similarity"):
@@ -225,17 +264,18 @@ def test_bad_dept_option_is_one_line_and_status_2(tmp_path, tiny_clip_path, caps
 
 
 @requires_dassl
-@pytest.mark.parametrize("method, trainer, extra, learned", [
-    ("coop_dept", "CoOp_DePT", ["TRAINER.COOP.N_CTX", "4"], LEARNED["coop"]),
-    ("kgcoop_dept", "KgCoOp_DePT", [], LEARNED["kgcoop"]),
-    ("maple_dept", "MaPLe_DePT", ["TRAINER.MAPLE.PROMPT_DEPTH", "3"], LEARNED["maple"]),
+@pytest.mark.parametrize("method, trainer, extra, learned, lr", [
+    ("coop_dept", "CoOp_DePT", ["TRAINER.COOP.N_CTX", "4"], LEARNED["coop"], "0.0035"),
+    ("cocoop_dept", "CoCoOp_DePT", [], LEARNED["cocoop"], "0.002"),  # their CoCoOp recipe: 0.002, batch 1
+    ("kgcoop_dept", "KgCoOp_DePT", [], LEARNED["kgcoop"], "0.0035"),
+    ("maple_dept", "MaPLe_DePT", ["TRAINER.MAPLE.PROMPT_DEPTH", "3"], LEARNED["maple"], "0.0035"),
 ])
-def test_base2new_scripts_on_tiny_caltech101(tmp_path, tiny_clip_path, method, trainer, extra, learned):
+def test_base2new_scripts_on_tiny_caltech101(tmp_path, tiny_clip_path, method, trainer, extra, learned, lr):
     state = run_base2new_scripts(method, trainer, tmp_path, tiny_clip_path, *extra)
     assert set(state) == learned and state["head.weight"].shape == (3, 32)  # the 3 base classes of 6
     (train_log,) = tmp_path.glob(f"out/base2new/train_base/caltech101/shots_2/{trainer}/*/seed1/log.txt")
     (test_log,) = tmp_path.glob(f"out/base2new/test_new/caltech101/shots_2/{trainer}/*/seed1/log.txt")
     head = sum(v.numel() for k, v in state.items() if not k.startswith("base."))  # 2 x 32 x 2 + 3 x 33 = 227
-    assert head == 227 and f"Learning rate 0.02275 for {head} parameters" in train_log.read_text()
-    assert "Learning rate 0.0035 for" in train_log.read_text() and " ce_head " in train_log.read_text()
+    assert head == 227 and f"Learning rate {float(lr) * 6.5:g} for {head} parameters" in train_log.read_text()
+    assert f"Learning rate {lr} for" in train_log.read_text() and " ce_head " in train_log.read_text()
     assert "DePT's head is off, the base's logits decide" in test_log.read_text()  # new classes: the base alone

@@ -10,6 +10,7 @@ from clipprompt.runs.checkpoint import load_checkpoint
 
 from ._dassl import TRAINER_REGISTRY
 from .base import ClipTrainer
+from .cocoop import CoCoOp
 from .coop import CoOp
 from .kgcoop import KgCoOp
 from .maple import MaPLe
@@ -48,5 +49,6 @@ def with_dept(base: type[ClipTrainer]) -> type[ClipTrainer]:
 
 
 CoOp_DePT = with_dept(CoOp)
+CoCoOp_DePT = with_dept(CoCoOp)
 KgCoOp_DePT = with_dept(KgCoOp)
 MaPLe_DePT = with_dept(MaPLe)

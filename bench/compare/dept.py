@@ -1,13 +1,13 @@
-"""DePT on CoOp, KgCoOp and MaPLe against the authors' code (github.com/Koorye/DePT): each loss term,
+"""DePT on CoOp, CoCoOp, KgCoOp and MaPLe against the authors' code (github.com/Koorye/DePT): each loss term,
 the loss, the logits (base classes: the fused ones; new classes: the base's) and every gradient.
 
     git clone https://github.com/Koorye/DePT /tmp/dept
     python bench/compare/dept.py /tmp/dept
 
-Their models are `CustomCLIP` of their `trainers/elp_coop.py`, `elp_kgcoop.py` and `elp_maple.py`
+Their models are `CustomCLIP` of their `trainers/elp_coop.py`, `elp_cocoop.py`, `elp_kgcoop.py` and `elp_maple.py`
 (the `ExtrasLinearProbe*` trainers) on their fork of CLIP with our random weights in fp32, built
 for the base classes (DATASET.SUBSAMPLE_CLASSES base) and for new ones; ours are
-`clipprompt.models.DePT` around our CoOp, KgCoOp and MaPLe. Their initial prompts, CwT (their
+`clipprompt.models.DePT` around our CoOp, CoCoOp, KgCoOp and MaPLe. Their initial prompts, CwT (their
 FiLM) and head are copied into ours, then every learned parameter is moved off its start so
 that no gradient is zero by symmetry. Their loss terms come from their own methods
 (`_forward_feats`, `_forward_logits_similarity`, `_forward_logits_linear_probe`). MaPLe runs with
@@ -32,7 +32,9 @@ from common import (PATHS, WIDE_SHAPE, dassl_like_cfg, import_authors_file, rel,
 
 from clipprompt.backbones.random_clip import build_random_clip
 from clipprompt.data.catalog import get_spec
-from clipprompt.models import CoOp, DePT, KgCoOp, MaPLe
+from clipprompt.models import CoCoOp, CoOp, DePT, KgCoOp, MaPLe
+from clipprompt.models.base import normalize
+from clipprompt.models.cocoop import CoCoOpOptions
 from clipprompt.models.coop import CoOpOptions
 from clipprompt.models.kgcoop import KgCoOpOptions, authors_template
 from clipprompt.models.maple import MaPLeOptions
@@ -51,8 +53,11 @@ MAPLE_ROLES = {
     **{f"prompt_learner.compound_prompt_projections.{k}.{p}": f"base.deep_proj.{k}.{p}"
        for k in range(DEPTH - 1) for p in ("weight", "bias")},
 }
-BASES = {  # base -> (their file, their base module, our model maker, roles, CLIP shape)
+COCOOP_ROLES = {"prompt_learner.ctx": "base.ctx", **{
+    f"prompt_learner.meta_net.linear{k}.{p}": f"base.meta_net.{2 * (k - 1)}.{p}" for k in (1, 2) for p in ("weight", "bias")}}
+BASES = {  # base -> (their file, their base module, roles, CLIP shape)
     "CoOp": ("trainers/elp_coop.py", "coop", {"prompt_learner.ctx": "base.ctx"}, "tiny"),
+    "CoCoOp": ("trainers/elp_cocoop.py", "cocoop", COCOOP_ROLES, "tiny"),
     "KgCoOp": ("trainers/elp_kgcoop.py", "kgcoop", {"prompt_learner.ctx": "base.ctx"}, "tiny"),
     "MaPLe": ("trainers/elp_maple.py", "maple", MAPLE_ROLES, "wide"),
 }
@@ -88,6 +93,7 @@ def their_cfg(base: str, subsample: str, resolution: int):
         "FILM": {"LINEAR_PROBE": True},
         "COOP": {"N_CTX": 4 if base == "KgCoOp" else 16, "CTX_INIT": "a photo of a" if base == "KgCoOp" else "",
                  "CSC": False, "CLASS_TOKEN_POSITION": "end", "W": 2.0, "PREC": "fp32"},
+        "COCOOP": {"N_CTX": 4, "CTX_INIT": "a photo of a", "PREC": "fp32"},
         "MAPLE": {"N_CTX": N_CTX_MAPLE, "CTX_INIT": "a photo of a", "PROMPT_DEPTH": DEPTH, "PREC": "fp32"},
     }
     cfg = dassl_like_cfg(nodes, DATASET, resolution)
@@ -113,6 +119,8 @@ def build_ours(base: str, shape, classnames, fast: bool) -> DePT:
     clip = build_random_clip(shape)
     if base == "CoOp":
         model = CoOp(clip, classnames, CoOpOptions(n_ctx=16))
+    elif base == "CoCoOp":
+        model = CoCoOp(clip, classnames, CoCoOpOptions(n_ctx=4, ctx_init="a photo of a"))
     elif base == "KgCoOp":
         spec = get_spec(DATASET)
         model = KgCoOp(clip, classnames, KgCoOpOptions(w=2.0), template=authors_template(spec.name, spec.template))
@@ -143,9 +151,8 @@ def our_terms(model, images, labels) -> dict[str, torch.Tensor]:
     model.train()
     loss, summary = model.loss(images, labels)
     loss.backward()
-    text, image = model.base.encode_class_text(), model.encode_images(images)
-    from clipprompt.models.base import normalize
-
+    image = model.encode_images(images)
+    text = model.base.encode_text(image)
     logits = model.logits(normalize(image), normalize(text))
     terms = {"ce": F.cross_entropy(logits, labels),
              "ce_head": F.cross_entropy(model.head_logits(image, text, labels), torch.cat([labels, labels]))}

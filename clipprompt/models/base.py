@@ -81,6 +81,20 @@ class PromptedCLIP(nn.Module):
         """Normalized text features (n_cls, embed_dim) if they depend on the classes only."""
         return None
 
+    def encode_class_text(self) -> Tensor | None:
+        """Raw (unnormalized) class text features (n_cls, E); None where the prompts depend on the
+        image (CoCoOp) or a method does not expose them. What an add-on (DePT) caches at evaluation."""
+        return None
+
+    def encode_text(self, image_features: Tensor) -> Tensor:
+        """Raw text features that the logits of these raw image features (B, E) use: the class
+        features (n_cls, E), shared by the batch; image-conditioned methods (CoCoOp) override it
+        with (B, n_cls, E), one set per image. What an add-on (DePT) reads beside the logits."""
+        text = self.encode_class_text()
+        if text is None:
+            raise NotImplementedError(f"{type(self).__name__} exposes no raw text features")
+        return text
+
     def text_features(self) -> Tensor | None:
         """Class text features, from the evaluation cache when one is active."""
         if self._text_cache is not None:

@@ -59,6 +59,17 @@ class CoCoOp(CoOp):
     def class_text_features(self) -> None:
         return None  # the prompts depend on the image: nothing to cache per class
 
+    def encode_class_text(self) -> None:
+        return None  # the same: CoOp's would be the prompts without the image's shift
+
+    def encode_text(self, image_features: Tensor) -> Tensor:
+        """Raw text features (B, n_cls, E) of each image's prompts, from its raw image features."""
+        prompts = self.prompts.assemble(self.image_context(normalize(image_features)))
+        # the exact path encodes one image's prompts a pass, as the authors' loop does (one pass over
+        # all images sums the context's gradients in another order: last bits at ViT-B/16)
+        chunk = self.options.text_chunk if self.eos_cut else self.num_classes
+        return encode_prompt_grid(self.text_encoder, prompts, self.prompts.eos_positions, chunk)
+
     def image_context(self, image_features: Tensor) -> Tensor:
         """Per-image context (B, n, width)."""
         shift = self.meta_net(image_features.float())
@@ -66,10 +77,4 @@ class CoCoOp(CoOp):
 
     def logits_from_image_features(self, features: Tensor) -> Tensor:
         """Logits from the frozen encoder's output (clipprompt.runs.feature_cache may have stored it)."""
-        image_features = normalize(features)
-        prompts = self.prompts.assemble(self.image_context(image_features))
-        # the exact path encodes one image's prompts a pass, as the authors' loop does (one pass over
-        # all images sums the context's gradients in another order: last bits at ViT-B/16)
-        chunk = self.options.text_chunk if self.eos_cut else self.num_classes
-        text = encode_prompt_grid(self.text_encoder, prompts, self.prompts.eos_positions, chunk)
-        return self.logits(image_features, normalize(text))
+        return self.logits(normalize(features), normalize(self.encode_text(features)))

@@ -1,10 +1,10 @@
 """DePT (Zhang et al., CVPR 2024): a decoupled head added to a prompt-tuning method.
 
-DePT wraps a built base model (CoOp, KgCoOp, MaPLe) and keeps its prompts, its logits and its
-extra loss terms. Beside them it learns a channel-wise transformation (CwT: a per-channel scale
+DePT wraps a built base model (CoOp, CoCoOp, KgCoOp, MaPLe) and keeps its prompts, its logits and
+its extra loss terms. Beside them it learns a channel-wise transformation (CwT: a per-channel scale
 and shift) of the raw text and image features and a linear classifier over the base classes on
-the transformed features (the CAT head). With t the raw text features of the batch's labels and
-v the raw image features:
+the transformed features (the CAT head). With t the raw text features of the batch's labels (for
+CoCoOp, each image's own prompts' features of its label) and v the raw image features:
 
     loss = (1 - W) * CE(base logits, y) + W * CE(head([CwT_t(t); CwT_v(v)]), [y; y]) + base terms
 
@@ -26,12 +26,13 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..options import Options, option, register_options
 from .base import PromptedCLIP, accuracy, cosine_logits, normalize
+from .cocoop import CoCoOp
 from .coop import CoOp
 from .kgcoop import KgCoOp
 from .maple import MaPLe
 
 HEADS = ("linear", "similarity")
-BASES = (CoOp, KgCoOp, MaPLe)  # exactly these classes: a subclass may compute its features otherwise
+BASES = (CoOp, CoCoOp, KgCoOp, MaPLe)  # exactly these classes: a subclass may compute its features otherwise
 
 
 @register_options("DEPT")
@@ -122,20 +123,26 @@ class DePT(PromptedCLIP):
 
     # ---- features ----------------------------------------------------------------------------
 
-    def raw_text_features(self) -> Tensor:
-        """The base's raw class text features, from the evaluation cache when one is active."""
+    def raw_text_features(self, image_features: Tensor | None = None) -> Tensor:
+        """The base's raw text features for these raw image features: the class features (n_cls, E)
+        from the evaluation cache when one is active, else (B, n_cls, E) per image where the base's
+        prompts depend on the image (CoCoOp; then `image_features` are needed)."""
         if self._raw_text_cache is not None:
             return self._raw_text_cache
-        return self.base.encode_class_text()
+        if image_features is None:
+            return self.base.encode_class_text()
+        return self.base.encode_text(image_features)
 
-    def class_text_features(self) -> Tensor:
-        return normalize(self.raw_text_features())
+    def class_text_features(self) -> Tensor | None:
+        text = self._raw_text_cache if self._raw_text_cache is not None else self.base.encode_class_text()
+        return None if text is None else normalize(text)
 
-    def text_features(self) -> Tensor:
+    def text_features(self) -> Tensor | None:
         return self.class_text_features()
 
     @contextlib.contextmanager
     def cached_text_features(self) -> Iterator[None]:
+        """The base's raw class text features once for the block (none where they depend on the image)."""
         with torch.no_grad():
             self._raw_text_cache = self.base.encode_class_text()
         try:
@@ -151,25 +158,39 @@ class DePT(PromptedCLIP):
     def head_logits(self, image_features: Tensor, text_features: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
         """The head's logits (fp32) of raw image features.
 
-        `text_features`: the raw text features of every class (None: the cached or current ones).
-        Linear head: with `labels` (training), the transformed text features of the labels are
-        classified too, before the images. Similarity head: images against every class."""
+        `text_features`: the base's raw text features, (n_cls, E) or per image (B, n_cls, E) (None:
+        the cached or current ones). Linear head: with `labels` (training), the transformed text
+        features of the labels are classified too, before the images. Similarity head: images
+        against every class."""
         with torch.autocast(image_features.device.type, enabled=False):
             image = self.cwt_image(image_features.float())
+            if self.head is None and labels is None and text_features is None:
+                text_features = self.raw_text_features(image_features)
             if self.head is None:
-                text = self.cwt_text((self.raw_text_features() if text_features is None else text_features).float())
+                text = self.transform_text(text_features)
                 return cosine_logits(normalize(image), normalize(text), self.logit_scale)
             if labels is not None:  # transform every class, then take the labels' (the authors' order of sums)
-                image = torch.cat([self.cwt_text(text_features.float())[labels], image])
+                text = self.transform_text(text_features)
+                picked = text[labels] if text.dim() == 2 else text[torch.arange(len(labels), device=labels.device), labels]
+                image = torch.cat([picked, image])
             return self.head(image)
+
+    def transform_text(self, text_features: Tensor) -> Tensor:
+        """CwT of raw text features in fp32; per image's set where there is one per image (the
+        authors' loop: their CwT's gradient sums each image's part in turn)."""
+        text = text_features.float()
+        if text.dim() == 2:
+            return self.cwt_text(text)
+        return torch.stack([self.cwt_text(one) for one in text])
 
     def logits_from_image_features(self, features: Tensor) -> Tensor:
         """Evaluation logits from raw image features: the base's, mixed with the head's on the
         classes it was trained on."""
-        logits = self.logits(normalize(features), self.class_text_features())
+        text = self.raw_text_features(features)
+        logits = self.logits(normalize(features), normalize(text))
         if not self.head_active:
             return logits
-        head = self.head_logits(features)
+        head = self.head_logits(features, text)
         if not self.options.test_time_fusion:
             return head
         w = self.options.weight
@@ -179,8 +200,8 @@ class DePT(PromptedCLIP):
         return self.logits_from_image_features(self.encode_images(images))
 
     def loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
-        text = self.base.encode_class_text()  # once for both logits, the head and the base's terms
         image = self.encode_images(images)
+        text = self.base.encode_text(image)  # once for both logits, the head and the base's terms
         logits = self.logits(normalize(image), normalize(text))
         ce = F.cross_entropy(logits, labels)
         if self.head is None:  # the similarity head scores the images against every class

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# CoCoOp with DePT: xd_test (see scripts/common/xd_test.sh). CFG overrides the config.
+#   bash scripts/cocoop_dept/xd_test.sh DATASET SEED [KEY VALUE ...]
+CFG=${CFG:-vit_b16_c4_ep10_batch1_ctxv1}
+WRAPPER="$0" exec bash "$(dirname "$0")/../common/xd_test.sh" CoCoOp_DePT "$CFG" "$@"
