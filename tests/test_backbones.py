@@ -12,7 +12,7 @@ from clipprompt.backbones.loading import load_clip
 from clipprompt.backbones.random_clip import save_random_clip, save_random_openclip
 from clipprompt.errors import ConfigError, UserError
 from clipprompt.models import (
-    IVLP, MMA, MMRL, MPL, SEP, TCP, VPT, CoCoOp, CoOp, IVLPOptions, KgCoOp, MaPLe, MaPLeOptions, MMAOptions,
+    DePT, IVLP, MMA, MMRL, MPL, SEP, TCP, VPT, CoCoOp, CoOp, IVLPOptions, KgCoOp, MaPLe, MaPLeOptions, MMAOptions,
     MMRLOptions, MPLOptions,
     ProGrad, PromptSRC, PromptSRCOptions, VPTOptions,
     SEPOptions, TCPOptions, ZeroshotCLIP,
@@ -242,6 +242,27 @@ def test_each_method_trains_and_evaluates_on_each_kind_it_supports(backbone_file
         optim.step()
         changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, learned[n])]
         assert changed, "a training step changed nothing"
+    model.eval()
+    with torch.no_grad(), model.cached_text_features():
+        logits = model(images)
+    assert logits.shape == (4, len(CLASSES)) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("kind", ["openai-vit", "openai-resnet", "openclip-vit", "openclip-resnet"])
+@pytest.mark.parametrize("base", [CoOp, CoCoOp, KgCoOp, MaPLe], ids=lambda m: m.__name__)
+def test_dept_trains_and_evaluates_on_each_kind_its_base_supports(backbone_files, images, kind, base):
+    clip = load_clip(backbone_files[kind])
+    if kind.endswith("resnet") and base is MaPLe:
+        with pytest.raises(ConfigError, match="^MaPLe prompts the image encoder's tokens, but this CLIP's image encoder is a ResNet"):
+            DePT(build(base, clip))
+        return
+    torch.manual_seed(0)
+    model = DePT(build(base, clip))
+    head = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad and not n.startswith("base.")}
+    loss, _ = model.loss(images, torch.tensor([0, 1, 2, 1]))
+    loss.backward()
+    torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1).step()
+    assert all(not torch.equal(model.get_parameter(n), p) for n, p in head.items()) and len(head) == 6
     model.eval()
     with torch.no_grad(), model.cached_text_features():
         logits = model(images)
