@@ -209,6 +209,27 @@ def test_frozen_image_features_follow_the_base(kind, tiny_clip, images):
         assert torch.equal(model.logits_from_image_features(model.image_encoder(images)), model(images))
 
 
+@pytest.mark.parametrize("kind", ["coop", "cocoop"])
+def test_the_head_alone_runs_no_text_pass_and_gives_the_same_bits(kind, tiny_clip, images):
+    """TEST_TIME_FUSION False on the trained classes: the linear head's logits need no text pass
+    (CoCoOp's would be one per image and class), so none runs, once per test set or per batch."""
+    model = perturb(build(kind, tiny_clip, test_time_fusion=False)).eval()
+    calls = []
+    hook = model.base.text_encoder.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        image = model.encode_images(images)
+        expected = model.head_logits(image, model.raw_text_features(image))  # the head beside the text, as before
+        calls.clear()
+        with model.cached_text_features():
+            assert torch.equal(model(images), expected) and torch.equal(model.logits_from_image_features(image), expected)
+    assert calls == []
+    model.options.test_time_fusion = True  # the fused logits read the base's text features
+    with torch.no_grad(), model.cached_text_features():
+        model(images)
+    hook.remove()
+    assert calls
+
+
 def test_class_text_features_are_cached_only_where_they_do_not_depend_on_the_image(tiny_clip, images):
     coop, cocoop = build("coop", tiny_clip).eval(), perturb(build("cocoop", tiny_clip)).eval()
     with torch.no_grad():

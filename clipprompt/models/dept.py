@@ -140,11 +140,16 @@ class DePT(PromptedCLIP):
     def text_features(self) -> Tensor | None:
         return self.class_text_features()
 
+    def reads_text_at_evaluation(self) -> bool:
+        """False where the evaluation logits are the linear head's alone (TEST_TIME_FUSION False)."""
+        return not (self.head_active and self.head is not None and not self.options.test_time_fusion)
+
     @contextlib.contextmanager
     def cached_text_features(self) -> Iterator[None]:
-        """The base's raw class text features once for the block (none where they depend on the image)."""
+        """The base's raw class text features once for the block (none where they depend on the
+        image, or where the evaluation reads no text)."""
         with torch.no_grad():
-            self._raw_text_cache = self.base.encode_class_text()
+            self._raw_text_cache = self.base.encode_class_text() if self.reads_text_at_evaluation() else None
         try:
             yield
         finally:
@@ -185,7 +190,10 @@ class DePT(PromptedCLIP):
 
     def logits_from_image_features(self, features: Tensor) -> Tensor:
         """Evaluation logits from raw image features: the base's, mixed with the head's on the
-        classes it was trained on."""
+        classes it was trained on. The linear head's logits alone (TEST_TIME_FUSION False) need no
+        text pass: none is run (CoCoOp's would be one per image and class)."""
+        if not self.reads_text_at_evaluation():
+            return self.head_logits(features)
         text = self.raw_text_features(features)
         logits = self.logits(normalize(features), normalize(text))
         if not self.head_active:
