@@ -3,9 +3,10 @@
 A method subclasses `PromptedCLIP`. Methods whose text features depend only on the classes
 implement `class_text_features()` and inherit `forward` (CoOp, ZeroshotCLIP); the trainer wraps
 evaluation in `with model.cached_text_features():` so they are computed once per test set, not
-per batch. Image-conditioned methods override `forward`. Every method turns features into logits
-with `logits()` (`cosine_logits`: fp32, whatever the autocast dtype); a loss other than
-cross-entropy overrides `loss`.
+per batch. Image-conditioned methods override `forward` or `logits_from_image_features` (CoCoOp,
+through `encode_text(image_features)`, which an add-on such as DePT reads too). Every method
+turns features into logits with `logits()` (`cosine_logits`: fp32, whatever the autocast dtype);
+a loss other than cross-entropy overrides `loss`.
 """
 
 from __future__ import annotations
