@@ -62,9 +62,12 @@ def test_every_published_number_parses_has_a_source_and_is_consistent(monkeypatc
     assert (xd[("CoCoOp_DePT", "average", "accuracy")].value, xd[("ProGrad", "imagenet", "accuracy")].value) == (65.88, 72.24)
     assert published_numbers.lookup("dg")[("MaPLe_DePT", "imagenet_a", "accuracy")].value == 49.70
     # PromptKD: distilled from a ViT-L/14 teacher on unlabeled images, its own protocol, and said so
-    assert b2n[("PromptKD", "average", "hm")].value == 83.73 and xd[("PromptKD", "average", "accuracy")].value == 71.33
-    assert {n.method for n in found if n.trainer == "PromptKD" and n.value is not None} == {
-        "PromptKD (ViT-L/14 teacher, unlabeled)", "PromptKD (ViT-L/14 teacher, unlabeled target images)"}
+    assert b2n[("PromptKD", "average", "hm")].value == 83.73
+    assert {n.method for n in found if n.trainer == "PromptKD" and n.value is not None} == {"PromptKD (ViT-L/14 teacher, unlabeled)"}
+    # its cross-dataset numbers are distilled on each target's images: recorded, not compared with our xd runs
+    (pkd_xd,) = [n for n in found if n.protocol == "xd" and n.method.startswith("PromptKD") and n.dataset == "average"]
+    assert (pkd_xd.method, pkd_xd.trainer, pkd_xd.value) == ("PromptKD (ViT-L/14 teacher, unlabeled target images)", "", 71.33)
+    assert ("PromptKD", "average", "accuracy") not in xd
     # a second variant of one of our trainers (another config, someone else's run) has no trainer
     assert b2n[("IVLP", "average", "hm")].method.startswith("Independent V-L Prompting (2+2 ctx")
     others = {n.method for n in found if not n.trainer and n.value is not None}
