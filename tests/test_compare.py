@@ -19,26 +19,59 @@ COOP = "shots_16/CoOp/vit_b16_ep50"
 # -- the published numbers ---------------------------------------------------------------------
 
 
+#: Trainers other helpers are adding in this session (issue 25): their published numbers are in, their
+#: trainers are not yet in this branch. The lead empties this list at the merge.
+TRAINERS_IN_PROGRESS = ("MMRLpp", "CoPrompt", "HiCroPL", "PromptKD", "CoCoOp_DePT")
+
+
 @requires_dassl
-def test_every_published_number_parses_has_a_source_and_is_consistent():
+def test_every_published_number_parses_has_a_source_and_is_consistent(monkeypatch):
     import trainers  # noqa: F401  (registers our trainers)
     from trainers._dassl import TRAINER_REGISTRY
 
     found = published_numbers.numbers()
     assert {n.protocol for n in found} == {"base2new", "xd", "dg", "few_shot", "cost"}
-    assert published_numbers.problems(found, TRAINER_REGISTRY.registered_names()) == []
+    registered = set(TRAINER_REGISTRY.registered_names())
+    assert published_numbers.problems(found, registered | set(TRAINERS_IN_PROGRESS)) == []
+    assert registered.isdisjoint(TRAINERS_IN_PROGRESS), "registered now: take it out of TRAINERS_IN_PROGRESS"
+    # the two HMs kept as printed (PromptKD's image prints them so) are the only ones the HM check skips
+    monkeypatch.setattr(published_numbers, "HM_AS_PRINTED", frozenset())
+    assert [p.split(": HM ")[0] for p in published_numbers.problems(found, registered | set(TRAINERS_IN_PROGRESS))] == [
+        "base2new.csv PromptKD (ViT-L/14 teacher, unlabeled) stanford_cars",
+        "base2new.csv PromptKD (ViT-L/14 teacher, unlabeled) ucf101"]
     read = [n for n in found if n.status == "read"]
     assert all(n.value is not None and n.source for n in read)
     # per dataset for the 11 datasets and the average, Base/New/HM, for these methods
     b2n = published_numbers.lookup("base2new")
-    for trainer in ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "TCP", "MaPLe", "PromptSRC"):
+    for trainer in ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "TCP", "MaPLe", "PromptSRC", "ProGrad",
+                    "CoOp_DePT", "CoCoOp_DePT", "KgCoOp_DePT", "MaPLe_DePT", "PromptKD"):
         for dataset in (*protocols.BASE2NEW, "average"):
             assert all(b2n[(trainer, dataset, m)].status == "read" for m in ("base", "new", "hm")), (trainer, dataset)
+    # the 11-dataset average only, for these (their per-dataset tables are named as not read)
+    for trainer in ("IVLP", "VPT", "MMA", "CoPrompt", "MMRL", "HiCroPL"):
+        assert all(b2n[(trainer, "average", m)].status == "read" for m in ("base", "new", "hm")), trainer
+        assert published_numbers.unknown_tables("base2new")[trainer].dataset == "*"
+    assert [b2n[("MMRLpp", "average", m)].status for m in ("base", "new", "hm")] == ["unknown"] * 3
     assert b2n[("CoOp", "eurosat", "hm")].value == 68.69
     xd = published_numbers.lookup("xd")
     assert xd[("MaPLe", "fgvc_aircraft", "accuracy")].value == 24.74 and xd[("TCP", "imagenet", "accuracy")].value == 71.40
     assert published_numbers.lookup("dg")[("CoCoOp", "imagenet_sketch", "accuracy")].value == 48.75
     assert published_numbers.lookup("few_shot")[("PromptSRC", "average", "shots_1")].value == 72.32
+    assert (b2n[("ProGrad", "eurosat", "hm")].value, b2n[("MMRL", "average", "hm")].value,
+            b2n[("HiCroPL", "average", "hm")].value, b2n[("CoCoOp_DePT", "fgvc_aircraft", "base")].value) == (72.67, 81.20, 81.75, 43.07)
+    assert (xd[("CoCoOp_DePT", "average", "accuracy")].value, xd[("ProGrad", "imagenet", "accuracy")].value) == (65.88, 72.24)
+    assert published_numbers.lookup("dg")[("MaPLe_DePT", "imagenet_a", "accuracy")].value == 49.70
+    # PromptKD: distilled from a ViT-L/14 teacher on unlabeled images, its own protocol, and said so
+    assert b2n[("PromptKD", "average", "hm")].value == 83.73
+    assert {n.method for n in found if n.trainer == "PromptKD" and n.value is not None} == {"PromptKD (ViT-L/14 teacher, unlabeled)"}
+    # its cross-dataset numbers are distilled on each target's images: recorded, not compared with our xd runs
+    (pkd_xd,) = [n for n in found if n.protocol == "xd" and n.method.startswith("PromptKD") and n.dataset == "average"]
+    assert (pkd_xd.method, pkd_xd.trainer, pkd_xd.value) == ("PromptKD (ViT-L/14 teacher, unlabeled target images)", "", 71.33)
+    assert ("PromptKD", "average", "accuracy") not in xd
+    # a second variant of one of our trainers (another config, someone else's run) has no trainer
+    assert b2n[("IVLP", "average", "hm")].method.startswith("Independent V-L Prompting (2+2 ctx")
+    others = {n.method for n in found if not n.trainer and n.value is not None}
+    assert {"Independent V-L Prompting (4+4 ctx, 20 epochs)", "VPT (DePT's run)", "CoPrompt* (SkipTuning's run)"} <= others
     # what could not be read names the table to read
     assert "2405.15549" in published_numbers.unknown_tables("base2new")["SEP"].source
 
@@ -50,15 +83,22 @@ def test_problems_finds_a_wrong_hm_a_missing_source_and_an_unknown_trainer(tmp_p
         "A,CoOp,dtd,new,60.00,read,a paper\n"
         "A,CoOp,dtd,hm,70.00,read,a paper\n"
         "B,NoSuchTrainer,dtd,base,101,read,\n"
-        "C,CoOp,average,hm,,read,somewhere\n")
+        "C,CoOp,average,hm,,read,somewhere\n"
+        "D,CoOp,dtd,base,81.00,read,another paper\n")
     found = published_numbers.numbers("base2new", folder=tmp_path)
     assert published_numbers.problems(found, ["CoOp"]) == [
         "base2new.csv B dtd base: no source",
         "base2new.csv B dtd base: trainer 'NoSuchTrainer' does not exist",
         "base2new.csv B dtd base: 101.0 is out of range",
         "base2new.csv C average hm: read without a value",
+        "base2new.csv D dtd base: trainer CoOp already has this number from 'A'",
         "base2new.csv A dtd: HM 70.0 is not the harmonic mean 68.571 of Base 80.0 and New 60.0",
     ]
+    # an average that is not the mean of its rows (every row there)
+    (tmp_path / "dg.csv").write_text("method,trainer,dataset,metric,value,status,source\n" + "".join(
+        f"A,CoOp,{d},accuracy,{v},read,x\n" for d, v in zip((*protocols.DG_TARGETS, "average"), (60, 50, 40, 70, 55.1))))
+    assert published_numbers.problems(published_numbers.numbers("dg", folder=tmp_path), ["CoOp"]) == [
+        "dg.csv A average accuracy: 55.1 is not the mean 55.000 of its 4 rows"]
     (tmp_path / "xd.csv").write_text("method,trainer,dataset,metric,value,status,source\nA,CoOp,dtd,accuracy,7o,read,x\n")
     with pytest.raises(ValueError, match=r"xd.csv:2: value '7o' is not a number"):
         published_numbers.numbers("xd", folder=tmp_path)
