@@ -183,3 +183,24 @@ def test_base2new_scripts_on_tiny_caltech101(tmp_path, tiny_clip_path):
     (test_dir,) = (tmp_path / "out").glob("base2new/test_new/caltech101/shots_2/MMRLpp/vit_b16/seed1")
     log = "\n".join(path.read_text() for path in test_dir.glob("log.txt*"))
     assert "MMRLpp evaluation head: class token (weights trained on other classes)" in log
+
+
+@pytest.mark.parametrize("script, args, keys", [
+    ("xd_train.sh", ["1"], "TRAINER.MMRLPP.BETA 0.9 TRAINER.MMRLPP.REG_WEIGHT 0.1"),
+    ("xd_test.sh", ["eurosat", "1"], "TRAINER.MMRLPP.BETA 0.3"),  # the evaluated dataset's β, as their TASK CD
+    ("xd_test.sh", ["imagenet_a", "1"], "TRAINER.MMRLPP.BETA 0.8"),
+    ("few_shot.sh", ["dtd", "1", "4"], "TRAINER.MMRLPP.BETA 0.9 TRAINER.MMRLPP.REG_WEIGHT 7.0"),
+    ("base2new_test.sh", ["food101", "1"], "TRAINER.MMRLPP.BETA 0.1 TRAINER.MMRLPP.REG_WEIGHT 1.0"),
+])
+def test_wrappers_add_the_authors_keys_per_protocol_before_the_users(tmp_path, script, args, keys):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "OUTPUT": str(tmp_path), "DRY_RUN": "1", "PYTHON": sys.executable}
+    run = subprocess.run(["bash", f"scripts/mmrlpp/{script}", *args, "OPTIM.LR", "0.01"], cwd=repo, env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert f" {keys} OPTIM.LR 0.01" in run.stdout and "--trainer MMRLpp" in run.stdout
