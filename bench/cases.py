@@ -18,6 +18,7 @@ from clipprompt.models.kgcoop import KgCoOp, KgCoOpOptions  # noqa: E402
 from clipprompt.models.maple import MaPLe, MaPLeOptions  # noqa: E402
 from clipprompt.models.mma import MMA, MMAOptions  # noqa: E402
 from clipprompt.models.mmrl import MMRL, MMRLOptions  # noqa: E402
+from clipprompt.models.mmrlpp import MMRLpp, MMRLppOptions  # noqa: E402
 from clipprompt.models.mpl import MPLOptions  # noqa: E402
 from clipprompt.models.prograd import ProGrad, ProGradOptions  # noqa: E402
 from clipprompt.models.promptsrc import PromptSRC, PromptSRCOptions  # noqa: E402
@@ -26,7 +27,7 @@ from clipprompt.models.tcp import TCP, TCPOptions  # noqa: E402
 from clipprompt.models.vpt import VPT, VPTOptions  # noqa: E402
 
 METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "SEP", "MPL", "VPT", "IVLP", "MaPLe", "PromptSRC", "MMA", "MMRL",
-           "CoOp_DePT", "CoCoOp_DePT", "KgCoOp_DePT", "MaPLe_DePT")  # README's order
+           "MMRLpp", "CoOp_DePT", "CoCoOp_DePT", "KgCoOp_DePT", "MaPLe_DePT")  # README's order
 IMAGE_CONDITIONED = ("CoCoOp", "MPL", "CoCoOp_DePT")  # one text pass per (image, class) pair
 
 
@@ -68,9 +69,10 @@ def build(method: str, clip, classnames: list[str], chunk: int = 0, **options) -
         model = PromptSRC(clip, classnames, PromptSRCOptions(prompt_depth_text=depth, prompt_depth_vision=depth, **options))
     elif method == "MMA":
         model = MMA(clip, classnames, MMAOptions(adapter_start=min(5, _depth(clip, 12)), adapter_end=_depth(clip, 12), **options))
-    elif method == "MMRL":
+    elif method in ("MMRL", "MMRLpp"):
         blocks = _depth(clip, 12)
-        model = MMRL(clip, classnames, MMRLOptions(rep_layers=list(range(max(1, blocks - 6), blocks + 1)), **options))
+        model_class, options_class = (MMRL, MMRLOptions) if method == "MMRL" else (MMRLpp, MMRLppOptions)
+        model = model_class(clip, classnames, options_class(rep_layers=list(range(max(1, blocks - 6), blocks + 1)), **options))
     else:
         raise ValueError(f"Unknown method {method!r}; available: {', '.join(METHODS)}")
     model = model.to(clip.logit_scale.device)

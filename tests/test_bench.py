@@ -37,7 +37,7 @@ def test_bench_prints_readmes_table_for_every_method(tmp_path):
     rows = json.loads(out.read_text())
     seen = {(r["method"], r["variant"], r["classes"]) for r in rows}
     methods = {"ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "SEP", "MPL", "VPT", "IVLP", "MaPLe",
-               "PromptSRC", "MMA", "MMRL", "CoOp_DePT", "CoCoOp_DePT", "KgCoOp_DePT",
+               "PromptSRC", "MMA", "MMRL", "MMRLpp", "CoOp_DePT", "CoCoOp_DePT", "KgCoOp_DePT",
                "MaPLe_DePT"}
     expected = {(m, v, 4) for m in methods for v in ("fast", "slow")}
     expected -= {("CoCoOp", "slow", 4), ("MPL", "slow", 4), ("CoCoOp_DePT", "slow", 4)}  # above --conditioned-slow-max-classes
@@ -58,7 +58,7 @@ def test_random_clip_of_a_shape_is_the_presets_clip():
         build_random_clip("huge")
 
 
-@pytest.mark.parametrize("script", ["cocoop.py", "sep.py", "promptsrc.py"])
+@pytest.mark.parametrize("script", ["cocoop.py", "sep.py", "promptsrc.py", "mmrlpp.py"])
 def test_comparisons_refuse_a_path_that_is_not_the_authors_checkout(tmp_path, script):
     result = subprocess.run([sys.executable, f"bench/compare/{script}", str(tmp_path)],
                             cwd=REPO, capture_output=True, text=True, timeout=300)

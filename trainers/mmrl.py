@@ -9,9 +9,11 @@ from .base import ClipTrainer
 
 @TRAINER_REGISTRY.register()
 class MMRL(ClipTrainer):
+    model_class = MMRLModel
+
     def build_custom_model(self, clip, classnames):
         template = getattr(self.dm.dataset, "template", DEFAULT_TEMPLATE)
-        return MMRLModel(clip, classnames, self.options, template=template)
+        return self.model_class(clip, classnames, self.options, template=template)
 
     def _load(self, path, state=None, same_classes=False):
         """Loaded weights remember their training classes: EVAL_HEAD auto scores other classes (new
@@ -20,5 +22,5 @@ class MMRL(ClipTrainer):
         self.model.trained_classnames = state.get("classnames")
         trained_here = state.get("classnames") in (None, list(self.model.classnames))
         head = "fusion" if self.model.uses_fusion() else "class token"
-        print(f"MMRL evaluation head: {head} (weights trained on {'these' if trained_here else 'other'} classes)")
+        print(f"{type(self).__name__} evaluation head: {head} (weights trained on {'these' if trained_here else 'other'} classes)")
         return state

@@ -64,12 +64,13 @@ def fused_block(block: nn.Module, x: Tensor, causal: bool) -> Tensor:
     return x + (block.ls_2(out) if hasattr(block, "ls_2") else out)
 
 
-def replace_tokens(values: Tensor, start: int) -> Callable[[Tensor], Tensor]:
+def replace_tokens(values: Tensor, start: int, weight: float = 1.0) -> Callable[[Tensor], Tensor]:
     """An injection that overwrites tokens `start .. start + n` of every sequence with `values`.
 
     `values` is (n, D) (the same for every sequence) or (B, n, D); a negative `start` counts
     from the end (prompts appended last, as `ImageEncoder`'s `prompts`). Deep prompts (MaPLe,
     PromptSRC, VPT-deep) replace the previous block's outputs at the prompt positions this way.
+    A `weight` below 1 keeps part of them: weight·values + (1 − weight)·previous (MMRL++'s β).
     """
     count = values.shape[-2]
     if start < 0 and start + count > 0:
@@ -78,6 +79,8 @@ def replace_tokens(values: Tensor, start: int) -> Callable[[Tensor], Tensor]:
     def inject(x: Tensor) -> Tensor:
         begin = start if start >= 0 else x.shape[1] + start
         new = values.to(x.dtype).expand(x.shape[0], count, x.shape[-1])
+        if weight != 1.0:
+            new = weight * new + (1 - weight) * x[:, begin : begin + count]
         return torch.cat([x[:, :begin], new, x[:, begin + count :]], dim=1)
 
     return inject

@@ -13,6 +13,7 @@ from .kgcoop import KgCoOp, KgCoOpOptions
 from .maple import MaPLe, MaPLeOptions
 from .mma import MMA, MMAOptions
 from .mmrl import MMRL, MMRLOptions
+from .mmrlpp import MMRLpp, MMRLppOptions
 from .mpl import MPL, MPLOptions
 from .prograd import ProGrad, ProGradOptions
 from .promptsrc import PromptSRC, PromptSRCOptions
@@ -23,7 +24,7 @@ from .zeroshot import ZeroshotCLIP, ZeroshotCLIPOptions
 
 __all__ = [
     "PromptedCLIP", "DePT", "DePTOptions", "ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "VPT", "IVLP", "MaPLe", "PromptSRC", "SEP",
-    "MMA", "MMAOptions", "MMRL", "MMRLOptions",
+    "MMA", "MMAOptions", "MMRL", "MMRLOptions", "MMRLpp", "MMRLppOptions",
     "MPL", "ContextOptions", "ZeroshotCLIPOptions", "CoOpOptions", "CoCoOpOptions", "KgCoOpOptions", "TCPOptions",
     "ProGradOptions",
     "VPTOptions", "IVLPOptions", "MaPLeOptions", "PromptSRCOptions", "SEPOptions", "MPLOptions", "MMRLOptions",

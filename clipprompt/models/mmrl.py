@@ -56,18 +56,18 @@ class MMRLOptions(MethodOptions):
     prec: str = option("amp", "numeric precision (fp16/amp fall back to fp32 on the CPU)", choices=PRECISIONS)
 
     def check(self) -> None:
-        check_template("TRAINER.MMRL.TEMPLATE", self.template)
+        check_template(f"TRAINER.{self.node_name}.TEMPLATE", self.template)
         layers = list(self.rep_layers)
         if not layers or min(layers) < 1 or layers != sorted(set(layers)):
-            raise ConfigError(
-                f"TRAINER.MMRL.REP_LAYERS {layers} must be a non-empty ascending list of layers counted from 1."
-            )
+            raise ConfigError(f"TRAINER.{self.node_name}.REP_LAYERS {layers} must be a non-empty ascending list "
+                              "of layers counted from 1.")
 
 
-def representation_injections(tokens: Sequence[Tensor], blocks: Sequence[int]) -> dict[int, Callable]:
-    """tokens[k] inserted after the first token before blocks[0], then replacing them before blocks[k]."""
-    return {block: (insert_tokens if k == 0 else replace_tokens)(values, 1) for k, (block, values) in
-            enumerate(zip(blocks, tokens))}
+def representation_injections(tokens: Sequence[Tensor], blocks: Sequence[int], weight: float = 1.0) -> dict[int, Callable]:
+    """tokens[k] inserted after the first token before blocks[0], then replacing them before blocks[k]
+    (with `weight` < 1, blended with the previous block's: MMRL++'s residual, `replace_tokens`)."""
+    return {block: insert_tokens(values, 1) if k == 0 else replace_tokens(values, 1, weight)
+            for k, (block, values) in enumerate(zip(blocks, tokens))}
 
 
 class MMRL(PromptedCLIP):
@@ -80,21 +80,39 @@ class MMRL(PromptedCLIP):
         self.require_image_tokens()
         depth = min(self.text_encoder.depth, self.image_encoder.depth)
         if options.rep_layers[-1] > depth:
-            raise ConfigError(f"TRAINER.MMRL.REP_LAYERS reaches layer {options.rep_layers[-1]}; this CLIP's encoders "
+            raise ConfigError(f"TRAINER.{options.node_name}.REP_LAYERS reaches layer {options.rep_layers[-1]}; this CLIP's encoders "
                               f"have {self.text_encoder.depth} (text) and {self.image_encoder.depth} (image) blocks.")
         self.blocks = [layer - 1 for layer in options.rep_layers]
         self.template = options.template or template
         self.rep_tokens = nn.Parameter(torch.randn(options.n_rep_tokens, options.rep_dim) * 0.02)
-        # One initial map cloned per layer, as the authors' code does: every layer starts from the same weights.
         to_image = nn.Linear(options.rep_dim, self.image_encoder.width)
         to_text = nn.Linear(options.rep_dim, self.text_encoder.width)
-        self.to_image = nn.ModuleList(copy.deepcopy(to_image) for _ in self.blocks)
-        self.to_text = nn.ModuleList(copy.deepcopy(to_text) for _ in self.blocks)
-        width = self.image_encoder.width
-        self.proj_rep = nn.Parameter(width ** -0.5 * torch.randn(width, self.embed_dim))  # P_r, CLIP's init of proj
+        self.to_image, self.to_text = self.layer_maps(to_image), self.layer_maps(to_text)
+        self.build_rep_projection()
         if options.logit_scale:
             self.logit_scale.fill_(options.logit_scale)
         self.trained_classnames: list[str] | None = None  # the classes of loaded weights (None: as built)
+
+    def layer_maps(self, initial: nn.Linear) -> nn.Module:
+        """R's map into one encoder for each representation layer: `initial` cloned per layer, as the
+        authors' code does (every layer starts from the same weights)."""
+        return nn.ModuleList(copy.deepcopy(initial) for _ in self.blocks)
+
+    def map_tokens(self, maps: nn.Module, k: int) -> Tensor:
+        """R through `maps`' map of the k-th representation layer."""
+        return maps[k](self.rep_tokens)
+
+    def build_rep_projection(self) -> None:
+        """P_r, initialised as CLIP initialises its projection."""
+        width = self.image_encoder.width
+        self.proj_rep = nn.Parameter(width ** -0.5 * torch.randn(width, self.embed_dim))
+
+    def rep_projection(self) -> Tensor:
+        """P_r: the representation tokens' image projection."""
+        return self.proj_rep
+
+    def injections(self, tokens: Sequence[Tensor]) -> dict[int, Callable]:
+        return representation_injections(tokens, self.blocks)
 
     def uses_fusion(self) -> bool:
         """Fused logits on the classes the weights were trained on, the class token's on any others."""
@@ -104,15 +122,15 @@ class MMRL(PromptedCLIP):
         return self.trained_classnames is None or list(self.trained_classnames) == self.classnames
 
     def text_tokens(self) -> list[Tensor]:
-        return [layer(self.rep_tokens) for layer in self.to_text]
+        return [self.map_tokens(self.to_text, k) for k in range(len(self.blocks))]
 
     def image_tokens(self) -> list[Tensor]:
-        return [layer(self.rep_tokens) for layer in self.to_image]
+        return [self.map_tokens(self.to_image, k) for k in range(len(self.blocks))]
 
     def representation(self) -> tuple[list[Tensor], list[Tensor]]:
         """Text and image tokens of every layer, computed layer by layer, text first, as the authors'
         learner does (the order in which R's gradient is summed, so the exact path gives their bits)."""
-        pairs = [(to_text(self.rep_tokens), to_image(self.rep_tokens)) for to_text, to_image in zip(self.to_text, self.to_image)]
+        pairs = [(self.map_tokens(self.to_text, k), self.map_tokens(self.to_image, k)) for k in range(len(self.blocks))]
         return [text for text, _ in pairs], [image for _, image in pairs]
 
     def class_text_features(self, rep_tokens: list[Tensor] | None = None) -> Tensor:
@@ -120,7 +138,7 @@ class MMRL(PromptedCLIP):
         if not self.eos_cut:
             tokens = F.pad(tokens, (0, self.text_encoder.context_length - tokens.shape[1]))
         eos = tokens.argmax(dim=-1).to(self.logit_scale.device) + self.options.n_rep_tokens
-        injections = representation_injections(self.text_tokens() if rep_tokens is None else rep_tokens, self.blocks)
+        injections = self.injections(self.text_tokens() if rep_tokens is None else rep_tokens)
         return normalize(self.text_encoder(self.text_encoder.embed(tokens), eos, injections))
 
     def image_features(self, images: Tensor, rep_tokens: list[Tensor] | None = None,
@@ -129,12 +147,12 @@ class MMRL(PromptedCLIP):
 
         `prefix`: the sequence entering the first representation block (`ImageEncoder.run_to`), when
         the caller has it already."""
-        injections = representation_injections(self.image_tokens() if rep_tokens is None else rep_tokens, self.blocks)
+        injections = self.injections(self.image_tokens() if rep_tokens is None else rep_tokens)
         if prefix is None:
             prefix = self.image_encoder.run_to(images, self.blocks[0])
         features, tokens = self.image_encoder.encode_from(prefix, self.blocks[0], injections, return_tokens=True)
         rep = self.image_encoder.visual.ln_post(tokens[:, 1 : 1 + self.options.n_rep_tokens]).mean(dim=1)
-        rep = rep @ self.proj_rep.to(rep.dtype)
+        rep = rep @ self.rep_projection().to(rep.dtype)
         return normalize(features), normalize(rep)
 
     def head_logits(self, images: Tensor, text: Tensor) -> tuple[Tensor, Tensor]:
