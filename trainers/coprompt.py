@@ -1,7 +1,6 @@
 """CoPrompt: MaPLe's prompts with adapters, consistent with frozen CLIP on descriptions and a second view."""
 
 from clipprompt.data.descriptions import load_descriptions
-from clipprompt.errors import ConfigError
 from clipprompt.models import CoPrompt as CoPromptModel
 
 from ._dassl import TRAINER_REGISTRY
@@ -10,12 +9,6 @@ from .base import ClipTrainer
 
 @TRAINER_REGISTRY.register()
 class CoPrompt(ClipTrainer):
-    def check_cfg(self, cfg) -> None:
-        super().check_cfg(cfg)
-        if cfg.DATALOADER.K_TRANSFORMS not in (1, 2):
-            raise ConfigError(f"DATALOADER.K_TRANSFORMS is {cfg.DATALOADER.K_TRANSFORMS}; CoPrompt uses 2 views "
-                              "of each image (the authors'), or 1 for the same view as both.")
-
     def build_custom_model(self, clip, classnames):
         """The descriptions are read before the model is built: without them the run stops here, in one line."""
         cfg = self.cfg
