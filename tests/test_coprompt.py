@@ -194,6 +194,9 @@ def test_errors_name_the_keys(tiny_clip):
     with pytest.raises(ConfigError) as info:
         build(tiny_clip, adapter_reduction=200)
     assert str(info.value) == "TRAINER.COPROMPT.ADAPTER_REDUCTION 200 leaves no width of the 32-wide features."
+    with pytest.raises(ConfigError) as info:
+        build(tiny_clip, prompt_depth=9)
+    assert str(info.value) == "TRAINER.COPROMPT.PROMPT_DEPTH is 9; this CLIP has 3 blocks."
 
 
 def test_refused_in_one_line_on_a_resnet():
