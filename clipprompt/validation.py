@@ -393,12 +393,18 @@ def check_backbone(cfg: CN) -> str:
 
 
 def check_dataset(cfg: CN) -> None:
-    """The dataset folder under DATASET.ROOT, and a split file's contents where that is cheap."""
+    """The dataset folder under DATASET.ROOT, a split file's contents where that is cheap, and the
+    class descriptions a method reads (`TRAINER.<NAME>.DESCRIPTIONS`)."""
     from .data.build import validate_dataset
     from .data.catalog import CATALOG
 
     if cfg.DATASET.NAME in CATALOG:  # others: train.py's check_registered, or a dataset of your own
         validate_dataset(cfg.DATASET.NAME, cfg.DATASET.ROOT)
+        node = cfg.TRAINER.get(str(cfg.TRAINER.NAME).upper())
+        if node is not None and "DESCRIPTIONS" in node:  # a method that reads class descriptions (CoPrompt)
+            from .data.descriptions import require_descriptions
+
+            require_descriptions(cfg.DATASET.NAME, cfg.DATASET.ROOT, node.DESCRIPTIONS)
 
 
 def check_output_dir(path: str) -> None:

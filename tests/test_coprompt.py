@@ -282,7 +282,7 @@ def test_train_py_without_descriptions_stops_in_one_line_naming_prepare(tmp_path
         f"error: {data / 'caltech-101' / 'descriptions_coprompt.json'}: expected the coprompt class descriptions; "
         f"get them with: python -m clipprompt.data.prepare caltech101 --root {data} --descriptions coprompt"
     )
-    assert not (tmp_path / "out" / "model").exists()
+    assert not (tmp_path / "out").exists()  # refused with the config, before anything is written
 
 
 @requires_dassl

@@ -112,8 +112,6 @@ def parse_descriptions(path: str) -> dict[str, list[str]]:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    except FileNotFoundError:
-        raise
     except (OSError, ValueError) as exc:
         raise DatasetError(path, expected, f"it cannot be read ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict) or not data:
@@ -139,22 +137,29 @@ def check_file(spec: DatasetSpec, root: str, set_name: str) -> str | None:
     return None
 
 
+def require_descriptions(dataset_name: str, root: str, set_name: str) -> str:
+    """The path of the prepared descriptions of ``dataset_name``, or a one-line error naming the
+    prepare command (checked with the config, before a run loads anything)."""
+    spec = CATALOG.get(dataset_name)
+    if spec is None or dataset_name not in DESCRIPTION_SETS[set_name].files:
+        raise DatasetError(f"DATASET.NAME {dataset_name}", f"a dataset with {set_name} descriptions",
+                           f"they exist for {', '.join(DESCRIPTION_SETS[set_name].files)}")
+    path = descriptions_path(spec, root, set_name)
+    if not os.path.isfile(path):
+        raise DatasetError(path, f"the {set_name} class descriptions",
+                           f"get them with: {prepare_command(spec, root, set_name)}")
+    return path
+
+
 def load_descriptions(dataset_name: str, root: str, set_name: str, classnames: Sequence[str]) -> list[list[str]]:
     """Each class's descriptions, in the order of ``classnames``, for a run on ``dataset_name``.
 
     The file is looked up by the class name with "_" read as a space, as the authors' code does. A
     missing file, or a class without descriptions, is a one-line error naming the prepare command.
     """
-    spec = CATALOG.get(dataset_name)
-    if spec is None or dataset_name not in DESCRIPTION_SETS[set_name].files:
-        raise DatasetError(f"DATASET.NAME {dataset_name}", f"a dataset with {set_name} descriptions",
-                           f"they exist for {', '.join(DESCRIPTION_SETS[set_name].files)}")
-    path = descriptions_path(spec, root, set_name)
-    command = prepare_command(spec, root, set_name)
-    try:
-        data = parse_descriptions(path)
-    except FileNotFoundError:
-        raise DatasetError(path, f"the {set_name} class descriptions", f"get them with: {command}") from None
+    path = require_descriptions(dataset_name, root, set_name)
+    command = prepare_command(CATALOG[dataset_name], root, set_name)
+    data = parse_descriptions(path)
     wanted = [name.replace("_", " ") for name in classnames]
     missing = [name for name in wanted if name not in data]
     if missing:
