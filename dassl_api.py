@@ -9,6 +9,10 @@
   around the import used to discard it, so the threads' warnings came through later). The
   `pkg_resources` notice is filtered for `outdated` only, by module, and for good.
 
+- Dassl's randaugment (CoPrompt's recipe) has one operation, `SolarizeAdd`, written with `np.int`,
+  which NumPy 1.24 removed: a batch that draws it stops the run. It is replaced by the same
+  operation with `int` (what `np.int` was).
+
 Everything of Dassl's that this project uses is imported from here. A top-level module (like
 `train.py`, used from the repository root) so that `datasets/` and `trainers/` share it without one
 importing the other; `trainers/_dassl.py` re-exports it.
@@ -34,6 +38,21 @@ from dassl.optim import build_optimizer  # noqa: E402,F401
 from dassl.utils import AverageMeter, MetricMeter, set_random_seed  # noqa: E402,F401
 
 logging.disable(logging.NOTSET)
+
+
+def _solarize_add(img, addition=0, threshold=128):
+    """Dassl's randaugment `SolarizeAdd`, with `int` for the `np.int` that NumPy removed."""
+    import numpy as np
+    import PIL.ImageOps
+    from PIL import Image
+
+    pixels = np.clip(np.array(img).astype(int) + addition, 0, 255).astype(np.uint8)
+    return PIL.ImageOps.solarize(Image.fromarray(pixels), threshold)
+
+
+import dassl.data.transforms.randaugment as _randaugment  # noqa: E402
+
+_randaugment.SolarizeAdd = _solarize_add  # randaugment_list() reads the module's name at each RandAugment()
 
 __all__ = [
     "AverageMeter", "DATASET_REGISTRY", "DataManager", "MetricMeter", "DatasetBase", "DatasetWrapper", "Datum", "TRAINER_REGISTRY", "TrainerX",

@@ -15,6 +15,7 @@ from clipprompt.models.cocoop import CoCoOpOptions  # noqa: E402
 from clipprompt.models.coop import CoOpOptions  # noqa: E402
 from clipprompt.models.ivlp import IVLP, IVLPOptions  # noqa: E402
 from clipprompt.models.kgcoop import KgCoOp, KgCoOpOptions  # noqa: E402
+from clipprompt.models.coprompt import CoPrompt, CoPromptOptions  # noqa: E402
 from clipprompt.models.maple import MaPLe, MaPLeOptions  # noqa: E402
 from clipprompt.models.mma import MMA, MMAOptions  # noqa: E402
 from clipprompt.models.mmrl import MMRL, MMRLOptions  # noqa: E402
@@ -27,7 +28,7 @@ from clipprompt.models.tcp import TCP, TCPOptions  # noqa: E402
 from clipprompt.models.vpt import VPT, VPTOptions  # noqa: E402
 
 METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "SEP", "MPL", "VPT", "IVLP", "MaPLe", "PromptSRC", "MMA", "MMRL",
-           "MMRLpp", "CoOp_DePT", "CoCoOp_DePT", "KgCoOp_DePT", "MaPLe_DePT")  # README's order
+           "MMRLpp", "CoPrompt", "CoOp_DePT", "CoCoOp_DePT", "KgCoOp_DePT", "MaPLe_DePT")  # README's order
 IMAGE_CONDITIONED = ("CoCoOp", "MPL", "CoCoOp_DePT")  # one text pass per (image, class) pair
 
 
@@ -73,6 +74,9 @@ def build(method: str, clip, classnames: list[str], chunk: int = 0, **options) -
         blocks = _depth(clip, 12)
         model_class, options_class = (MMRL, MMRLOptions) if method == "MMRL" else (MMRLpp, MMRLppOptions)
         model = model_class(clip, classnames, options_class(rep_layers=list(range(max(1, blocks - 6), blocks + 1)), **options))
+    elif method == "CoPrompt":  # its targets: frozen CLIP's features of a few descriptions per class
+        descriptions = [[f"a photo of a {name}.", f"a {name}, seen up close."] for name in classnames]
+        model = CoPrompt(clip, classnames, CoPromptOptions(prompt_depth=_depth(clip, 9), **options), descriptions)
     else:
         raise ValueError(f"Unknown method {method!r}; available: {', '.join(METHODS)}")
     model = model.to(clip.logit_scale.device)

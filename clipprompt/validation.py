@@ -37,6 +37,7 @@ CLIP_CONTEXT = 77  # tokens of every published CLIP text encoder
 PROMPT_OVERHEAD = 4  # start token, at least one class-name token, the full stop, end token
 
 Names = Callable[[], Sequence[Any]]
+TWO_VIEW_TRAINERS = ("CoPrompt",)  # trainers that take DATALOADER.K_TRANSFORMS 2: two views of each image
 
 
 # ---- where the allowed names come from ---------------------------------------------------------
@@ -188,7 +189,10 @@ RULES: tuple[Rule, ...] = (
          when=_sampler_is("RandomClassSampler"), allowed_text=">= 1, <= the batch size"),
     Rule("DATALOADER.TRAIN_X.N_DOMAIN", int, "RandomDomainSampler: domains per batch, 0 for all", min=0,
          when=_sampler_is("RandomDomainSampler"), allowed_text=">= 0, divides the batch size"),
-    Rule("DATALOADER.K_TRANSFORMS", int, "views per training image; these trainers take one", names=(1,)),
+    Rule("DATALOADER.K_TRANSFORMS", int, "views per training image; these trainers take one", names=(1,),
+         when=lambda cfg: cfg.TRAINER.NAME not in TWO_VIEW_TRAINERS),
+    Rule("DATALOADER.K_TRANSFORMS", int, "views per training image for CoPrompt: 2 (the second for frozen CLIP, "
+         "the authors'), or 1 (one view for both)", names=(1, 2), when=lambda cfg: cfg.TRAINER.NAME in TWO_VIEW_TRAINERS),
     Rule("DATALOADER.SKIP_BAD_IMAGES", bool, "skip unreadable images instead of stopping"),
     # input
     Rule("INPUT.SIZE", list[int], "image size [height, width], the backbone's input resolution", min=1, length=2),
@@ -389,12 +393,18 @@ def check_backbone(cfg: CN) -> str:
 
 
 def check_dataset(cfg: CN) -> None:
-    """The dataset folder under DATASET.ROOT, and a split file's contents where that is cheap."""
+    """The dataset folder under DATASET.ROOT, a split file's contents where that is cheap, and the
+    class descriptions a method reads (`TRAINER.<NAME>.DESCRIPTIONS`)."""
     from .data.build import validate_dataset
     from .data.catalog import CATALOG
 
     if cfg.DATASET.NAME in CATALOG:  # others: train.py's check_registered, or a dataset of your own
         validate_dataset(cfg.DATASET.NAME, cfg.DATASET.ROOT)
+        node = cfg.TRAINER.get(str(cfg.TRAINER.NAME).upper())
+        if node is not None and "DESCRIPTIONS" in node:  # a method that reads class descriptions (CoPrompt)
+            from .data.descriptions import require_descriptions
+
+            require_descriptions(cfg.DATASET.NAME, cfg.DATASET.ROOT, node.DESCRIPTIONS)
 
 
 def check_output_dir(path: str) -> None:

@@ -13,12 +13,13 @@ import yaml
 import clipprompt.models  # noqa: F401  (registers every method's options)
 from clipprompt.backbones._clip import clip
 from clipprompt.errors import ConfigError
-from clipprompt.models import IVLP, MMA, MMRL, MMRLpp, MMRLppOptions, TCP, VPT, ProGrad, CoCoOp, CoOp, KgCoOp, MaPLe, MPL, PromptSRC, SEP, ZeroshotCLIP
+from clipprompt.models import IVLP, MMA, MMRL, MMRLpp, MMRLppOptions, CoPrompt, TCP, VPT, ProGrad, CoCoOp, CoOp, KgCoOp, MaPLe, MPL, PromptSRC, SEP, ZeroshotCLIP
 from clipprompt.models.cocoop import CoCoOpOptions
 from clipprompt.models.ivlp import IVLPOptions
 from clipprompt.models.mma import MMAOptions
 from clipprompt.models.maple import MaPLeOptions
 from clipprompt.models.mmrl import MMRLOptions
+from clipprompt.models.coprompt import CoPromptOptions
 from clipprompt.models.vpt import VPTOptions
 from clipprompt.models.mpl import MPLOptions
 from clipprompt.models.promptsrc import PromptSRCOptions
@@ -194,6 +195,7 @@ def build_each(clip):
         "MMA": MMA(clip, CLASSES, MMAOptions(adapter_start=2, adapter_end=3)),
         "MMRL": MMRL(clip, CLASSES, MMRLOptions(rep_layers=[2, 3])),
         "MMRLpp": MMRLpp(clip, CLASSES, MMRLppOptions(rep_layers=[2, 3])),
+        "CoPrompt": CoPrompt(clip, CLASSES, CoPromptOptions(prompt_depth=3), [[f"a {c}.", f"one {c}."] for c in CLASSES]),
     }
 
 

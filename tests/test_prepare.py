@@ -489,3 +489,104 @@ def test_a_root_that_cannot_hold_datasets_is_one_line_exit_2(world, capsys, monk
     out, err = capsys.readouterr()
     assert err.count("\n") == 1 and "Traceback" not in out + err
     assert err.startswith(f"error: --root {root} cannot hold the datasets") and says in err
+
+
+# ---- class descriptions (CoPrompt's GPT-3 descriptions, from the authors' repository) ----------------
+
+def _serve_descriptions(server, monkeypatch, data: bytes, *, pin: bool = True) -> str:
+    """Serve ``data`` as Caltech101's file at the authors' raw.githubusercontent.com path; with ``pin``,
+    its size and sha256 replace the published ones (the real file is never in this repository)."""
+    import dataclasses
+
+    from clipprompt.data import descriptions
+
+    httpd, base = server
+    monkeypatch.setattr(descriptions, "RAW_GITHUB", base)
+    coprompt = descriptions.COPROMPT
+    path = f"/ShuvenduRoy/CoPrompt/{coprompt.commit}/gpt_file/caltech_prompt.json"
+    httpd.files[path] = data
+    if pin:
+        files = {**coprompt.files, "Caltech101": descriptions.PinnedFile("gpt_file/caltech_prompt.json", len(data), _sha(data))}
+        monkeypatch.setitem(descriptions.DESCRIPTION_SETS, "coprompt", dataclasses.replace(coprompt, files=files))
+    return path
+
+
+DESCRIPTIONS_JSON = b'{"face": ["A face has two eyes.", "A face on a head."], "leopard": ["A spotted cat.", "A big cat."]}'
+
+
+def test_descriptions_download_check_and_skip(tmp_path, server, monkeypatch, capsys):
+    from clipprompt.data.descriptions import load_descriptions
+
+    path = _serve_descriptions(server, monkeypatch, DESCRIPTIONS_JSON)
+    root = tmp_path / "data"
+    args = ["caltech101", "--root", str(root), "--descriptions", "coprompt"]
+    assert prepare.main(args) == 0
+    file = root / "caltech-101" / "descriptions_coprompt.json"
+    assert file.read_bytes() == DESCRIPTIONS_JSON
+    assert sorted(os.listdir(root / "caltech-101")) == ["descriptions_coprompt.json"]  # no images, no downloads left
+    assert server[0].log == [(path, None)]
+    assert f"Caltech101: coprompt descriptions OK ({file})" in capsys.readouterr().out
+    assert prepare.main(args) == 0 and len(server[0].log) == 1  # in place: nothing downloaded again
+    assert load_descriptions("Caltech101", str(root), "coprompt", ["leopard"]) == [["A spotted cat.", "A big cat."]]
+
+    assert prepare.main([*args, "--check"]) == 0
+    file.write_bytes(DESCRIPTIONS_JSON.replace(b"two", b"2  "))  # same size, other bytes
+    capsys.readouterr()
+    assert prepare.main([*args, "--check"]) == 1
+    assert f"Caltech101: coprompt descriptions FAILED: {file}: sha256 mismatch" in capsys.readouterr().out
+    assert prepare.main([*args, "--force"]) == 0 and file.read_bytes() == DESCRIPTIONS_JSON
+
+
+def test_descriptions_download_is_resumed(tmp_path, server, monkeypatch):
+    path = _serve_descriptions(server, monkeypatch, DESCRIPTIONS_JSON)
+    downloads = tmp_path / "data" / "caltech-101" / download.DOWNLOADS
+    downloads.mkdir(parents=True)
+    (downloads / "descriptions_coprompt.json.part").write_bytes(DESCRIPTIONS_JSON[:40])
+    assert prepare.main(["caltech101", "--root", str(tmp_path / "data"), "--descriptions", "coprompt"]) == 0
+    assert server[0].log == [(path, "bytes=40-")]
+    assert (tmp_path / "data" / "caltech-101" / "descriptions_coprompt.json").read_bytes() == DESCRIPTIONS_JSON
+
+
+def test_a_corrupted_descriptions_file_is_refused_in_one_line(tmp_path, server, monkeypatch, capsys):
+    """Against the published size and sha256 of the authors' file: the wrong bytes are not kept."""
+    path = _serve_descriptions(server, monkeypatch, b'{"face": ["not the published file"]}', pin=False)
+    root = tmp_path / "data"
+    assert prepare.main(["caltech101", "--root", str(root), "--descriptions", "coprompt"]) == 1
+    out = capsys.readouterr().out
+    failed = [line for line in out.splitlines() if "FAILED" in line]
+    assert failed == [
+        "Caltech101: FAILED: could not download descriptions_coprompt.json from any source: "
+        f"{server[1]}{path} (421,183 bytes, sha256 e98b2b4809f0…): size 36 != expected 421183"
+    ]
+    assert "Not ready: Caltech101" in out
+    assert os.listdir(root / "caltech-101") == []  # nothing kept
+
+
+def test_descriptions_of_the_wrong_shape_are_refused(tmp_path, server, monkeypatch, capsys):
+    _serve_descriptions(server, monkeypatch, b'{"face": "one sentence, not a list"}')
+    root = tmp_path / "data"
+    assert prepare.main(["caltech101", "--root", str(root), "--descriptions", "coprompt"]) == 1
+    file = root / "caltech-101" / "descriptions_coprompt.json"
+    assert (f"Caltech101: FAILED: {file}: expected a JSON object mapping each class name to a non-empty list of "
+            "sentences; class 'face' has 'one sentence, not a list'") in capsys.readouterr().out
+    assert not file.exists()
+
+
+def test_descriptions_dry_run_prints_the_pinned_files(tmp_path, capsys):
+    assert prepare.main(["caltech101", "imagenet_r", "--root", str(tmp_path), "--descriptions", "coprompt", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert not any(tmp_path.iterdir())
+    raw = "https://raw.githubusercontent.com/ShuvenduRoy/CoPrompt/a2a6c12e3622cfe4b3a127f4ba0c4f3eb841418c/gpt_file/"
+    assert out.splitlines() == [
+        f"Caltech101: {tmp_path / 'caltech-101' / 'descriptions_coprompt.json'}",
+        f"    1. {raw}caltech_prompt.json (421,183 bytes, sha256 e98b2b4809f0…)",
+        f"ImageNetR: {tmp_path / 'imagenet-rendition' / 'descriptions_coprompt.json'}",
+        f"    1. {raw}imagenet_r_prompt.json",
+    ]
+
+
+def test_every_dataset_has_coprompt_descriptions():
+    from clipprompt.data.descriptions import COPROMPT
+
+    assert set(COPROMPT.files) == set(CATALOG)
+    assert all(len(f.sha256) == 64 and f.size > 0 for name, f in COPROMPT.files.items() if not name.startswith("ImageNet"))

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from clipprompt.testing import make_tiny_dataset
+from clipprompt.testing import make_tiny_dataset, make_tiny_descriptions
 from clipprompt.testing.markers import requires_dassl
 
 pytestmark = requires_dassl
@@ -32,6 +32,8 @@ CONFIGS = {
     "CoOp": ("CoOp/vit_b16_ep50", ["DATALOADER.TRAIN_X.BATCH_SIZE", "4"]),
     "SEP": ("SEP/vit_b16_ep50_batch32", ["DATALOADER.TRAIN_X.BATCH_SIZE", "4", "TRAINER.SEP.PREC", "fp32"]),
     "MPL": ("MPL/vit_b16_c4_ep10_batch1_ctxv1", ["DATALOADER.TRAIN_X.BATCH_SIZE", "2", "DATASET.NUM_SHOTS", "2"]),
+    # two randaugment views per image and a description drawn per step (python's random)
+    "CoPrompt": ("CoPrompt/vit_b16_ep8", ["TRAINER.COPROMPT.PROMPT_DEPTH", "3", "TRAINER.COPROMPT.PREC", "fp32"]),
 }
 
 
@@ -39,6 +41,7 @@ CONFIGS = {
 def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     make_tiny_dataset(str(root), "Caltech101", num_classes=4, images_per_class=24)
+    make_tiny_descriptions(str(root), "Caltech101", num_classes=4)
     return root
 
 
@@ -148,6 +151,8 @@ def straight(data_root, tiny_clip_path, tmp_path_factory, capsys):
     ("SEP", 2, "1.3"),
     ("MPL", 0, "1.4"),
     ("MPL", 2, "2.3"),
+    ("CoPrompt", 0, "2.2"),
+    ("CoPrompt", 2, "1.3"),
 ])
 def test_sigterm_then_same_command_ends_bit_identical(data_root, tiny_clip_path, tmp_path, capsys, straight,
                                                       trainer, workers, stop):

@@ -20,7 +20,7 @@ import pytest
 
 from clipprompt.config import merge_from_file, merge_from_list
 from clipprompt.errors import ConfigError, UserError
-from clipprompt.testing import make_tiny_dataset
+from clipprompt.testing import make_tiny_dataset, make_tiny_descriptions
 from clipprompt.testing.markers import requires_dassl
 from clipprompt.testing.protocol_scripts import train_in_process
 
@@ -32,6 +32,7 @@ LONG_INIT = " ".join(["a photo"] * 40)  # 80 tokens
 def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     make_tiny_dataset(str(root), "Caltech101", num_classes=4, images_per_class=4)
+    make_tiny_descriptions(str(root), "Caltech101", num_classes=4)  # CoPrompt's configs read them
     return str(root)
 
 

@@ -6,11 +6,13 @@ Usage::
     python -m clipprompt.data.prepare all --root $DATA
     python -m clipprompt.data.prepare all --root $DATA --dry-run  # every file and URL, in order
     python -m clipprompt.data.prepare all --root $DATA --check    # verify only, no download
+    python -m clipprompt.data.prepare caltech101 --root $DATA --descriptions coprompt  # CoPrompt's class descriptions
 
 The pieces: ``recipes.py`` (what each dataset needs, from where), ``download.py`` (sources in
 order, resumable HTTP, gdown, unpacking), ``verify.py`` (counts and images). This module is the
 command: a dataset that passed verification gets a ``.prepared.json`` marker and is skipped
-next time. The library raises its own errors; only :func:`main` turns them into exit codes.
+next time. ``--descriptions SET`` fetches a method's published class descriptions instead of the
+images (``descriptions.py``), with the same checks. The library raises its own errors; only :func:`main` turns them into exit codes.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from typing import Mapping, Sequence
 from ..fileio import atomic_write
 from .build import dataset_paths
 from .catalog import CATALOG, DatasetSpec
+from . import descriptions
 from .download import (DOWNLOADS, Fetch, Source, SourceError, fetch_file, gdrive_download,
                        http_download, obtain, unpack)
 from .errors import DataConfigError, PrepareError
@@ -146,6 +149,44 @@ def dry_run(spec: DatasetSpec, root: str, recipe: Recipe) -> None:
         print(f"  manual step if missing: {', '.join(recipe.manual_paths)}")
 
 
+def prepare_descriptions(spec: DatasetSpec, root: str, set_name: str, *, force: bool = False) -> bool:
+    """Download and check one dataset's file of a description set; True if it is in place and valid."""
+    dataset_dir, _ = dataset_paths(spec, root)
+    fetch = descriptions.descriptions_fetch(spec, set_name)
+    path = os.path.join(dataset_dir, fetch.provides)
+    if os.path.isfile(path) and force:
+        os.remove(path)
+    os.makedirs(dataset_dir, exist_ok=True)
+    try:
+        obtain(fetch, dataset_dir)
+    except PrepareError as exc:  # one line: a description set has one source per file
+        print(f"{spec.name}: FAILED: {' '.join(str(exc).split())}", flush=True)
+        return False
+    finally:
+        shutil.rmtree(os.path.join(dataset_dir, DOWNLOADS), ignore_errors=True)
+    problem = descriptions.check_file(spec, root, set_name)
+    if problem:
+        os.remove(path)  # never keep a wrong file
+        print(f"{spec.name}: FAILED: {problem}", flush=True)
+        return False
+    print(f"{spec.name}: {set_name} descriptions OK ({path})", flush=True)
+    return True
+
+
+def check_descriptions(spec: DatasetSpec, root: str, set_name: str) -> bool:
+    problem = descriptions.check_file(spec, root, set_name)
+    print(f"{spec.name}: {set_name} descriptions " + (f"FAILED: {problem}" if problem else "OK"), flush=True)
+    return problem is None
+
+
+def dry_run_descriptions(spec: DatasetSpec, root: str, set_name: str) -> None:
+    path = descriptions.descriptions_path(spec, root, set_name)
+    state = " (present)" if os.path.isfile(path) else ""
+    print(f"{spec.name}: {path}{state}")
+    for i, source in enumerate(descriptions.descriptions_fetch(spec, set_name).sources, 1):
+        print(f"    {i}. {source.describe()}")
+
+
 def main(argv: Sequence[str] | None = None, *, recipes: Mapping[str, Recipe] | None = None) -> int:
     """Command-line entry; ``recipes`` overrides :data:`RECIPES` (tests use a local server)."""
     parser = argparse.ArgumentParser(
@@ -162,6 +203,9 @@ def main(argv: Sequence[str] | None = None, *, recipes: Mapping[str, Recipe] | N
                         "is repaired (its archives downloaded and unpacked again, adding only missing files)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print every file and URL that would be tried, in order; download nothing")
+    parser.add_argument("--descriptions", choices=sorted(descriptions.DESCRIPTION_SETS), metavar="SET",
+                        help="instead of the images, get a method's published class descriptions "
+                        f"({', '.join(sorted(descriptions.DESCRIPTION_SETS))}: CoPrompt's GPT-3 descriptions)")
     args = parser.parse_args(argv)
     recipes = dict(RECIPES if recipes is None else recipes)
     try:
@@ -172,7 +216,10 @@ def main(argv: Sequence[str] | None = None, *, recipes: Mapping[str, Recipe] | N
     root = os.path.abspath(os.path.expanduser(args.root))
     if args.dry_run:
         for spec in specs:
-            dry_run(spec, root, recipes.get(spec.name, Recipe(spec.name)))
+            if args.descriptions:
+                dry_run_descriptions(spec, root, args.descriptions)
+            else:
+                dry_run(spec, root, recipes.get(spec.name, Recipe(spec.name)))
         return 0
     if not args.check:
         try:
@@ -183,8 +230,12 @@ def main(argv: Sequence[str] | None = None, *, recipes: Mapping[str, Recipe] | N
     failed = []
     for spec in specs:
         recipe = recipes.get(spec.name, Recipe(spec.name, num_classes=spec.num_classes))
-        ok = check_dataset(spec, root, recipe) if args.check else prepare_dataset(
-            spec, root, recipe, force=args.force)
+        if args.descriptions:
+            ok = (check_descriptions(spec, root, args.descriptions) if args.check
+                  else prepare_descriptions(spec, root, args.descriptions, force=args.force))
+        else:
+            ok = check_dataset(spec, root, recipe) if args.check else prepare_dataset(
+                spec, root, recipe, force=args.force)
         if not ok:
             failed.append(spec.name)
     if failed:

@@ -7,6 +7,7 @@ the model that takes them: `CoOp(clip, classnames, CoOpOptions(n_ctx=4))`.
 from .base import PromptedCLIP
 from .cocoop import CoCoOp, CoCoOpOptions
 from .coop import ContextOptions, CoOp, CoOpOptions
+from .coprompt import CoPrompt, CoPromptOptions
 from .dept import DePT, DePTOptions
 from .ivlp import IVLP, IVLPOptions
 from .kgcoop import KgCoOp, KgCoOpOptions
@@ -24,7 +25,7 @@ from .zeroshot import ZeroshotCLIP, ZeroshotCLIPOptions
 
 __all__ = [
     "PromptedCLIP", "DePT", "DePTOptions", "ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "VPT", "IVLP", "MaPLe", "PromptSRC", "SEP",
-    "MMA", "MMAOptions", "MMRL", "MMRLOptions", "MMRLpp", "MMRLppOptions",
+    "MMA", "MMAOptions", "MMRL", "MMRLOptions", "MMRLpp", "MMRLppOptions", "CoPrompt", "CoPromptOptions",
     "MPL", "ContextOptions", "ZeroshotCLIPOptions", "CoOpOptions", "CoCoOpOptions", "KgCoOpOptions", "TCPOptions",
     "ProGradOptions",
     "VPTOptions", "IVLPOptions", "MaPLeOptions", "PromptSRCOptions", "SEPOptions", "MPLOptions", "MMRLOptions",

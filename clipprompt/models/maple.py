@@ -55,7 +55,7 @@ class MaPLe(DeepPromptedCLIP):
         self.require_image_tokens()
         depth = min(self.text_encoder.depth, self.image_encoder.depth)
         if options.prompt_depth > depth:
-            raise ConfigError(f"TRAINER.MAPLE.PROMPT_DEPTH is {options.prompt_depth}; this CLIP has {depth} blocks.")
+            raise ConfigError(f"TRAINER.{options.node_name}.PROMPT_DEPTH is {options.prompt_depth}; this CLIP has {depth} blocks.")
         text_width, image_width = self.text_encoder.width, self.image_encoder.width
         n_ctx = options.n_ctx
         self.init_text_prompt(n_ctx, options.ctx_init)

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .tiny_datasets import make_tiny_dataset
+from .tiny_datasets import make_tiny_dataset, make_tiny_descriptions
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_OVERRIDES = ["INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TEST.BATCH_SIZE", "8"]
@@ -51,17 +51,20 @@ def run_script(script: str, *args: str, env: dict) -> None:
 
 
 def run_base2new_scripts(method: str, trainer: str, workdir: Path, clip_path: str, *overrides: str,
-                         epochs: int = 1) -> dict:
+                         epochs: int = 1, descriptions: bool = False) -> dict:
     """`bash scripts/<method>/base2new_train.sh caltech101 1`, then `base2new_test.sh`, on a tiny Caltech101.
 
     Checks both runs finished with result.json (base classes, then new ones, same trainer) and
     returns the trained checkpoint's `state_dict`; the run folders are under `workdir/out`.
+    `descriptions`: the tiny dataset gets class descriptions too (CoPrompt's).
     """
     import torch
 
     workdir = Path(workdir)
     data, out = workdir / "data", workdir / "out"
     make_tiny_dataset(str(data), "Caltech101", num_classes=6, images_per_class=6)
+    if descriptions:
+        make_tiny_descriptions(str(data), "Caltech101", num_classes=6)
     env = {"DATA": str(data), "OUTPUT": str(out), "SHOTS": "2", "PYTHON": sys.executable}
     args = ["MODEL.BACKBONE.NAME", clip_path, *TINY_OVERRIDES, "OPTIM.MAX_EPOCH", str(epochs), *overrides]
     for step in ("base2new_train", "base2new_test"):

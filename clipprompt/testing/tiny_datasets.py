@@ -16,7 +16,7 @@ from PIL import Image
 
 from clipprompt.data.catalog import DatasetSpec, Layout, get_spec
 
-__all__ = ["make_tiny_dataset", "tiny_classnames", "tiny_wnid"]
+__all__ = ["make_tiny_dataset", "make_tiny_descriptions", "tiny_classnames", "tiny_wnid"]
 
 # Distinct names, several with spaces, so templates and tokenisation see real-looking text.
 _CLASS_POOL = (
@@ -202,3 +202,19 @@ def make_tiny_dataset(
             with open(os.path.join(image_dir, "README.txt"), "w", encoding="utf-8") as f:
                 f.write("Stray file shipped with the archive; readers must skip it.\n")
     return Path(dataset_dir)
+
+
+def make_tiny_descriptions(root: str | os.PathLike[str], name: str, num_classes: int = 4, per_class: int = 3,
+                           set_name: str = "coprompt") -> Path:
+    """Write class descriptions for the tiny ``name`` dataset where ``prepare --descriptions`` puts
+    them, in the published format (``{class name: [sentence, ...]}``); returns the file."""
+    from clipprompt.data.descriptions import descriptions_path
+
+    path = Path(descriptions_path(get_spec(name), os.fspath(root), set_name))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sentences = ("A photo of a {}, seen up close.", "A {} has a shape of its own.", "A {} in its usual place.",
+                 "Somebody looking at a {}.")
+    data = {c: [sentences[i % len(sentences)].format(c) + (f" ({i})" if i >= len(sentences) else "")
+                for i in range(per_class)] for c in tiny_classnames(name, num_classes)}
+    path.write_text(json.dumps(data, indent=1))
+    return path
