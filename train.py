@@ -104,7 +104,8 @@ def check_finished_run(cfg, args: argparse.Namespace, remove: bool = True) -> bo
     """Never overwrite or silently reuse a finished run; an unfinished one is resumed.
 
     A folder holding a finished run is compared with this command through the run identity
-    (`clipprompt.results.identity`): another configuration is refused naming the differing keys;
+    (`clipprompt.results.identity`, the backbone by its file's sha256): another configuration is
+    refused naming the differing keys;
     the same one is refused too, unless `--skip-finished` (the scripts) asks to skip it: True then.
     With `remove` False (before the run lock is held, and on ranks other than 0) only check:
     rank 0 deletes what --overwrite deletes, once it holds the folder's lock."""
@@ -125,12 +126,9 @@ def check_finished_run(cfg, args: argparse.Namespace, remove: bool = True) -> bo
             print(f"--overwrite: removed the previous result and checkpoints in {out}")
         return False
     record = read_result(out) or {}
-    stored = identity.recorded(record)
-    differences = None
-    if stored is not None:
-        differences = identity.differences(stored, identity.identity(flat_config(cfg)))
-        if (record.get("tag") or "") != args.tag:
-            differences.append(f"tag ({record.get('tag') or ''!r} -> {args.tag!r})")
+    name = cfg.MODEL.BACKBONE.NAME
+    differences = identity.finished_differences(record, identity.identity(flat_config(cfg)), args.tag,
+                                                identity.backbone_sha256(name))
     if differences == [] and args.skip_finished:
         print(f"Skipping: {out} already holds a finished run of this configuration (delete the folder to run it again).")
         return True
@@ -145,6 +143,62 @@ def check_finished_run(cfg, args: argparse.Namespace, remove: bool = True) -> bo
         f"{out} already holds a finished run {what} ({RESULT_FILE}); choose another --output-dir, "
         "or pass --overwrite to start again there (its checkpoints and result are deleted)."
     )
+
+
+def run_inputs(args: argparse.Namespace) -> dict | None:
+    """What this command's configuration is resolved from (`setup_cfg`), less what cannot change the
+    run identity (where the data and output live, `identity.MAY_DIFFER` overrides) and the backbone
+    (compared by content): a config file by its bytes. None when a config file cannot be read."""
+    import hashlib
+
+    from clipprompt.results import identity
+
+    try:
+        files = [(role, hashlib.sha256(Path(path).read_bytes()).hexdigest())
+                 for role, path in (("dataset", args.dataset_config_file), ("config", args.config_file)) if path]
+    except OSError:
+        return None
+    opts = list(args.opts or [])
+    overrides = [[key, value] for key, value in zip(opts[0::2], opts[1::2])
+                 if key not in identity.MAY_DIFFER and key != identity.BACKBONE]
+    return {"trainer": args.trainer, "config_files": files, "seed": args.seed, "transforms": args.transforms,
+            "overrides": overrides, "odd_override": opts[-1] if len(opts) % 2 else None, "tag": args.tag,
+            "protocol": args.protocol, "part": args.part, "eval_only": args.eval_only,
+            "load_epoch": args.load_epoch, "no_train": args.no_train}
+
+
+def backbone_name(args: argparse.Namespace, record: dict) -> str | None:
+    """The MODEL.BACKBONE.NAME this command resolves to when its inputs are a finished run's (`record`):
+    the last override, else --backbone, else what the config files gave that run."""
+    from clipprompt.results import identity
+
+    opts = list(args.opts or [])
+    given = [value for key, value in zip(opts[0::2], opts[1::2]) if key == identity.BACKBONE]
+    return given[-1] if given else args.backbone or record.get("backbone")
+
+
+def skip_same_inputs(args: argparse.Namespace) -> bool:
+    """`--skip-finished` on a finished run whose result.json records this command's inputs
+    (`identity.inputs_digest`) and the same backbone content: skip it without torch or Dassl (the
+    scripts re-run every finished run of a sweep). Any other case is `check_finished_run`'s."""
+    from clipprompt.results import identity
+    from clipprompt.results.layout import read_result
+
+    opts = list(args.opts or [])
+    outputs = [value for key, value in zip(opts[0::2], opts[1::2]) if key == "OUTPUT_DIR"]
+    out = outputs[-1] if outputs else args.output_dir
+    if not args.skip_finished or args.resume or args.overwrite or not out:
+        return False
+    record = read_result(out)
+    inputs = run_inputs(args)
+    if record is None or inputs is None or record.get("inputs_digest") != identity.inputs_digest(inputs):
+        return False
+    name = backbone_name(args, record)
+    if name is None or identity.backbone_difference(record, name, identity.backbone_sha256(name)):
+        return False
+    print(f"Skipping: {out} already holds a finished run of this configuration (the same inputs; delete the "
+          "folder to run it again).")
+    return True
 
 
 def check_registered(cfg) -> None:
@@ -232,6 +286,8 @@ def check_resume_folder(args: argparse.Namespace) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if skip_same_inputs(args):
+        return 0
     from clipprompt.runs import distributed, faults
 
     faults.reset()
@@ -265,6 +321,7 @@ def run(args: argparse.Namespace, log, stops) -> int:
     from trainers.base import MODEL_NAME
 
     check_flags(args)
+    inputs = run_inputs(args)  # the config files' bytes as they are merged
     cfg = setup_cfg(args)
     try:
         identity.check_tag(args.tag)
@@ -293,7 +350,8 @@ def run(args: argparse.Namespace, log, stops) -> int:
     trainer = build_trainer(cfg)  # reads and checks data and CLIP: no output folder before it succeeds
     trainer.stops = stops
     run_info = {"protocol": args.protocol, "part": args.part, "tag": args.tag,
-                "config_name": Path(args.config_file).stem if args.config_file else None}
+                "config_name": Path(args.config_file).stem if args.config_file else None,
+                "inputs_digest": identity.inputs_digest(inputs) if inputs is not None else None}
     trainer.run_info = {key: value for key, value in run_info.items() if value}  # recorded in result.json
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)

@@ -1,4 +1,5 @@
-"""Files written whole or not at all, readable by the user's group: torch-free, for every writer.
+"""Files written whole or not at all, readable by the user's group, and a file's sha256: torch-free, for
+every writer and reader.
 
 `atomic_write` writes to a temporary file in the destination folder and renames it into place,
 so a run killed while saving leaves the previous file intact. `tempfile.mkstemp` creates files
@@ -8,9 +9,12 @@ checkpoints and results are readable by the rest of a research group.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
+
+_DIGESTS: dict[tuple, str] = {}
 
 
 def default_file_mode() -> int:
@@ -37,3 +41,16 @@ def atomic_write(path: str | os.PathLike, write) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's content (memoised per path, size and modification time)."""
+    stat = os.stat(path)
+    memo = (str(path), stat.st_size, stat.st_mtime_ns)
+    if memo not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[memo] = digest.hexdigest()
+    return _DIGESTS[memo]

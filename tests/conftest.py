@@ -61,12 +61,20 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
     return folder
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "early: a test of a minute or more that needs no shared build: scheduled "
+                                       "right after the tiny sweep's group, so that no worker ends the run alone on it")
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
-    """The tests that share the serial tiny sweep (the longest end-to-end runs) go first, as one group:
-    under `-n` (--dist loadgroup, set in pytest_configure) one worker builds the sweep and runs them
-    while the others run everything else, instead of waiting on the sweep's lock."""
+    """The tests that share the serial tiny sweep go first, as one group: under `-n` (--dist
+    loadgroup, set in ci_policy) one worker builds the sweep and runs them while the others run
+    everything else, instead of waiting on the sweep's lock. The longest tests that need no shared
+    build (`early`: the launchers' own sweeps, which read the serial one's report only at their end)
+    come next, so they start at once on the other workers."""
     shared = [item for item in items if "tiny_sweep" in item.fixturenames]
     for item in shared:
         item.add_marker(pytest.mark.xdist_group("tiny_sweep"))
-    items[:] = shared + [item for item in items if item not in shared]
+    early = [item for item in items if item not in shared and item.get_closest_marker("early")]
+    items[:] = shared + early + [item for item in items if item not in shared and item not in early]

@@ -65,9 +65,10 @@ def test_test_extra_brings_submitit_and_pytest_ini_needs_no_xdist():
     assert re.search(r'"test": \[[^\]]*"open-clip-torch', (ROOT / "setup.py").read_text())  # the backbone tests
     addopts = re.search(r"^addopts\s*=(.*)$", (ROOT / "pytest.ini").read_text(), re.MULTILINE).group(1)
     assert "--dist" not in addopts and "-n" not in addopts.split()
-    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-q", "--co", "tests/test_options.py"],
-                          cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
+    # pytest without xdist reads pytest.ini and collects (conftest.py's own no-xdist path: test_xdist_schedules_by_group)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", "-q", "--co",
+                           "--noconftest", "tests/test_ci.py"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and "test_test_extra_brings_submitit" in done.stdout, done.stdout + done.stderr
 
 
 def test_xdist_schedules_by_group():

@@ -48,12 +48,61 @@ def test_an_older_result_is_compared_through_the_configuration_it_saved():
     (["DATASET.SUBSAMPLE_CLASSES", "all"], "DATASET.SUBSAMPLE_CLASSES"),
     (["MODEL.BACKBONE.NAME", "SEED"], None),  # a value, not a key
 ])
-def test_protocol_owned_overrides(overrides, refused, capsys):
+def test_protocol_owned_overrides(overrides, refused, capsys, tmp_path):
+    """The scripts ask once per run (`layout finished DIR ... -- OVERRIDES`): 2 for a key the
+    protocol owns, before the folder is looked at; else 0 (finished) or 1 (not)."""
+    from clipprompt.results import layout
+
     why = identity.owned_overrides(overrides)
     assert (why is None) if refused is None else why.startswith(f"{refused} cannot be overridden in a protocol run")
-    assert identity.main(["owned", *overrides]) == (0 if refused is None else 2)
-    err = capsys.readouterr().err
-    assert err == ("" if refused is None else f"error: {why}\n")
+    assert layout.main(["finished", str(tmp_path / "run"), "--trainer", "CoOp", "--", *overrides]) == \
+        (1 if refused is None else 2)
+    out, err = capsys.readouterr()
+    assert err == ("" if refused is None else f"error: {why}\n") and out == ""
+
+
+def test_the_backbone_compares_by_content_where_both_sides_know_it():
+    record = {"backbone": "/a/clip.pt", "backbone_sha256": "3f1c" * 16}
+    assert identity.backbone_difference(record, "/b/moved.pt", "3f1c" * 16) is None  # moved: the same run
+    assert identity.backbone_difference(record, "/a/clip.pt", "77e0" * 16) == (
+        "MODEL.BACKBONE.NAME ('/a/clip.pt' -> '/a/clip.pt': another file, sha256 3f1c3f1c3f1c -> 77e077e077e0)")
+    # a published model's name, or a result written before backbone_sha256: by name
+    assert identity.backbone_difference({"backbone": "ViT-B/16", "backbone_sha256": "3f1c"}, "ViT-B/16", None) is None
+    assert identity.backbone_difference({"backbone": "ViT-B/16"}, "ViT-B/32", None) == (
+        "MODEL.BACKBONE.NAME ('ViT-B/16' -> 'ViT-B/32')")
+    assert identity.backbone_difference({"backbone": "/a/clip.pt"}, "/b/clip.pt", "3f1c") is not None
+    # with the rest of the identity and the tag
+    stored = {"MODEL.BACKBONE.NAME": "/a/clip.pt", "OPTIM.LR": 0.002}
+    result = {**record, "identity": stored, "tag": "v1"}
+    assert identity.finished_differences(result, {**stored, "MODEL.BACKBONE.NAME": "/b/moved.pt"}, "v1",
+                                         "3f1c" * 16) == []
+    assert identity.finished_differences(result, {**stored, "OPTIM.LR": 0.5}, "", "77e0" * 16) == [
+        "OPTIM.LR (0.002 -> 0.5)",
+        "MODEL.BACKBONE.NAME ('/a/clip.pt' -> '/a/clip.pt': another file, sha256 3f1c3f1c3f1c -> 77e077e077e0)",
+        "tag ('v1' -> '')"]
+    assert identity.finished_differences({"metrics": {}}, stored, "", None) is None  # nothing recorded to compare
+
+
+def test_the_inputs_digest_follows_the_code_that_holds_the_defaults(tmp_path, monkeypatch):
+    """A default changed between releases changes the fingerprint, so the digest, so train.py compares
+    the resolved configuration instead of skipping on the inputs alone."""
+    labels = [label for label, _ in identity.defaults_sources()]
+    assert {"clipprompt/options.py", "clipprompt/config.py", "clipprompt/models/coop.py", "train.py",
+            "dassl.config:defaults.py", "yacs.config:config.py"} <= set(labels)
+    source = tmp_path / "options.py"
+    source.write_text("n_ctx: int = option(16)\n")
+    monkeypatch.setattr(identity, "defaults_sources", lambda: [("clipprompt/options.py", source)])
+    identity.defaults_fingerprint.cache_clear()
+    try:
+        inputs = {"trainer": "CoOp", "overrides": [["OPTIM.LR", "0.5"]]}
+        before = identity.inputs_digest(inputs)
+        assert identity.inputs_digest(dict(inputs)) == before
+        assert identity.inputs_digest({**inputs, "overrides": [["OPTIM.LR", "0.05"]]}) != before
+        source.write_text("n_ctx: int = option(4)\n")
+        identity.defaults_fingerprint.cache_clear()
+        assert identity.inputs_digest(inputs) != before
+    finally:
+        identity.defaults_fingerprint.cache_clear()
 
 
 @pytest.mark.parametrize("tag, ok", [("lr0.1", True), ("ctx-8_v2", True), ("", True), ("a/b", False),

@@ -246,6 +246,7 @@ def test_base2new_end_to_end_then_the_report(tiny_sweep):
 
 
 @requires_dassl
+@pytest.mark.early
 def test_xd_dg_and_few_shot_end_to_end_then_the_report(tmp_path, tiny_clip_path):
     """Cross-dataset, domain generalization and few-shot through the driver, on tiny real-layout data."""
     data = tmp_path / "data"

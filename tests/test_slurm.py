@@ -13,7 +13,7 @@ import pytest
 from clipprompt.sweeps import launch
 from clipprompt.results import layout
 from clipprompt.testing.markers import requires_dassl
-from tiny_sweep import OVERRIDES, report, status, sweep_env, wait_for
+from tiny_sweep import OVERRIDES, make_sweep_data, report, status, sweep_env, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 submitit = pytest.importorskip("submitit", reason="submitit is not installed (pip install -e .[slurm])")
@@ -53,10 +53,11 @@ def squeue_ids():
 
 
 @requires_dassl
-def test_tiny_protocol_on_a_real_slurm_with_a_requeued_job(slurm_cluster, tmp_path, tiny_clip_path,
-                                                            tiny_sweep):
+@pytest.mark.early
+def test_tiny_protocol_on_a_real_slurm_with_a_requeued_job(slurm_cluster, tmp_path, tiny_clip_path, request):
+    """The serial tiny sweep is asked for only at the end (its report), so this runs beside its build."""
     output = tmp_path / "slurm"
-    env = sweep_env(tiny_sweep.data, output)
+    env = sweep_env(make_sweep_data(tmp_path / "data"), output)
     tail = ["--", "MODEL.BACKBONE.NAME", tiny_clip_path, *OVERRIDES]
     coop = [sys.executable, "-m", "clipprompt.protocol", "base2new", "coop", "--datasets", "caltech101",
             "--seeds", "1", "2", "--launcher", "slurm", "--cpus-per-job", "1", "--time-min", "20", "--no-wait", *tail]
@@ -94,4 +95,4 @@ def test_tiny_protocol_on_a_real_slurm_with_a_requeued_job(slurm_cluster, tmp_pa
     requeued_log = next((output / ".sweeps" / "logs").glob("*train_base*seed1.log")).read_text()
     assert requeued_log.count("$ bash") == 2  # started, cancelled by the requeue, started again, finished
 
-    assert report(output) == tiny_sweep.report  # the same sweep run serially
+    assert report(output) == request.getfixturevalue("tiny_sweep").report  # the same sweep run serially

@@ -14,7 +14,7 @@ import pytest
 from clipprompt.sweeps import launch
 from clipprompt.results import layout
 from clipprompt.testing.markers import requires_dassl
-from tiny_sweep import driver, report, status, sweep_env, wait_for
+from tiny_sweep import driver, make_sweep_data, report, status, sweep_env, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -108,9 +108,11 @@ def running_job(output):
 
 
 @requires_dassl
-def test_local_launcher_two_slots_failure_kill_restart_status_and_report(tmp_path, tiny_clip_path, tiny_sweep):
+@pytest.mark.early
+def test_local_launcher_two_slots_failure_kill_restart_status_and_report(tmp_path, tiny_clip_path, request):
+    """The serial tiny sweep is asked for only at the end (its report), so this runs beside its build."""
     output = tmp_path / "parallel"
-    env = sweep_env(tiny_sweep.data, output)
+    env = sweep_env(make_sweep_data(tmp_path / "data"), output)
     # eurosat has no data: its trainings fail, their tests are not run, caltech101 goes on
     coop = ["base2new", "coop", "--datasets", "caltech101", "eurosat", "--seeds", "1", "2",
             "--launcher", "local", "--slots", "2"]
@@ -158,7 +160,7 @@ def test_local_launcher_two_slots_failure_kill_restart_status_and_report(tmp_pat
     result = json.loads((output / by[("CoOp", "caltech101", "new", "1")]["folder"] / "result.json").read_text())
     assert (result["protocol"], result["part"], result["config_name"]) == ("base2new", "new", "vit_b16_ep50")
 
-    assert report(output) == tiny_sweep.report  # the same sweep run serially
+    assert report(output) == request.getfixturevalue("tiny_sweep").report  # the same sweep run serially
 
 
 # ---- the local launcher with small stand-in runs (in-process) ----------------------------------

@@ -40,7 +40,7 @@ def tiny_sweep(tmp_path_factory, tiny_clip_path):
     """Tiny data, and the report of base-to-new for CoOp (seeds 1 2) and zero-shot run serially:
     what every launcher must reproduce. Made once per session, whichever test (or test worker) asks first."""
     def build(root):
-        make_tiny_dataset(str(root / "data"), "Caltech101", num_classes=6, images_per_class=6)
+        make_sweep_data(root / "data")
         env = sweep_env(root / "data", root / "serial")
         for name, args in (("coop", ["base2new", "coop", "--datasets", "caltech101", "--seeds", "1", "2"]),
                            ("zeroshot", ["base2new", "zeroshot", "--datasets", "caltech101"])):
@@ -54,6 +54,13 @@ def tiny_sweep(tmp_path_factory, tiny_clip_path):
     root = built_once(tmp_path_factory, "tiny_sweep", build)
     return TinySweep(root / "data", root / "serial", (root / "report.txt").read_text(),
                      (root / "coop.out").read_text(), (root / "clip.txt").read_text())
+
+
+def make_sweep_data(root):
+    """The sweep's tiny Caltech101: a launcher test that runs its own sweep on it while the serial one
+    is built elsewhere gets the same report."""
+    make_tiny_dataset(str(root), "Caltech101", num_classes=6, images_per_class=6)
+    return root
 
 
 def driver(args, env, clip):

@@ -3,9 +3,11 @@
     python -m clipprompt.results.layout dir OUTPUT PROTOCOL PART TRAINER CONFIG DATASET SHOTS [SEED] [--tag TAG]
         prints `DIR<TAB>PROTOCOL<TAB>PART` (the protocol and part that result.json records)
     python -m clipprompt.results.layout finished DIR [--trainer T] [--dataset D] [--seed S] [--shots K]
-                                             [--protocol P] [--part X] [--config C] [--tag TAG]
-        exit 0 when DIR holds a finished run of this key, 1 (saying why) otherwise; whether it is the
-        same configuration is train.py's question (`--skip-finished`, `clipprompt.results.identity`)
+                                             [--protocol P] [--part X] [--config C] [--tag TAG] [-- KEY VALUE ...]
+        exit 0 when DIR holds a finished run of this key, 1 (saying why) otherwise, and 2 (one line)
+        when the user's overrides KEY VALUE ... set a key the protocol owns
+        (`identity.PROTOCOL_OWNED`): the scripts' one question before a run. Whether a finished run
+        is the same configuration is train.py's (`--skip-finished`, `clipprompt.results.identity`)
 
 Protocols and parts use the report's vocabulary: base2new has the parts `base` (training on the
 base classes, evaluated on them) and `new`; xd and dg have `source` (the ImageNet training,
@@ -194,7 +196,9 @@ def main(argv=None) -> int:
     for name in ("trainer", "dataset", "seed", "shots", "protocol", "part", "config"):
         f.add_argument(f"--{name}")
     f.add_argument("--tag", default="")
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    overrides = argv[argv.index("--") + 1:] if "--" in argv else []  # the user's KEY VALUE overrides
+    args = parser.parse_args(argv[:len(argv) - len(overrides) - 1] if "--" in argv else argv)
     if args.command == "dir":
         try:
             key = RunKey(args.protocol, args.part, args.trainer, args.config, args.dataset,
@@ -204,6 +208,10 @@ def main(argv=None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
         return 0
+    why = identity.owned_overrides(overrides)
+    if why:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
     expected = {k: getattr(args, k) for k in ("trainer", "dataset", "seed", "shots", "protocol", "part", "config", "tag")}
     done, why = finished(args.folder, expected)
     result = Path(args.folder) / RESULT_FILE

@@ -36,28 +36,14 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..fileio import atomic_write
+from ..fileio import atomic_write, file_digest  # noqa: F401  (file_digest: the backbone's sha256)
 
 CACHE_VERSION = 2  # 2: with the checksum of the tensors
 ENV = "CLIPPROMPT_FEATURE_CACHE"
-_DIGESTS: dict[tuple, str] = {}
 
 
 def default_dir() -> Path:
     return Path(os.environ.get(ENV) or os.path.expanduser("~/.cache/clipprompt/features"))
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """sha256 of a file's content (memoised per path, size and modification time)."""
-    stat = os.stat(path)
-    memo = (str(path), stat.st_size, stat.st_mtime_ns)
-    if memo not in _DIGESTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _DIGESTS[memo] = digest.hexdigest()
-    return _DIGESTS[memo]
 
 
 def _defined_in(cls: type, name: str) -> type | None:

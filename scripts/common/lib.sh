@@ -10,11 +10,16 @@
 #
 # A run folder whose result.json parses and records this run is finished: train.py (--skip-finished)
 # skips it when this command's configuration is the same (clipprompt/results/identity.py), and
-# refuses it (exit 2, naming the differing keys) when not: name the variant with TAG. Any other
-# folder is an interrupted run, and running the same command again resumes it from its last
-# checkpoint. Folder paths come from clipprompt/results/layout.py (`run_folder`). The keys the
-# protocol sets (DATASET.NUM_SHOTS, DATASET.SUBSAMPLE_CLASSES, SEED, DATASET.NAME) are refused as
-# extra arguments before anything runs (exit 2): SHOTS=, the SEED and DATASET arguments say them.
+# refuses it (exit 2, naming the differing keys) when not: name the variant with TAG. What is
+# compared: the resolved configuration less the keys that cannot change the result, the backbone by
+# its file's sha256, and the tag; train.py answers at once, before torch loads, when result.json's
+# inputs_digest (the trainer, the config files' bytes, the overrides, seed, tag, protocol, part and
+# a fingerprint of the code holding the defaults) is this command's, and resolves the configuration
+# otherwise (docs/runs.md). Any other folder is an interrupted run, and running the same command
+# again resumes it from its last checkpoint. Folder paths come from clipprompt/results/layout.py
+# (`run_folder`). The keys the protocol sets (DATASET.NUM_SHOTS, DATASET.SUBSAMPLE_CLASSES, SEED,
+# DATASET.NAME) are refused as extra arguments before anything runs (exit 2): SHOTS=, the SEED and
+# DATASET arguments say them. Per run the scripts ask python twice (layout dir, layout finished).
 
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -52,12 +57,16 @@ before_run() {  # before_run [KEY VALUE ...]: the user's overrides; checks them 
     (IFS=$'\t'; echo "$DIR${IFS}${RUN_KEY[*]}")
     exit 0
   fi
-  "$PYTHON" -m clipprompt.results.identity owned "$@" || exit 2
-  # a finished run of this key: train.py compares the configurations (skips the same, refuses another)
-  if "$PYTHON" -m clipprompt.results.layout finished "$DIR" --trainer "$RUN_TRAINER" --dataset "$RUN_DATASET" \
+  # one question (clipprompt/results/layout.py): 2 for a protocol-owned override, 0 for a finished run
+  # of this key, which train.py --skip-finished then compares (skips the same, refuses another)
+  local status=0
+  "$PYTHON" -m clipprompt.results.layout finished "$DIR" --trainer "$RUN_TRAINER" --dataset "$RUN_DATASET" \
     --protocol "$RUN_PROTOCOL" --part "$RUN_PART" --config "$RUN_CFG" ${RUN_SEED:+--seed "$RUN_SEED"} \
-    ${TAG:+--tag "$TAG"}; then
+    ${TAG:+--tag "$TAG"} -- "$@" || status=$?
+  if [ "$status" -eq 0 ]; then
     SKIP_FINISHED=--skip-finished
+  elif [ "$status" -ne 1 ]; then
+    exit 2
   elif [ -n "${CHECK_ONLY:-}" ]; then  # the driver asks only whether a finished run is this run
     exit 0
   fi
