@@ -8,6 +8,7 @@ from .base import PromptedCLIP
 from .cocoop import CoCoOp, CoCoOpOptions
 from .coop import ContextOptions, CoOp, CoOpOptions
 from .dept import DePT, DePTOptions
+from .hicropl import HiCroPL, HiCroPLOptions
 from .ivlp import IVLP, IVLPOptions
 from .kgcoop import KgCoOp, KgCoOpOptions
 from .maple import MaPLe, MaPLeOptions
@@ -23,7 +24,7 @@ from .zeroshot import ZeroshotCLIP, ZeroshotCLIPOptions
 
 __all__ = [
     "PromptedCLIP", "DePT", "DePTOptions", "ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "VPT", "IVLP", "MaPLe", "PromptSRC", "SEP",
-    "MMA", "MMAOptions", "MMRL", "MMRLOptions",
+    "MMA", "MMAOptions", "MMRL", "MMRLOptions", "HiCroPL", "HiCroPLOptions",
     "MPL", "ContextOptions", "ZeroshotCLIPOptions", "CoOpOptions", "CoCoOpOptions", "KgCoOpOptions", "TCPOptions",
     "ProGradOptions",
     "VPTOptions", "IVLPOptions", "MaPLeOptions", "PromptSRCOptions", "SEPOptions", "MPLOptions", "MMRLOptions",
