@@ -65,6 +65,7 @@ class HiCroPLOptions(MethodOptions):
         "JSON file of class descriptions ({class name: [sentences]}, the authors' gpt_file format) for the "
         "frozen text features; \"\" = the dataset's hand-crafted prompt",
     )
+    adam_eps: float = option(1e-3, "eps of Adam-family optimizers (the authors' OPTIM.EPS; Dassl's default is 1e-8)", above=0)
     half_prompts: bool = option(
         False,
         "round the visual and deeper text prompts, and the frozen text features added to the text features, "
