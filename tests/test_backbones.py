@@ -12,7 +12,7 @@ from clipprompt.backbones.loading import load_clip
 from clipprompt.backbones.random_clip import save_random_clip, save_random_openclip
 from clipprompt.errors import ConfigError, UserError
 from clipprompt.models import (
-    IVLP, MMA, MMRL, MPL, SEP, TCP, VPT, CoCoOp, CoOp, IVLPOptions, KgCoOp, MaPLe, MaPLeOptions, MMAOptions,
+    IVLP, MMA, MMRL, MPL, SEP, TCP, VPT, CoCoOp, CoOp, HiCroPL, HiCroPLOptions, IVLPOptions, KgCoOp, MaPLe, MaPLeOptions, MMAOptions,
     MMRLOptions, MPLOptions,
     ProGrad, PromptSRC, PromptSRCOptions, VPTOptions,
     SEPOptions, TCPOptions, ZeroshotCLIP,
@@ -203,6 +203,8 @@ def build(method, clip):
         return MMA(clip, CLASSES, MMAOptions(adapter_start=2, adapter_end=3))
     if method is MMRL:
         return MMRL(clip, CLASSES, MMRLOptions(rep_layers=[2, 3], rep_dim=16))
+    if method is HiCroPL:
+        return HiCroPL(clip, CLASSES, HiCroPLOptions(prompt_depth=3, cross_layer=2))
     if method is MPL:
         return MPL(clip, CLASSES, MPLOptions(text_chunk=0))
     if method is SEP:
@@ -212,7 +214,7 @@ def build(method, clip):
     return method(clip, CLASSES)
 
 
-METHODS = [ZeroshotCLIP, CoOp, CoCoOp, KgCoOp, ProGrad, TCP, MPL, SEP, VPT, IVLP, MaPLe, PromptSRC, MMA, MMRL]
+METHODS = [ZeroshotCLIP, CoOp, CoCoOp, KgCoOp, ProGrad, TCP, MPL, SEP, VPT, IVLP, MaPLe, PromptSRC, MMA, MMRL, HiCroPL]
 
 
 @pytest.mark.parametrize("kind", ["openai-vit", "openai-resnet", "openclip-vit", "openclip-resnet"])
