@@ -20,6 +20,7 @@ from clipprompt.models.maple import MaPLe, MaPLeOptions  # noqa: E402
 from clipprompt.models.mma import MMA, MMAOptions  # noqa: E402
 from clipprompt.models.mmrl import MMRL, MMRLOptions  # noqa: E402
 from clipprompt.models.mmrlpp import MMRLpp, MMRLppOptions  # noqa: E402
+from clipprompt.models.hicropl import HiCroPL, HiCroPLOptions  # noqa: E402
 from clipprompt.models.mpl import MPLOptions  # noqa: E402
 from clipprompt.models.prograd import ProGrad, ProGradOptions  # noqa: E402
 from clipprompt.models.promptsrc import PromptSRC, PromptSRCOptions  # noqa: E402
@@ -28,7 +29,7 @@ from clipprompt.models.tcp import TCP, TCPOptions  # noqa: E402
 from clipprompt.models.vpt import VPT, VPTOptions  # noqa: E402
 
 METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "SEP", "MPL", "VPT", "IVLP", "MaPLe", "PromptSRC", "MMA", "MMRL",
-           "MMRLpp", "CoPrompt", "CoOp_DePT", "CoCoOp_DePT", "KgCoOp_DePT", "MaPLe_DePT")  # README's order
+           "MMRLpp", "CoPrompt", "HiCroPL", "CoOp_DePT", "CoCoOp_DePT", "KgCoOp_DePT", "MaPLe_DePT")  # README's order
 IMAGE_CONDITIONED = ("CoCoOp", "MPL", "CoCoOp_DePT")  # one text pass per (image, class) pair
 
 
@@ -77,6 +78,10 @@ def build(method: str, clip, classnames: list[str], chunk: int = 0, **options) -
     elif method == "CoPrompt":  # its targets: frozen CLIP's features of a few descriptions per class
         descriptions = [[f"a photo of a {name}.", f"a {name}, seen up close."] for name in classnames]
         model = CoPrompt(clip, classnames, CoPromptOptions(prompt_depth=_depth(clip, 9), **options), descriptions)
+    elif method == "HiCroPL":  # the base-to-new config's 16 tokens, J 12 and k 6 (shallower CLIPs: J its depth, k half)
+        depth = _depth(clip, 12)
+        model = HiCroPL(clip, classnames, HiCroPLOptions(n_ctx=16, ctx_init="", prompt_depth=depth,
+                                                         cross_layer=max(1, depth // 2), **options))
     else:
         raise ValueError(f"Unknown method {method!r}; available: {', '.join(METHODS)}")
     model = model.to(clip.logit_scale.device)

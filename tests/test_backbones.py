@@ -13,7 +13,7 @@ from clipprompt.backbones.random_clip import save_random_clip, save_random_openc
 from clipprompt.errors import ConfigError, UserError
 from clipprompt.models import (
     DePT, IVLP, MMA, MMRL, MPL, SEP, TCP, VPT, CoCoOp, CoOp, IVLPOptions, KgCoOp, MaPLe, MaPLeOptions, MMAOptions,
-    MMRLOptions, MMRLpp, MMRLppOptions, MPLOptions, CoPrompt, CoPromptOptions,
+    MMRLOptions, MMRLpp, MMRLppOptions, MPLOptions, CoPrompt, CoPromptOptions, HiCroPL, HiCroPLOptions,
     ProGrad, PromptSRC, PromptSRCOptions, VPTOptions,
     SEPOptions, TCPOptions, ZeroshotCLIP,
 )
@@ -207,6 +207,8 @@ def build(method, clip):
         return MMRLpp(clip, CLASSES, MMRLppOptions(rep_layers=[2, 3], rep_dim=16, proj_lora_dim=8))
     if method is CoPrompt:
         return CoPrompt(clip, CLASSES, CoPromptOptions(prompt_depth=3), [[f"a {c}.", f"one {c}."] for c in CLASSES])
+    if method is HiCroPL:
+        return HiCroPL(clip, CLASSES, HiCroPLOptions(prompt_depth=3, cross_layer=2))
     if method is MPL:
         return MPL(clip, CLASSES, MPLOptions(text_chunk=0))
     if method is SEP:
@@ -216,7 +218,7 @@ def build(method, clip):
     return method(clip, CLASSES)
 
 
-METHODS = [ZeroshotCLIP, CoOp, CoCoOp, KgCoOp, ProGrad, TCP, MPL, SEP, VPT, IVLP, MaPLe, PromptSRC, MMA, MMRL, MMRLpp, CoPrompt]
+METHODS = [ZeroshotCLIP, CoOp, CoCoOp, KgCoOp, ProGrad, TCP, MPL, SEP, VPT, IVLP, MaPLe, PromptSRC, MMA, MMRL, MMRLpp, CoPrompt, HiCroPL]
 
 
 @pytest.mark.parametrize("kind", ["openai-vit", "openai-resnet", "openclip-vit", "openclip-resnet"])

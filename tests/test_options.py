@@ -13,7 +13,8 @@ import yaml
 import clipprompt.models  # noqa: F401  (registers every method's options)
 from clipprompt.backbones._clip import clip
 from clipprompt.errors import ConfigError
-from clipprompt.models import IVLP, MMA, MMRL, MMRLpp, MMRLppOptions, CoPrompt, TCP, VPT, ProGrad, CoCoOp, CoOp, KgCoOp, MaPLe, MPL, PromptSRC, SEP, ZeroshotCLIP
+from clipprompt.models import IVLP, MMA, MMRL, MMRLpp, MMRLppOptions, CoPrompt, HiCroPL, TCP, VPT, ProGrad, CoCoOp, CoOp, KgCoOp, MaPLe, MPL, PromptSRC, SEP, ZeroshotCLIP
+from clipprompt.models.hicropl import HiCroPLOptions
 from clipprompt.models.cocoop import CoCoOpOptions
 from clipprompt.models.ivlp import IVLPOptions
 from clipprompt.models.mma import MMAOptions
@@ -196,6 +197,7 @@ def build_each(clip):
         "MMRL": MMRL(clip, CLASSES, MMRLOptions(rep_layers=[2, 3])),
         "MMRLpp": MMRLpp(clip, CLASSES, MMRLppOptions(rep_layers=[2, 3])),
         "CoPrompt": CoPrompt(clip, CLASSES, CoPromptOptions(prompt_depth=3), [[f"a {c}.", f"one {c}."] for c in CLASSES]),
+        "HiCroPL": HiCroPL(clip, CLASSES, HiCroPLOptions(prompt_depth=3, cross_layer=2)),
     }
 
 

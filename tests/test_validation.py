@@ -143,10 +143,11 @@ def test_a_config_without_the_project_keys_names_the_first_missing_one():
     ("MPL", ["TRAINER.MPL.TEXT_CHUNK", "-8"], "TRAINER.MPL.TEXT_CHUNK is -8; it must be >= 0"),
     ("SEP", ["TRAINER.SEP.N_CTX_V", "0"], "TRAINER.SEP.N_CTX_V is 0; it must be >= 1"),
     ("MPL", ["TRAINER.MPL.CTX_INIT", LONG_INIT], "TRAINER.MPL.CTX_INIT is 80 tokens long"),
+    ("HiCroPL", ["TRAINER.HICROPL.CROSS_LAYER", "12"], "TRAINER.HICROPL.CROSS_LAYER is 12 with PROMPT_DEPTH 12; it must be smaller"),
 ])
 def test_other_trainers_nodes_are_checked(data_root, tiny_clip_path, tmp_path, trainer, overrides, message):
     config = {"CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1", "MPL": "MPL/vit_b16_c4_ep10_batch1_ctxv1",
-              "SEP": "SEP/vit_b16_ep50_batch32"}[trainer]
+              "SEP": "SEP/vit_b16_ep50_batch32", "HiCroPL": "HiCroPL/vit_b16_c2_ep50_batch32_16ctx"}[trainer]
     argv = arguments(data_root, tiny_clip_path, tmp_path / "out", *overrides, trainer=trainer, config=config)
     assert message in input_error(*argv)
 

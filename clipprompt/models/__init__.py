@@ -9,6 +9,7 @@ from .cocoop import CoCoOp, CoCoOpOptions
 from .coop import ContextOptions, CoOp, CoOpOptions
 from .coprompt import CoPrompt, CoPromptOptions
 from .dept import DePT, DePTOptions
+from .hicropl import HiCroPL, HiCroPLOptions
 from .ivlp import IVLP, IVLPOptions
 from .kgcoop import KgCoOp, KgCoOpOptions
 from .maple import MaPLe, MaPLeOptions
@@ -25,7 +26,7 @@ from .zeroshot import ZeroshotCLIP, ZeroshotCLIPOptions
 
 __all__ = [
     "PromptedCLIP", "DePT", "DePTOptions", "ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "VPT", "IVLP", "MaPLe", "PromptSRC", "SEP",
-    "MMA", "MMAOptions", "MMRL", "MMRLOptions", "MMRLpp", "MMRLppOptions", "CoPrompt", "CoPromptOptions",
+    "MMA", "MMAOptions", "MMRL", "MMRLOptions", "MMRLpp", "MMRLppOptions", "CoPrompt", "CoPromptOptions", "HiCroPL", "HiCroPLOptions",
     "MPL", "ContextOptions", "ZeroshotCLIPOptions", "CoOpOptions", "CoCoOpOptions", "KgCoOpOptions", "TCPOptions",
     "ProGradOptions",
     "VPTOptions", "IVLPOptions", "MaPLeOptions", "PromptSRCOptions", "SEPOptions", "MPLOptions", "MMRLOptions",

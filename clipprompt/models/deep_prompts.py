@@ -11,6 +11,8 @@ replaced the same way. How the visual prompts are made is each method's own (`im
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -91,10 +93,11 @@ class DeepPromptedCLIP(DeepVisualPrompts):
         names = [f"{self.fixed_words} {name}" if self.fixed_words else name for name in self.classnames]
         self.prompts = ClassPrompts(self.text_encoder, names, n_ctx)
 
-    def encode_class_text(self) -> Tensor:
-        """Raw (unnormalized) class text features (n_cls, E)."""
+    def encode_class_text(self, deep_text: Sequence[Tensor] | None = None) -> Tensor:
+        """Raw (unnormalized) class text features (n_cls, E); `deep_text` replaces the learned deeper
+        prompts when a method computes them (HiCroPL's mapped prompts)."""
         embeddings = self.prompts.assemble(self.ctx)
-        deep = [self.as_prompt(p, self.num_classes) for p in self.deep_text]
+        deep = [self.as_prompt(p, self.num_classes) for p in (self.deep_text if deep_text is None else deep_text)]
         injections = deep_prompt_injections(deep, start=1)
         return self.text_encoder(embeddings, self.prompts.eos_positions, injections)
 
