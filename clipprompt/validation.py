@@ -401,7 +401,7 @@ def check_dataset(cfg: CN) -> None:
     if cfg.DATASET.NAME in CATALOG:  # others: train.py's check_registered, or a dataset of your own
         validate_dataset(cfg.DATASET.NAME, cfg.DATASET.ROOT)
         node = cfg.TRAINER.get(str(cfg.TRAINER.NAME).upper())
-        if node is not None and "DESCRIPTIONS" in node:  # a method that reads class descriptions (CoPrompt)
+        if node is not None and node.get("DESCRIPTIONS"):  # a method that reads class descriptions (CoPrompt, HiCroPL)
             from .data.descriptions import require_descriptions
 
             require_descriptions(cfg.DATASET.NAME, cfg.DATASET.ROOT, node.DESCRIPTIONS)

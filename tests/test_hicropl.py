@@ -11,8 +11,8 @@ from clipprompt.backbones.random_clip import build_random_clip
 from clipprompt.errors import ConfigError, UserError
 from clipprompt.models import HiCroPL
 from clipprompt.models.base import normalize
-from clipprompt.models.hicropl import HiCroPLOptions, load_descriptions
-from clipprompt.testing import make_tiny_dataset
+from clipprompt.models.hicropl import HiCroPLOptions
+from clipprompt.testing import make_tiny_dataset, make_tiny_descriptions
 from clipprompt.testing.markers import requires_dassl
 from clipprompt.testing.protocol_scripts import TINY_OVERRIDES, run_base2new_scripts, train_in_process
 
@@ -220,39 +220,31 @@ def test_errors_name_the_keys(tiny_clip):
     assert str(info.value).startswith("HiCroPL prompts the image encoder's tokens")
 
 
-def test_descriptions_file(tmp_path):
-    path = tmp_path / "d.json"
-    path.write_text(json.dumps({"fire truck": ["a red truck."], "dog": ["a dog.", "a pet."]}))
-    assert load_descriptions(str(path), ["dog", "fire_truck"]) == {"dog": ["a dog.", "a pet."],
-                                                                  "fire_truck": ["a red truck."]}
-    with pytest.raises(UserError) as info:
-        load_descriptions(str(path), ["dog", "cat"])
-    assert str(info.value) == f"TRAINER.HICROPL.DESCRIPTIONS: {path} has no list of sentences for the class 'cat'."
-    with pytest.raises(UserError) as info:
-        load_descriptions(str(tmp_path / "missing.json"), ["dog"])
-    assert str(info.value) == f"TRAINER.HICROPL.DESCRIPTIONS: {tmp_path / 'missing.json'} does not exist."
-
-
 @requires_dassl
 def test_base2new_scripts_on_tiny_caltech101(tmp_path, tiny_clip_path):
     state = run_base2new_scripts("hicropl", "HiCroPL", tmp_path, tiny_clip_path, "TRAINER.HICROPL.PROMPT_DEPTH",
-                                 str(DEPTH), "TRAINER.HICROPL.CROSS_LAYER", str(CROSS))
+                                 str(DEPTH), "TRAINER.HICROPL.CROSS_LAYER", str(CROSS), descriptions=True)
     assert set(state) == LEARNED
 
 
 @requires_dassl
-def test_train_py_refuses_a_description_file_without_the_class_in_one_line(tmp_path, tiny_clip_path, capsys):
+@pytest.mark.parametrize("described", [0, 2])  # no prepared file; a file without two of the four classes
+def test_train_py_refuses_missing_descriptions_in_one_line(tmp_path, tiny_clip_path, capsys, described):
+    """HiCroPL reads the descriptions `prepare --descriptions coprompt` fetched (CoPrompt's files): without
+    them, or without a class, the run stops before training, naming the prepare command."""
     data = tmp_path / "data"
     make_tiny_dataset(str(data), "Caltech101", num_classes=4, images_per_class=3)
-    path = tmp_path / "descriptions.json"
-    path.write_text(json.dumps({"dog": ["a dog."]}))
+    if described:
+        make_tiny_descriptions(data, "Caltech101", num_classes=described)
     status = train_in_process([
         "--root", str(data), "--trainer", "HiCroPL", "--dataset-config-file", "configs/datasets/caltech101.yaml",
         "--config-file", "configs/trainers/HiCroPL/vit_b16_c2_ep50_batch32_16ctx.yaml",
         "--output-dir", str(tmp_path / "out"), "MODEL.BACKBONE.NAME", tiny_clip_path, *TINY_OVERRIDES,
         "DATASET.NUM_SHOTS", "1", "TRAINER.HICROPL.PROMPT_DEPTH", "3", "TRAINER.HICROPL.CROSS_LAYER", "2",
-        "TRAINER.HICROPL.DESCRIPTIONS", str(path),
     ])
     err = capsys.readouterr().err
-    assert status == 2 and "Traceback" not in err
-    assert err.strip().startswith(f"error: TRAINER.HICROPL.DESCRIPTIONS: {path} has no list of sentences for the class")
+    assert status == 2 and "Traceback" not in err and err.strip().count("\n") == 0
+    assert err.startswith("error: ") and "python -m clipprompt.data.prepare caltech101" in err
+    assert "--descriptions coprompt" in err
+    assert ("none for" in err) == bool(described)
+

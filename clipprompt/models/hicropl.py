@@ -29,19 +29,18 @@ optimizer's steps on them add up. `IN_PLACE_MAPPING True` reproduces both.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError
 from ..options import MethodOptions, option, register_options
 from ..prompts import cut_after_eos, tokenize
 from .base import DEFAULT_TEMPLATE, accuracy, normalize
+from .coprompt import DESCRIPTION_SETS
 from .deep_prompts import DeepPromptedCLIP
 
 KEY = "TRAINER.HICROPL"
@@ -61,9 +60,10 @@ class HiCroPLOptions(MethodOptions):
     mapper_heads: int = option(8, "attention heads of the knowledge mappers and proxies", min=1)
     lambd: float = option(10.0, "λ: weight of the distillation towards frozen CLIP's text and image features", min=0)
     descriptions: str = option(
-        "",
-        "JSON file of class descriptions ({class name: [sentences]}, the authors' gpt_file format) for the "
-        "frozen text features; \"\" = the dataset's hand-crafted prompt",
+        "coprompt",
+        "the class descriptions whose frozen CLIP features are ḡ (python -m clipprompt.data.prepare NAME "
+        "--descriptions SET; the authors' GPT-3 sentences are CoPrompt's files); \"\" = the dataset's hand-crafted prompt",
+        choices=("", *DESCRIPTION_SETS),
     )
     adam_eps: float = option(1e-3, "eps of Adam-family optimizers (the authors' OPTIM.EPS; Dassl's default is 1e-8)", above=0)
     half_prompts: bool = option(
@@ -125,26 +125,6 @@ class KnowledgeMapper(nn.Module):
         q, k, v = self.linear_q(prompts), self.linear_k(proxies), self.linear_v(proxies)
         q = q + self.attn(self.ln_1(q), self.ln_1(k), self.ln_1(v), need_weights=False)[0]
         return q + self.ffn(self.ln_2(q))
-
-
-def load_descriptions(path: str, classnames: Sequence[str]) -> dict[str, list[str]]:
-    """Descriptions of each class from a JSON file {class name (underscores as spaces): [sentences]}."""
-    file = Path(path)
-    try:
-        table = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{KEY}.DESCRIPTIONS: {path} does not exist.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{KEY}.DESCRIPTIONS: {path} is not a readable JSON file ({error}).") from None
-    if not isinstance(table, dict):
-        raise UserError(f"{KEY}.DESCRIPTIONS: {path} must hold an object {{class name: [sentences]}}.")
-    out = {}
-    for name in classnames:
-        sentences = table.get(name.replace("_", " "))
-        if not sentences or not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
-            raise UserError(f"{KEY}.DESCRIPTIONS: {path} has no list of sentences for the class {name!r}.")
-        out[name] = sentences
-    return out
 
 
 class HiCroPL(DeepPromptedCLIP):

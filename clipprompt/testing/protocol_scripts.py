@@ -56,7 +56,7 @@ def run_base2new_scripts(method: str, trainer: str, workdir: Path, clip_path: st
 
     Checks both runs finished with result.json (base classes, then new ones, same trainer) and
     returns the trained checkpoint's `state_dict`; the run folders are under `workdir/out`.
-    `descriptions`: the tiny dataset gets class descriptions too (CoPrompt's).
+    `descriptions`: the tiny dataset gets class descriptions too (CoPrompt's and HiCroPL's).
     """
     import torch
 
