@@ -15,6 +15,7 @@ from .mma import MMA, MMAOptions
 from .mmrl import MMRL, MMRLOptions
 from .mpl import MPL, MPLOptions
 from .prograd import ProGrad, ProGradOptions
+from .promptkd import PromptKD, PromptKDOptions
 from .promptsrc import PromptSRC, PromptSRCOptions
 from .sep import SEP, SEPOptions
 from .tcp import TCP, TCPOptions
@@ -23,7 +24,7 @@ from .zeroshot import ZeroshotCLIP, ZeroshotCLIPOptions
 
 __all__ = [
     "PromptedCLIP", "DePT", "DePTOptions", "ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "VPT", "IVLP", "MaPLe", "PromptSRC", "SEP",
-    "MMA", "MMAOptions", "MMRL", "MMRLOptions",
+    "MMA", "MMAOptions", "MMRL", "MMRLOptions", "PromptKD", "PromptKDOptions",
     "MPL", "ContextOptions", "ZeroshotCLIPOptions", "CoOpOptions", "CoCoOpOptions", "KgCoOpOptions", "TCPOptions",
     "ProGradOptions",
     "VPTOptions", "IVLPOptions", "MaPLeOptions", "PromptSRCOptions", "SEPOptions", "MPLOptions", "MMRLOptions",
