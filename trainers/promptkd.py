@@ -2,7 +2,7 @@
 
 import os.path as osp
 
-from clipprompt.backbones.loading import BackboneError, load_clip, resolve_checkpoint
+from clipprompt.backbones.loading import load_clip, resolve_checkpoint, teacher_backbone_errors
 from clipprompt.errors import CheckpointError, UserError
 from clipprompt.models.promptkd import KEY, PromptKD as PromptKDModel, build_teacher, teacher_prompts
 from clipprompt.runs import feature_cache
@@ -57,7 +57,7 @@ class PromptKD(ClipTrainer):
         super().build_data_loader()
 
     def training_data(self):
-        return self.unlabeled or self.dm
+        return self.dm if self.unlabeled is None else self.unlabeled
 
     def build_custom_model(self, clip, classnames):
         cfg, options = self.cfg, self.options
@@ -67,7 +67,7 @@ class PromptKD(ClipTrainer):
         prompts = teacher_prompts(checkpoint, path)
         cache_dir = cfg.MODEL.BACKBONE.CACHE_DIR or None
         digest = checkpoint.get("backbone_sha256")
-        try:
+        with teacher_backbone_errors():
             if digest and digest != feature_cache.file_digest(resolve_checkpoint(options.teacher_backbone, cache_dir)):
                 raise UserError(
                     f"{KEY}.TEACHER_CHECKPOINT {path} was trained with backbone {checkpoint.get('backbone')}, "
@@ -76,8 +76,6 @@ class PromptKD(ClipTrainer):
             print(f"Loading the teacher CLIP {options.teacher_backbone} and its prompts ({prompts.origin}) from {path}")
             teacher_clip = load_clip(options.teacher_backbone, cache_dir=cache_dir, device=self.device,
                                      dtype=self.precision.weight_dtype)
-        except BackboneError as exc:
-            raise BackboneError(f"Teacher ({KEY}.TEACHER_BACKBONE): {exc}") from None
         names = list(train_classnames) + [n for n in classnames if n not in set(train_classnames)]
         teacher = build_teacher(teacher_clip, names, prompts, path)
         return PromptKDModel(clip, classnames, options, teacher, train_classnames)
