@@ -18,6 +18,7 @@ from clipprompt.models.kgcoop import KgCoOp, KgCoOpOptions  # noqa: E402
 from clipprompt.models.maple import MaPLe, MaPLeOptions  # noqa: E402
 from clipprompt.models.mma import MMA, MMAOptions  # noqa: E402
 from clipprompt.models.mmrl import MMRL, MMRLOptions  # noqa: E402
+from clipprompt.models.promptkd import PromptKD, PromptKDOptions  # noqa: E402
 from clipprompt.models.mpl import MPLOptions  # noqa: E402
 from clipprompt.models.prograd import ProGrad, ProGradOptions  # noqa: E402
 from clipprompt.models.promptsrc import PromptSRC, PromptSRCOptions  # noqa: E402
@@ -26,6 +27,7 @@ from clipprompt.models.tcp import TCP, TCPOptions  # noqa: E402
 from clipprompt.models.vpt import VPT, VPTOptions  # noqa: E402
 
 METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "SEP", "MPL", "VPT", "IVLP", "MaPLe", "PromptSRC", "MMA", "MMRL",
+           "PromptKD",
            "CoOp_DePT", "KgCoOp_DePT", "MaPLe_DePT")  # README's order
 IMAGE_CONDITIONED = ("CoCoOp", "MPL")  # one text pass per (image, class) pair
 
@@ -71,6 +73,11 @@ def build(method: str, clip, classnames: list[str], chunk: int = 0, **options) -
     elif method == "MMRL":
         blocks = _depth(clip, 12)
         model = MMRL(clip, classnames, MMRLOptions(rep_layers=list(range(max(1, blocks - 6), blocks + 1)), **options))
+    elif method == "PromptKD":  # its teacher here: a PromptSRC on the same CLIP (the paper's is a ViT-L/14)
+        depth = _depth(clip, 9)
+        teacher = PromptSRC(clip, classnames, PromptSRCOptions(prompt_depth_text=depth, prompt_depth_vision=depth))
+        model = PromptKD(clip, classnames, PromptKDOptions(teacher_checkpoint="bench", prompt_depth_vision=depth, **options),
+                         teacher)
     else:
         raise ValueError(f"Unknown method {method!r}; available: {', '.join(METHODS)}")
     model = model.to(clip.logit_scale.device)

@@ -14,7 +14,7 @@ from clipprompt.errors import ConfigError, UserError
 from clipprompt.models import (
     IVLP, MMA, MMRL, MPL, SEP, TCP, VPT, CoCoOp, CoOp, IVLPOptions, KgCoOp, MaPLe, MaPLeOptions, MMAOptions,
     MMRLOptions, MPLOptions,
-    ProGrad, PromptSRC, PromptSRCOptions, VPTOptions,
+    ProGrad, PromptKD, PromptKDOptions, PromptSRC, PromptSRCOptions, VPTOptions,
     SEPOptions, TCPOptions, ZeroshotCLIP,
 )
 from clipprompt.models.base import FROZEN_IMAGE_METHODS
@@ -205,6 +205,11 @@ def build(method, clip):
         return MMRL(clip, CLASSES, MMRLOptions(rep_layers=[2, 3], rep_dim=16))
     if method is MPL:
         return MPL(clip, CLASSES, MPLOptions(text_chunk=0))
+    if method is PromptKD:  # its teacher: a PromptSRC on a tiny OpenAI ViT, whatever the student's CLIP
+        from clipprompt.backbones.random_clip import build_random_clip
+
+        teacher = PromptSRC(build_random_clip("tiny", seed=1), CLASSES, PromptSRCOptions(prompt_depth_text=3, prompt_depth_vision=3))
+        return PromptKD(clip, CLASSES, PromptKDOptions(teacher_checkpoint="t", prompt_depth_vision=3), teacher)
     if method is SEP:
         model = SEP(clip, CLASSES)
         model.init_prototypes(torch.nn.functional.normalize(torch.randn(len(CLASSES), model.embed_dim), dim=-1))
@@ -212,7 +217,7 @@ def build(method, clip):
     return method(clip, CLASSES)
 
 
-METHODS = [ZeroshotCLIP, CoOp, CoCoOp, KgCoOp, ProGrad, TCP, MPL, SEP, VPT, IVLP, MaPLe, PromptSRC, MMA, MMRL]
+METHODS = [ZeroshotCLIP, CoOp, CoCoOp, KgCoOp, ProGrad, TCP, MPL, SEP, VPT, IVLP, MaPLe, PromptSRC, MMA, MMRL, PromptKD]
 
 
 @pytest.mark.parametrize("kind", ["openai-vit", "openai-resnet", "openclip-vit", "openclip-resnet"])

@@ -13,7 +13,8 @@ import yaml
 import clipprompt.models  # noqa: F401  (registers every method's options)
 from clipprompt.backbones._clip import clip
 from clipprompt.errors import ConfigError
-from clipprompt.models import IVLP, MMA, MMRL, TCP, VPT, ProGrad, CoCoOp, CoOp, KgCoOp, MaPLe, MPL, PromptSRC, SEP, ZeroshotCLIP
+from clipprompt.models import IVLP, MMA, MMRL, TCP, VPT, ProGrad, CoCoOp, CoOp, KgCoOp, MaPLe, MPL, PromptKD, PromptSRC, SEP, ZeroshotCLIP
+from clipprompt.models.promptkd import PromptKDOptions
 from clipprompt.models.cocoop import CoCoOpOptions
 from clipprompt.models.ivlp import IVLPOptions
 from clipprompt.models.mma import MMAOptions
@@ -193,6 +194,8 @@ def build_each(clip):
         "PromptSRC": PromptSRC(clip, CLASSES, PromptSRCOptions(prompt_depth_text=3, prompt_depth_vision=3)),
         "MMA": MMA(clip, CLASSES, MMAOptions(adapter_start=2, adapter_end=3)),
         "MMRL": MMRL(clip, CLASSES, MMRLOptions(rep_layers=[2, 3])),
+        "PromptKD": PromptKD(clip, CLASSES, PromptKDOptions(teacher_checkpoint="t", prompt_depth_vision=3),
+                             PromptSRC(clip, CLASSES, PromptSRCOptions(prompt_depth_text=3, prompt_depth_vision=3))),
     }
 
 
