@@ -3,7 +3,7 @@
 import os.path as osp
 
 from clipprompt.backbones.loading import load_clip, resolve_checkpoint, teacher_backbone_errors
-from clipprompt.errors import CheckpointError, UserError
+from clipprompt.errors import CheckpointError, ConfigError, UserError
 from clipprompt.models.promptkd import KEY, PromptKD as PromptKDModel, build_teacher, teacher_prompts
 from clipprompt.runs import feature_cache
 from clipprompt.runs.checkpoint import find_checkpoint, load_checkpoint
@@ -44,6 +44,14 @@ def read_teacher_checkpoint(path: str) -> dict:
 
 @TRAINER_REGISTRY.register()
 class PromptKD(ClipTrainer):
+    def check_cfg(self, cfg) -> None:
+        super().check_cfg(cfg)
+        if not self.options.teacher_checkpoint:  # the config files leave it to the scripts
+            raise ConfigError(
+                f"{KEY}.TEACHER_CHECKPOINT is empty; train the teacher first (scripts/promptkd/teacher_train.sh) "
+                "or give the authors' teacher file."
+            )
+
     def build_data_loader(self):
         """With TRAIN_ON all, the training images are every class's (the evaluated classes' only with eval)."""
         cfg = self.cfg

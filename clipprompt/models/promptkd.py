@@ -54,7 +54,7 @@ class PromptKDOptions(MethodOptions):
     teacher_checkpoint: str = option(
         "",
         "the trained PromptSRC teacher: a checkpoint of our PromptSRC trainer, its run folder, or the authors' "
-        "released teacher file (model-best.pth.tar); required",
+        "released teacher file (model-best.pth.tar); the trainer requires it",
     )
     temperature: float = option(1.0, "T: the distillation temperature", above=0)
     kd_weight: float = option(1.0, "weight of the distillation loss (the authors' scripts: 1000, or 200 on 3 datasets)", min=0)
@@ -68,12 +68,6 @@ class PromptKDOptions(MethodOptions):
         False, "round the visual prompts to fp16 at every precision, as the authors' code does"
     )
 
-    def check(self) -> None:
-        if not self.teacher_checkpoint:
-            raise ConfigError(
-                f"{KEY}.TEACHER_CHECKPOINT is empty; train the teacher first (scripts/promptkd/teacher_train.sh) "
-                "or give the authors' teacher file."
-            )
 
 
 @dataclass(frozen=True)
