@@ -215,7 +215,7 @@ def test_teacher_then_student_base2new_scripts_on_tiny_caltech101(tmp_path, tiny
                                  "TRAINER.PROMPTKD.TEACHER_BACKBONE", teacher_clip_path,
                                  "TRAINER.PROMPTKD.PROMPT_DEPTH_VISION", "2", "DATALOADER.TRAIN_X.BATCH_SIZE", "4")
     assert set(state) == LEARNED | STATS
-    assert state["projector.0.weight"].shape == (48, 32)  # student embedding -> the teacher's
+    assert state["projector.0.weight"].shape == (48, 32, 1, 1)  # student embedding -> the teacher's
     (train_dir,) = out.glob("base2new/train_base/caltech101/shots_2/PromptKD/*/seed1")
     result = json.loads((train_dir / "result.json").read_text())
     assert result["cost"]["train_images"] == 6 * 2  # 6 classes x 2 shots in 3 batches, not the 3 base classes'

@@ -85,5 +85,5 @@ class PromptKD(ClipTrainer):
             teacher_clip = load_clip(options.teacher_backbone, cache_dir=cache_dir, device=self.device,
                                      dtype=self.precision.weight_dtype)
         names = list(train_classnames) + [n for n in classnames if n not in set(train_classnames)]
-        teacher = build_teacher(teacher_clip, names, prompts, path)
+        teacher = build_teacher(teacher_clip, names, prompts, path, options.half_prompts)
         return PromptKDModel(clip, classnames, options, teacher, train_classnames)

@@ -23,6 +23,7 @@ classes'), `HALF_PROMPTS` (the authors' fp16 rounding of the visual prompts).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -65,7 +66,7 @@ class PromptKDOptions(MethodOptions):
         choices=("all", "eval"),
     )
     half_prompts: bool = option(
-        False, "round the visual prompts to fp16 at every precision, as the authors' code does"
+        False, "round the student's visual prompts and the teacher's prompts to fp16 at every precision, as the authors' code does"
     )
 
 
@@ -127,11 +128,13 @@ def teacher_prompts(checkpoint: Mapping, path: str) -> TeacherPrompts:
     return TeacherPrompts(learned, options, origin)
 
 
-def build_teacher(clip: nn.Module, classnames: Sequence[str], prompts: TeacherPrompts, path: str) -> PromptSRC:
-    """The frozen PromptSRC teacher on `clip` with `prompts` loaded; a file that does not fit this
-    CLIP (another width, too deep) is one line naming `path`."""
+def build_teacher(clip: nn.Module, classnames: Sequence[str], prompts: TeacherPrompts, path: str,
+                  half_prompts: bool = False) -> PromptSRC:
+    """The frozen PromptSRC teacher on `clip` with `prompts` loaded (`half_prompts`: the authors' fp16
+    rounding of its prompts); a file that does not fit this CLIP (another width, too deep) is one
+    line naming `path`."""
     try:
-        teacher = PromptSRC(clip, classnames, prompts.options)
+        teacher = PromptSRC(clip, classnames, dataclasses.replace(prompts.options, half_prompts=half_prompts))
         teacher.load_trainable_state_dict(prompts.state)
     except (ValueError, ConfigError) as exc:
         raise UserError(
@@ -141,9 +144,13 @@ def build_teacher(clip: nn.Module, classnames: Sequence[str], prompts: TeacherPr
 
 
 def projector(in_dim: int, out_dim: int) -> nn.Sequential:
-    """The student's feature projector: the authors' Conv1x1-BN-ReLU-Conv1x1 on a 1x1 map, as linears."""
-    return nn.Sequential(nn.Linear(in_dim, out_dim), nn.BatchNorm1d(out_dim), nn.ReLU(inplace=True),
-                         nn.Linear(out_dim, out_dim))
+    """The student's feature projector, the authors' module: Conv1x1-BN-ReLU-Conv1x1 on a 1x1 map.
+
+    Linear layers and BatchNorm1d compute the same function, but other kernels: their last bits
+    differ, and BatchNorm's backward over a small batch (a difference of nearly equal terms)
+    magnifies that to ~1e-4 in the gradients of everything before it."""
+    return nn.Sequential(nn.Conv2d(in_dim, out_dim, 1), nn.BatchNorm2d(out_dim), nn.ReLU(inplace=True),
+                         nn.Conv2d(out_dim, out_dim, 1))
 
 
 class PromptKD(DeepVisualPrompts):
@@ -236,7 +243,7 @@ class PromptKD(DeepVisualPrompts):
     def encode_images(self, images: Tensor) -> Tensor:
         """The projected image features before normalization."""
         raw = self.raw_prompted_images(images, [self.visual_ctx, *self.deep_visual])
-        return self.projector(raw.to(self.projector[0].weight.dtype))
+        return self.projector(raw.to(self.projector[0].weight.dtype)[..., None, None]).flatten(1)
 
     @torch.no_grad()
     def teacher_logits(self, images: Tensor) -> Tensor:
