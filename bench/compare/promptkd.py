@@ -131,6 +131,7 @@ def main() -> None:
     parser.add_argument("checkout", help="a checkout of github.com/zhengli97/PromptKD")
     parser.add_argument("--tolerance", type=float, default=1e-5)
     add_speed_argument(parser)
+    parser.add_argument("--speed-batch", type=int, default=4, help="images per timed batch (default 4)")
     args = parser.parse_args()
     module = import_authors_file(args.checkout, "trainers/promptkd.py", "authors_promptkd")
     student_shape, resolution = SMALL_B16_SHAPE, SMALL_B16_SHAPE.image_resolution
@@ -182,7 +183,7 @@ def main() -> None:
           "the gradients before the projector.")
     status = verdict(faithful, args.tolerance, " on the exact path with HALF_PROMPTS True")
     if args.speed:
-        speed(module)
+        speed(module, args.speed_batch)
     raise SystemExit(status)
 
 
