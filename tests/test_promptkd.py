@@ -244,3 +244,25 @@ def test_train_py_refuses_a_missing_teacher_in_one_line(tmp_path, tiny_clip_path
     err = capsys.readouterr().err
     assert status == 2 and "Traceback" not in err
     assert err.strip().startswith(f"error: {message}")
+
+
+@requires_dassl
+def test_an_unfinished_teacher_run_is_refused_and_a_named_file_taken_as_given(tmp_path):
+    from trainers.promptkd import check_teacher_finished, teacher_file
+
+    run = tmp_path / "teacher"
+    (run / "model").mkdir(parents=True)
+    path = run / "model" / "model.pth.tar-1"
+    torch.save({**our_checkpoint(trained_promptsrc()), "epoch": 1, "max_epoch": 20, "finished": False}, path)
+    assert teacher_file(str(run)) == str(path)
+    checkpoint = torch.load(path, weights_only=True)
+    with pytest.raises(UserError) as info:
+        check_teacher_finished(checkpoint, str(path), str(run))
+    assert str(info.value) == (
+        f"TRAINER.PROMPTKD.TEACHER_CHECKPOINT {run}: its training is unfinished ({path}: epoch 1 of 20); "
+        "finish it (the same teacher command resumes it) or name a file.")
+    check_teacher_finished(checkpoint, str(path), str(path))  # a file named: as given
+    with pytest.raises(UserError) as info:
+        teacher_file(str(tmp_path))
+    assert str(info.value) == (f"TRAINER.PROMPTKD.TEACHER_CHECKPOINT: No checkpoint in {tmp_path / 'model'} "
+                               "(the folder does not exist).")

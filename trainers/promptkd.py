@@ -28,6 +28,16 @@ def teacher_file(path: str) -> str:
     return path
 
 
+def check_teacher_finished(checkpoint: dict, path: str, named: str) -> None:
+    """A run folder's latest checkpoint of an unfinished teacher run is refused (a file named as
+    TEACHER_CHECKPOINT is taken as given): the student would learn from a half-trained teacher."""
+    if osp.isdir(osp.expanduser(named)) and checkpoint.get("finished") is False:
+        raise UserError(
+            f"{KEY}.TEACHER_CHECKPOINT {named}: its training is unfinished ({path}: epoch {checkpoint.get('epoch')} "
+            f"of {checkpoint.get('max_epoch')}); finish it (the same teacher command resumes it) or name a file."
+        )
+
+
 def read_teacher_checkpoint(path: str) -> dict:
     """Our checkpoints load with weights_only; the authors' (Dassl's, with its scheduler objects) do
     not, and are then unpickled in full, as their code does: give only files you trust."""
@@ -72,6 +82,7 @@ class PromptKD(ClipTrainer):
         train_classnames = self.training_data().dataset.classnames
         path = teacher_file(options.teacher_checkpoint)
         checkpoint = read_teacher_checkpoint(path)
+        check_teacher_finished(checkpoint, path, options.teacher_checkpoint)
         prompts = teacher_prompts(checkpoint, path)
         cache_dir = cfg.MODEL.BACKBONE.CACHE_DIR or None
         digest = checkpoint.get("backbone_sha256")
