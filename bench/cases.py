@@ -21,6 +21,7 @@ from clipprompt.models.mma import MMA, MMAOptions  # noqa: E402
 from clipprompt.models.mmrl import MMRL, MMRLOptions  # noqa: E402
 from clipprompt.models.mmrlpp import MMRLpp, MMRLppOptions  # noqa: E402
 from clipprompt.models.hicropl import HiCroPL, HiCroPLOptions  # noqa: E402
+from clipprompt.models.promptkd import PromptKD, PromptKDOptions  # noqa: E402
 from clipprompt.models.mpl import MPLOptions  # noqa: E402
 from clipprompt.models.prograd import ProGrad, ProGradOptions  # noqa: E402
 from clipprompt.models.promptsrc import PromptSRC, PromptSRCOptions  # noqa: E402
@@ -29,7 +30,7 @@ from clipprompt.models.tcp import TCP, TCPOptions  # noqa: E402
 from clipprompt.models.vpt import VPT, VPTOptions  # noqa: E402
 
 METHODS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "SEP", "MPL", "VPT", "IVLP", "MaPLe", "PromptSRC", "MMA", "MMRL",
-           "MMRLpp", "CoPrompt", "HiCroPL", "CoOp_DePT", "CoCoOp_DePT", "KgCoOp_DePT", "MaPLe_DePT")  # README's order
+           "MMRLpp", "CoPrompt", "HiCroPL", "PromptKD", "CoOp_DePT", "CoCoOp_DePT", "KgCoOp_DePT", "MaPLe_DePT")  # README's order
 IMAGE_CONDITIONED = ("CoCoOp", "MPL", "CoCoOp_DePT")  # one text pass per (image, class) pair
 
 
@@ -82,6 +83,11 @@ def build(method: str, clip, classnames: list[str], chunk: int = 0, **options) -
         depth = _depth(clip, 12)
         model = HiCroPL(clip, classnames, HiCroPLOptions(n_ctx=16, ctx_init="", prompt_depth=depth,
                                                          cross_layer=max(1, depth // 2), **options))
+    elif method == "PromptKD":  # its teacher here: a PromptSRC on the same CLIP (the paper's is a ViT-L/14)
+        depth = _depth(clip, 9)
+        teacher = PromptSRC(clip, classnames, PromptSRCOptions(prompt_depth_text=depth, prompt_depth_vision=depth))
+        model = PromptKD(clip, classnames, PromptKDOptions(teacher_checkpoint="bench", prompt_depth_vision=depth, **options),
+                         teacher)
     else:
         raise ValueError(f"Unknown method {method!r}; available: {', '.join(METHODS)}")
     model = model.to(clip.logit_scale.device)

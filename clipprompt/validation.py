@@ -389,7 +389,13 @@ def check_backbone(cfg: CN) -> str:
     name = cfg.MODEL.BACKBONE.NAME
     if not str(name).strip():
         raise ConfigError("MODEL.BACKBONE.NAME is empty; give a CLIP model name (e.g. ViT-B/16) or a checkpoint file.")
-    return resolve_checkpoint(name, cfg.MODEL.BACKBONE.CACHE_DIR or None)
+    path = resolve_checkpoint(name, cfg.MODEL.BACKBONE.CACHE_DIR or None)
+    if cfg.TRAINER.NAME == "PromptKD" and "PROMPTKD" in cfg.TRAINER:  # a second CLIP: the teacher's
+        from .backbones.loading import teacher_backbone_errors
+
+        with teacher_backbone_errors():
+            resolve_checkpoint(cfg.TRAINER.PROMPTKD.TEACHER_BACKBONE, cfg.MODEL.BACKBONE.CACHE_DIR or None)
+    return path
 
 
 def check_dataset(cfg: CN) -> None:

@@ -14,7 +14,7 @@ from clipprompt.errors import ConfigError, UserError
 from clipprompt.models import (
     DePT, IVLP, MMA, MMRL, MPL, SEP, TCP, VPT, CoCoOp, CoOp, IVLPOptions, KgCoOp, MaPLe, MaPLeOptions, MMAOptions,
     MMRLOptions, MMRLpp, MMRLppOptions, MPLOptions, CoPrompt, CoPromptOptions, HiCroPL, HiCroPLOptions,
-    ProGrad, PromptSRC, PromptSRCOptions, VPTOptions,
+    ProGrad, PromptKD, PromptKDOptions, PromptSRC, PromptSRCOptions, VPTOptions,
     SEPOptions, TCPOptions, ZeroshotCLIP,
 )
 from clipprompt.models.base import FROZEN_IMAGE_METHODS
@@ -211,6 +211,11 @@ def build(method, clip):
         return HiCroPL(clip, CLASSES, HiCroPLOptions(prompt_depth=3, cross_layer=2))
     if method is MPL:
         return MPL(clip, CLASSES, MPLOptions(text_chunk=0))
+    if method is PromptKD:  # its teacher: a PromptSRC on a tiny OpenAI ViT, whatever the student's CLIP
+        from clipprompt.backbones.random_clip import build_random_clip
+
+        teacher = PromptSRC(build_random_clip("tiny", seed=1), CLASSES, PromptSRCOptions(prompt_depth_text=3, prompt_depth_vision=3))
+        return PromptKD(clip, CLASSES, PromptKDOptions(teacher_checkpoint="t", prompt_depth_vision=3), teacher)
     if method is SEP:
         model = SEP(clip, CLASSES)
         model.init_prototypes(torch.nn.functional.normalize(torch.randn(len(CLASSES), model.embed_dim), dim=-1))
@@ -218,7 +223,7 @@ def build(method, clip):
     return method(clip, CLASSES)
 
 
-METHODS = [ZeroshotCLIP, CoOp, CoCoOp, KgCoOp, ProGrad, TCP, MPL, SEP, VPT, IVLP, MaPLe, PromptSRC, MMA, MMRL, MMRLpp, CoPrompt, HiCroPL]
+METHODS = [ZeroshotCLIP, CoOp, CoCoOp, KgCoOp, ProGrad, TCP, MPL, SEP, VPT, IVLP, MaPLe, PromptSRC, MMA, MMRL, MMRLpp, CoPrompt, HiCroPL, PromptKD]
 
 
 @pytest.mark.parametrize("kind", ["openai-vit", "openai-resnet", "openclip-vit", "openclip-resnet"])

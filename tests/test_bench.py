@@ -37,7 +37,7 @@ def test_bench_prints_readmes_table_for_every_method(tmp_path):
     rows = json.loads(out.read_text())
     seen = {(r["method"], r["variant"], r["classes"]) for r in rows}
     methods = {"ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "SEP", "MPL", "VPT", "IVLP", "MaPLe",
-               "PromptSRC", "MMA", "MMRL", "MMRLpp", "CoPrompt", "HiCroPL", "CoOp_DePT", "CoCoOp_DePT", "KgCoOp_DePT",
+               "PromptSRC", "MMA", "MMRL", "MMRLpp", "CoPrompt", "HiCroPL", "PromptKD", "CoOp_DePT", "CoCoOp_DePT", "KgCoOp_DePT",
                "MaPLe_DePT"}
     expected = {(m, v, 4) for m in methods for v in ("fast", "slow")}
     expected -= {("CoCoOp", "slow", 4), ("MPL", "slow", 4), ("CoCoOp_DePT", "slow", 4)}  # above --conditioned-slow-max-classes

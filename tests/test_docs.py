@@ -8,7 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 PAGES = {"SEP": "sep.md", "MPL": "mpl.md", "COOP": "coop.md", "COCOOP": "cocoop.md", "DEPT": "dept.md",
-         "MMRL": "mmrl.md", "MMRLPP": "mmrlpp.md", "COPROMPT": "coprompt.md", "HICROPL": "hicropl.md", "ZEROSHOTCLIP": "zeroshot.md"}
+         "MMRL": "mmrl.md", "MMRLPP": "mmrlpp.md", "COPROMPT": "coprompt.md", "HICROPL": "hicropl.md", "PROMPTKD": "promptkd.md", "ZEROSHOTCLIP": "zeroshot.md"}
 
 
 def test_readme_links_every_docs_page_and_the_links_resolve():

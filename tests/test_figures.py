@@ -162,6 +162,14 @@ def test_labels_carry_no_config_and_datasets_their_usual_names(full):
     assert titles[:2] == ["ImageNet", "Caltech101"] and titles[-1] == "Average (11)"
 
 
+def test_promptkd_is_marked_drawn_last_and_explained_in_the_footnote(tmp_path):
+    fake_tree(tmp_path, trainers=("PromptKD", "CoOp"), base2new=("dtd",), xd=(), dg=(), few_shot=(), zero_shot=False)
+    _, figs = build(tmp_path)
+    labels = [t.get_text() for t in figs["base2new"].legends[0].get_texts()]
+    assert labels == ["CoOp", "PromptKD †"]
+    assert "† PromptKD: distilled from a ViT-L/14 teacher on unlabeled training images; not ranked" in footnote(figs["base2new"])
+
+
 def test_two_configs_of_one_trainer_are_told_apart_by_their_config(tmp_path):
     fake_tree(tmp_path, trainers=("CoOp",), base2new=("dtd",), xd=(), dg=(), few_shot=(), zero_shot=False)
     put(tmp_path, layout.RunKey("base2new", "base", "CoOp", "other_cfg", "dtd", 16, 1), 50.0)

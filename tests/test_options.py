@@ -13,8 +13,9 @@ import yaml
 import clipprompt.models  # noqa: F401  (registers every method's options)
 from clipprompt.backbones._clip import clip
 from clipprompt.errors import ConfigError
-from clipprompt.models import IVLP, MMA, MMRL, MMRLpp, MMRLppOptions, CoPrompt, HiCroPL, TCP, VPT, ProGrad, CoCoOp, CoOp, KgCoOp, MaPLe, MPL, PromptSRC, SEP, ZeroshotCLIP
+from clipprompt.models import IVLP, MMA, MMRL, MMRLpp, MMRLppOptions, CoPrompt, HiCroPL, TCP, VPT, ProGrad, CoCoOp, CoOp, KgCoOp, MaPLe, MPL, PromptKD, PromptSRC, SEP, ZeroshotCLIP
 from clipprompt.models.hicropl import HiCroPLOptions
+from clipprompt.models.promptkd import PromptKDOptions
 from clipprompt.models.cocoop import CoCoOpOptions
 from clipprompt.models.ivlp import IVLPOptions
 from clipprompt.models.mma import MMAOptions
@@ -198,6 +199,8 @@ def build_each(clip):
         "MMRLpp": MMRLpp(clip, CLASSES, MMRLppOptions(rep_layers=[2, 3])),
         "CoPrompt": CoPrompt(clip, CLASSES, CoPromptOptions(prompt_depth=3), [[f"a {c}.", f"one {c}."] for c in CLASSES]),
         "HiCroPL": HiCroPL(clip, CLASSES, HiCroPLOptions(prompt_depth=3, cross_layer=2)),
+        "PromptKD": PromptKD(clip, CLASSES, PromptKDOptions(teacher_checkpoint="t", prompt_depth_vision=3),
+                             PromptSRC(clip, CLASSES, PromptSRCOptions(prompt_depth_text=3, prompt_depth_vision=3))),
     }
 
 

@@ -426,3 +426,25 @@ def test_plot_into_an_unwritable_folder_is_one_line_and_exit_2(tree, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: cannot write the figures to {blocker / 'figures'}")
     assert "Traceback" not in result.stderr
+
+
+def test_promptkd_is_listed_apart_marked_and_never_ranked(tmp_path):
+    """Its own protocol (a ViT-L/14 teacher, unlabeled training images): after every method trained on
+    labels only, even with a better HM, with its note under the table."""
+    out = tmp_path / "out"
+    for trainer, base, new in (("CoOp", 80.0, 60.0), ("PromptKD", 86.0, 80.0), ("SEP", 82.0, 75.0)):
+        for d in protocols.BASE2NEW:
+            put(out, f"base2new/train_base/{d}/shots_16/{trainer}/cfg/seed1", base)
+            put(out, f"base2new/test_new/{d}/shots_16/{trainer}/cfg/seed1", new)
+    summary = report.tables(report.scan(out), "base2new")[0]
+    assert [r[0].split()[0] for r in summary.rows] == ["SEP", "CoOp", "PromptKD"]
+    assert summary.rows[-1][0] == "PromptKD (cfg, 16 shots) †"
+    note = "† PromptKD: distilled from a ViT-L/14 teacher on unlabeled training images; not ranked."
+    assert note in summary.notes
+    assert note in report.markdown(report.tables(report.scan(out), "base2new"), [])
+    for trainer, accuracy in (("CoOp", 60.0), ("PromptKD", 70.0)):
+        put(out, f"xd/train/imagenet/shots_16/{trainer}/cfg/seed1", accuracy)
+        for d in protocols.XD_TARGETS:
+            put(out, f"xd/test/{d}/shots_16/{trainer}/cfg/seed1", accuracy)
+    (xd,) = report.tables(report.scan(out), "xd")
+    assert [r[0].split()[0] for r in xd.rows] == ["CoOp", "PromptKD"] and note in xd.notes

@@ -138,7 +138,13 @@ class ClipTrainer(TrainerX):
         self.num_classes, self.num_source_domains = dm.num_classes, dm.num_source_domains
         self.lab2cname = dm.lab2cname
         self.dm = dm
+        self.train_loader_x = self.training_data().train_loader_x
         self.build_resumable_train_loader()
+
+    def training_data(self) -> DataManager:
+        """The data whose training split is trained on: `self.dm`'s (PromptKD trains on more images
+        than the classes it evaluates)."""
+        return self.dm
 
     def build_resumable_train_loader(self) -> None:
         """Seeded batches that a resume replays from any step (see clipprompt.runs.resumable_data);
@@ -154,7 +160,7 @@ class ClipTrainer(TrainerX):
             print(f"DATALOADER.TRAIN_X.SAMPLER {sampler}: Dassl's loader; checkpoints and stops at epoch ends only")
             return
         self.data_seed = shared_seed(cfg.SEED)  # the same on every rank, also when SEED is -1
-        dataset = self.dm.train_loader_x.dataset  # Dassl's wrapper with the training transform
+        dataset = self.training_data().train_loader_x.dataset  # Dassl's wrapper with the training transform
         self.train_sampler = ResumableBatchSampler(
             len(dataset),
             cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
@@ -167,7 +173,7 @@ class ClipTrainer(TrainerX):
             SeededSamples(dataset),
             batch_sampler=self.train_sampler,
             num_workers=cfg.DATALOADER.NUM_WORKERS,
-            pin_memory=self.dm.train_loader_x.pin_memory,
+            pin_memory=self.training_data().train_loader_x.pin_memory,
             worker_init_fn=quiet_worker,
             generator=torch.Generator().manual_seed(self.data_seed),  # leaves the global RNG alone
         )
@@ -263,7 +269,7 @@ class ClipTrainer(TrainerX):
         self.num_batches = len(self.train_loader_x) + start
         if self.num_batches == 0:
             raise UserError(
-                f"The training loader yields no step ({len(self.dm.dataset.train_x)} training images, "
+                f"The training loader yields no step ({len(self.training_data().dataset.train_x)} training images, "
                 f"DATALOADER.TRAIN_X.BATCH_SIZE {self.cfg.DATALOADER.TRAIN_X.BATCH_SIZE})."
             )
         losses, batch_time, data_time = MetricMeter(), AverageMeter(), AverageMeter()

@@ -11,12 +11,14 @@ Methods never see the library: `interface.as_backbone` gives them the encoders.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -30,6 +32,16 @@ CACHE_ENV = "CLIP_CACHE_DIR"
 
 class BackboneError(UserError):
     """A backbone name or checkpoint that cannot give a CLIP model."""
+
+
+@contextlib.contextmanager
+def teacher_backbone_errors(key: str = "TRAINER.PROMPTKD.TEACHER_BACKBONE") -> Iterator[None]:
+    """A second CLIP (PromptKD's teacher) fails with the same one-line errors as MODEL.BACKBONE.NAME,
+    prefixed with the key that named it."""
+    try:
+        yield
+    except BackboneError as exc:
+        raise BackboneError(f"Teacher ({key}): {exc}") from None
 
 
 def default_cache_dir() -> str:

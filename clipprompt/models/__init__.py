@@ -18,6 +18,7 @@ from .mmrl import MMRL, MMRLOptions
 from .mmrlpp import MMRLpp, MMRLppOptions
 from .mpl import MPL, MPLOptions
 from .prograd import ProGrad, ProGradOptions
+from .promptkd import PromptKD, PromptKDOptions
 from .promptsrc import PromptSRC, PromptSRCOptions
 from .sep import SEP, SEPOptions
 from .tcp import TCP, TCPOptions
@@ -26,7 +27,7 @@ from .zeroshot import ZeroshotCLIP, ZeroshotCLIPOptions
 
 __all__ = [
     "PromptedCLIP", "DePT", "DePTOptions", "ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "TCP", "VPT", "IVLP", "MaPLe", "PromptSRC", "SEP",
-    "MMA", "MMAOptions", "MMRL", "MMRLOptions", "MMRLpp", "MMRLppOptions", "CoPrompt", "CoPromptOptions", "HiCroPL", "HiCroPLOptions",
+    "MMA", "MMAOptions", "MMRL", "MMRLOptions", "MMRLpp", "MMRLppOptions", "CoPrompt", "CoPromptOptions", "HiCroPL", "HiCroPLOptions", "PromptKD", "PromptKDOptions",
     "MPL", "ContextOptions", "ZeroshotCLIPOptions", "CoOpOptions", "CoCoOpOptions", "KgCoOpOptions", "TCPOptions",
     "ProGradOptions",
     "VPTOptions", "IVLPOptions", "MaPLeOptions", "PromptSRCOptions", "SEPOptions", "MPLOptions", "MMRLOptions",

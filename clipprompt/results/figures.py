@@ -102,7 +102,8 @@ class Method:
     @property
     def label(self) -> str:
         name = TRAINERS[self.trainer][0] if self.trainer in TRAINERS else self.trainer
-        return f"{name} ({self.tag})" if self.tag else name
+        mark = f" {protocols.UNRANKED_MARK}" if self.trainer in protocols.UNRANKED else ""
+        return (f"{name} ({self.tag})" if self.tag else name) + mark
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,8 @@ def style(method: Method) -> tuple[str, str]:
 def ordered(methods) -> list[Method]:
     """This project's trainers in TRAINERS' order (each untagged first), then the others by label."""
     known = list(TRAINERS)
-    return sorted(methods, key=lambda m: (known.index(m.trainer) if m.trainer in known else len(known),
+    return sorted(methods, key=lambda m: (m.trainer in protocols.UNRANKED,  # a protocol of its own: apart, last
+                                          known.index(m.trainer) if m.trainer in known else len(known),
                                           m.trainer, m.tag))
 
 
@@ -426,9 +428,12 @@ def _legend(fig, data: FigureData, methods: Sequence[Method], lines: bool, ncol:
                       title_fontproperties={"weight": "bold", "size": _RC["figure.titlesize"]})
 
 
-def _footnote(fig, width: float, count: _Count, what: str, explained: str, fewer: str) -> None:
-    """Under the panels: what the marks mean and how many slots have no number."""
+def _footnote(fig, width: float, count: _Count, what: str, explained: str, fewer: str,
+              methods: Sequence[Method] = ()) -> None:
+    """Under the panels: what the marks mean, which methods are not ranked, how many slots have no number."""
     notes = [explained]
+    notes += list(dict.fromkeys(protocols.unranked_note(m.trainer).rstrip(".") for m in methods
+                                if m.trainer in protocols.UNRANKED))
     if count.fewer:
         notes.append(f"{fewer.capitalize()}: fewer seeds than the others ({count.fewer} {what})")
     if count.partial:
@@ -469,7 +474,7 @@ def bar_figure(data: FigureData, Figure):
             title=title.get(data.protocol, data.protocol), fewer=count.fewer > 0)
     derived = "one run, an HM or an average" if data.protocol == "base2new" else "one run or an average"
     _footnote(fig, width, count, "bars", f"Bars: mean over seeds; error bars: ± std over seeds (none for {derived})",
-              "hatched")
+              "hatched", methods)
     return fig
 
 
@@ -566,7 +571,7 @@ def few_shot_figure(data: FigureData, Figure):
             ax.set_xlabel("shots per class")
     _legend(fig, data, methods, lines=True, ncol=5, title="Few-shot learning", fewer=count.fewer > 0)
     _footnote(fig, 7.0, count, "points", "Lines: mean over seeds; bands: ± std over seeds "
-              "(none for one run or the average)", "ringed points")
+              "(none for one run or the average)", "ringed points", methods)
     return fig
 
 

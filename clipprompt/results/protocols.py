@@ -28,6 +28,19 @@ SEEDS = (1, 2, 3)
 
 PROTOCOLS = ("base2new", "xd", "dg", "few_shot")
 
+#: Trainers whose runs follow a protocol of their own, with the note the tables and figures print:
+#: they are listed after the methods trained on labels only, marked, and never ranked among them.
+UNRANKED = {
+    "PromptKD": "distilled from a ViT-L/14 teacher on unlabeled training images; not ranked",
+}
+UNRANKED_MARK = "†"
+
+
+def unranked_note(trainer: str) -> str | None:
+    """`† PromptKD: distilled from ...; not ranked` for a trainer of its own protocol, else None."""
+    note = UNRANKED.get(trainer)
+    return f"{UNRANKED_MARK} {trainer}: {note}." if note else None
+
 #: config stem -> the name the papers print (tables, figures): ImageNet, Flowers102, DTD, ImageNet-A, ...
 DISPLAY_NAMES = {
     "imagenet": "ImageNet", "caltech101": "Caltech101", "oxford_pets": "OxfordPets",

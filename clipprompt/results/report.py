@@ -331,7 +331,13 @@ class Group:
     @property
     def title(self) -> str:
         shots = "" if self.shots is None or self.protocol == "few_shot" else f", {self.shots} shots"
-        return f"{self.method} ({self.config}{shots})"
+        mark = f" {protocols.UNRANKED_MARK}" if self.unranked else ""
+        return f"{self.method} ({self.config}{shots}){mark}"
+
+    @property
+    def unranked(self) -> bool:
+        """A method of its own protocol (PromptKD): listed after the ranked ones, with its note."""
+        return self.trainer in protocols.UNRANKED
 
     def config_of(self, dataset: str) -> str:
         """The config `dataset` used in this group."""
@@ -465,7 +471,14 @@ def _datasets(expected: Sequence[str], present: Iterable[str]) -> list[str]:
 
 
 def _notes(groups: Iterable[Group]) -> list[str]:
-    return [note for note in (g.config_note() for g in groups) if note]
+    groups = list(groups)
+    notes = [note for note in (g.config_note() for g in groups) if note]
+    return notes + list(dict.fromkeys(protocols.unranked_note(g.trainer) for g in groups if g.unranked))
+
+
+def _ranked_first(group: Group, value: Value) -> tuple:
+    """The methods trained on labels only, best first; then those of their own protocol (not ranked)."""
+    return (group.unranked, *_best_first(value))
 
 
 def base2new_table(g: Group, cells: dict) -> Table:
@@ -496,7 +509,7 @@ def transfer_tables(protocol: str, groups: dict) -> list[Table]:
         values = [_value(cells.get((d, "target"))) for d in (*targets, *extra)]
         rows.append([g.title, _value(cells.get((protocols.SOURCE, "source"))), *values,
                      partial_average([v.mean for v in values[:len(targets)]])])
-    order = sorted(range(len(rows)), key=lambda i: _best_first(rows[i][-1]))
+    order = sorted(range(len(rows)), key=lambda i: _ranked_first(row_groups[i], rows[i][-1]))
     rows, row_groups = [rows[i] for i in order], [row_groups[i] for i in order]
     name = "Cross-dataset transfer" if protocol == "xd" else "Domain generalization"
     seeds = max((c.n for cells in mine.values() for c in cells.values()), default=0)
@@ -523,8 +536,9 @@ def _best_first(value: Value) -> tuple:
 def base2new_summary(per_method: list[Table]) -> Table:
     """Every method of the output folder in one table: its 11-dataset averages, best HM first;
     an average over part of the datasets is shown, marked."""
-    rows = sorted(([t.group.title, *t.rows[-1][1:]] for t in per_method), key=lambda r: _best_first(r[3]))
     by_title = {t.group.title: t.group for t in per_method}
+    rows = sorted(([t.group.title, *t.rows[-1][1:]] for t in per_method),
+                  key=lambda r: _ranked_first(by_title[r[0]], r[3]))
     groups = [by_title[r[0]] for r in rows]
     return Table(f"Base-to-new, all methods: average over {len(protocols.BASE2NEW)} datasets, by HM",
                  "base2new_summary", None, ["method", "Base", "New", "HM"], rows,
@@ -538,8 +552,8 @@ def few_shot_summary(per_method: list[Table]) -> Table:
     for t in per_method:
         average_row = dict(zip(t.columns[1:], t.rows[-1][1:]))
         rows.append([t.group.title, *(average_row.get(c, Value(None)) for c in shots)])
-    rows.sort(key=lambda r: _best_first(r[-1]))
     by_title = {t.group.title: t.group for t in per_method}
+    rows.sort(key=lambda r: _ranked_first(by_title[r[0]], r[-1]))
     groups = [by_title[r[0]] for r in rows]
     return Table(f"Few-shot, all methods: average over {len(protocols.FEW_SHOT)} datasets",
                  "few_shot_summary", None, ["method", *shots], rows, row_groups=groups, notes=_notes(groups))
