@@ -134,6 +134,7 @@ def test_a_method_has_one_colour_in_every_figure_whatever_the_scores(full):
     orders = [[t.get_text() for t in fig.legends[0].get_texts()] for fig in (figs["xd"], figs["dg"])]
     assert orders[0] == orders[1] == [name for name, _, _ in figures.TRAINERS.values() if name in orders[0]]
     assert len({colour for _, colour, _ in figures.TRAINERS.values()}) == len(figures.TRAINERS)  # no two alike
+    assert not {colour for _, colour, _ in figures.TRAINERS.values()} & set(figures._OTHER_COLOURS)
 
 
 def test_style_is_stable_for_unknown_and_tagged_methods():

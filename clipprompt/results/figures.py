@@ -49,28 +49,28 @@ TRAINERS = {
     "CoOp": ("CoOp", "#1f77b4", "o"),
     "CoCoOp": ("CoCoOp", "#ff7f0e", "v"),
     "KgCoOp": ("KgCoOp", "#2ca02c", "^"),
-    "MaPLe": ("MaPLe", "#9467bd", "D"),
-    "PromptSRC": ("PromptSRC", "#8c564b", "P"),
-    "TCP": ("TCP", "#e377c2", "X"),
-    "MPL": ("MPL", "#17becf", "h"),
-    "SEP": ("SEP", "#d62728", "*"),
     "ProGrad": ("ProGrad", "#bcbd22", "<"),
+    "TCP": ("TCP", "#e377c2", "X"),
     "VPT": ("VPT", "#393b79", ">"),
     "IVLP": ("IVLP", "#637939", "p"),
+    "MaPLe": ("MaPLe", "#9467bd", "D"),
+    "PromptSRC": ("PromptSRC", "#8c564b", "P"),
     "MMA": ("MMA", "#843c39", "H"),
-    "CoOp_DePT": ("CoOp+DePT", "#6baed6", "o"),
-    "KgCoOp_DePT": ("KgCoOp+DePT", "#74c476", "^"),
-    "MaPLe_DePT": ("MaPLe+DePT", "#9e9ac8", "D"),
-    "CoCoOp_DePT": ("CoCoOp+DePT", "#fdae6b", "v"),
     "MMRL": ("MMRL", "#7b4173", "d"),
     "MMRLpp": ("MMRL++", "#ce6dbd", "d"),
     "CoPrompt": ("CoPrompt", "#8c6d31", "8"),
     "HiCroPL": ("HiCroPL", "#1b9e77", "8"),
+    "CoOp_DePT": ("CoOp+DePT", "#6baed6", "o"),
+    "CoCoOp_DePT": ("CoCoOp+DePT", "#fdae6b", "v"),
+    "KgCoOp_DePT": ("KgCoOp+DePT", "#74c476", "^"),
+    "MaPLe_DePT": ("MaPLe+DePT", "#9e9ac8", "D"),
+    "MPL": ("MPL", "#17becf", "h"),
+    "SEP": ("SEP", "#d62728", "*"),
     "PromptKD": ("PromptKD", "#b15928", "P"),
 }
 #: Any other method (another trainer, or a tagged variant): a colour and marker from a hash of its label.
-_OTHER_COLOURS = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#bcbd22", "#3182bd",
-                  "#e6550d", "#31a354", "#756bb1", "#636363", "#ad494a")
+_OTHER_COLOURS = ("#6b6ecf", "#b5cf6b", "#e7969c", "#de9ed6", "#9c9ede", "#cedb9c", "#3182bd",
+                  "#e6550d", "#31a354", "#756bb1", "#636363", "#ad494a")  # none of TRAINERS' (a test checks)
 _OTHER_MARKERS = ("o", "s", "^", "v", "D", "<", ">", "p", "h", "P", "X")
 
 _SOURCE_SHADE = "#ececec"
