@@ -1,19 +1,8 @@
 #!/usr/bin/env bash
-# CoPrompt: base2new_test (see scripts/common/base2new_test.sh). CFG overrides the config; by default the authors'
-# per-dataset setting (their trainers/constants.py: prompt depth, context length, consistency weight W,
-# Food101's 5 epochs), one config each. The class descriptions must be prepared first:
+# CoPrompt: base2new_test (see scripts/common/base2new_test.sh). CFG overrides the config; by default the
+# authors' per-dataset setting (dataset_config.bash). The class descriptions must be prepared first:
 #   python -m clipprompt.data.prepare DATASET --root $DATA --descriptions coprompt
 #   bash scripts/coprompt/base2new_test.sh DATASET SEED [KEY VALUE ...]
-case "${1:-}" in
-  imagenet | sun397) default=vit_b16_ep8_d12_c4_w8 ;;
-  caltech101 | stanford_cars) default=vit_b16_ep8_d12_c4_w4 ;;
-  oxford_pets | eurosat) default=vit_b16_ep8_d12_c2_w0.1 ;;
-  oxford_flowers) default=vit_b16_ep8_d9_c4_w8 ;;
-  food101) default=vit_b16_ep5_d9_c4_w0.5 ;;
-  fgvc_aircraft) default=vit_b16_ep8_d9_c4_w2 ;;
-  dtd) default=vit_b16_ep8_d12_c2_w8 ;;
-  ucf101) default=vit_b16_ep8_d12_c4_w2 ;;
-  *) default=vit_b16_ep8 ;;
-esac
-CFG=${CFG:-$default}
+source "$(dirname "$0")/dataset_config.bash"
+CFG=${CFG:-$(dataset_config "${1:-}")}
 WRAPPER="$0" exec bash "$(dirname "$0")/../common/base2new_test.sh" CoPrompt "$CFG" "$@"
