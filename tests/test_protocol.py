@@ -202,7 +202,8 @@ def test_overrides_come_in_pairs_and_dry_run_prints(capsys):
 
 
 WRAPPER_ARGS = {"base2new_train.sh": ["dtd", "1"], "base2new_test.sh": ["dtd", "1"], "xd_train.sh": ["1"],
-                "xd_test.sh": ["dtd", "1"], "few_shot.sh": ["dtd", "1", "2"]}
+                "xd_test.sh": ["dtd", "1"], "few_shot.sh": ["dtd", "1", "2"],
+                "teacher_train.sh": ["dtd", "1"], "teacher_xd_train.sh": ["1"]}  # PromptKD's teacher step
 
 
 def test_every_wrapper_runs_an_existing_config_of_its_trainer(tmp_path):
