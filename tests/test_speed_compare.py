@@ -2,6 +2,7 @@
 
 import importlib
 import inspect
+import json
 import sys
 from pathlib import Path
 
@@ -96,10 +97,21 @@ def test_table_has_a_row_per_method_and_says_which_were_not_run():
     evaluation = common.SideBySide(1.0, 0.8, 1.25, 1.1)
     done = common.Speed("CoOp", common.Schedule("CoOp/vit_b16_ep50", 32, 50), 4, train, evaluation,
                         {"theirs": 12.34, "ours": 6.71})
-    lines = speed.table({"CoOp": done, "MaPLe": None}).splitlines()
+    lines = speed.table({"CoOp": done, "MaPLe": None, "MMA": "RuntimeError: boom"}).splitlines()
     assert lines[0] == speed.HEADER and lines[1].count("|") == lines[0].count("|")
     assert lines[2] == "| CoOp | 2.00 | 1.50 | 1.25 | 1.10 | 12.3 | 6.7 |"
     assert lines[3] == "| MaPLe | not run (no checkout) | | | | | |"
+    assert lines[4] == "| MMA | failed: RuntimeError: boom | | | | | |"
+
+
+def test_a_method_that_fails_is_reported_and_the_others_still_run(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(importlib.import_module("coop"), "speed", lambda *a, **k: 1 / 0)
+    (tmp_path / "coop").mkdir()
+    assert speed.main(["--codes", str(tmp_path), "--methods", "CoOp", "MMA", "--json", str(tmp_path / "r.json")]) == 1
+    captured = capsys.readouterr()
+    assert "| CoOp | failed: ZeroDivisionError: division by zero |" in captured.out
+    assert "| MMA | not run (no checkout) |" in captured.out and "ZeroDivisionError" in captured.err
+    assert json.loads((tmp_path / "r.json").read_text()) == {"CoOp": "ZeroDivisionError: division by zero", "MMA": None}
 
 
 def test_speed_without_checkouts_lists_every_method_as_not_run(capsys):

@@ -7,7 +7,8 @@ Each method's `bench/compare/<script>.py` `speed(checkout, batch, runs)` builds 
 their checkout and ours from the same random ViT-B/16 weights (fp32, CPU, 50 classes, one batch), times
 one training step and one evaluation batch interleaved (`common.time_method`) and estimates one
 base-to-new run on Caltech101 from the per-image medians. Methods whose checkout is not given are
-listed as not run. `--json FILE` writes each result as it comes (a long run keeps what it measured).
+listed as not run; a method whose timing fails is listed with its error (the exit status is then 1).
+`--json FILE` writes each result as it comes (a long run keeps what it measured).
 Adding a method is one line of CASES.
 """
 
@@ -17,12 +18,15 @@ import argparse
 import importlib
 import json
 import sys
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 import common
+
+from clipprompt.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -64,14 +68,16 @@ HEADER = ("| method | train: authors / ours, median | fastest | eval: authors / 
           "| one base-to-new run (h): authors | ours |")
 
 
-def row(method: str, result: common.Speed | None) -> str:
+def row(method: str, result: common.Speed | str | None) -> str:
     if result is None:
         return f"| {method} | not run (no checkout) | | | | | |"
+    if isinstance(result, str):
+        return f"| {method} | failed: {result} | | | | | |"
     return (f"| {method} | {result.train.ratio:.2f} | {result.train.fastest_ratio:.2f} | {result.evaluation.ratio:.2f} "
             f"| {result.evaluation.fastest_ratio:.2f} | {result.hours['theirs']:.1f} | {result.hours['ours']:.1f} |")
 
 
-def table(results: dict[str, common.Speed | None]) -> str:
+def table(results: dict[str, common.Speed | str | None]) -> str:
     """The markdown table of every method asked for, in CASES's order."""
     return "\n".join([HEADER, "|---|---|---|---|---|---|---|", *(row(m, r) for m, r in results.items())])
 
@@ -81,12 +87,12 @@ def checkouts(pairs: list[str], folder: Path | None) -> dict[str, Path]:
     found = {}
     if folder is not None:
         if not folder.is_dir():
-            raise SystemExit(f"error: --codes {folder}: no such folder")
+            raise UserError(f"--codes {folder}: no such folder")
         found = {name: folder / name for name in REPOSITORIES if (folder / name).is_dir()}
     for pair in pairs:
         name, _, path = pair.partition("=")
         if name not in REPOSITORIES or not path:
-            raise SystemExit(f"error: --code {pair}: expected NAME=PATH with NAME one of {', '.join(REPOSITORIES)}")
+            raise UserError(f"--code {pair}: expected NAME=PATH with NAME one of {', '.join(REPOSITORIES)}")
         found[name] = Path(path)
     return found
 
@@ -103,26 +109,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         found = checkouts(args.code, args.codes)
-    except SystemExit as error:
-        print(error, file=sys.stderr)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
-    results: dict[str, common.Speed | None] = {}
+    results: dict[str, common.Speed | str | None] = {}
     for method in args.methods:
         case = CASES[method]
         if case.checkout not in found:
             print(f"\n{method}: not run, no checkout of {REPOSITORIES[case.checkout]} (--code {case.checkout}=PATH)")
             results[method] = None
-            continue
-        script = importlib.import_module(case.script)
-        results[method] = script.speed(found[case.checkout], batch=args.batch, runs=args.runs, **case.keywords)
+        else:
+            script = importlib.import_module(case.script)
+            try:
+                results[method] = script.speed(found[case.checkout], batch=args.batch, runs=args.runs, **case.keywords)
+            except Exception as error:  # noqa: BLE001  (one method's failure must not lose the others' timings)
+                traceback.print_exc()
+                results[method] = f"{type(error).__name__}: {error}".splitlines()[0]
         if args.json:
-            args.json.write_text(json.dumps({m: r and asdict(r) for m, r in results.items()}, indent=1))
+            args.json.write_text(json.dumps({m: asdict(r) if isinstance(r, common.Speed) else r
+                                             for m, r in results.items()}, indent=1))
     print(f"\nauthors' time / ours (above 1: ours is faster), random ViT-B/16, fp32, batch {args.batch}, median of "
           f"{args.runs} interleaved runs, {torch.get_num_threads()} threads; hours: one base-to-new run on "
           f"{common.CALTECH101.name} (training on the base classes at {common.CALTECH101.shots} shots, "
           f"{common.CALTECH101.test_images} test images), one seed\n")
     print(table(results))
-    return 0
+    return 1 if any(isinstance(r, str) for r in results.values()) else 0
 
 
 if __name__ == "__main__":
