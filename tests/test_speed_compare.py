@@ -28,13 +28,20 @@ def test_schedule_reads_batch_and_epochs_from_our_configs_and_drops_the_last_inc
     assert (odd.base_classes, odd.base_train_images) == (4, 8)  # Dassl's base half: the first ceil(n / 2)
 
 
-def test_base_to_new_hours_are_per_image_medians_times_images_trained_and_tested():
+def test_base_to_new_hours_lie_between_a_per_step_and_a_per_image_cost_of_training_plus_the_test_images():
     train = common.SideBySide(theirs=2.0, ours=1.0, ratio=2.0, fastest_ratio=2.0)
     evaluation = common.SideBySide(theirs=0.8, ours=0.4, ratio=2.0, fastest_ratio=2.0)
     plan = common.Schedule("CoOp/vit_b16_ep50", batch_size=32, epochs=50)
     hours = common.base_to_new_hours(plan, train, evaluation, batch=4)
-    assert hours["theirs"] == pytest.approx((40000 * 2.0 + 2465 * 0.8) / 4 / 3600)
-    assert hours["ours"] == pytest.approx((40000 * 1.0 + 2465 * 0.4) / 4 / 3600)
+    # low: 1250 steps at the timed step's cost; high: 40,000 images at its cost per image; tests per image
+    assert hours["theirs"] == pytest.approx(((1250 * 2.0 + 2465 * 0.2) / 3600, (40000 * 0.5 + 2465 * 0.2) / 3600))
+    assert hours["ours"] == pytest.approx(((1250 * 1.0 + 2465 * 0.1) / 3600, (40000 * 0.25 + 2465 * 0.1) / 3600))
+    cocoop = common.Schedule("CoCoOp/x", batch_size=1, epochs=10)  # smaller than the timed batch: per image is low
+    low, high = common.base_to_new_hours(cocoop, train, evaluation, batch=4)["ours"]
+    assert (low, high) == pytest.approx(((8000 * 0.25 + 246.5) / 3600, (8000 * 1.0 + 246.5) / 3600))
+    same = common.base_to_new_hours(common.Schedule("MaPLe/x", 4, 5), train, evaluation, batch=4)["ours"]
+    assert same[0] == pytest.approx(same[1]) == pytest.approx((1000 * 1.0 + 246.5) / 3600)
+    assert common.hours_text(same) == f"{same[0]:.1f}" and common.hours_text((1.04, 2.5)) == "1.0–2.5"
 
 
 def test_time_method_times_both_sides_and_estimates_the_run(capsys):
@@ -77,7 +84,8 @@ def test_time_method_times_both_sides_and_estimates_the_run(capsys):
     assert ours.w.grad is not None
     assert result.batch == 2 and result.hours == common.base_to_new_hours(result.plan, result.train, result.evaluation, 2)
     out = capsys.readouterr().out
-    assert f"authors {result.hours['theirs']:.2f} h, ours {result.hours['ours']:.2f} h" in out
+    hours = {side: common.hours_text(result.hours[side]) for side in ("theirs", "ours")}
+    assert f"authors {hours['theirs']} h, ours {hours['ours']} h" in out
     assert "Caltech101 (X/y: 200 steps of 4, 2465 test images)" in out
 
 
@@ -96,10 +104,10 @@ def test_table_has_a_row_per_method_and_says_which_were_not_run():
     train = common.SideBySide(2.0, 1.0, 2.0, 1.5)
     evaluation = common.SideBySide(1.0, 0.8, 1.25, 1.1)
     done = common.Speed("CoOp", common.Schedule("CoOp/vit_b16_ep50", 32, 50), 4, train, evaluation,
-                        {"theirs": 12.34, "ours": 6.71})
+                        {"theirs": (12.34, 20.0), "ours": (6.71, 6.74)})
     lines = speed.table({"CoOp": done, "MaPLe": None, "MMA": "RuntimeError: boom"}).splitlines()
     assert lines[0] == speed.HEADER and lines[1].count("|") == lines[0].count("|")
-    assert lines[2] == "| CoOp | 2.00 | 1.50 | 1.25 | 1.10 | 12.3 | 6.7 |"
+    assert lines[2] == "| CoOp | 2.00 | 1.50 | 1.25 | 1.10 | 12.3–20.0 | 6.7 |"
     assert lines[3] == "| MaPLe | not run (no checkout) | | | | | |"
     assert lines[4] == "| MMA | failed: RuntimeError: boom | | | | | |"
 

@@ -74,7 +74,8 @@ def row(method: str, result: common.Speed | str | None) -> str:
     if isinstance(result, str):
         return f"| {method} | failed: {result} | | | | | |"
     return (f"| {method} | {result.train.ratio:.2f} | {result.train.fastest_ratio:.2f} | {result.evaluation.ratio:.2f} "
-            f"| {result.evaluation.fastest_ratio:.2f} | {result.hours['theirs']:.1f} | {result.hours['ours']:.1f} |")
+            f"| {result.evaluation.fastest_ratio:.2f} | {common.hours_text(result.hours['theirs'])} "
+            f"| {common.hours_text(result.hours['ours'])} |")
 
 
 def table(results: dict[str, common.Speed | str | None]) -> str:
