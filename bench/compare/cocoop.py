@@ -8,6 +8,11 @@ random weights, and both see the same batch. Their training forward returns the 
 whole loss: CoCoOp has one term); their logits come from the model in eval mode. Ours runs on the
 exact slow path (77-token prompts, CLIP's block forward) and on the default fast path (EOS cut,
 fused attention).
+
+    python bench/compare/cocoop.py /path/to/CoOp-checkout --speed [--batch 4 --runs 5]
+
+instead times one training step and one evaluation batch side by side on a random ViT-B/16 in fp32
+(50 classes) and estimates one base-to-new run (see `common.time_method`).
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from pathlib import Path
 
 import torch
 
-from common import (PATHS, SHAPES, add_preset_argument, add_speed_argument, dassl_like_cfg, side_by_side, import_authors_file, loss_and_logits, rel,
-                    report, their_custom_clip, verdict)
+from common import (PATHS, SHAPES, Speed, add_preset_argument, add_speed_arguments, dassl_like_cfg, eval_step,
+                    import_authors_file, loss_and_logits, rel, report, schedule, speed_batch, speed_classes,
+                    their_custom_clip, time_method, train_step, verdict)
 
 from clipprompt.backbones.random_clip import build_random_clip
 from clipprompt.models import CoCoOp
@@ -57,13 +63,26 @@ def batch_of(clip_resolution: int, size: int = 4):
     return images, torch.arange(size) % len(CLASSNAMES)
 
 
+def speed(checkout: Path, batch: int = 4, runs: int = 5) -> Speed:
+    """Their CustomCLIP and our CoCoOp on one random ViT-B/16, timed side by side."""
+    module = import_authors_file(checkout, "trainers/cocoop.py", "authors_cocoop")
+    theirs, ours = build_pair(module, "ViT-B/16", speed_classes())
+    images, labels = speed_batch(batch, ours.num_classes)
+    return time_method("CoCoOp", schedule("CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1"), ours,
+                       train_step(theirs, lambda: theirs(images, labels)), eval_step(theirs, lambda: theirs(images)),
+                       images, labels, runs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkout", type=Path, help="root of a clone of github.com/KaiyangZhou/CoOp")
     add_preset_argument(parser)
     parser.add_argument("--tolerance", type=float, default=1e-5)
-    add_speed_argument(parser)
+    add_speed_arguments(parser)
     args = parser.parse_args()
+    if args.speed:
+        speed(args.checkout, args.batch, args.runs)
+        return 0
     module = import_authors_file(args.checkout, "trainers/cocoop.py", "authors_cocoop")
     theirs, ours = build_pair(module, args.preset)
     images, labels = batch_of(ours.image_encoder.input_resolution)
@@ -82,36 +101,7 @@ def main() -> int:
         rows.update({f"grad {mine} ({their})": rel(ours.get_parameter(mine).grad, theirs.get_parameter(their).grad)
                      for their, mine in ROLES.items()})
         worst = max(worst, report(f"CoCoOp, {args.preset}, {mode}", rows))
-    if args.speed:
-        speed(theirs, ours, images, labels)
     return verdict(worst, args.tolerance)
-
-
-def speed(theirs, ours, images, labels) -> None:
-    """One training step (forward and backward) and one evaluation batch, theirs and ours (fast path)."""
-    ours.configure(**PATHS["fast (default)"])
-
-    def their_step():
-        theirs.train()
-        theirs.zero_grad()
-        theirs(images, labels).backward()
-
-    def our_step():
-        ours.train()
-        ours.zero_grad()
-        ours.loss(images, labels)[0].backward()
-
-    def their_eval():
-        theirs.eval()
-        with torch.no_grad():
-            theirs(images)
-
-    def our_eval():
-        ours.eval()
-        with torch.no_grad():
-            ours(images)
-
-    side_by_side({"training step": (their_step, our_step), "evaluation": (their_eval, our_eval)})
 
 
 if __name__ == "__main__":

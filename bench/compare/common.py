@@ -197,9 +197,13 @@ def verdict(worst: float, tolerance: float, scope: str = "") -> int:
     return 0 if match else 1
 
 
-def add_speed_argument(parser) -> None:
+def add_speed_arguments(parser) -> None:
+    """`--speed` (instead of the comparison: time theirs and ours side by side), `--batch`, `--runs`."""
     parser.add_argument("--speed", action="store_true",
-                        help="also time one training step and one evaluation, theirs and ours (fast path) side by side")
+                        help="instead: time one training step and one evaluation batch, theirs and ours (fast path), "
+                             "side by side on a random ViT-B/16 in fp32, and estimate one base-to-new dataset")
+    parser.add_argument("--batch", type=int, default=4, help="with --speed: images per timed step (default 4)")
+    parser.add_argument("--runs", type=int, default=5, help="with --speed: interleaved timed runs (default 5)")
 
 
 @dataclass(frozen=True)
@@ -236,3 +240,141 @@ def side_by_side(steps: Mapping[str, tuple[Callable[[], object], Callable[[], ob
         print(f"  {name:<16} authors {theirs * 1e3:9.1f} ms   ours {ours * 1e3:9.1f} ms   ratio {out[name].ratio:.2f}"
               f"   (fastest runs {out[name].fastest_ratio:.2f})")
     return out
+
+
+# ---- speed beside the authors' code: one training step, one evaluation batch, one whole dataset ----
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class ReferenceDataset:
+    """The dataset whose one base-to-new run (training on the base classes, testing on base and new) is estimated."""
+
+    name: str
+    classes: int
+    shots: int
+    test_images: int  # CoOp's split: every test image is in the base or the new half
+
+    @property
+    def base_classes(self) -> int:
+        return (self.classes + 1) // 2  # Dassl's subsample_classes: the first ceil(n / 2) labels
+
+    @property
+    def base_train_images(self) -> int:
+        return self.base_classes * self.shots
+
+
+# Caltech101 in CoOp's split (split_zhou_Caltech101.json): 100 classes, 2,465 test images; 16 shots.
+CALTECH101 = ReferenceDataset("Caltech101", classes=100, shots=16, test_images=2465)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A config's training schedule: Dassl drops the last incomplete batch, so an epoch is ⌊images / batch⌋ steps."""
+
+    config: str
+    batch_size: int
+    epochs: int
+
+    def steps(self, dataset: ReferenceDataset = CALTECH101) -> int:
+        return dataset.base_train_images // self.batch_size * self.epochs
+
+    def images_trained(self, dataset: ReferenceDataset = CALTECH101) -> int:
+        return self.steps(dataset) * self.batch_size
+
+
+def schedule(trainer: str, config: str) -> Schedule:
+    """Batch size and epochs of `configs/trainers/<trainer>/<config>.yaml`, our copy of the authors' config."""
+    path = REPO / "configs" / "trainers" / trainer / f"{config}.yaml"
+    node = CN.load_cfg(path.read_text())
+    return Schedule(f"{trainer}/{config}", int(node.DATALOADER.TRAIN_X.BATCH_SIZE), int(node.OPTIM.MAX_EPOCH))
+
+
+def base_to_new_hours(plan: Schedule, train: SideBySide, evaluation: SideBySide, batch: int,
+                      dataset: ReferenceDataset = CALTECH101) -> dict[str, tuple[float, float]]:
+    """(low, high) hours of one base-to-new run per side, from the median times at `batch` images.
+
+    Evaluation: the test images (base and new) at the timed per-image cost. Training: the schedule's
+    steps, each costing what the timed step cost per image times the config's batch (as if all the
+    work grew with the batch) or what the timed step cost as a whole (as if none did: the class text
+    pass of CoOp's family does not grow with it); the truth lies between. Where the config's batch
+    is the timed one, both are the same number."""
+    hours = {}
+    for side in ("theirs", "ours"):
+        step, image = getattr(train, side), getattr(evaluation, side) / batch
+        per_image = plan.images_trained(dataset) * step / batch
+        per_step = plan.steps(dataset) * step
+        testing = dataset.test_images * image
+        hours[side] = tuple((min(per_image, per_step) + testing, max(per_image, per_step) + testing))
+        hours[side] = tuple(value / 3600 for value in hours[side])
+    return hours
+
+
+def hours_text(low_high: tuple[float, float]) -> str:
+    low, high = low_high
+    return f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}–{high:.1f}"
+
+
+@dataclass(frozen=True)
+class Speed:
+    """One method timed beside its authors' code, and the estimated hours of one base-to-new run."""
+
+    method: str
+    plan: Schedule
+    batch: int
+    train: SideBySide
+    evaluation: SideBySide
+    hours: dict[str, tuple[float, float]]
+
+
+def speed_classes(count: int = CALTECH101.base_classes) -> list[str]:
+    """Class names for the timed steps: as many as the reference dataset's base classes."""
+    return [f"class number {i}" for i in range(count)]
+
+
+def speed_batch(batch: int, classes: int, resolution: int = 224) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return (torch.randn(batch, 3, resolution, resolution, generator=generator),
+            torch.randint(0, classes, (batch,), generator=generator))
+
+
+def train_step(model: nn.Module, loss: Callable[[], torch.Tensor]) -> Callable[[], None]:
+    """One training step: train mode, fresh gradients, `loss()` backpropagated."""
+    def step() -> None:
+        model.train()
+        model.zero_grad()
+        loss().backward()
+    return step
+
+
+def eval_step(model: nn.Module, forward: Callable[[], object]) -> Callable[[], None]:
+    """One evaluation batch: eval mode, no autograd."""
+    def step() -> None:
+        model.eval()
+        with torch.no_grad():
+            forward()
+    return step
+
+
+def time_method(method: str, plan: Schedule, ours, their_train: Callable[[], object], their_eval: Callable[[], object],
+                images: torch.Tensor, labels: torch.Tensor, runs: int = 5) -> Speed:
+    """Time their training step and evaluation batch beside ours, print the ratios and the estimate.
+
+    Ours runs on the fast path as our trainer runs it: `loss` backpropagated, and at evaluation
+    the class text features computed once per test set (outside the timing), as the trainer does;
+    theirs as their trainer runs them (`cpu_only`: their `.cuda()` is a no-op)."""
+    ours.configure(**PATHS["fast (default)"])
+    print(f"\n{method}: random CLIP, fp32, CPU, batch {len(images)}")
+    with cpu_only():
+        train = side_by_side({"training step": (their_train, train_step(ours, lambda: ours.loss(images, labels)[0]))},
+                             runs=runs)["training step"]
+        ours.eval()
+        with ours.cached_text_features():
+            evaluation = side_by_side({"evaluation": (their_eval, eval_step(ours, lambda: ours(images)))},
+                                      runs=runs)["evaluation"]
+    hours = base_to_new_hours(plan, train, evaluation, len(images))
+    print(f"  one base-to-new run on {CALTECH101.name} ({plan.config}: {plan.steps()} steps of {plan.batch_size}, "
+          f"{CALTECH101.test_images} test images), from the medians at batch {len(images)}: "
+          f"authors {hours_text(hours['theirs'])} h, ours {hours_text(hours['ours'])} h")
+    return Speed(method, plan, len(images), train, evaluation, hours)

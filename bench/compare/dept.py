@@ -14,6 +14,11 @@ that no gradient is zero by symmetry. Their loss terms come from their own metho
 HALF_PROMPTS True (their MaPLe casts its prompts to fp16; see bench/compare/maple.py). Their code
 imports plotnine (unused by the model); a stub stands in when it is not installed.
 Not run in CI (needs their checkout).
+
+    python bench/compare/dept.py /tmp/dept --speed [--bases CoOp] [--batch 4 --runs 5]
+
+instead times one training step and one evaluation batch of each base side by side on a random
+ViT-B/16 in fp32 (50 classes) and estimates one base-to-new run (see `common.time_method`).
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from common import (PATHS, WIDE_SHAPE, dassl_like_cfg, import_authors_file, rel, report, side_by_side, their_clip,
-                    verdict)
+from common import (PATHS, WIDE_SHAPE, Speed, add_speed_arguments, dassl_like_cfg, eval_step, import_authors_file, rel,
+                    report, schedule, speed_batch, speed_classes, their_clip, time_method, train_step, verdict)
 
 from clipprompt.backbones.random_clip import build_random_clip
 from clipprompt.data.catalog import get_spec
@@ -220,51 +225,30 @@ def compare_base(checkout: str, base: str) -> tuple[float, float]:
     return worst[False], worst[True]
 
 
-def time_base(checkout: str, base: str, shape, batch: int, runs: int) -> dict:
-    """One training step (loss, backward, SGD step) and one evaluation batch of theirs and ours
-    (fast path, text features cached as our trainer evaluates), same weights and batch, fp32."""
-    path, base_name, base_roles, shape_name = BASES[base]
-    shape = WIDE_SHAPE if shape == "tiny" and shape_name == "wide" else shape  # their MaPLe's widths
-    clip = build_random_clip(shape)
-    state, resolution = clip.state_dict(), clip.visual.input_resolution
+# Our copies of their base-to-new configs, per base.
+SPEED_CONFIGS = {"CoOp": "vit_b16_ep10_bs4_lr35", "CoCoOp": "vit_b16_c4_ep10_batch1_ctxv1",
+                 "KgCoOp": "vit_b16_ep10_ctxv1_bs4_lr35", "MaPLe": "vit_b16_c2_ep10_batch4_2ctx"}
+
+
+def speed(checkout, batch: int = 4, runs: int = 5, base: str = "CoOp") -> Speed:
+    """One training step and one evaluation batch of theirs and ours (fast path, text features cached
+    as our trainer evaluates) on one random ViT-B/16, same weights and batch, fp32. MaPLe keeps this
+    script's prompt depth (3) and HALF_PROMPTS True."""
+    path, base_name, base_roles, _ = BASES[base]
+    classnames = speed_classes()
+    clip = build_random_clip("ViT-B/16")
     with lenient_imports():
-        module = import_authors_file(checkout, path, f"authors_dept_{base.lower()}_t")
+        module = import_authors_file(str(checkout), path, f"authors_dept_{base.lower()}_t")
     base_module = sys.modules[f"authors_dept_{base.lower()}_t_pkg.{base_name}"]
     roles = {**base_roles, **HEAD_ROLES}
     torch.manual_seed(1)
-    theirs = build_theirs(module, base_module, base, state, BASE, "base", resolution)
-    ours = build_ours(base, shape, BASE, fast=True)
+    theirs = build_theirs(module, base_module, base, clip.state_dict(), classnames, "base", 224)
+    ours = build_ours(base, "ViT-B/16", classnames, fast=True)
     ours.load_trainable_state_dict({mine: theirs.get_parameter(t).detach() for t, mine in roles.items()})
-    images = torch.randn(batch, 3, resolution, resolution)
-    labels = torch.arange(batch) % len(BASE)
-    their_optim = torch.optim.SGD([p for p in theirs.parameters() if p.requires_grad], lr=1e-6)
-    our_optim = torch.optim.SGD([p for p in ours.parameters() if p.requires_grad], lr=1e-6)
-
-    def their_train():
-        theirs.train()
-        loss = theirs(images, labels)
-        their_optim.zero_grad()
-        loss.backward()
-        their_optim.step()
-
-    def our_train():
-        ours.train()
-        loss, _ = ours.loss(images, labels)
-        our_optim.zero_grad()
-        loss.backward()
-        our_optim.step()
-
-    def their_eval():
-        theirs.eval()
-        with torch.no_grad():
-            theirs(images)
-
-    def our_eval():
-        ours.eval()
-        with torch.no_grad(), ours.cached_text_features():
-            ours(images)
-
-    return side_by_side({"train": (their_train, our_train), "eval": (their_eval, our_eval)}, runs=runs)
+    images, labels = speed_batch(batch, len(classnames))
+    return time_method(f"{base}_DePT", schedule(f"{base}_DePT", SPEED_CONFIGS[base]), ours,
+                       train_step(theirs, lambda: theirs(images, labels)), eval_step(theirs, lambda: theirs(images)),
+                       images, labels, runs)
 
 
 def main() -> int:
@@ -274,19 +258,11 @@ def main() -> int:
     parser.add_argument("--tolerance", type=float, default=1e-6, help="on the exact path")
     parser.add_argument("--fast-tolerance", type=float, default=1e-4,
                         help="on the fast path (MaPLe's fp16 prompts amplify the fast path's rounding)")
-    parser.add_argument("--time", metavar="PRESET", help="instead: time theirs and ours side by side on this "
-                        "random CLIP shape (e.g. ViT-B/16), fp32, on the CPU; prints authors' time / ours")
-    parser.add_argument("--batch", type=int, default=4, help="with --time: the batch (their configs: 4)")
-    parser.add_argument("--runs", type=int, default=5, help="with --time: interleaved timed runs")
+    add_speed_arguments(parser)
     args = parser.parse_args()
-    if args.time:
-        print(f"| base | train ms theirs | ours | ratio | eval ms theirs | ours | ratio |  ({args.time}, fp32, batch {args.batch}, "
-              f"median of {args.runs} interleaved runs, {torch.get_num_threads()} threads)")
-        print("|---|---|---|---|---|---|---|")
+    if args.speed:
         for base in args.bases:
-            timed = time_base(str(args.checkout), base, args.time, args.batch, args.runs)
-            print(f"| {base} | " + " | ".join(f"{timed[k].theirs * 1e3:.0f} | {timed[k].ours * 1e3:.0f} | {timed[k].ratio:.2f}"
-                                              for k in ("train", "eval")) + " |", flush=True)
+            speed(args.checkout, args.batch, args.runs, base)
         return 0
     exact, fast = zip(*(compare_base(str(args.checkout), base) for base in args.bases))
     return max(verdict(max(exact), args.tolerance, " on the exact path"),

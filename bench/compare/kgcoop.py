@@ -7,6 +7,11 @@ context (the "a photo of a" initialisation plus noise, so the knowledge term is 
 fed the same batch; we compare the training loss (CE + W * (1 - mean cos)), the logits and the
 gradient of the context. Ours runs twice: the exact slow path (77-token prompts, CLIP's block
 forward) and the default fast path (EOS cut, fused attention).
+
+    python bench/compare/kgcoop.py /path/to/checkout --speed [--batch 4 --runs 5]
+
+instead times one training step and one evaluation batch side by side on a random ViT-B/16 in fp32
+(the base-to-new config: "a photo of a" context, W 8; 50 classes) and estimates one base-to-new run (see `common.time_method`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from common import PATHS, dassl_like_cfg, import_authors_file, loss_and_logits, rel, report, their_custom_clip, verdict
+from common import (PATHS, Speed, add_speed_arguments, dassl_like_cfg, eval_step, import_authors_file, loss_and_logits,
+                    rel, report, schedule, speed_batch, speed_classes, their_custom_clip, time_method, train_step,
+                    verdict)
 
 from clipprompt.data.catalog import get_spec
 from clipprompt.models import KgCoOp
@@ -64,12 +71,36 @@ def compare(theirs_module, dataset: str, preset: str = "tiny", batch: int = 4) -
     return worst
 
 
+def speed(checkout: Path, batch: int = 4, runs: int = 5) -> Speed:
+    """Their CustomCLIP and our KgCoOp (base-to-new config, Caltech101's template) on one random ViT-B/16."""
+    module = import_authors_file(checkout / "KgCoOp", "trainers/kgcoop.py", "authors_kgcoop")
+    classnames = speed_classes()
+    clip = build_random_clip("ViT-B/16")
+    cfg = dassl_like_cfg(
+        {"COOP": {"N_CTX": 4, "CTX_INIT": True, "CSC": False, "CLASS_TOKEN_POSITION": "end", "W": 8.0, "PREC": "fp32"},
+         "COCOOP": {"PREC": "fp32"}}, "Caltech101", 224)
+    theirs = their_custom_clip(module, cfg, classnames, clip.state_dict(), learnable="ctx")
+    ours = KgCoOp(clip, classnames, KgCoOpOptions(w=8.0), template=authors_template("Caltech101", "a photo of a {}."))
+    images, labels = speed_batch(batch, len(classnames))
+
+    def their_loss():
+        logits, score = theirs(images)
+        return F.cross_entropy(logits, labels) + 8.0 * score
+
+    return time_method("KgCoOp", schedule("KgCoOp", "vit_b16_ep100_ctxv1"), ours, train_step(theirs, their_loss),
+                       eval_step(theirs, lambda: theirs(images)), images, labels, runs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkout", type=Path, help="root of a clone of github.com/htyao89/KgCoOp")
     parser.add_argument("--preset", default="tiny", help="random CLIP shape (clipprompt.backbones.random_clip presets)")
     parser.add_argument("--tolerance", type=float, default=1e-5)
+    add_speed_arguments(parser)
     args = parser.parse_args()
+    if args.speed:
+        speed(args.checkout, args.batch, args.runs)
+        return 0
     theirs_module = import_authors_file(args.checkout / "KgCoOp", "trainers/kgcoop.py", "authors_kgcoop")
     # DTD: the authors' template differs from CoOp's
     worst = max(compare(theirs_module, dataset, args.preset) for dataset in ("DescribableTextures", "OxfordPets"))

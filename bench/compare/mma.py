@@ -13,11 +13,12 @@ trainer computes cross-entropy on `CustomCLIP(images)`; the evaluation logits co
 mode (text features computed once). The verdict is the exact path's (77-token prompts, CLIP's block
 forward; tolerance 1e-6); the fast path is printed beside it. Not run in CI (needs their checkout).
 
-    python bench/compare/mma.py /tmp/mma-code --speed [--batch 4 --classes 10 --runs 5]
+    python bench/compare/mma.py /tmp/mma-code --speed [--batch 4 --runs 5]
 
-times one training step (cross-entropy, backward, SGD step) and one evaluation batch (text features
+instead times one training step (cross-entropy, backward) and one evaluation batch (text features
 cached, as both evaluate) side by side on a random ViT-B/16 in fp32, their configs' adapters
-(blocks 5..12), interleaved, and prints the medians and authors' time / ours.
+(blocks 5..12), 50 classes, interleaved, prints the medians and authors' time / ours, and estimates
+one base-to-new run (see `common.time_method`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from common import (PATHS, WIDE_SHAPE, cpu_only, dassl_like_cfg, import_authors_file, loss_and_logits, rel, report,
-                    side_by_side, their_clip, verdict)
+from common import (PATHS, WIDE_SHAPE, Speed, add_speed_arguments, cpu_only, dassl_like_cfg, eval_step,
+                    import_authors_file, loss_and_logits, rel, report, schedule, speed_batch, speed_classes, their_clip,
+                    time_method, train_step, verdict)
 
 from clipprompt.backbones.random_clip import build_random_clip
 from clipprompt.models import MMA
@@ -78,75 +80,39 @@ def compare(theirs_out, ours_out) -> dict[str, float]:
     return rows
 
 
-def speed(module, batch: int, classes: int, runs: int) -> None:
-    """Median ms of a training step and an evaluation batch, theirs and ours, interleaved."""
-    names = [f"class number {i}" for i in range(classes)]
-    state = build_random_clip("ViT-B/16").state_dict()
+def speed(checkout, batch: int = 4, runs: int = 5) -> Speed:
+    """Their CustomCLIP and our MMA at their base-to-new config (adapters on blocks 5..12) on one random
+    ViT-B/16, timed side by side."""
+    module = import_authors_file(checkout, "trainers/mmadapter.py", "authors_mma")
+    classnames = speed_classes()
+    clip = build_random_clip("ViT-B/16")
     node = {"TEXT_CTX_INIT": "a photo of a", "ADAPTER_START": 5, "ADAPTER_END": 12,
             "ADAPTER_DIM": DIM, "ADAPTER_SCALE": SCALE, "PREC": "fp32"}
     with cpu_only():
-        theirs = module.CustomCLIP(dassl_like_cfg({"MMADAPTER": node}, "Caltech101", 224), names,
-                                   their_clip(module.clip, state))
+        theirs = module.CustomCLIP(dassl_like_cfg({"MMADAPTER": node}, "Caltech101", 224), classnames,
+                                   their_clip(module.clip, clip.state_dict()))
     for name, param in theirs.named_parameters():
         param.requires_grad_(any(part in name for part in LEARNED))
-    ours = MMA(build_random_clip("ViT-B/16"), names, MMAOptions())
+    ours = MMA(clip, classnames, MMAOptions())
     ours.load_trainable_state_dict({n.removeprefix("adapter_learner."): p.detach()
                                     for n, p in theirs.named_parameters() if p.requires_grad})
-    torch.manual_seed(0)
-    images, labels = torch.randn(batch, 3, 224, 224), torch.randint(0, classes, (batch,))
-    optims = {who: torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.0, momentum=0.9)
-              for who, m in (("theirs", theirs), ("ours", ours))}
-
-    def train_theirs():
-        theirs.train()
-        loss = F.cross_entropy(theirs(images), labels)
-        optims["theirs"].zero_grad()
-        loss.backward()
-        optims["theirs"].step()
-
-    def train_ours():
-        ours.train()
-        loss, _ = ours.loss(images, labels)
-        optims["ours"].zero_grad()
-        loss.backward()
-        optims["ours"].step()
-
-    def eval_theirs():
-        theirs.eval()
-        with torch.no_grad():
-            theirs(images)  # their text features: computed at the first evaluation batch, then kept
-
-    ours.eval()
-    with torch.no_grad(), ours.cached_text_features():  # cache once, as a test set does
-        cached = ours._text_cache
-
-    def eval_ours_cached():
-        ours.eval()
-        ours._text_cache = cached
-        try:
-            with torch.no_grad():
-                ours(images)
-        finally:
-            ours._text_cache = None
-
-    print(f"\nMMA speed, random ViT-B/16, fp32, CPU, batch {batch}, {classes} classes")
-    with cpu_only():
-        side_by_side({"train step": (train_theirs, train_ours), "eval batch": (eval_theirs, eval_ours_cached)}, runs=runs)
+    images, labels = speed_batch(batch, len(classnames))
+    # their text features: computed at the first evaluation batch, then kept (the warm-up run)
+    return time_method("MMA", schedule("MMA", "vit_b16_ep5"), ours,
+                       train_step(theirs, lambda: F.cross_entropy(theirs(images), labels)),
+                       eval_step(theirs, lambda: theirs(images)), images, labels, runs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkout", help="a checkout of github.com/ZjjConan/Multi-Modal-Adapter")
     parser.add_argument("--tolerance", type=float, default=1e-6)
-    parser.add_argument("--speed", action="store_true", help="time a training step and an evaluation batch instead")
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--runs", type=int, default=5)
+    add_speed_arguments(parser)
     args = parser.parse_args()
-    module = import_authors_file(args.checkout, "trainers/mmadapter.py", "authors_mma")
     if args.speed:
-        speed(module, args.batch, args.classes, args.runs)
+        speed(args.checkout, args.batch, args.runs)
         return
+    module = import_authors_file(args.checkout, "trainers/mmadapter.py", "authors_mma")
     state = build_random_clip(WIDE_SHAPE).state_dict()
     torch.manual_seed(2)
     images = torch.randn(4, 3, WIDE_SHAPE.image_resolution, WIDE_SHAPE.image_resolution)

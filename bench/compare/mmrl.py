@@ -16,11 +16,11 @@ tolerance 1e-6); the fast path (EOS cut, SDPA) is printed beside it. Not run in 
 
     python bench/compare/mmrl.py /tmp/mmrl-code --speed
 
-times, side by side on a random ViT-B/16 in fp32 (the authors' base-to-new settings: REP_LAYERS 6-12,
-batch 4, 50 classes), one training step (their trainer's fp32 step without the optimizer; ours
+instead times, side by side on a random ViT-B/16 in fp32 (the authors' base-to-new settings: REP_LAYERS
+6-12, batch 4, 50 classes), one training step (their trainer's fp32 step without the optimizer; ours
 `loss` + `backward` on the fast path) and one evaluation batch (text features cached on both sides),
 interleaved, and prints the medians, the ratios (theirs / ours) and the estimated time of one whole
-base-to-new dataset (Caltech101 at 16 shots: 2,000 steps and ~2,465 test images) from them.
+base-to-new run (see `common.time_method`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from common import PATHS, WIDE_SHAPE, cpu_only, dassl_like_cfg, import_authors_file, rel, report, side_by_side, verdict
+from common import (PATHS, WIDE_SHAPE, Speed, add_speed_arguments, cpu_only, dassl_like_cfg, eval_step, import_authors_file,
+                    rel, report, schedule, speed_batch, speed_classes, time_method, train_step, verdict)
 
 from clipprompt.backbones.random_clip import build_random_clip
 from clipprompt.models import MMRL, MMRLOptions, MMRLpp, MMRLppOptions
@@ -189,14 +190,16 @@ def compare(variant: Variant, theirs: dict, ours: dict) -> dict[str, float]:
     return rows
 
 
-def speed(module, variant: Variant, runs: int = 5) -> None:
-    """Side-by-side per-step times on a random ViT-B/16, fp32, interleaved; medians and ratios."""
+def speed(checkout, batch: int = 4, runs: int = 5, variant: Variant = MMRL_VARIANT) -> Speed:
+    """Their step (their trainer's fp32 step without the optimizer) and ours at the authors'
+    base-to-new config (REP_LAYERS 6-12) on one random ViT-B/16, timed side by side."""
+    module = import_authors_file(checkout, variant.trainer_file, f"authors_{variant.name.lower()}")
     defaults = variant.options()  # the authors' base-to-new settings
     layers = defaults.rep_layers
     setting = {"alpha": defaults.alpha, "reg_weight": defaults.reg_weight}
     if variant.name == "MMRLpp":
         setting["beta"] = defaults.beta
-    classnames = [f"class number {i}" for i in range(50)]
+    classnames = speed_classes()
     clip = build_random_clip("ViT-B/16")
     state = clip.state_dict()
     cfg = variant.cfg(setting, layers, 224)
@@ -209,53 +212,30 @@ def speed(module, variant: Variant, runs: int = 5) -> None:
     set_learned(theirs, variant)
     criterion = getattr(module, f"{variant.name}_Loss")(reg_weight=defaults.reg_weight, alpha=defaults.alpha)
     ours = variant.model(clip, classnames, defaults, template=TEMPLATE)
-    torch.manual_seed(3)
-    images, labels = torch.randn(4, 3, 224, 224), torch.randint(0, 50, (4,))
+    images, labels = speed_batch(batch, len(classnames))
 
-    def their_train():
-        theirs.train()
+    def their_loss():
         with torch.no_grad():
             image_clip = zero_shot.visual(images)
             image_clip = image_clip / image_clip.norm(dim=-1, keepdim=True)
         logits, logits_rep, _, image_features, text_features = theirs(images)
-        theirs.zero_grad()
-        criterion(logits, logits_rep, image_features, text_features, image_clip, text_clip, labels).backward()
+        return criterion(logits, logits_rep, image_features, text_features, image_clip, text_clip, labels)
 
-    def our_train():
-        ours.train()
-        loss, _ = ours.loss(images, labels)
-        ours.zero_grad()
-        loss.backward()
-
-    def their_eval():
-        theirs.eval()
-        with torch.no_grad():
-            theirs(images)
-
-    def our_eval():
-        ours.eval()
-        with torch.no_grad():
-            ours(images)
-
-    print("\nrandom ViT-B/16, fp32, batch 4, 50 classes")
-    with ours.cached_text_features():  # as the trainer evaluates; theirs caches on its first eval call
-        timed = side_by_side({"train": (their_train, our_train), "eval": (their_eval, our_eval)}, runs=runs)
-    steps, test_batches = 2000, 2465 / 4
-    for side in ("theirs", "ours"):
-        total = steps * getattr(timed["train"], side) + test_batches * getattr(timed["eval"], side)
-        print(f"  one base-to-new dataset (Caltech101, 2,000 steps + 2,465 test images), {side}: {total / 3600:.2f} h")
+    # their text features: computed on their first evaluation call (the warm-up run), then kept
+    return time_method(variant.name, schedule(variant.name, "vit_b16"), ours, train_step(theirs, their_loss),
+                       eval_step(theirs, lambda: theirs(images)), images, labels, runs)
 
 
 def main(variant: Variant = MMRL_VARIANT) -> int:
     parser = argparse.ArgumentParser(description=f"{variant.name} against the authors' code (yunncheng/MMRL)")
     parser.add_argument("checkout", type=Path, help="root of a clone of github.com/yunncheng/MMRL")
     parser.add_argument("--tolerance", type=float, default=1e-6)
-    parser.add_argument("--speed", action="store_true", help="time training and evaluation side by side instead")
+    add_speed_arguments(parser)
     args = parser.parse_args()
-    module = import_authors_file(args.checkout, variant.trainer_file, f"authors_{variant.name.lower()}")
     if args.speed:
-        speed(module, variant)
+        speed(args.checkout, args.batch, args.runs, variant)
         return 0
+    module = import_authors_file(args.checkout, variant.trainer_file, f"authors_{variant.name.lower()}")
     state = build_random_clip(WIDE_SHAPE).state_dict()
     torch.manual_seed(2)
     images = torch.randn(4, 3, WIDE_SHAPE.image_resolution, WIDE_SHAPE.image_resolution)

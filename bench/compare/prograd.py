@@ -12,6 +12,13 @@ checkout and runs on their model (an optimizer with learning rate 0 leaves the p
 the dataset's prompt) on OxfordPets, whose prompt "a type of pet, a photo of a {}." has 8 words and
 9 tokens, and on Caltech101 with a random context; LAMBDA 1 and 0.5, T 1 and 2. The verdict is
 the exact path's (tolerance 1e-6); the fast path is printed beside it. Not run in CI.
+
+    python bench/compare/prograd.py /tmp/prograd-code --speed [--batch 4 --runs 5]
+
+instead times one training step (theirs: student and zero-shot forward, their projection with an
+SGD step at learning rate 0; ours: `loss` backpropagated) and one evaluation batch side by side on a
+random ViT-B/16 in fp32 (the base-to-new settings: 16 context vectors from Caltech101's prompt, λ 1,
+T 1; 50 classes) and estimates one base-to-new run (see `common.time_method`).
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from pathlib import Path
 
 import torch
 
-from common import PATHS, dassl_like_cfg, import_authors_file, rel, report, their_clip, verdict
+from common import (PATHS, Speed, add_speed_arguments, dassl_like_cfg, eval_step, import_authors_file, rel, report,
+                    schedule, speed_batch, speed_classes, their_clip, time_method, verdict)
 
 from clipprompt.backbones.random_clip import build_random_clip
 from clipprompt.models import ProGrad
@@ -46,17 +54,24 @@ def their_projection(checkout: Path):
     return namespace["prograd_backward_and_update"]
 
 
-def run_theirs(module, projection, dataset: str, init: bool, lam: float, t: float, clip, images, labels):
+def build_theirs(module, dataset: str, init: bool, clip, classnames=CLASSNAMES):
+    """Their CustomCLIP (only the prompt learner trains) and their zero-shot CLIP, on `clip`'s weights."""
     state = clip.state_dict()
     cfg = dassl_like_cfg({"COOP": {"N_CTX": 16, "CTX_INIT": init, "CSC": False, "CLASS_TOKEN_POSITION": "end",
                                    "PREC": "fp32"}}, dataset, clip.visual.input_resolution)
     module.load_clip_to_cpu = lambda cfg: their_clip(module.clip, state)
     torch.manual_seed(0)
-    model = module.CustomCLIP(cfg, CLASSNAMES, their_clip(module.clip, state))
-    zero_shot = module.CLIP(cfg, CLASSNAMES)
-    learner = model.prompt_learner
+    model = module.CustomCLIP(cfg, classnames, their_clip(module.clip, state))
+    zero_shot = module.CLIP(cfg, classnames)
     for name, param in model.named_parameters():
         param.requires_grad_("prompt_learner" in name)
+    return model, zero_shot
+
+
+def their_step(module, projection, model, zero_shot, lam: float, t: float, images, labels):
+    """Their trainer's step: the student's and the zero-shot logits, both losses, their projection
+    (backward, the projected gradient left in `.grad`: the SGD step has learning rate 0)."""
+    learner = model.prompt_learner
     output = model(images)
     with torch.no_grad():
         teacher = zero_shot(images)
@@ -67,6 +82,13 @@ def run_theirs(module, projection, dataset: str, init: bool, lam: float, t: floa
         get_model_names=lambda names=None: ["prompt_learner"], detect_anomaly=lambda loss: None,
         model_zero_grad=lambda names=None: optim.zero_grad())
     projection(trainer, xe, kl, lam)
+    return xe, kl, output
+
+
+def run_theirs(module, projection, dataset: str, init: bool, lam: float, t: float, clip, images, labels):
+    model, zero_shot = build_theirs(module, dataset, init, clip)
+    xe, kl, output = their_step(module, projection, model, zero_shot, lam, t, images, labels)
+    learner = model.prompt_learner
     return learner.ctx.detach().clone(), xe.detach(), kl.detach(), output.detach(), learner.ctx.grad.clone()
 
 
@@ -101,14 +123,37 @@ def compare(module, projection, dataset: str, init: bool, lam: float, t: float) 
     return worst
 
 
+def speed(checkout: Path, batch: int = 4, runs: int = 5) -> Speed:
+    """Their ProGrad step and ours (base-to-new settings on Caltech101) on one random ViT-B/16, side by side."""
+    module = import_authors_file(checkout / "ProGrad.public", "trainers/prograd.py", "authors_prograd")
+    projection = their_projection(checkout)
+    classnames = speed_classes()
+    clip = build_random_clip("ViT-B/16")
+    theirs, zero_shot = build_theirs(module, "Caltech101", True, clip, classnames)
+    ours = ProGrad(clip, classnames, ProGradOptions(n_ctx=16),
+                   template=authors_template("Caltech101", CATALOG["Caltech101"].template))
+    images, labels = speed_batch(batch, len(classnames))
+
+    def their_train():
+        theirs.train()
+        their_step(module, projection, theirs, zero_shot, 1.0, 1.0, images, labels)
+
+    return time_method("ProGrad", schedule("ProGrad", "vit_b16_ep100"), ours, their_train,
+                       eval_step(theirs, lambda: theirs(images)), images, labels, runs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkout", type=Path, help="root of a clone of github.com/BeierZhu/Prompt-align")
     parser.add_argument("--tolerance", type=float, default=1e-6)
+    add_speed_arguments(parser)
     args = parser.parse_args()
     if not (args.checkout / "ProGrad.public" / "trainers" / "prograd.py").is_file():
         parser.error(f"{args.checkout} is not a checkout of BeierZhu/Prompt-align (no ProGrad.public/trainers/prograd.py)")
     module = import_authors_file(args.checkout / "ProGrad.public", "trainers/prograd.py", "authors_prograd")
+    if args.speed:
+        speed(args.checkout, args.batch, args.runs)
+        return 0
     projection = their_projection(args.checkout)
     worst = max(compare(module, projection, *setting) for setting in SETTINGS)
     return verdict(worst, args.tolerance)

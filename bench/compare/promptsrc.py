@@ -10,6 +10,12 @@ identity (this runs on the CPU), and the teacher text features' `.half()` rounds
 fp32 (in their fp16-only code both sides of that product are fp16; in fp32 it would not run).
 `HALF_PROMPTS True` makes ours cast as theirs does and must agree to ~1e-5; our default is shown too.
 Then a few SGD epochs with Gaussian prompt aggregation on both sides. Not run in CI.
+
+    python bench/compare/promptsrc.py /tmp/promptsrc --speed [--batch 4 --runs 5]
+
+instead times one training step and one evaluation batch side by side on a random ViT-B/16 in fp32
+(the authors' base-to-new config; our default fp32 prompts; 50 classes) and estimates one base-to-new
+run (see `common.time_method`).
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ import numpy as np
 import torch
 from yacs.config import CfgNode as CN
 
-from common import SHAPES, add_preset_argument, cpu_only, import_authors_file, loss_and_logits, rel, report, their_clip, verdict
+from common import (SHAPES, Speed, add_preset_argument, add_speed_arguments, cpu_only, eval_step, import_authors_file,
+                    loss_and_logits, rel, report, schedule, speed_batch, speed_classes, their_clip, time_method,
+                    verdict)
 
 from clipprompt.models import PromptSRC
 from clipprompt.models.promptsrc import GaussianPromptAverage, PromptSRCOptions, gaussian_epoch_weights
@@ -36,13 +44,21 @@ OPTIONS = dict(
     text_loss_weight=25.0, image_loss_weight=10.0, gpa_mean=GPA_MEAN, gpa_std=GPA_STD,
 )
 
-# their parameter name -> ours
-ROLES = {
-    "prompt_learner.ctx": "ctx",
-    "image_encoder.VPT": "visual_ctx",
-    **{f"image_encoder.transformer.resblocks.{k + 1}.VPT_shallow": f"deep_visual.{k}" for k in range(DEPTH_VISION - 1)},
-    **{f"text_encoder.transformer.resblocks.{k + 1}.VPT_shallow": f"deep_text.{k}" for k in range(DEPTH_TEXT - 1)},
-}
+def roles(depth_text: int = DEPTH_TEXT, depth_vision: int = DEPTH_VISION) -> dict[str, str]:
+    """Their parameter name -> ours."""
+    return {
+        "prompt_learner.ctx": "ctx",
+        "image_encoder.VPT": "visual_ctx",
+        **{f"image_encoder.transformer.resblocks.{k + 1}.VPT_shallow": f"deep_visual.{k}" for k in range(depth_vision - 1)},
+        **{f"text_encoder.transformer.resblocks.{k + 1}.VPT_shallow": f"deep_text.{k}" for k in range(depth_text - 1)},
+    }
+
+
+ROLES = roles()
+# The authors' base-to-new config (configs/trainers/PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml).
+BASE_TO_NEW = dict(n_ctx_text=4, n_ctx_vision=4, prompt_depth_text=9, prompt_depth_vision=9, text_loss_weight=25.0,
+                   image_loss_weight=10.0, gpa_mean=15.0, gpa_std=1.0)
+BASE_TO_NEW_EPOCHS = 20
 
 
 class RoundedHalf(torch.Tensor):
@@ -52,20 +68,20 @@ class RoundedHalf(torch.Tensor):
         return torch.Tensor.half(self.as_subclass(torch.Tensor)).float().as_subclass(RoundedHalf)
 
 
-def config(resolution: int) -> CN:
+def config(resolution: int, options: dict = OPTIONS, epochs: int = EPOCHS) -> CN:
+    """Their config node from our options' values."""
     cfg = CN()
     cfg.TRAINER = CN({"PROMPTSRC": CN({
-        "N_CTX_TEXT": N_CTX_TEXT, "N_CTX_VISION": N_CTX_VISION, "CTX_INIT": "a photo of a", "PREC": "fp32",
-        "PROMPT_DEPTH_TEXT": DEPTH_TEXT, "PROMPT_DEPTH_VISION": DEPTH_VISION,
-        "TEXT_LOSS_WEIGHT": 25.0, "IMAGE_LOSS_WEIGHT": 10.0, "GPA_MEAN": GPA_MEAN, "GPA_STD": GPA_STD,
+        **{name.upper(): value for name, value in options.items()}, "CTX_INIT": "a photo of a", "PREC": "fp32",
     })})
     cfg.INPUT = CN({"SIZE": (resolution, resolution)})
-    cfg.OPTIM = CN({"MAX_EPOCH": EPOCHS})
+    cfg.OPTIM = CN({"MAX_EPOCH": epochs})
     return cfg
 
 
-def build_theirs(module, state: dict, resolution: int):
-    cfg = config(resolution)
+def build_theirs(module, state: dict, resolution: int, options: dict = OPTIONS, epochs: int = EPOCHS,
+                 classnames=CLASSNAMES):
+    cfg = config(resolution, options, epochs)
     node = cfg.TRAINER.PROMPTSRC
 
     def load_clip_to_cpu(cfg, zero_shot_model=False):  # their function downloads; same design, our weights
@@ -76,32 +92,56 @@ def build_theirs(module, state: dict, resolution: int):
 
     module.load_clip_to_cpu = load_clip_to_cpu
     with cpu_only():
-        model = module.CustomCLIP(cfg, CLASSNAMES, load_clip_to_cpu(cfg)).float()
+        model = module.CustomCLIP(cfg, classnames, load_clip_to_cpu(cfg)).float()
     learner = model.prompt_learner
     learner.fixed_embeddings = learner.fixed_embeddings.as_subclass(RoundedHalf)
     for name, param in model.named_parameters():  # what their trainer leaves trainable
         param.requires_grad_(("prompt_learner" in name or "VPT" in name) and "ZS_image_encoder" not in name)
     learnable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert learnable == set(ROLES), sorted(learnable ^ set(ROLES))
+    expected = set(roles(node.PROMPT_DEPTH_TEXT, node.PROMPT_DEPTH_VISION))
+    assert learnable == expected, sorted(learnable ^ expected)
     return model, cfg
 
 
-def stand_in_trainer(module, model, cfg, lr: float):
-    """What their `PromptSRC.forward_backward` reads from its trainer, with their own GPA helpers."""
+def stand_in_trainer(module, model, cfg, lr: float, num_batches: int = 1):
+    """What their `PromptSRC.forward_backward` reads from its trainer, with their own GPA helpers
+    (every call ends an epoch when `num_batches` is 1; none does when it is 2)."""
     trainer_class = module.PromptSRC
+    node = cfg.TRAINER.PROMPTSRC
     fake = types.SimpleNamespace(
-        model=model, cfg=cfg, scaler=None, batch_idx=0, num_batches=1, step_counter=1, previous_model_gpa=None,
+        model=model, cfg=cfg, scaler=None, batch_idx=0, num_batches=num_batches, step_counter=1, previous_model_gpa=None,
         optim=torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr),
         update_lr=lambda: None,
     )
     for name in ("parse_batch_train", "state_dict_weighting", "state_dict_add", "get_gauss"):
         setattr(fake, name, functools.partial(getattr(trainer_class, name), fake))
     fake.device = torch.device("cpu")
-    gauss = fake.get_gauss(GPA_MEAN, GPA_STD)  # their build_model's GPA weights
-    weights = np.array([gauss(a) for a in range(1, EPOCHS + 1)])
+    gauss = fake.get_gauss(node.GPA_MEAN, node.GPA_STD)  # their build_model's GPA weights
+    weights = np.array([gauss(a) for a in range(1, cfg.OPTIM.MAX_EPOCH + 1)])
     fake.gauss = weights / sum(weights)
     fake.forward_backward = functools.partial(trainer_class.forward_backward, fake)
     return fake
+
+
+def speed(checkout, batch: int = 4, runs: int = 5) -> Speed:
+    """Their trainer's step (`forward_backward`, SGD at learning rate 0, no epoch end) and ours at the
+    authors' base-to-new config on one random ViT-B/16, side by side (our default fp32 prompts)."""
+    module = import_authors_file(checkout, "trainers/promptsrc.py", "authors_promptsrc")
+    classnames = speed_classes()
+    clip = build_random_clip("ViT-B/16")
+    torch.manual_seed(1)
+    theirs, cfg = build_theirs(module, clip.state_dict(), 224, BASE_TO_NEW, BASE_TO_NEW_EPOCHS, classnames)
+    ours = PromptSRC(clip, classnames, PromptSRCOptions(**BASE_TO_NEW))
+    ours.load_trainable_state_dict({mine: theirs.get_parameter(their).detach() for their, mine in roles(9, 9).items()})
+    images, labels = speed_batch(batch, len(classnames))
+    trainer = stand_in_trainer(module, theirs, cfg, lr=0.0, num_batches=2)
+
+    def their_train():
+        theirs.train()
+        trainer.forward_backward({"img": images, "label": labels})
+
+    return time_method("PromptSRC", schedule("PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx"), ours, their_train,
+                       eval_step(theirs, lambda: theirs(images)), images, labels, runs)
 
 
 def main() -> None:
@@ -109,7 +149,11 @@ def main() -> None:
     parser.add_argument("checkout", help="a checkout of github.com/muzairkhattak/PromptSRC")
     parser.add_argument("--tolerance", type=float, default=1e-4)
     add_preset_argument(parser, default="wide")
+    add_speed_arguments(parser)
     args = parser.parse_args()
+    if args.speed:
+        speed(args.checkout, args.batch, args.runs)
+        return
     shape = SHAPES[args.preset]
 
     module = import_authors_file(args.checkout, "trainers/promptsrc.py", "authors_promptsrc")

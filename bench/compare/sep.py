@@ -13,6 +13,11 @@ cross-entropies and cosine similarities their forward computes (recorded while i
 `L_IND 0` is our default `LAYERS` (every block but the first). Ours runs with `OFFICIAL_COMPAT True`
 on the exact slow path (77-token prompts, CLIP's block forward) and on the default fast path.
 The shapes: their code hard-codes ViT-B/16's widths, so `small-b16` (those widths, 4 blocks) or `ViT-B/16`.
+
+    python bench/compare/sep.py /path/to/SEP-checkout --speed [--batch 4 --runs 5]
+
+instead times one training step and one evaluation batch side by side on a random ViT-B/16 in fp32
+(50 classes) and estimates one base-to-new run (see `common.time_method`).
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from common import (PATHS, SHAPES, add_speed_argument, dassl_like_cfg, import_authors_file, loss_terms_and_logits,
-                    rel, report, side_by_side, their_custom_clip, verdict)
+from common import (PATHS, SHAPES, Speed, add_speed_arguments, dassl_like_cfg, eval_step, import_authors_file,
+                    loss_terms_and_logits, rel, report, schedule, speed_batch, speed_classes, their_custom_clip,
+                    time_method, train_step, verdict)
 
 from clipprompt.backbones.random_clip import build_random_clip
 from clipprompt.models import SEP
@@ -90,7 +96,7 @@ def their_terms(record: dict) -> dict[str, torch.Tensor]:
             "proto": 0.5 * (ce_proto_prompted + ce_proto_frozen)}
 
 
-def build_pair(module, preset: str):
+def build_pair(module, preset: str, classnames: list[str] = CLASSNAMES):
     """Their CustomCLIP in fp32 with perturbed learned tensors, and our SEP (OFFICIAL_COMPAT) with the same."""
     clip = build_random_clip(SHAPES[preset])
     blocks = len(clip.transformer.resblocks)
@@ -99,7 +105,7 @@ def build_pair(module, preset: str):
                                    "CLASS_TOKEN_POSITION": "end", "W": W, "W_V": W_V, "L_IND": 0, "PREC": "fp32"}},
                          DATASET, clip.visual.input_resolution)
     torch.manual_seed(0)
-    theirs = their_custom_clip(module, cfg, CLASSNAMES, clip.state_dict(), "prompt_learner", torch.device("cpu"))
+    theirs = their_custom_clip(module, cfg, classnames, clip.state_dict(), "prompt_learner", torch.device("cpu"))
     theirs.float()  # their TFMs are built in fp16
     names = roles(blocks)
     torch.manual_seed(3)
@@ -112,7 +118,7 @@ def build_pair(module, preset: str):
                 p.copy_(F.normalize(torch.randn_like(p), dim=-1))
             else:
                 p.add_(0.02 * torch.randn_like(p))
-    ours = SEP(clip, CLASSNAMES, SEPOptions(n_ctx=N_CTX, n_ctx_v=N_CTX_V, w=W, w_v=W_V, official_compat=True),
+    ours = SEP(clip, classnames, SEPOptions(n_ctx=N_CTX, n_ctx_v=N_CTX_V, w=W, w_v=W_V, official_compat=True),
                template=TEMPLATE)
     state = {mine: theirs.get_parameter(their).detach().reshape(ours.get_parameter(mine).shape)
              for their, mine in names.items()}
@@ -127,8 +133,11 @@ def main() -> int:
     parser.add_argument("--preset", default="small-b16", choices=["small-b16", "ViT-B/16"],
                         help="random CLIP shape (their code needs ViT-B/16's widths)")
     parser.add_argument("--tolerance", type=float, default=1e-5)
-    add_speed_argument(parser)
+    add_speed_arguments(parser)
     args = parser.parse_args()
+    if args.speed:
+        speed(args.checkout, args.batch, args.runs)
+        return 0
     module = import_authors_file(args.checkout / "SEP_main", "trainers/sep.py", "authors_sep")
     theirs, ours, names = build_pair(module, args.preset)
     resolution = ours.image_encoder.input_resolution
@@ -156,44 +165,18 @@ def main() -> int:
         report(f"SEP OFFICIAL_COMPAT, {args.preset}, {mode}", rows)
         worst = max(worst, *(v for name, v in rows.items() if not name.endswith("(fp16 in theirs)")))
         worst_half = max(worst_half, *(v for name, v in rows.items() if name.endswith("(fp16 in theirs)")))
-    if args.speed:
-        speed(theirs, ours, images, labels)
     # s1, s2 pass through `.half()` in their forward: their gradients are fp16, one unit in the last place 4.9e-4
     return verdict(worst, args.tolerance, " in fp32") | verdict(worst_half, HALF_TOLERANCE, " of the fp16 gradients")
 
 
-def speed(theirs, ours, images, labels) -> None:
-    """One training step (forward and backward) and one evaluation batch, theirs and ours (fast path).
-
-    Our evaluation runs as our trainer runs it: the class text features computed once per test set
-    (outside the timing), theirs per batch."""
-    ours.configure(**PATHS["fast (default)"])
-
-    def their_step():
-        theirs.train()
-        theirs.zero_grad()
-        theirs(images, labels)[1].backward()
-
-    def our_step():
-        ours.train()
-        ours.zero_grad()
-        ours.loss(images, labels)[0].backward()
-
-    def their_eval():
-        with torch.no_grad():
-            theirs(images)
-
-    def our_eval():
-        with torch.no_grad():
-            ours(images)
-
-    theirs.train()  # their training step first; evaluation in eval mode below
-    steps = {"training step": (their_step, our_step)}
-    side_by_side(steps)
-    theirs.eval()
-    ours.eval()
-    with ours.cached_text_features():
-        side_by_side({"evaluation": (their_eval, our_eval)})
+def speed(checkout: Path, batch: int = 4, runs: int = 5) -> Speed:
+    """Their CustomCLIP and our SEP (OFFICIAL_COMPAT) on one random ViT-B/16, timed side by side."""
+    module = import_authors_file(checkout / "SEP_main", "trainers/sep.py", "authors_sep")
+    theirs, ours, _ = build_pair(module, "ViT-B/16", speed_classes())
+    images, labels = speed_batch(batch, ours.num_classes)
+    return time_method("SEP", schedule("SEP", "vit_b16_ep50_batch32"), ours,
+                       train_step(theirs, lambda: theirs(images, labels)[1]), eval_step(theirs, lambda: theirs(images)),
+                       images, labels, runs)
 
 
 if __name__ == "__main__":

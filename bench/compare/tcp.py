@@ -8,6 +8,11 @@ weights, context and TKE weights, the same batch; we compare the training loss (
 cos)), the logits, the hand-crafted features and the gradient of every learnable parameter
 (context, both TKE layers). Ours runs on the exact slow path (77-token prompts, CLIP's block
 forward) and on the default fast path (EOS cut, fused attention).
+
+    python bench/compare/tcp.py /path/to/checkout --speed [--batch 4 --runs 5]
+
+instead times one training step and one evaluation batch side by side on a random ViT-B/16 in fp32
+(the base-to-new config: 4 context vectors, W 8, Caltech101's templates; 50 classes) and estimates one base-to-new run (see `common.time_method`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from pathlib import Path
 
 import torch
 
-from common import PATHS, dassl_like_cfg, import_authors_file, loss_and_logits, rel, report, their_custom_clip, verdict
+from common import (PATHS, Speed, add_speed_arguments, dassl_like_cfg, eval_step, import_authors_file, loss_and_logits,
+                    rel, report, schedule, speed_batch, speed_classes, their_custom_clip, time_method, train_step,
+                    verdict)
 
 from clipprompt.data.catalog import get_spec
 from clipprompt.models import TCP
@@ -76,11 +83,35 @@ def compare(theirs_module, dataset: str, batch: int = 4) -> float:
     return worst
 
 
+def speed(checkout: Path, batch: int = 4, runs: int = 5) -> Speed:
+    """Their CustomCLIP and our TCP (base-to-new config, Caltech101's templates) on one random ViT-B/16."""
+    module = import_authors_file(checkout, "trainers/tcp.py", "authors_tcp")
+    classnames = speed_classes()
+    clip = build_random_clip("ViT-B/16")
+    cfg = dassl_like_cfg(
+        {"COOP": {"N_CTX": 4, "CTX_INIT": False, "CSC": False, "CLASS_TOKEN_POSITION": "end", "W": 8.0, "PREC": "fp32"},
+         "COCOOP": {"PREC": "fp32"}}, "Caltech101", 224)
+    torch.manual_seed(0)
+    theirs = their_custom_clip(module, cfg, classnames, clip.state_dict(), learnable="prompt_learner")
+    tail, anchor = authors_templates("Caltech101", get_spec("Caltech101").template)
+    ours = TCP(clip, classnames, TCPOptions(), template=tail, anchor_template=anchor)
+    their_params = dict(theirs.named_parameters())
+    ours.load_trainable_state_dict({mine: their_params[their].detach() for mine, their in ROLES.items()})
+    images, labels = speed_batch(batch, len(classnames))
+    return time_method("TCP", schedule("TCP", "vit_b16_ep50_ctx4"), ours,
+                       train_step(theirs, lambda: theirs(images, labels)[1]),
+                       eval_step(theirs, lambda: theirs(images)), images, labels, runs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkout", type=Path, help="root of a clone of the authors' TCP repository")
     parser.add_argument("--tolerance", type=float, default=1e-5)
+    add_speed_arguments(parser)
     args = parser.parse_args()
+    if args.speed:
+        speed(args.checkout, args.batch, args.runs)
+        return 0
     theirs_module = import_authors_file(args.checkout, "trainers/tcp.py", "authors_tcp")
     # own prompt tail; own anchor; context over words
     worst = max(compare(theirs_module, dataset) for dataset in ("OxfordPets", "FGVCAircraft", "UCF101"))
