@@ -190,9 +190,11 @@ def compare(variant: Variant, theirs: dict, ours: dict) -> dict[str, float]:
     return rows
 
 
-def speed(checkout, batch: int = 4, runs: int = 5, variant: Variant = MMRL_VARIANT) -> Speed:
+def speed(checkout, batch: int = 4, runs: int = 5, method: str = "MMRL") -> Speed:
     """Their step (their trainer's fp32 step without the optimizer) and ours at the authors'
-    base-to-new config (REP_LAYERS 6-12) on one random ViT-B/16, timed side by side."""
+    base-to-new config (REP_LAYERS 6-12) on one random ViT-B/16, timed side by side; `method`
+    MMRL or MMRLpp."""
+    variant = {v.name: v for v in (MMRL_VARIANT, MMRLPP_VARIANT)}[method]
     module = import_authors_file(checkout, variant.trainer_file, f"authors_{variant.name.lower()}")
     defaults = variant.options()  # the authors' base-to-new settings
     layers = defaults.rep_layers
@@ -233,7 +235,7 @@ def main(variant: Variant = MMRL_VARIANT) -> int:
     add_speed_arguments(parser)
     args = parser.parse_args()
     if args.speed:
-        speed(args.checkout, args.batch, args.runs, variant)
+        speed(args.checkout, args.batch, args.runs, variant.name)
         return 0
     module = import_authors_file(args.checkout, variant.trainer_file, f"authors_{variant.name.lower()}")
     state = build_random_clip(WIDE_SHAPE).state_dict()

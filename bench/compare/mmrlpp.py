@@ -11,12 +11,8 @@ before copying their learned tensors into ours, so every gradient is compared. S
 """
 
 import sys
-from functools import partial
 
-import mmrl
 from mmrl import MMRLPP_VARIANT, main
-
-speed = partial(mmrl.speed, variant=MMRLPP_VARIANT)  # speed.py's entry: MMRL's, on MMRL++
 
 if __name__ == "__main__":
     sys.exit(main(MMRLPP_VARIANT))

@@ -51,7 +51,7 @@ CASES = {
     "PromptSRC": Case("promptsrc", "promptsrc"),
     "MMA": Case("mma", "mma"),
     "MMRL": Case("mmrl", "mmrl"),
-    "MMRLpp": Case("mmrlpp", "mmrl"),
+    "MMRLpp": Case("mmrl", "mmrl", {"method": "MMRLpp"}),
     "CoOp_DePT": Case("dept", "dept", {"base": "CoOp"}),
     "CoCoOp_DePT": Case("dept", "dept", {"base": "CoCoOp"}),
     "KgCoOp_DePT": Case("dept", "dept", {"base": "KgCoOp"}),
