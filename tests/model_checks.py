@@ -45,3 +45,18 @@ def fast_and_slow(model, images, labels) -> tuple[PathOutputs, PathOutputs]:
         with torch.no_grad(), (model.cached_text_features() if fast else contextlib.nullcontext()):
             outputs.append(PathOutputs(loss.detach(), grads, model(images)))
     return outputs[0], outputs[1]
+
+
+def reload_and_evaluate_new_classes(model, again, new, images, learned: set[str]) -> None:
+    """`model`'s trained tensors, and only `learned`, are its checkpoint: `again` (same classes)
+    loaded from it gives the same logits; `new` (other classes) loads it and evaluates, its class
+    text features computed once per evaluation."""
+    state = model.trainable_state_dict()
+    assert set(state) == learned
+    again.load_trainable_state_dict(state)
+    new.load_trainable_state_dict(state)
+    with torch.no_grad():
+        torch.testing.assert_close(again(images), model(images))
+        with new.cached_text_features():
+            assert new(images).shape == (len(images), new.num_classes)
+            assert new.text_features() is new.text_features()  # computed once per evaluation

@@ -16,7 +16,7 @@ from clipprompt.testing import make_tiny_dataset, make_tiny_descriptions
 from clipprompt.testing.markers import requires_dassl
 from clipprompt.testing.protocol_scripts import TINY_OVERRIDES, run_base2new_scripts, train_in_process
 
-from model_checks import fast_and_slow, learned_parameters, train_steps
+from model_checks import fast_and_slow, learned_parameters, reload_and_evaluate_new_classes, train_steps
 
 BASE = ["dog", "cat", "fire_truck", "sea lion", "snowy owl", "tram"]
 NEW = ["red fox", "hot air balloon", "maple leaf"]
@@ -182,16 +182,9 @@ def test_loss_falls_on_a_tiny_task(tiny_clip, images):
 
 def test_save_load_round_trip_and_eval_on_new_classes(tiny_clip, images):
     model = perturbed(build(tiny_clip))
-    state = model.trainable_state_dict()
-    assert set(state) == LEARNED
-    again, new = build(tiny_clip), build(tiny_clip, NEW)
-    again.load_trainable_state_dict(state)
-    new.load_trainable_state_dict(state)
+    new = build(tiny_clip, NEW)
+    reload_and_evaluate_new_classes(model, build(tiny_clip), new, images, LEARNED)
     with torch.no_grad():
-        torch.testing.assert_close(again(images), model(images))
-        with new.cached_text_features():
-            assert new(images).shape == (4, len(NEW))
-            assert new.text_features() is new.text_features()  # computed once per evaluation
         torch.testing.assert_close(new.features(images)[0], model.features(images)[0])
 
 
