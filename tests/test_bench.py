@@ -77,6 +77,17 @@ def run_comparison(script: str, *args: str) -> int:
             sys.modules.pop("common", None)
 
 
+COMPARISONS = sorted(p.name for p in (REPO / "bench" / "compare").glob("*.py") if p.name != "common.py")
+
+
+@pytest.mark.parametrize("script", COMPARISONS)
+def test_every_comparison_script_imports_and_explains_itself(script, capsys):
+    """Each script runs as far as --help (its imports from common and the models hold), and every
+    method's script offers --speed."""
+    assert run_comparison(script, "--help") == 0
+    assert script == "speed.py" or "--speed" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("script", ["cocoop.py", "sep.py", "promptsrc.py", "mmrlpp.py"])
 def test_comparisons_refuse_a_path_that_is_not_the_authors_checkout(tmp_path, script, capsys):
     assert run_comparison(script, str(tmp_path)) == 2

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from common import (PATHS, WIDE_SHAPE, add_speed_argument, cpu_only, dassl_like_cfg, import_authors_file,
+from common import (PATHS, WIDE_SHAPE, add_speed_arguments, cpu_only, dassl_like_cfg, import_authors_file,
                     loss_terms_and_logits, rel, report, side_by_side, their_clip, verdict)
 
 from clipprompt.backbones.random_clip import PRESETS, build_random_clip
@@ -195,10 +195,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkout", help="a checkout of github.com/zzeoZheng/HiCroPL")
     parser.add_argument("--tolerance", type=float, default=1e-6)
-    add_speed_argument(parser)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--runs", type=int, default=5)
+    add_speed_arguments(parser)
+    parser.add_argument("--classes", type=int, default=10, help="with --speed: classes (default 10)")
     args = parser.parse_args()
     import dassl.engine  # noqa: F401  (ours, before their checkout's copy of Dassl could be found)
 

@@ -29,7 +29,7 @@ import torch
 from yacs.config import CfgNode as CN
 
 from common import (
-    PATHS, SMALL_B16_SHAPE, add_speed_argument, cpu_only, import_authors_file, rel, report, side_by_side, their_clip,
+    PATHS, SMALL_B16_SHAPE, add_speed_arguments, cpu_only, import_authors_file, rel, report, side_by_side, their_clip,
     verdict,
 )
 
@@ -131,8 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkout", help="a checkout of github.com/zhengli97/PromptKD")
     parser.add_argument("--tolerance", type=float, default=1e-5)
-    add_speed_argument(parser)
-    parser.add_argument("--speed-batch", type=int, default=4, help="images per timed batch (default 4)")
+    add_speed_arguments(parser)
     args = parser.parse_args()
     module = import_authors_file(args.checkout, "trainers/promptkd.py", "authors_promptkd")
     student_shape, resolution = SMALL_B16_SHAPE, SMALL_B16_SHAPE.image_resolution
@@ -184,11 +183,11 @@ def main() -> None:
           "the gradients before the projector.")
     status = verdict(faithful, args.tolerance, " on the exact path with HALF_PROMPTS True")
     if args.speed:
-        speed(module, args.speed_batch)
+        speed(module, args.batch, args.runs)
     raise SystemExit(status)
 
 
-def speed(module, batch_size: int = 4) -> None:
+def speed(module, batch_size: int = 4, runs: int = 5) -> None:
     """One training step and one evaluation batch, random ViT-B/16 student and ViT-L/14 teacher, fp32."""
     b16, l14 = PRESETS["ViT-B/16"], PRESETS["ViT-L/14"]
     student_state = build_random_clip(b16, seed=0).state_dict()
@@ -223,7 +222,7 @@ def speed(module, batch_size: int = 4) -> None:
         with torch.no_grad(), ours.cached_text_features():
             ours(images)
 
-    side_by_side({"train step": (their_train, our_train), "eval batch": (their_eval, our_eval)}, runs=3)
+    side_by_side({"train step": (their_train, our_train), "eval batch": (their_eval, our_eval)}, runs=runs)
 
 
 if __name__ == "__main__":
