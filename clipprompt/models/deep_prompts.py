@@ -1,6 +1,6 @@
-"""What the deep-prompt methods share (VPT, IVLP, MaPLe, PromptSRC): deep visual prompts, a text
-prompt that starts from CTX_INIT's words with deep text prompts, and the authors' fp16 rounding of
-those prompts (HALF_PROMPTS).
+"""What the deep-prompt methods share (VPT, IVLP, MaPLe, PromptSRC, PromptKD's student): deep
+visual prompts, a text prompt that starts from CTX_INIT's words with deep text prompts, and the
+authors' fp16 rounding of those prompts (HALF_PROMPTS).
 
 The text prompt reads `[SOS] p_1..p_n <rest of CTX_INIT> <class>. [EOS]`: p learned, and the words
 of CTX_INIT after its first n tokens stay fixed words before every class name (the authors' code
@@ -47,6 +47,17 @@ class DeepVisualPrompts(PromptedCLIP):
     A subclass has `options.half_prompts`, implements `image_features(images)` (with
     `encode_prompted_images`) and the class text features.
     """
+
+    def init_visual_prompts(self, n_ctx: int, depth: int, key: str) -> None:
+        """`visual_ctx` (n_ctx, width) at the input and `deep_visual`, one per block 1..depth-1 (N(0, 0.02²));
+        `key` names the method's node in the error for a depth this CLIP does not have."""
+        if depth > self.image_encoder.depth:
+            raise ConfigError(
+                f"{key}.PROMPT_DEPTH_VISION is {depth}; this CLIP's image encoder has {self.image_encoder.depth} blocks."
+            )
+        width = self.image_encoder.width
+        self.visual_ctx = nn.Parameter(torch.randn(n_ctx, width) * 0.02)
+        self.deep_visual = nn.ParameterList(nn.Parameter(torch.randn(n_ctx, width) * 0.02) for _ in range(depth - 1))
 
     def as_prompt(self, values: Tensor, batch: int) -> Tensor:
         """`values` (n, width) for each of `batch` sequences.

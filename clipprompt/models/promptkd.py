@@ -171,16 +171,7 @@ class PromptKD(DeepVisualPrompts):
         super().__init__(clip, classnames)
         self.options = options
         self.require_image_tokens()
-        if options.prompt_depth_vision > self.image_encoder.depth:
-            raise ConfigError(
-                f"{KEY}.PROMPT_DEPTH_VISION is {options.prompt_depth_vision}; "
-                f"this CLIP's image encoder has {self.image_encoder.depth} blocks."
-            )
-        width, n_v = self.image_encoder.width, options.n_ctx_vision
-        self.visual_ctx = nn.Parameter(torch.randn(n_v, width) * 0.02)
-        self.deep_visual = nn.ParameterList(
-            nn.Parameter(torch.randn(n_v, width) * 0.02) for _ in range(options.prompt_depth_vision - 1)
-        )
+        self.init_visual_prompts(options.n_ctx_vision, options.prompt_depth_vision, KEY)
         self.projector = projector(self.embed_dim, teacher.embed_dim)
         self.teacher = teacher.requires_grad_(False)
         self.train_classnames = list(train_classnames or classnames)

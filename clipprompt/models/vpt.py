@@ -15,10 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
 from ..options import MethodOptions, check_template, option, register_options
 from .base import DEFAULT_TEMPLATE
 from .deep_prompts import DeepVisualPrompts
@@ -45,16 +43,7 @@ class VPT(DeepVisualPrompts):
         super().__init__(clip, classnames)
         self.options = options = options or VPTOptions()
         self.require_image_tokens()
-        if options.prompt_depth_vision > self.image_encoder.depth:
-            raise ConfigError(
-                f"TRAINER.VPT.PROMPT_DEPTH_VISION is {options.prompt_depth_vision}; "
-                f"this CLIP's image encoder has {self.image_encoder.depth} blocks."
-            )
-        width, n_v = self.image_encoder.width, options.n_ctx_vision
-        self.visual_ctx = nn.Parameter(torch.randn(n_v, width) * 0.02)
-        self.deep_visual = nn.ParameterList(
-            nn.Parameter(torch.randn(n_v, width) * 0.02) for _ in range(options.prompt_depth_vision - 1)
-        )
+        self.init_visual_prompts(options.n_ctx_vision, options.prompt_depth_vision, "TRAINER.VPT")
 
     def class_text_features(self) -> Tensor:
         return self.frozen_prompt_features(self.options.template)
